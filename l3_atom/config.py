@@ -1,0 +1,239 @@
+"""One settings object from ``config.ini``, ``keys/.env`` and the environment.
+
+Precedence: environment variables, then ``keys/.env`` (python-dotenv never
+overrides a variable that is already set), then ``config.ini``.  Every value
+is checked when it is read, so a wrong one stops the program with a message
+naming the file, section and key instead of failing later inside Kafka.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+from l3_atom.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.ini"
+DEFAULT_ENV_PATH = PROJECT_ROOT / "keys" / ".env"
+PROFILE_PREFIX = "profile:"
+SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
+
+
+class ConfigError(UserError):
+    """A missing or invalid setting, with a message that says how to fix it."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    profile: str
+    num_partitions: int
+    num_replications: int
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+    changelog_max_batch_size: int
+    security_protocol: str
+    sasl_mechanism: str | None
+    sasl_username: str | None
+    sasl_password: str | None = field(repr=False)
+    linger_ms: int
+    max_message_bytes: int
+
+    def client_config(self) -> dict[str, Any]:
+        """Connection settings for confluent-kafka clients (producer, consumer, admin)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.security_protocol in SASL_PROTOCOLS:
+            conf.update(
+                {
+                    "sasl.mechanisms": self.sasl_mechanism or "PLAIN",
+                    "sasl.username": self.sasl_username,
+                    "sasl.password": self.sasl_password,
+                }
+            )
+        return conf
+
+    def producer_config(self) -> dict[str, Any]:
+        """A producer that never loses or duplicates a send (ARCHITECTURE.md, 6)."""
+        return {
+            **self.client_config(),
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": self.linger_ms,
+            "message.max.bytes": self.max_message_bytes + 64 * 1024,
+        }
+
+
+@dataclass(frozen=True)
+class ConnectorSettings:
+    reconnect_initial_delay_s: float
+    reconnect_max_delay_s: float
+    silence_timeout_s: float
+    max_frame_bytes: int
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    app_id: str
+    batch_size: int
+    batch_within_s: float
+
+
+@dataclass(frozen=True)
+class SchemaRegistrySettings:
+    url: str
+    username: str | None
+    password: str | None = field(repr=False)
+
+    def client_config(self) -> dict[str, Any]:
+        """Settings for confluent-kafka's ``SchemaRegistryClient``."""
+        conf: dict[str, Any] = {"url": self.url}
+        if self.username:
+            conf["basic.auth.user.info"] = f"{self.username}:{self.password or ''}"
+        return conf
+
+
+class _Reader:
+    """Typed, checked access to one ``config.ini``."""
+
+    def __init__(self, parser: configparser.ConfigParser, path: Path):
+        self.parser = parser
+        self.path = path
+
+    def _raw(self, section: str, key: str) -> str:
+        if not self.parser.has_section(section):
+            raise ConfigError(f"{self.path}: section [{section}] is missing")
+        if not self.parser.has_option(section, key):
+            raise ConfigError(f"{self.path}: [{section}] has no '{key}'")
+        return self.parser.get(section, key).strip()
+
+    def text(self, section: str, key: str, default: str | None = None) -> str | None:
+        if default is not None and not self.parser.has_option(section, key):
+            return default
+        if not self.parser.has_option(section, key):
+            return None
+        return self._raw(section, key)
+
+    def integer(self, section: str, key: str, minimum: int = 0) -> int:
+        raw = self._raw(section, key)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{self.path}: [{section}] {key} must be a whole number, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{self.path}: [{section}] {key} must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, section: str, key: str) -> float:
+        raw = self._raw(section, key)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{self.path}: [{section}] {key} must be a number, got {raw!r}") from None
+        if value <= 0:
+            raise ConfigError(f"{self.path}: [{section}] {key} must be greater than 0, got {raw}")
+        return value
+
+
+class Settings:
+    """Everything L3 Atom reads from its configuration, checked once, up front."""
+
+    def __init__(self, config_path: Path | None = None, env_path: Path | None = None):
+        self.config_path = Path(config_path or os.environ.get("L3_ATOM_CONFIG") or DEFAULT_CONFIG_PATH)
+        self.env_path = Path(env_path or DEFAULT_ENV_PATH)
+        if not self.config_path.exists():
+            raise ConfigError(f"configuration file {self.config_path} does not exist")
+        load_dotenv(self.env_path, override=False)
+        parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
+        try:
+            parser.read(self.config_path)
+        except configparser.Error as exc:
+            raise ConfigError(f"{self.config_path}: cannot be parsed: {exc}") from None
+        self._reader = _Reader(parser, self.config_path)
+        self.profile = os.environ.get("L3_ATOM_PROFILE") or self._reader.text("kafka", "profile", "local")
+        profiles = [s[len(PROFILE_PREFIX):] for s in parser.sections() if s.startswith(PROFILE_PREFIX)]
+        if self.profile not in profiles:
+            raise ConfigError(
+                f"{self.config_path}: broker profile {self.profile!r} is not defined; "
+                f"known profiles: {', '.join(sorted(profiles))}"
+            )
+        self.connector = self._connector_settings()
+        self.processor = self._processor_settings()
+
+    def _connector_settings(self) -> ConnectorSettings:
+        r = self._reader
+        return ConnectorSettings(
+            reconnect_initial_delay_s=r.number("connector", "reconnect_initial_delay_s"),
+            reconnect_max_delay_s=r.number("connector", "reconnect_max_delay_s"),
+            silence_timeout_s=r.number("connector", "silence_timeout_s"),
+            max_frame_bytes=r.integer("connector", "max_frame_bytes", minimum=1),
+        )
+
+    def _processor_settings(self) -> ProcessorSettings:
+        r = self._reader
+        return ProcessorSettings(
+            app_id=r.text("processor", "app_id", "l3_atom"),
+            batch_size=r.integer("processor", "batch_size", minimum=1),
+            batch_within_s=r.number("processor", "batch_within_s"),
+        )
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        """Broker settings; needs ``KAFKA_BOOTSTRAP_SERVERS`` (and SASL credentials where the profile asks)."""
+        r = self._reader
+        section = PROFILE_PREFIX + self.profile
+        protocol = r.text(section, "security_protocol", "PLAINTEXT")
+        username = password = None
+        if protocol in SASL_PROTOCOLS:
+            username = require_env("KAFKA_SASL_KEY", f"the {self.profile!r} profile uses {protocol}")
+            password = require_env("KAFKA_SASL_SECRET", f"the {self.profile!r} profile uses {protocol}")
+        # A profile may override the [kafka] defaults (e.g. 3 replicas on a 3-broker cluster).
+        topics_section = section if r.parser.has_option(section, "num_replications") else "kafka"
+        return KafkaSettings(
+            bootstrap_servers=require_env("KAFKA_BOOTSTRAP_SERVERS", "L3 Atom needs a Kafka broker"),
+            profile=self.profile,
+            num_partitions=r.integer("kafka", "num_partitions", minimum=1),
+            num_replications=r.integer(topics_section, "num_replications", minimum=1),
+            session_timeout_ms=r.integer(section, "session_timeout_ms", minimum=1),
+            heartbeat_interval_ms=r.integer(section, "heartbeat_interval_ms", minimum=1),
+            changelog_max_batch_size=r.integer(section, "changelog_max_batch_size", minimum=1),
+            security_protocol=protocol,
+            sasl_mechanism=r.text(section, "sasl_mechanism"),
+            sasl_username=username,
+            sasl_password=password,
+            linger_ms=r.integer("producer", "linger_ms"),
+            max_message_bytes=r.integer("producer", "max_message_bytes", minimum=1),
+        )
+
+    @property
+    def schema_registry(self) -> SchemaRegistrySettings:
+        return SchemaRegistrySettings(
+            url=os.environ.get("SCHEMA_REGISTRY_URL") or self._reader.text("schema_registry", "url"),
+            username=os.environ.get("SCHEMA_REGISTRY_KEY") or None,
+            password=os.environ.get("SCHEMA_REGISTRY_SECRET") or None,
+        )
+
+    def source(self, name: str) -> dict[str, str]:
+        """The ``[name]`` section of a source (endpoints, channels); empty when absent."""
+        parser = self._reader.parser
+        section = name.replace("-", "_")
+        return dict(parser.items(section)) if parser.has_section(section) else {}
+
+
+def require_env(name: str, why: str) -> str:
+    """The value of environment variable ``name``, or a ConfigError that says where to set it."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(
+            f"{name} is not set ({why}): add it to keys/.env (documented in keys/.env.example) "
+            f"or export it in the environment"
+        )
+    return value

@@ -1,0 +1,97 @@
+"""``runner.py consume``: print a normalised topic's records, decoded, one per line.
+
+It is a plain confluent-kafka consumer with the Schema Registry's
+``AvroDeserializer`` — exactly what any user's consumer would be — and it
+reads all partitions by assignment, without joining a consumer group, so it
+starts at once and commits nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from decimal import Decimal
+from typing import Any, TextIO
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from l3_atom.config import Settings
+
+POLL_S = 0.5
+METADATA_TIMEOUT_S = 10.0
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    raise TypeError(type(value).__name__)
+
+
+def format_human(topic: str, key: str | None, record: dict[str, Any]) -> str:
+    """``topic key field=value ...`` with decimals as plain numbers (no trailing zeros)."""
+    parts = []
+    for name, value in record.items():
+        if isinstance(value, Decimal):
+            value = format(value.normalize(), "f")
+        elif isinstance(value, bytes):
+            value = f"<{len(value)} bytes>"
+        parts.append(f"{name}={value}")
+    return f"{topic} {key} " + " ".join(parts)
+
+
+def format_json(topic: str, key: str | None, record: dict[str, Any]) -> str:
+    return orjson.dumps({"topic": topic, "key": key, **record}, default=_json_default).decode()
+
+
+def consume(
+    settings: Settings,
+    topics: list[str],
+    from_beginning: bool = False,
+    limit: int | None = None,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+    idle_timeout_s: float | None = None,
+) -> int:
+    """Print records until ``limit`` (or ``idle_timeout_s`` without one, or Ctrl-C); return the count."""
+    consumer = Consumer(
+        {**settings.kafka.client_config(), "group.id": "l3_atom_consume", "enable.auto.commit": False}
+    )
+    deserializer = AvroDeserializer(SchemaRegistryClient(settings.schema_registry.client_config()))
+    formatter = format_json if as_json else format_human
+    metadata = consumer.list_topics(timeout=METADATA_TIMEOUT_S)
+    start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+    partitions = []
+    for topic in topics:
+        if topic not in metadata.topics:
+            raise SystemExit(f"error: topic {topic!r} does not exist on {settings.kafka.bootstrap_servers}")
+        partitions += [TopicPartition(topic, p, start) for p in metadata.topics[topic].partitions]
+    consumer.assign(partitions)
+    count = 0
+    last = time.monotonic()
+    try:
+        while limit is None or count < limit:
+            message = consumer.poll(POLL_S)
+            if message is None:
+                if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
+                    break
+                continue
+            if message.error():
+                print(f"consumer error: {message.error()}", file=sys.stderr)
+                continue
+            last = time.monotonic()
+            context = SerializationContext(message.topic(), MessageField.VALUE)
+            record = deserializer(message.value(), context)
+            key = message.key().decode() if message.key() else None
+            print(formatter(message.topic(), key, record), file=out, flush=True)
+            count += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return count

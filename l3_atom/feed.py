@@ -1,0 +1,175 @@
+"""Connections to sources: a websocket that stays up, and REST requests.
+
+A ``WebsocketConnection`` connects, lets its owner subscribe, and hands every
+frame (exact bytes, receive time in µs) to a callback.  When the connection
+drops, or is silent for longer than the watchdog allows, it reconnects with
+capped, fully jittered exponential backoff and subscribes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from l3_atom.config import ConnectorSettings
+
+LOG = logging.getLogger(__name__)
+
+# Frames above max_frame_bytes are dead-lettered by the connector; this hard
+# cap only protects memory from a peer that sends something absurd.
+HARD_FRAME_LIMIT_FACTOR = 32
+# A connection that stayed up this long resets the backoff to its start.
+STABLE_CONNECTION_S = 30.0
+WATCHDOG_CHECKS_PER_TIMEOUT = 4
+REST_TIMEOUT_S = 30.0
+
+FrameHandler = Callable[[bytes, int, str], None]
+OpenHandler = Callable[["WebsocketConnection"], Awaitable[None]]
+
+
+def now_us() -> int:
+    """Wall-clock time in µs since the epoch (the ``atom_timestamp`` clock)."""
+    return time.time_ns() // 1000
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random = random._inst) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(maximum, initial * 2**attempt)]."""
+    return rng.uniform(0, min(maximum, initial * (2**attempt)))
+
+
+@dataclass
+class ConnectionStats:
+    connects: int = 0
+    frames: int = 0
+    bytes: int = 0
+    silent_reconnects: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+class WebsocketConnection:
+    """One websocket to a source, kept up until :meth:`close`."""
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        settings: ConnectorSettings,
+        on_open: OpenHandler,
+        on_frame: FrameHandler,
+    ):
+        self.url = url
+        self.name = name
+        self.settings = settings
+        self.on_open = on_open
+        self.on_frame = on_frame
+        self.stats = ConnectionStats()
+        self.connection_id = ""
+        self._ws: ClientConnection | None = None
+        self._last_frame = time.monotonic()
+        self._closing = False
+
+    async def send(self, message: str | bytes) -> None:
+        if self._ws is None:
+            raise ConnectionError(f"{self.name}: not connected")
+        await self._ws.send(message)
+
+    async def run(self) -> None:
+        """Connect, subscribe and read until closed, reconnecting on any failure."""
+        attempt = 0
+        while not self._closing:
+            started = time.monotonic()
+            try:
+                await self._run_once()
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, OSError, websockets.WebSocketException) as exc:
+                self.stats.error(type(exc).__name__)
+                LOG.warning("%s: connection %s lost: %s", self.name, self.connection_id, exc)
+            if self._closing:
+                break
+            attempt = 0 if time.monotonic() - started > STABLE_CONNECTION_S else attempt + 1
+            delay = backoff_delay(
+                attempt, self.settings.reconnect_initial_delay_s, self.settings.reconnect_max_delay_s
+            )
+            LOG.info("%s: reconnecting in %.2f s (attempt %d)", self.name, delay, attempt)
+            await asyncio.sleep(delay)
+
+    async def _run_once(self) -> None:
+        max_size = self.settings.max_frame_bytes * HARD_FRAME_LIMIT_FACTOR
+        async with connect(self.url, max_size=max_size, ping_interval=20, compression=None) as ws:
+            self._ws = ws
+            self.stats.connects += 1
+            self.connection_id = f"{self.name}.{self.stats.connects}"
+            self._last_frame = time.monotonic()
+            LOG.info("%s: connected to %s as %s", self.name, self.url, self.connection_id)
+            watchdog = asyncio.create_task(self._watchdog(ws))
+            try:
+                await self.on_open(self)
+                await self._read(ws)
+            finally:
+                watchdog.cancel()
+                self._ws = None
+
+    async def _read(self, ws: ClientConnection) -> None:
+        on_frame = self.on_frame
+        stats = self.stats
+        connection_id = self.connection_id
+        while True:
+            frame = await ws.recv(decode=False)
+            received = now_us()
+            self._last_frame = time.monotonic()
+            stats.frames += 1
+            stats.bytes += len(frame)
+            on_frame(frame, received, connection_id)
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        timeout = self.settings.silence_timeout_s
+        while True:
+            await asyncio.sleep(timeout / WATCHDOG_CHECKS_PER_TIMEOUT)
+            if time.monotonic() - self._last_frame > timeout:
+                self.stats.silent_reconnects += 1
+                LOG.warning("%s: silent for %.0f s, reconnecting", self.name, timeout)
+                await ws.close(code=1000, reason="silence watchdog")
+                return
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            await self._ws.close()
+
+
+class RestClient:
+    """GET requests to a source's REST API, on the event loop (never blocking it)."""
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.headers = headers or {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def get_text(self, path: str, params: dict[str, str] | None = None) -> str:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=REST_TIMEOUT_S), headers=self.headers
+            )
+        url = f"{self.base_url}{path}"
+        async with self._session.get(url, params=params) as response:
+            body = await response.text()
+            if response.status != 200:
+                raise ConnectionError(f"GET {url} answered {response.status}: {body[:200]}")
+            return body
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,205 @@
+"""The whole distributed pipeline on one machine, offline, as real processes.
+
+broker (Tansu) -> schema registry -> Coinbase simulator -> processor
+worker(s) -> connector.  ``runner.py up`` runs it with a consumer printing
+records; the end-to-end tests and the benchmark drive the same class, so
+what users run is what is tested.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Self
+
+from l3_atom.infra.broker import LocalBroker
+from l3_atom.infra.processes import (
+    LOOPBACK,
+    free_port,
+    port_open,
+    runner_command,
+    start_process,
+    stop_process,
+    wait_until,
+)
+from l3_atom.tokens import Symbol
+
+LOG = logging.getLogger(__name__)
+READY_TIMEOUT_S = 60.0
+WORKER_READY_MARK = b"[^Worker]: Ready"
+DEFAULT_SYMBOLS = ("BTC.USD", "ETH.USD")
+SOURCE = "coinbase"
+
+
+def connector_args(symbols: Sequence[str]) -> list[str]:
+    """``runner.py`` arguments of the Coinbase connector (docker-compose.yml uses the same)."""
+    args = ["connector", "--source", SOURCE]
+    for symbol in symbols:
+        args += ["--symbol", symbol]
+    return args
+
+
+def processor_args() -> list[str]:
+    """``runner.py`` arguments of a processor worker (docker-compose.yml uses the same)."""
+    return ["processor", "--source", SOURCE]
+
+
+class ProcessDied(RuntimeError):
+    """A pipeline process exited while it should be running."""
+
+
+class LocalPipeline:
+    """Starts and stops the pipeline's processes; a context manager that always cleans up."""
+
+    def __init__(
+        self,
+        symbols: Sequence[str] = DEFAULT_SYMBOLS,
+        rate: float = 50.0,
+        seed: int = 1,
+        workers: int = 1,
+        max_messages: int = 0,
+        workdir: Path | None = None,
+    ):
+        self.symbols = [str(Symbol.parse(s)) for s in symbols]
+        self.rate = rate
+        self.seed = seed
+        self.workers = workers
+        self.max_messages = max_messages
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="l3_atom_"))
+        self.journal = self.workdir / "simulator_journal.jsonl"
+        self.broker = LocalBroker(log_path=self.workdir / "broker.log")
+        self.registry_port = free_port()
+        self.simulator_port = free_port()
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    @property
+    def registry_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.registry_port}"
+
+    @property
+    def simulator_ws_url(self) -> str:
+        return f"ws://{LOOPBACK}:{self.simulator_port}/"
+
+    @property
+    def simulator_rest_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.simulator_port}"
+
+    def env(self) -> dict[str, str]:
+        """The environment every pipeline process (and a test's own client) needs."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            "SCHEMA_REGISTRY_URL": self.registry_url,
+            "L3_ATOM_PROFILE": "local",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _start(self, name: str, *args: str) -> subprocess.Popen:
+        proc = start_process(runner_command(*args), env=self.env(), log_path=self.log_path(name))
+        self.processes[name] = proc
+        return proc
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def _wait_port(self, name: str, port: int) -> None:
+        def ready() -> bool:
+            self.check_alive(name)
+            return port_open(LOOPBACK, port)
+
+        wait_until(ready, READY_TIMEOUT_S, name)
+
+    def _wait_worker(self, name: str) -> None:
+        def ready() -> bool:
+            self.check_alive(name)
+            return WORKER_READY_MARK in self.log_path(name).read_bytes()
+
+        wait_until(ready, READY_TIMEOUT_S, name, interval=0.1)
+
+    def check_alive(self, name: str) -> None:
+        proc = self.processes[name]
+        if proc.poll() is not None:
+            tail = self.log_path(name).read_text(errors="replace")[-2000:]
+            raise ProcessDied(f"{name} exited with code {proc.returncode}; last log lines:\n{tail}")
+
+    def start(self, connector: bool = True) -> Self:
+        """Start everything in dependency order, each waited for; on failure stop what started."""
+        try:
+            self.broker.start()
+            self._start("registry", "registry", "--port", str(self.registry_port))
+            self._wait_port("registry", self.registry_port)
+            products = ",".join(s.replace(".", "-") for s in self.symbols)
+            self._start(
+                "simulator", "simulate", "coinbase", "--port", str(self.simulator_port), "--seed", str(self.seed),
+                "--rate", str(self.rate), "--products", products, "--max-messages", str(self.max_messages),
+                "--journal", str(self.journal),
+            )
+            self._wait_port("simulator", self.simulator_port)
+            for index in range(self.workers):
+                self._start(f"processor{index}", *processor_args())
+            for index in range(self.workers):
+                self._wait_worker(f"processor{index}")
+            if connector:
+                self.start_connector()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_connector(self) -> subprocess.Popen:
+        endpoints = ["--ws-url", self.simulator_ws_url, "--rest-url", self.simulator_rest_url]
+        return self._start("connector", *connector_args(self.symbols), *endpoints)
+
+    def stop(self) -> None:
+        """Stop every process, newest first; never raises."""
+        for name in reversed(list(self.processes)):
+            try:
+                stop_process(self.processes.pop(name))
+            except Exception:  # keep stopping the others
+                LOG.exception("could not stop %s", name)
+        self.broker.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_local_pipeline(
+    symbols: Sequence[str] | None, rate: float, seed: int, topics: Sequence[str] | None, workers: int
+) -> None:
+    """``runner.py up``: bring everything up, print records until Ctrl-C, stop everything."""
+    from l3_atom.config import Settings
+    from l3_atom.consume import consume
+
+    signal.signal(signal.SIGTERM, _terminate)
+    started = time.monotonic()
+    pipeline = LocalPipeline(symbols or DEFAULT_SYMBOLS, rate=rate, seed=seed, workers=workers)
+    print(f"starting L3 Atom locally; logs in {pipeline.workdir}", file=sys.stderr, flush=True)
+    try:
+        pipeline.start()
+        os.environ.update(pipeline.env())
+        print(
+            f"pipeline up in {time.monotonic() - started:.1f} s: broker {pipeline.broker.bootstrap_servers}, "
+            f"registry {pipeline.registry_url}, simulator {pipeline.simulator_ws_url}; Ctrl-C stops everything",
+            file=sys.stderr,
+            flush=True,
+        )
+        consume(Settings(), list(topics or ["trades_l3"]), from_beginning=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping...", file=sys.stderr, flush=True)
+        pipeline.stop()

@@ -1,0 +1,119 @@
+"""Where connectors put frames: the ``FrameSink`` port and its Kafka adapter.
+
+The connector only knows ``FrameSink``; the distributed pipeline plugs in
+``KafkaRawSink`` (raw topic, exact bytes, receive time in a header) and the
+one-process runtime plugs in an in-memory bus.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from l3_atom.config import KafkaSettings
+from l3_atom.dead_letter import CONNECTOR, dead_letter_record
+from l3_atom.stream_processing.codecs import AvroEncoder
+from l3_atom.topics import (
+    ATOM_TIMESTAMP_HEADER,
+    CONNECTION_HEADER,
+    DEAD_LETTER,
+    raw_topic,
+)
+
+LOG = logging.getLogger(__name__)
+# Serve delivery reports every this many produces (not per message: hot path).
+POLL_EVERY = 1000
+QUEUE_FULL_WAIT_S = 0.05
+FLUSH_TIMEOUT_S = 30.0
+
+
+class FrameSink(Protocol):
+    """Receives every frame a connector reads, or the reason it cannot be kept."""
+
+    def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str) -> None: ...
+
+    def dead_letter(self, key: str | None, frame: bytes, error: str, atom_timestamp: int) -> None: ...
+
+    def poll(self) -> None:
+        """Called now and then from the event loop, for sinks that deliver in the background."""
+
+    def close(self) -> None: ...
+
+
+class DeliveryFailed(RuntimeError):
+    """The producer could not deliver and will not retry (fatal producer error)."""
+
+
+class KafkaRawSink:
+    """Writes frames to ``<source>_raw`` with an idempotent, acks=all producer."""
+
+    def __init__(self, source: str, kafka: KafkaSettings, dead_letter_encoder: AvroEncoder):
+        self.source = source
+        self.topic = raw_topic(source)
+        self.kafka = kafka
+        self._encoder = dead_letter_encoder
+        self._producer = Producer(kafka.producer_config())
+        self._since_poll = 0
+        self.produced = 0
+        self.dead_letters = 0
+        self.delivery_errors: Counter[str] = Counter()
+        self._fatal: KafkaError | None = None
+
+    def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str) -> None:
+        headers = [(ATOM_TIMESTAMP_HEADER, str(atom_timestamp).encode()), (CONNECTION_HEADER, connection_id.encode())]
+        self._produce(self.topic, key, frame, headers)
+        self.produced += 1
+
+    def dead_letter(self, key: str | None, frame: bytes, error: str, atom_timestamp: int) -> None:
+        record = dead_letter_record(
+            source=self.source,
+            stage=CONNECTOR,
+            error=error,
+            original=frame,
+            atom_timestamp=atom_timestamp,
+            max_bytes=self.kafka.max_message_bytes,
+            key=key,
+        )
+        self._produce(DEAD_LETTER, key or self.source, self._encoder.encode(record), None)
+        self.dead_letters += 1
+
+    def _produce(self, topic: str, key: str, value: bytes, headers: list | None) -> None:
+        if self._fatal is not None:
+            raise DeliveryFailed(f"producer failed and cannot recover: {self._fatal}")
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                # The local queue is full: wait for the broker instead of dropping (backpressure).
+                self._producer.poll(QUEUE_FULL_WAIT_S)
+        self._since_poll += 1
+        if self._since_poll >= POLL_EVERY:
+            self._producer.poll(0)
+            self._since_poll = 0
+
+    def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
+        if err is None:
+            return
+        self.delivery_errors[err.name()] += 1
+        if err.fatal():
+            self._fatal = err
+        LOG.error("delivery to %s failed (%s); %d failures so far", self.topic, err, sum(self.delivery_errors.values()))
+
+    def poll(self) -> None:
+        """Serve delivery reports; call now and then from the event loop."""
+        self._producer.poll(0)
+        if self._fatal is not None:
+            raise DeliveryFailed(f"producer failed and cannot recover: {self._fatal}")
+
+    def close(self) -> None:
+        """Deliver everything still queued; raise if anything could not be delivered."""
+        try:
+            remaining = self._producer.flush(FLUSH_TIMEOUT_S)
+        except KafkaException as exc:
+            raise DeliveryFailed(str(exc)) from exc
+        if remaining:
+            raise DeliveryFailed(f"{remaining} messages were not delivered within {FLUSH_TIMEOUT_S:.0f} s")

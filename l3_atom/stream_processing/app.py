@@ -1,0 +1,110 @@
+"""The Faust processor: one agent per source's raw topic.
+
+Faust owns consumption (consumer group, partition assignment across
+workers, offset commits).  Each agent takes batches of raw events, hands them
+to the pure ``RawMessageProcessor`` and publishes the results, waiting for
+acknowledgement before it takes the next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+import faust
+
+from l3_atom.config import SASL_PROTOCOLS, Settings
+from l3_atom.sources import standardiser_class
+from l3_atom.stream_processing.codecs import register_encoders
+from l3_atom.stream_processing.publisher import RecordPublisher
+from l3_atom.stream_processing.raw_messages import RawMessageProcessor
+from l3_atom.topic_admin import ensure_topics
+from l3_atom.topics import DEAD_LETTER, raw_topic
+
+LOG = logging.getLogger(__name__)
+STATS_INTERVAL_S = 10.0
+MS_PER_S = 1000.0
+
+
+def _broker_credentials(settings: Settings) -> Any:
+    kafka = settings.kafka
+    if kafka.security_protocol not in SASL_PROTOCOLS:
+        return None
+    return faust.SASLCredentials(
+        username=kafka.sasl_username,
+        password=kafka.sasl_password,
+        mechanism=kafka.sasl_mechanism or "PLAIN",
+        ssl_context=ssl.create_default_context() if kafka.security_protocol == "SASL_SSL" else None,
+    )
+
+
+def create_app(settings: Settings, sources: list[str], web_port: int | None = None) -> faust.App:
+    """A Faust app that standardises ``sources``; topics and schemas are set up here, before it starts."""
+    kafka = settings.kafka
+    standardisers = {source: standardiser_class(source)() for source in sources}
+    output_topics = sorted({topic for s in standardisers.values() for topic in s.topics} | {DEAD_LETTER})
+    ensure_topics(kafka, [raw_topic(s) for s in sources] + output_topics)
+    encoders = register_encoders(settings.schema_registry.client_config(), output_topics)
+
+    app = faust.App(
+        settings.processor.app_id,
+        broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
+        broker_credentials=_broker_credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=web_port is not None,
+        web_port=web_port or 6066,
+        web_host="127.0.0.1",
+        broker_session_timeout=kafka.session_timeout_ms / MS_PER_S,
+        broker_heartbeat_interval=kafka.heartbeat_interval_ms / MS_PER_S,
+        producer_max_batch_size=kafka.changelog_max_batch_size,
+        producer_acks=-1,
+        topic_partitions=kafka.num_partitions,
+        topic_replication_factor=kafka.num_replications,
+        consumer_auto_offset_reset="earliest",
+        store="memory://",
+    )
+    publisher = RecordPublisher(kafka)
+    processors = {
+        source: RawMessageProcessor(source, standardiser, encoders, kafka.max_message_bytes)
+        for source, standardiser in standardisers.items()
+    }
+    for processor in processors.values():
+        _add_source_agent(app, settings, processor, publisher)
+
+    @app.timer(STATS_INTERVAL_S)
+    async def log_stats() -> None:
+        for source, processor in processors.items():
+            LOG.info(
+                "%s: %d raw messages, records %s, skipped %s, dead letters %s",
+                source,
+                processor.messages,
+                dict(processor.records),
+                dict(processor.standardiser.skipped),
+                dict(processor.dead_letters),
+            )
+
+    return app
+
+
+def _add_source_agent(
+    app: faust.App, settings: Settings, processor: RawMessageProcessor, publisher: RecordPublisher
+) -> None:
+    topic_name = raw_topic(processor.source)
+    topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
+    batch_size = settings.processor.batch_size
+    within = settings.processor.batch_within_s
+
+    async def standardise(stream: faust.StreamT) -> None:
+        process = processor.process
+        produce = publisher.produce
+        async for events in stream.take_events(batch_size, within=within):
+            for event in events:
+                message = event.message
+                key = message.key.decode() if message.key else None
+                for out in process(message.value, message.headers, topic_name, message.partition, message.offset, key):
+                    produce(out.topic, out.key, out.value)
+            await publisher.flush()
+
+    app.agent(topic, name=f"standardise_{processor.source.replace('-', '_')}")(standardise)

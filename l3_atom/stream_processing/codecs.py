@@ -1,0 +1,99 @@
+"""Avro in the Confluent wire format, with schemas from ``static/schemas/``.
+
+A message value is: magic byte 0, the 4-byte big-endian schema id the Schema
+Registry gave the topic's schema (subject ``<topic>-value``), then the Avro
+body.  Schemas are parsed once and reused; encoding is fastavro's
+``schemaless_writer`` into a reused buffer (ARCHITECTURE.md, principle 7).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+from l3_atom.config import PROJECT_ROOT
+
+SCHEMA_DIR = PROJECT_ROOT / "static" / "schemas"
+MAGIC_BYTE = 0
+_WIRE_HEADER = struct.Struct(">bI")
+WIRE_HEADER_SIZE = _WIRE_HEADER.size
+
+
+class UnknownSchema(KeyError):
+    """No ``static/schemas/<topic>.avsc`` exists for a topic."""
+
+
+def subject(topic: str) -> str:
+    return f"{topic}-value"
+
+
+def schema_path(topic: str) -> Path:
+    return SCHEMA_DIR / f"{topic}.avsc"
+
+
+@cache
+def schema_text(topic: str) -> str:
+    """The schema of ``topic`` exactly as stored in ``static/schemas``."""
+    path = schema_path(topic)
+    if not path.exists():
+        raise UnknownSchema(f"no schema for topic {topic!r}: {path} does not exist")
+    return path.read_text()
+
+
+@cache
+def parsed_schema(topic: str) -> dict[str, Any]:
+    return fastavro.parse_schema(json.loads(schema_text(topic)))
+
+
+def available_topics() -> list[str]:
+    return sorted(p.stem for p in SCHEMA_DIR.glob("*.avsc"))
+
+
+class AvroEncoder:
+    """Encodes records of one topic to Confluent wire-format bytes."""
+
+    def __init__(self, topic: str, schema_id: int):
+        self.topic = topic
+        self.schema_id = schema_id
+        self._schema = parsed_schema(topic)
+        self._header = _WIRE_HEADER.pack(MAGIC_BYTE, schema_id)
+        self._buffer = io.BytesIO()
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        """Encode one record; raises ``ValueError``/``TypeError`` when it does not fit the schema."""
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        buffer.write(self._header)
+        fastavro.schemaless_writer(buffer, self._schema, record)
+        return buffer.getvalue()
+
+
+def decode_wire(value: bytes, schemas_by_id: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Decode Confluent wire-format bytes with already fetched, parsed schemas."""
+    magic, schema_id = _WIRE_HEADER.unpack_from(value)
+    if magic != MAGIC_BYTE:
+        raise ValueError(f"not Confluent wire format (magic byte {magic})")
+    return fastavro.schemaless_reader(io.BytesIO(value[WIRE_HEADER_SIZE:]), schemas_by_id[schema_id], None)
+
+
+def register_encoders(registry_config: dict[str, Any], topics: list[str]) -> dict[str, AvroEncoder]:
+    """Register each topic's schema under ``<topic>-value`` and return its encoder.
+
+    Registering an unchanged schema returns its existing id, so every process
+    can do this at start-up; an incompatible change fails here, loudly.
+    """
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+    client = SchemaRegistryClient(registry_config)
+    encoders = {}
+    for topic in topics:
+        schema_id = client.register_schema(subject(topic), Schema(schema_text(topic), "AVRO"))
+        encoders[topic] = AvroEncoder(topic, schema_id)
+    return encoders

@@ -1,0 +1,59 @@
+"""Topic names, message keys and header names: defined here once.
+
+These are the contracts consumers rely on (ARCHITECTURE.md): raw topics are
+``<source>_raw`` keyed ``<source>_<exchange symbol>_<feed>``; normalised
+topics are keyed ``<source>_<normalised symbol>``.
+"""
+
+from __future__ import annotations
+
+import re
+
+RAW_SUFFIX = "_raw"
+DEAD_LETTER = "dead_letter"
+
+LOB_L3 = "lob_l3"
+LOB = "lob"
+TRADES_L3 = "trades_l3"
+TRADES = "trades"
+TICKER = "ticker"
+CANDLE = "candle"
+FUNDING_RATE = "funding_rate"
+OPEN_INTEREST = "open_interest"
+
+# Normalised topics that have a schema in static/schemas/ today.
+NORMALISED_TOPICS = (LOB_L3, LOB, TRADES_L3, TICKER)
+
+# Kafka headers on raw messages.
+ATOM_TIMESTAMP_HEADER = "atom_timestamp"
+CONNECTION_HEADER = "connection_id"
+
+# Key of raw frames that belong to no symbol (acks, errors, heartbeats of a whole connection).
+NO_SYMBOL = "all"
+
+_SOURCE_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def check_source_name(source: str) -> str:
+    """Source names are lowercase with hyphens, never underscores (they separate key parts)."""
+    if not _SOURCE_NAME.match(source):
+        raise ValueError(f"source name {source!r} must be lowercase letters and digits joined by hyphens")
+    return source
+
+
+def raw_topic(source: str) -> str:
+    return f"{source}{RAW_SUFFIX}"
+
+
+def source_of_raw_topic(topic: str) -> str:
+    if not topic.endswith(RAW_SUFFIX):
+        raise ValueError(f"{topic!r} is not a raw topic")
+    return topic[: -len(RAW_SUFFIX)]
+
+
+def raw_key(source: str, exchange_symbol: str | None, feed: str) -> str:
+    return f"{source}_{exchange_symbol or NO_SYMBOL}_{feed}"
+
+
+def normalised_key(source: str, symbol: str) -> str:
+    return f"{source}_{symbol}"

@@ -1,0 +1,147 @@
+"""L3 Atom command line: parse arguments, call into ``l3_atom``.
+
+    python runner.py up                         the whole pipeline on this machine, offline
+    python runner.py connector --source coinbase --symbol BTC.USD
+    python runner.py processor
+    python runner.py consume --topic trades_l3 --from-beginning
+    python runner.py registry --port 8081       local Schema Registry
+    python runner.py broker                     local Kafka-API broker (Tansu)
+    python runner.py simulate coinbase          Coinbase exchange simulator
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import warnings
+
+from l3_atom.config import Settings
+from l3_atom.errors import UserError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+EXIT_USAGE = 2
+
+
+def _connector(args: argparse.Namespace) -> None:
+    from l3_atom.connector import run_connector
+
+    channels = args.channels.split(",") if args.channels else None
+    asyncio.run(run_connector(Settings(), args.source, args.symbol, args.ws_url, args.rest_url, channels))
+
+
+def _processor(args: argparse.Namespace) -> None:
+    from faust import Worker
+
+    from l3_atom.sources import SOURCES
+    from l3_atom.stream_processing.app import create_app
+
+    app = create_app(Settings(), args.source or sorted(SOURCES), web_port=args.web_port)
+    Worker(app, loglevel=args.log_level.lower()).execute_from_commandline()
+
+
+def _consume(args: argparse.Namespace) -> None:
+    from l3_atom.consume import consume
+
+    consume(Settings(), args.topic, args.from_beginning, args.limit, args.json)
+
+
+def _registry(args: argparse.Namespace) -> None:
+    from l3_atom.infra.schema_registry import serve
+
+    kafka = Settings().kafka
+    serve(kafka.bootstrap_servers, args.host, args.port, kafka_config=kafka.client_config())
+
+
+def _broker(args: argparse.Namespace) -> None:
+    from l3_atom.infra.broker import LocalBroker
+
+    with LocalBroker(port=args.port) as broker:
+        print(f"broker listening on {broker.bootstrap_servers}", flush=True)
+        try:
+            broker.process.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from l3_atom.sim import coinbase
+
+    coinbase.main(args)
+
+
+def _up(args: argparse.Namespace) -> None:
+    from l3_atom.infra.local_pipeline import run_local_pipeline
+
+    run_local_pipeline(args.symbol, args.rate, args.seed, args.topic, args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runner.py", description="L3 Atom market-data pipeline")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    connector = commands.add_parser("connector", help="stream one source's frames into its raw topic")
+    connector.add_argument("--source", required=True, help="source id, e.g. coinbase")
+    connector.add_argument("--symbol", action="append", required=True, help="normalised symbol, e.g. BTC.USD")
+    connector.add_argument("--ws-url", help="websocket endpoint (default: the exchange's own)")
+    connector.add_argument("--rest-url", help="REST endpoint (default: the exchange's own)")
+    connector.add_argument("--channels", help="comma-separated exchange channels (default: the source's)")
+    connector.set_defaults(handler=_connector)
+
+    processor = commands.add_parser("processor", help="run a Faust worker that standardises raw topics")
+    processor.add_argument("--source", action="append", help="only these sources (default: all)")
+    processor.add_argument("--web-port", type=int, help="serve Faust's web views on this port")
+    processor.set_defaults(handler=_processor)
+
+    consume = commands.add_parser("consume", help="print a normalised topic's records")
+    consume.add_argument("--topic", action="append", required=True, help="topic to read, e.g. trades_l3")
+    consume.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    consume.add_argument("--limit", type=int, help="stop after this many records")
+    consume.add_argument("--json", action="store_true", help="print JSON lines")
+    consume.set_defaults(handler=_consume)
+
+    registry = commands.add_parser("registry", help="run the local Confluent-compatible Schema Registry")
+    registry.add_argument("--host", default="127.0.0.1")
+    registry.add_argument("--port", type=int, default=8081)
+    registry.set_defaults(handler=_registry)
+
+    broker = commands.add_parser("broker", help="run a local Kafka-API broker (Tansu, in memory)")
+    broker.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    broker.set_defaults(handler=_broker)
+
+    simulate = commands.add_parser("simulate", help="run an exchange simulator")
+    exchanges = simulate.add_subparsers(dest="exchange", required=True)
+    from l3_atom.sim import coinbase as coinbase_sim
+
+    coinbase_sim.add_arguments(exchanges.add_parser("coinbase", help="Coinbase Exchange ws-feed and REST"))
+    simulate.set_defaults(handler=_simulate)
+
+    up = commands.add_parser("up", help="broker, registry, simulator, connector, processor and a consumer, offline")
+    up.add_argument("--symbol", action="append", help="normalised symbols (default: BTC.USD, ETH.USD)")
+    up.add_argument("--rate", type=float, default=50.0, help="simulated messages per second")
+    up.add_argument("--seed", type=int, default=1, help="simulator seed")
+    up.add_argument("--topic", action="append", help="topics to print (default: trades_l3)")
+    up.add_argument("--workers", type=int, default=1, help="processor workers")
+    up.set_defaults(handler=_up)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # confluent-kafka's schema-registry client imports a module authlib has deprecated; users need not see it.
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        args.handler(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

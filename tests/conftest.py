@@ -1,0 +1,26 @@
+"""Shared test fixtures: where the recorded exchange traffic is."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from l3_atom.config import PROJECT_ROOT
+
+RECORDINGS_ENV = "L3_ATOM_RECORDINGS"
+
+
+def recordings_dir() -> Path | None:
+    """``$L3_ATOM_RECORDINGS``, else ``../shared/recordings`` beside the project; None when absent."""
+    candidate = Path(os.environ.get(RECORDINGS_ENV) or PROJECT_ROOT.parent / "shared" / "recordings")
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture
+def recordings() -> Path:
+    found = recordings_dir()
+    if found is None:
+        pytest.skip(f"no recorded traffic: set {RECORDINGS_ENV} or put it in ../shared/recordings")
+    return found

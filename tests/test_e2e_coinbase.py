@@ -1,0 +1,189 @@
+"""End to end with real processes: Tansu broker, schema registry, Coinbase simulator,
+connector and processor worker(s); an independent confluent-kafka consumer checks the topics.
+
+Expected records are computed here from the simulator's journal (every frame it
+actually sent), without the pipeline's code: every open/change/done/match/ticker
+must appear exactly once, with exact values, in per-symbol sequence order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from collections import Counter, defaultdict
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import pytest
+
+from l3_atom.infra.local_pipeline import LocalPipeline
+from tests.kafka_reader import Received, TopicReader
+
+BOOK_SIDE = {"buy": "bid", "sell": "ask"}
+OTHER_SIDE = {"buy": "sell", "sell": "buy"}
+SYMBOLS = ("BTC.USD", "ETH.USD")
+FLOW_MESSAGES = 6000
+RATE = 3000.0
+MAX_FRAME_BYTES = 524288  # config.ini [connector] max_frame_bytes
+FAULTS = ("malformed_json", "unknown_type", "missing_field", "mistyped_field", "oversize")
+READ_TIMEOUT_S = 90.0
+SETTLE_S = 3.0
+
+
+def _dec(value: object) -> Decimal:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return Decimal(value)
+
+
+def expected_records(journal: Path) -> dict[str, Counter]:
+    """What the pipeline must publish for the frames the simulator sent; bad frames expect nothing."""
+    expected: dict[str, Counter] = defaultdict(Counter)
+    for line in journal.read_text().splitlines():
+        data = json.loads(line)["data"]
+        if len(data.encode()) > MAX_FRAME_BYTES:
+            continue
+        try:
+            message = json.loads(data)
+            kind = message["type"]
+            symbol = message["product_id"].replace("-", ".")
+            if kind in ("open", "change", "done"):
+                size = {"open": "remaining_size", "change": "new_size"}.get(kind)
+                if kind == "change" and "new_size" not in message:
+                    continue
+                price = message.get("price")
+                expected["lob_l3"][(
+                    symbol, kind, message["order_id"], BOOK_SIDE[message["side"]],
+                    None if price is None else _dec(price), _dec(message[size]) if size else Decimal(0),
+                    message.get("reason"), message["sequence"],
+                )] += 1
+            elif kind in ("match", "last_match"):
+                expected["trades_l3"][(
+                    symbol, str(message["trade_id"]), _dec(message["price"]), _dec(message["size"]),
+                    OTHER_SIDE[message["side"]], message["maker_order_id"], message["taker_order_id"],
+                    message["sequence"],
+                )] += 1
+            elif kind == "ticker":
+                expected["ticker"][(
+                    symbol, _dec(message["best_bid"]), _dec(message["best_ask"]), _dec(message["price"]),
+                    message["sequence"],
+                )] += 1
+        except (ValueError, KeyError, TypeError, InvalidOperation):
+            continue  # an injected bad frame: it must end in dead_letter, checked separately
+    return expected
+
+
+def published(records: list[Received]) -> dict[str, Counter]:
+    found: dict[str, Counter] = defaultdict(Counter)
+    for r in records:
+        if r.topic == "dead_letter":
+            continue
+        v = r.value
+        assert r.key == f"coinbase_{v['symbol']}"
+        if r.topic == "lob_l3":
+            found["lob_l3"][(v["symbol"], v["event_type"], v["order_id"], v["side"], v["price"], v["size"],
+                             v["reason"], v["sequence"])] += 1
+        elif r.topic == "trades_l3":
+            found["trades_l3"][(v["symbol"], v["trade_id"], v["price"], v["size"], v["taker_side"],
+                                v["maker_order_id"], v["taker_order_id"], v["sequence"])] += 1
+        elif r.topic == "ticker":
+            found["ticker"][(v["symbol"], v["bid_price"], v["ask_price"], v["last_price"], v["sequence"])] += 1
+    return found
+
+
+def assert_per_symbol_order(records: list[Received]) -> None:
+    """Within a topic, each symbol's records arrive in the exchange's sequence order."""
+    last: dict[tuple[str, str], int] = {}
+    for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
+        marker = (r.topic, r.key)
+        assert r.value["sequence"] > last.get(marker, -1), f"{marker} out of order at offset {r.offset}"
+        last[marker] = r.value["sequence"]
+
+
+def raw_partitions(worker_log: str) -> set[int]:
+    """The coinbase_raw partitions Faust last assigned to a worker (from its assignment table)."""
+    tables = re.findall(r"\| coinbase_raw +\| \{([0-9, ]*)\}", worker_log)
+    return {int(p) for p in tables[-1].split(",")} if tables else set()
+
+
+def inject(pipeline: LocalPipeline, kind: str) -> dict:
+    request = urllib.request.Request(
+        f"{pipeline.simulator_rest_url}/_sim/inject",
+        data=json.dumps({"kind": kind, "product_id": "BTC-USD"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def sim_stats(pipeline: LocalPipeline) -> dict:
+    with urllib.request.urlopen(f"{pipeline.simulator_rest_url}/_sim/stats", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def run_pipeline(tmp_path: Path, workers: int, faults: tuple[str, ...]) -> tuple[LocalPipeline, TopicReader, dict]:
+    """Run the flow to its end through the pipeline; return what the reader saw and what was expected."""
+    pipeline = LocalPipeline(SYMBOLS, rate=RATE, seed=7, workers=workers, max_messages=FLOW_MESSAGES,
+                             workdir=tmp_path)
+    with pipeline:
+        reader = TopicReader(pipeline.broker.bootstrap_servers, pipeline.registry_url,
+                             ["lob_l3", "trades_l3", "ticker", "dead_letter"])
+        try:
+            reader.read_until(lambda records: sim_stats(pipeline)["messages_generated"] > FLOW_MESSAGES // 3, 60)
+            for kind in faults:
+                assert inject(pipeline, kind)["conns"], f"{kind} was sent to the connector"
+            reader.read_until(lambda _: sim_stats(pipeline)["messages_generated"] >= FLOW_MESSAGES, 60)
+            expected = expected_records(pipeline.journal)
+            total = sum(sum(c.values()) for c in expected.values()) + len(faults)
+            reader.read_until(lambda records: len(records) >= total, READ_TIMEOUT_S)
+            # Anything published twice would arrive now.
+            reader.read_until(lambda _: False, SETTLE_S)
+        finally:
+            reader.close()
+        for name in pipeline.processes:
+            pipeline.check_alive(name)
+    return pipeline, reader, expected
+
+
+@pytest.mark.timeout(300)
+def test_every_event_once_exact_and_in_order_with_bad_frames_dead_lettered(tmp_path: Path) -> None:
+    pipeline, reader, expected = run_pipeline(tmp_path, workers=1, faults=FAULTS)
+    found = published(reader.records)
+    for topic in ("lob_l3", "trades_l3", "ticker"):
+        assert found[topic] == expected[topic], f"{topic}: published records differ from what was sent"
+        assert max(found[topic].values()) == 1, f"{topic}: a record was published twice"
+    counts = {topic: sum(c.values()) for topic, c in found.items()}
+    assert counts["lob_l3"] > 1000 and counts["trades_l3"] > 100 and counts["ticker"] > 100, counts
+    assert_per_symbol_order(reader.by_topic("lob_l3") + reader.by_topic("trades_l3"))
+
+    dead = [r.value for r in reader.by_topic("dead_letter")]
+    assert len(dead) == len(FAULTS), [d["error"] for d in dead]
+    errors = sorted(d["error"] for d in dead)
+    assert any(e.startswith("malformed JSON") for e in errors), errors
+    assert any(e == "unknown message type 'sim_unknown_type'" for e in errors), errors
+    assert any(e == "match message lacks field 'price'" for e in errors), errors
+    assert any(e.startswith("match message has a mistyped field") for e in errors), errors
+    oversize = [d for d in dead if d["stage"] == "connector"]
+    assert len(oversize) == 1 and oversize[0]["original_size"] > MAX_FRAME_BYTES
+    assert "exceeds max_frame_bytes" in oversize[0]["error"]
+    for d in dead:
+        if d["stage"] == "processor":
+            # The original bytes travel with the error.
+            assert d["original_size"] == len(d["original"]) and d["original"].startswith(b'{"type":')
+    print(f"\ne2e, 1 worker: {counts}, dead letters {len(dead)}")
+
+
+@pytest.mark.timeout(300)
+def test_two_workers_share_partitions_and_publish_each_record_once(tmp_path: Path) -> None:
+    pipeline, reader, expected = run_pipeline(tmp_path, workers=2, faults=())
+    found = published(reader.records)
+    for topic in ("lob_l3", "trades_l3", "ticker"):
+        assert found[topic] == expected[topic], f"{topic}: published records differ from what was sent"
+    assert_per_symbol_order(reader.by_topic("lob_l3") + reader.by_topic("trades_l3"))
+    assigned = [raw_partitions(pipeline.log_path(f"processor{i}").read_text()) for i in range(2)]
+    assert all(assigned), f"each worker holds raw partitions: {assigned}"
+    assert not assigned[0] & assigned[1] and assigned[0] | assigned[1] == {0, 1, 2, 3}, assigned
+    counts = {topic: sum(c.values()) for topic, c in found.items()}
+    print(f"\ne2e, 2 workers: {counts}")
