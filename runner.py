@@ -128,11 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Hide library noise users cannot act on: per-request HTTP logs, authlib's deprecation notice.
+
+    confluent-kafka's schema-registry client imports an authlib module that
+    warns on import; authlib puts an "always" filter first when it loads, so
+    ours must come after that import to take precedence.
+    """
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        from authlib.deprecate import AuthlibDeprecationWarning
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
-    # confluent-kafka's schema-registry client imports a module authlib has deprecated; users need not see it.
-    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    _quiet_libraries()
     try:
         args.handler(args)
     except UserError as exc:

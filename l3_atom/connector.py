@@ -16,6 +16,7 @@ from l3_atom.config import Settings
 from l3_atom.raw_sink import KafkaRawSink
 from l3_atom.sources import connector_class
 from l3_atom.stream_processing.codecs import register_encoders
+from l3_atom.tokens import Symbol
 from l3_atom.topic_admin import ensure_topics
 from l3_atom.topics import DEAD_LETTER, raw_topic
 
@@ -34,7 +35,9 @@ async def run_connector(
     rest_url: str | None = None,
     channels: Sequence[str] | None = None,
 ) -> None:
+    # Check what the user typed before touching Kafka.
     feed_class = connector_class(source)
+    symbols = [str(Symbol.parse(symbol)) for symbol in symbols]
     overrides = settings.source(source)
     kafka = settings.kafka
     ensure_topics(kafka, [raw_topic(source), DEAD_LETTER])

@@ -29,6 +29,8 @@ HARD_FRAME_LIMIT_FACTOR = 32
 # A connection that stayed up this long resets the backoff to its start.
 STABLE_CONNECTION_S = 30.0
 WATCHDOG_CHECKS_PER_TIMEOUT = 4
+# Frames websockets may buffer before it stops reading the socket; large, so bursts do not stall it.
+INCOMING_QUEUE_FRAMES = 4096
 REST_TIMEOUT_S = 30.0
 
 FrameHandler = Callable[[bytes, int, str], None]
@@ -107,7 +109,7 @@ class WebsocketConnection:
 
     async def _run_once(self) -> None:
         max_size = self.settings.max_frame_bytes * HARD_FRAME_LIMIT_FACTOR
-        async with connect(self.url, max_size=max_size, ping_interval=20, compression=None) as ws:
+        async with connect(self.url, max_size=max_size, max_queue=INCOMING_QUEUE_FRAMES, compression=None) as ws:
             self._ws = ws
             self.stats.connects += 1
             self.connection_id = f"{self.name}.{self.stats.connects}"

@@ -8,9 +8,10 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from l3_atom.config import ConfigError, KafkaSettings
+from l3_atom.errors import ServiceUnavailable
 
 LOG = logging.getLogger(__name__)
-ADMIN_TIMEOUT_S = 30.0
+ADMIN_TIMEOUT_S = 10.0
 # Topics whose latest value per key is all that matters (e.g. the schema store).
 COMPACTED = {"cleanup.policy": "compact"}
 
@@ -22,7 +23,12 @@ def ensure_topics(kafka: KafkaSettings, names: list[str], compacted: bool = Fals
     of brokers, instead of the broker's terse INVALID_REPLICATION_FACTOR.
     """
     admin = AdminClient(kafka.client_config())
-    metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
+    try:
+        metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
+    except KafkaException as exc:
+        raise ServiceUnavailable(
+            f"cannot reach Kafka at {kafka.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS): {exc.args[0].str()}"
+        ) from None
     brokers = len(metadata.brokers)
     if kafka.num_replications > brokers:
         raise ConfigError(

@@ -72,3 +72,20 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def read_raw(bootstrap_servers: str, topic: str, count: int, timeout_s: float) -> list:
+    """The first ``count`` messages of every partition of ``topic``, undecoded (confluent-kafka Messages)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "test-raw", "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        messages = []
+        deadline = time.monotonic() + timeout_s
+        while len(messages) < count and time.monotonic() < deadline:
+            message = consumer.poll(POLL_S)
+            if message is not None and not message.error():
+                messages.append(message)
+        return messages
+    finally:
+        consumer.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from l3_atom.infra.local_pipeline import LocalPipeline
-from tests.kafka_reader import Received, TopicReader
+from tests.kafka_reader import Received, TopicReader, read_raw
 
 BOOK_SIDE = {"buy": "bid", "sell": "ask"}
 OTHER_SIDE = {"buy": "sell", "sell": "buy"}
@@ -29,6 +29,8 @@ MAX_FRAME_BYTES = 524288  # config.ini [connector] max_frame_bytes
 FAULTS = ("malformed_json", "unknown_type", "missing_field", "mistyped_field", "oversize")
 READ_TIMEOUT_S = 90.0
 SETTLE_S = 3.0
+# Flow messages nobody receives while the connector reconnects (a visible sequence gap).
+DISCONNECT_MISSED = 100
 
 
 def _dec(value: object) -> Decimal:
@@ -108,14 +110,7 @@ def raw_partitions(worker_log: str) -> set[int]:
 
 
 def inject(pipeline: LocalPipeline, kind: str) -> dict:
-    request = urllib.request.Request(
-        f"{pipeline.simulator_rest_url}/_sim/inject",
-        data=json.dumps({"kind": kind, "product_id": "BTC-USD"}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+    return sim_post(pipeline, "/_sim/inject", {"kind": kind, "product_id": "BTC-USD"})
 
 
 def sim_stats(pipeline: LocalPipeline) -> dict:
@@ -123,7 +118,32 @@ def sim_stats(pipeline: LocalPipeline) -> dict:
         return json.loads(response.read())
 
 
-def run_pipeline(tmp_path: Path, workers: int, faults: tuple[str, ...]) -> tuple[LocalPipeline, TopicReader, dict]:
+def sim_post(pipeline: LocalPipeline, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"{pipeline.simulator_rest_url}{path}", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def check_raw_topic(pipeline: LocalPipeline) -> int:
+    """coinbase_raw holds every frame the simulator sent, byte for byte, keyed and stamped."""
+    sent = Counter(json.loads(line)["data"].encode() for line in pipeline.journal.read_text().splitlines())
+    sent = Counter({frame: n for frame, n in sent.items() if len(frame) <= MAX_FRAME_BYTES})
+    raw = read_raw(pipeline.broker.bootstrap_servers, "coinbase_raw", sum(sent.values()), READ_TIMEOUT_S)
+    assert Counter(m.value() for m in raw) == sent
+    for message in raw:
+        headers = dict(message.headers())
+        assert int(headers["atom_timestamp"]) > 1_600_000_000_000_000  # µs since the epoch
+        assert headers["connection_id"].startswith(b"coinbase.0.")
+        assert re.fullmatch(r"coinbase_(BTC-USD|ETH-USD|all)_(full|ticker|control|unparsed)", message.key().decode())
+    return len(raw)
+
+
+def run_pipeline(
+    tmp_path: Path, workers: int, faults: tuple[str, ...], disconnect: bool = False
+) -> tuple[LocalPipeline, TopicReader, dict]:
     """Run the flow to its end through the pipeline; return what the reader saw and what was expected."""
     pipeline = LocalPipeline(SYMBOLS, rate=RATE, seed=7, workers=workers, max_messages=FLOW_MESSAGES,
                              workdir=tmp_path)
@@ -134,12 +154,17 @@ def run_pipeline(tmp_path: Path, workers: int, faults: tuple[str, ...]) -> tuple
             reader.read_until(lambda records: sim_stats(pipeline)["messages_generated"] > FLOW_MESSAGES // 3, 60)
             for kind in faults:
                 assert inject(pipeline, kind)["conns"], f"{kind} was sent to the connector"
+            if disconnect:
+                # A network drop: the connector must reconnect and resubscribe by itself.
+                assert sim_post(pipeline, "/_sim/disconnect", {"missed": DISCONNECT_MISSED}) == {"disconnected": 1}
             reader.read_until(lambda _: sim_stats(pipeline)["messages_generated"] >= FLOW_MESSAGES, 60)
             expected = expected_records(pipeline.journal)
             total = sum(sum(c.values()) for c in expected.values()) + len(faults)
             reader.read_until(lambda records: len(records) >= total, READ_TIMEOUT_S)
             # Anything published twice would arrive now.
             reader.read_until(lambda _: False, SETTLE_S)
+            raw_count = check_raw_topic(pipeline)
+            print(f"\nraw frames archived byte for byte: {raw_count}")
         finally:
             reader.close()
         for name in pipeline.processes:
@@ -149,7 +174,7 @@ def run_pipeline(tmp_path: Path, workers: int, faults: tuple[str, ...]) -> tuple
 
 @pytest.mark.timeout(300)
 def test_every_event_once_exact_and_in_order_with_bad_frames_dead_lettered(tmp_path: Path) -> None:
-    pipeline, reader, expected = run_pipeline(tmp_path, workers=1, faults=FAULTS)
+    _, reader, expected = run_pipeline(tmp_path, workers=1, faults=FAULTS)
     found = published(reader.records)
     for topic in ("lob_l3", "trades_l3", "ticker"):
         assert found[topic] == expected[topic], f"{topic}: published records differ from what was sent"
@@ -176,12 +201,15 @@ def test_every_event_once_exact_and_in_order_with_bad_frames_dead_lettered(tmp_p
 
 
 @pytest.mark.timeout(300)
-def test_two_workers_share_partitions_and_publish_each_record_once(tmp_path: Path) -> None:
-    pipeline, reader, expected = run_pipeline(tmp_path, workers=2, faults=())
+def test_two_workers_share_partitions_and_publish_each_record_once_across_a_reconnect(tmp_path: Path) -> None:
+    pipeline, reader, expected = run_pipeline(tmp_path, workers=2, faults=(), disconnect=True)
     found = published(reader.records)
     for topic in ("lob_l3", "trades_l3", "ticker"):
         assert found[topic] == expected[topic], f"{topic}: published records differ from what was sent"
     assert_per_symbol_order(reader.by_topic("lob_l3") + reader.by_topic("trades_l3"))
+    connections = {json.loads(line)["conn"] for line in pipeline.journal.read_text().splitlines()}
+    assert len(connections) == 2, "the connector reconnected and resubscribed after the drop"
+    assert "connected to ws://127.0.0.1" in pipeline.log_path("connector").read_text()
     assigned = [raw_partitions(pipeline.log_path(f"processor{i}").read_text()) for i in range(2)]
     assert all(assigned), f"each worker holds raw partitions: {assigned}"
     assert not assigned[0] & assigned[1] and assigned[0] | assigned[1] == {0, 1, 2, 3}, assigned

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+import httpx
 
 from l3_atom.config import PROJECT_ROOT
+from l3_atom.errors import ServiceUnavailable
 
 SCHEMA_DIR = PROJECT_ROOT / "static" / "schemas"
 MAGIC_BYTE = 0
@@ -94,6 +96,11 @@ def register_encoders(registry_config: dict[str, Any], topics: list[str]) -> dic
     client = SchemaRegistryClient(registry_config)
     encoders = {}
     for topic in topics:
-        schema_id = client.register_schema(subject(topic), Schema(schema_text(topic), "AVRO"))
+        try:
+            schema_id = client.register_schema(subject(topic), Schema(schema_text(topic), "AVRO"))
+        except (OSError, httpx.HTTPError) as exc:
+            raise ServiceUnavailable(
+                f"cannot reach the schema registry at {registry_config['url']} (SCHEMA_REGISTRY_URL): {exc}"
+            ) from None
         encoders[topic] = AvroEncoder(topic, schema_id)
     return encoders
