@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -609,20 +609,12 @@ async def _serve_until_signal(simulator: CoinbaseSimulator) -> None:
         await simulator.stop()
 
 
-def serve(
-    host: str = DEFAULT_HOST,
-    port: int = 0,
-    seed: int = DEFAULT_SEED,
-    rate: float = DEFAULT_RATE,
-    products: Sequence[str] = DEFAULT_PRODUCTS,
-    max_messages: int = 0,
-    journal_path: str | Path | None = None,
-    faults: Sequence[str] = (),
-    fault_every: int = DEFAULT_FAULT_EVERY,
-) -> None:
-    """Run the simulator until SIGINT or SIGTERM, announcing its URLs on one stdout line."""
-    simulator = CoinbaseSimulator(host, port, seed, rate, products, max_messages, journal_path, faults, fault_every)
-    asyncio.run(_serve_until_signal(simulator))
+def serve(**options: Any) -> None:
+    """Run the simulator until SIGINT or SIGTERM, announcing its URLs on one stdout line.
+
+    ``options`` are :class:`CoinbaseSimulator`'s keyword arguments.
+    """
+    asyncio.run(_serve_until_signal(CoinbaseSimulator(**options)))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
