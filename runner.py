@@ -3,6 +3,7 @@
     python runner.py up                         the whole pipeline on this machine, offline
     python runner.py connector --source coinbase --symbol BTC.USD
     python runner.py processor
+    python runner.py symbols --source coinbase  normalised and exchange symbol names
     python runner.py consume --topic trades_l3 --from-beginning
     python runner.py registry --port 8081       local Schema Registry
     python runner.py broker                     local Kafka-API broker (Tansu)
@@ -29,6 +30,14 @@ def _connector(args: argparse.Namespace) -> None:
 
     channels = args.channels.split(",") if args.channels else None
     asyncio.run(run_connector(Settings(), args.source, args.symbol, args.ws_url, args.rest_url, channels))
+
+
+def _symbols(args: argparse.Namespace) -> None:
+    from l3_atom.sources import connector_class
+
+    symbol_map = asyncio.run(connector_class(args.source).fetch_symbol_map(args.rest_url))
+    for normalised in sorted(symbol_map):
+        print(f"{normalised} {symbol_map[normalised]}")
 
 
 def _processor(args: argparse.Namespace) -> None:
@@ -89,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     connector.add_argument("--rest-url", help="REST endpoint (default: the exchange's own)")
     connector.add_argument("--channels", help="comma-separated exchange channels (default: the source's)")
     connector.set_defaults(handler=_connector)
+
+    symbols = commands.add_parser("symbols", help="list a source's symbols: normalised, then the exchange's name")
+    symbols.add_argument("--source", required=True, help="source id, e.g. coinbase")
+    symbols.add_argument("--rest-url", help="REST endpoint (default: the exchange's own)")
+    symbols.set_defaults(handler=_symbols)
 
     processor = commands.add_parser("processor", help="run a Faust worker that standardises raw topics")
     processor.add_argument("--source", action="append", help="only these sources (default: all)")

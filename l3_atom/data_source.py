@@ -5,6 +5,11 @@ three pure methods: ``parse_symbols`` (REST body -> symbol map),
 ``subscribe_messages`` and ``frame_key``.  This base class does the I/O:
 fetch the symbol map, check the requested symbols, open connections (split
 to respect per-connection limits), and hand every frame to a ``FrameSink``.
+
+Optional hooks, for protocols that need them:
+``connection_url`` (per-connection URL: streams in the query, a fresh token
+on every reconnect), ``reply`` (answer application-level pings), and
+``rest_polls`` (REST endpoints polled into the raw topic, e.g. open interest).
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ import difflib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from l3_atom.config import ConnectorSettings
 from l3_atom.errors import UserError
-from l3_atom.feed import RestClient, WebsocketConnection
+from l3_atom.feed import RestClient, WebsocketConnection, now_us
 from l3_atom.raw_sink import FrameSink
 from l3_atom.tokens import Symbol
+from l3_atom.topics import split_raw_key
 
 LOG = logging.getLogger(__name__)
 STATS_INTERVAL_S = 10.0
@@ -28,8 +34,20 @@ SINK_POLL_INTERVAL_S = 0.1
 NEAR_MATCHES = 5
 
 
+REST_CONNECTION_ID = "rest"
+
+
 class UnknownSymbol(UserError):
     """A requested symbol the source does not list."""
+
+
+class RestPoll(NamedTuple):
+    """A REST endpoint whose every response is archived as a raw frame."""
+
+    path: str
+    params: dict[str, str]
+    key: str
+    interval_s: float
 
 
 class DataFeed(ABC):
@@ -59,6 +77,8 @@ class DataFeed(ABC):
         self.rest_endpoint = rest_url or self.rest_url
         self.active_channels = tuple(channels or self.channels)
         self.symbol_map: dict[str, str] = {}
+        # Exchange symbol -> normalised, for the symbols this connector streams.
+        self.normalised_of: dict[str, str] = {}
         self.connections: list[WebsocketConnection] = []
         self.dead_letters = 0
 
@@ -77,10 +97,27 @@ class DataFeed(ABC):
     def frame_key(self, frame: bytes) -> str:
         """The raw-topic key of a frame; never raises (unparsable frames get a key too)."""
 
+    async def connection_url(self, exchange_symbols: Sequence[str]) -> str:
+        """The websocket URL of the connection carrying ``exchange_symbols``; called on every (re)connect."""
+        return self.ws_endpoint
+
+    def reply(self, frame: bytes) -> str | bytes | None:
+        """The answer a frame needs (an application-level ping), or None.  Override only if needed."""
+        return None
+
+    def rest_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
+        """REST endpoints to poll into the raw topic (none by default)."""
+        return []
+
     # -- I/O -------------------------------------------------------------------------------
 
     def rest_client(self) -> RestClient:
         return RestClient(self.rest_endpoint)
+
+    @classmethod
+    async def fetch_symbol_map(cls, rest_url: str | None = None) -> dict[str, str]:
+        """The symbol map, without starting a connector (``runner.py symbols``)."""
+        return await cls([], None, None, rest_url=rest_url).load_symbol_map()
 
     async def load_symbol_map(self) -> dict[str, str]:
         client = self.rest_client()
@@ -100,34 +137,47 @@ class DataFeed(ABC):
             raise UnknownSymbol(f"{self.name} does not list {'; '.join(hints)}")
         return [symbol_map[s] for s in self.requested]
 
-    def _chunks(self, exchange_symbols: list[str]) -> list[list[str]]:
+    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
+        """How symbols are spread over connections: ``max_symbols_per_connection`` each by default.
+
+        Override when an exchange needs other groups (e.g. spot and derivatives on different endpoints).
+        """
         size = self.max_symbols_per_connection or len(exchange_symbols) or 1
         return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
 
-    def _on_frame(self, frame: bytes, atom_timestamp: int, connection_id: str) -> None:
-        if len(frame) > self.settings.max_frame_bytes:
+    def _on_frame(self, frame: bytes, atom_timestamp: int, connection_id: str, key: str | None = None) -> None:
+        """Archive one frame (``key`` given for REST bodies); oversize frames go to dead_letter instead."""
+        limit = self.settings.max_frame_bytes
+        if len(frame) > limit:
             self.dead_letters += 1
-            error = f"frame of {len(frame)} bytes exceeds max_frame_bytes={self.settings.max_frame_bytes}"
-            self.sink.dead_letter(self.frame_key(frame[: self.settings.max_frame_bytes]), frame, error, atom_timestamp)
+            error = f"frame of {len(frame)} bytes exceeds max_frame_bytes={limit}"
+            self.sink.dead_letter(key or self.frame_key(frame[:limit]), frame, error, atom_timestamp)
             return
-        self.sink.write(self.frame_key(frame), frame, atom_timestamp, connection_id)
+        key = key or self.frame_key(frame)
+        self.sink.write(key, frame, atom_timestamp, connection_id, self.normalised_of.get(split_raw_key(key)[1]))
 
     async def run(self) -> None:
         """Connect and stream until cancelled."""
         self.symbol_map = await self.load_symbol_map()
         exchange_symbols = self.resolve(self.symbol_map)
-        for index, chunk in enumerate(self._chunks(exchange_symbols)):
+        self.normalised_of = dict(zip(exchange_symbols, self.requested, strict=True))
+        replies = self.reply if type(self).reply is not DataFeed.reply else None
+        for index, chunk in enumerate(self.connection_groups(exchange_symbols)):
             messages = self.subscribe_messages(chunk)
 
             async def subscribe(connection: WebsocketConnection, messages: list[str] = messages) -> None:
                 for message in messages:
                     await connection.send(message)
 
+            async def url(chunk: list[str] = chunk) -> str:
+                return await self.connection_url(chunk)
+
             self.connections.append(
-                WebsocketConnection(self.ws_endpoint, f"{self.name}.{index}", self.settings, subscribe, self._on_frame)
+                WebsocketConnection(url, f"{self.name}.{index}", self.settings, subscribe, self._on_frame, replies)
             )
         LOG.info("%s: streaming %s on %d connection(s)", self.name, ", ".join(self.requested), len(self.connections))
         tasks = [asyncio.create_task(c.run()) for c in self.connections]
+        tasks += [asyncio.create_task(self._poll(poll)) for poll in self.rest_polls(exchange_symbols)]
         tasks.append(asyncio.create_task(self._housekeeping()))
         try:
             await asyncio.gather(*tasks)
@@ -135,6 +185,20 @@ class DataFeed(ABC):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _poll(self, poll: RestPoll) -> None:
+        """Fetch ``poll`` every interval and write each body as a raw frame; failures are logged and retried."""
+        client = self.rest_client()
+        try:
+            while True:
+                try:
+                    body = (await client.get_text(poll.path, poll.params)).encode()
+                    self._on_frame(body, now_us(), REST_CONNECTION_ID, poll.key)
+                except (TimeoutError, OSError, ConnectionError) as exc:
+                    LOG.warning("%s: GET %s failed: %s", self.name, poll.path, exc)
+                await asyncio.sleep(poll.interval_s)
+        finally:
+            await client.close()
 
     async def _housekeeping(self) -> None:
         """Serve the sink's delivery reports and log a summary now and then (never per frame)."""

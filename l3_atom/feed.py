@@ -35,6 +35,9 @@ REST_TIMEOUT_S = 30.0
 
 FrameHandler = Callable[[bytes, int, str], None]
 OpenHandler = Callable[["WebsocketConnection"], Awaitable[None]]
+# Answers a frame that needs an application-level reply (e.g. {"ping": n} -> {"pong": n}), else None.
+ReplyHandler = Callable[[bytes], "str | bytes | None"]
+UrlFactory = Callable[[], Awaitable[str]]
 
 
 def now_us() -> int:
@@ -64,13 +67,16 @@ class WebsocketConnection:
 
     def __init__(
         self,
-        url: str,
+        url: str | UrlFactory,
         name: str,
         settings: ConnectorSettings,
         on_open: OpenHandler,
         on_frame: FrameHandler,
+        reply: ReplyHandler | None = None,
     ):
+        """``url`` may be a coroutine function, called on every (re)connect (e.g. for a fresh token)."""
         self.url = url
+        self.reply = reply
         self.name = name
         self.settings = settings
         self.on_open = on_open
@@ -109,12 +115,13 @@ class WebsocketConnection:
 
     async def _run_once(self) -> None:
         max_size = self.settings.max_frame_bytes * HARD_FRAME_LIMIT_FACTOR
-        async with connect(self.url, max_size=max_size, max_queue=INCOMING_QUEUE_FRAMES, compression=None) as ws:
+        url = self.url if isinstance(self.url, str) else await self.url()
+        async with connect(url, max_size=max_size, max_queue=INCOMING_QUEUE_FRAMES, compression=None) as ws:
             self._ws = ws
             self.stats.connects += 1
             self.connection_id = f"{self.name}.{self.stats.connects}"
             self._last_frame = time.monotonic()
-            LOG.info("%s: connected to %s as %s", self.name, self.url, self.connection_id)
+            LOG.info("%s: connected to %s as %s", self.name, url.split("?")[0], self.connection_id)
             watchdog = asyncio.create_task(self._watchdog(ws))
             try:
                 await self.on_open(self)
@@ -125,6 +132,7 @@ class WebsocketConnection:
 
     async def _read(self, ws: ClientConnection) -> None:
         on_frame = self.on_frame
+        reply = self.reply
         stats = self.stats
         connection_id = self.connection_id
         while True:
@@ -134,6 +142,10 @@ class WebsocketConnection:
             stats.frames += 1
             stats.bytes += len(frame)
             on_frame(frame, received, connection_id)
+            if reply is not None:
+                answer = reply(frame)
+                if answer is not None:
+                    await ws.send(answer)
 
     async def _watchdog(self, ws: ClientConnection) -> None:
         timeout = self.settings.silence_timeout_s

@@ -20,6 +20,7 @@ from l3_atom.topics import (
     ATOM_TIMESTAMP_HEADER,
     CONNECTION_HEADER,
     DEAD_LETTER,
+    SYMBOL_HEADER,
     raw_topic,
 )
 
@@ -33,7 +34,8 @@ FLUSH_TIMEOUT_S = 30.0
 class FrameSink(Protocol):
     """Receives every frame a connector reads, or the reason it cannot be kept."""
 
-    def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str) -> None: ...
+    def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
+        """Archive ``frame``; ``symbol`` is its normalised symbol when the connector knows it."""
 
     def dead_letter(self, key: str | None, frame: bytes, error: str, atom_timestamp: int) -> None: ...
 
@@ -62,8 +64,10 @@ class KafkaRawSink:
         self.delivery_errors: Counter[str] = Counter()
         self._fatal: KafkaError | None = None
 
-    def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str) -> None:
+    def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
         headers = [(ATOM_TIMESTAMP_HEADER, str(atom_timestamp).encode()), (CONNECTION_HEADER, connection_id.encode())]
+        if symbol is not None:
+            headers.append((SYMBOL_HEADER, symbol.encode()))
         self._produce(self.topic, key, frame, headers)
         self.produced += 1
 

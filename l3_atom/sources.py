@@ -26,11 +26,30 @@ class SourceEntry(NamedTuple):
     standardiser: str
 
 
+def _entry_for(module: str, cls: str) -> SourceEntry:
+    """The conventional places: ``off_chain/<module>.py:<cls>`` and its ``<cls>Standardiser``."""
+    return SourceEntry(
+        f"l3_atom.off_chain.{module}:{cls}",
+        f"l3_atom.stream_processing.standardisers.{module}:{cls}Standardiser",
+    )
+
+
 SOURCES: dict[str, SourceEntry] = {
-    "coinbase": SourceEntry(
-        "l3_atom.off_chain.coinbase:Coinbase",
-        "l3_atom.stream_processing.standardisers.coinbase:CoinbaseStandardiser",
-    ),
+    "coinbase": _entry_for("coinbase", "Coinbase"),
+    "binance": _entry_for("binance", "Binance"),
+    "binance-futures": _entry_for("binance_futures", "BinanceFutures"),
+    "bybit": _entry_for("bybit", "Bybit"),
+    "kraken": _entry_for("kraken", "Kraken"),
+    "kraken-futures": _entry_for("kraken_futures", "KrakenFutures"),
+    "bitfinex": _entry_for("bitfinex", "Bitfinex"),
+    "deribit": _entry_for("deribit", "Deribit"),
+    "gemini": _entry_for("gemini", "Gemini"),
+    "phemex": _entry_for("phemex", "Phemex"),
+    "dydx": _entry_for("dydx", "Dydx"),
+    "okx": _entry_for("okx", "Okx"),
+    "kucoin": _entry_for("kucoin", "Kucoin"),
+    "bitstamp": _entry_for("bitstamp", "Bitstamp"),
+    "htx": _entry_for("htx", "Htx"),
 }
 
 for _name in SOURCES:

@@ -22,11 +22,13 @@ FUNDING_RATE = "funding_rate"
 OPEN_INTEREST = "open_interest"
 
 # Normalised topics that have a schema in static/schemas/ today.
-NORMALISED_TOPICS = (LOB_L3, LOB, TRADES_L3, TICKER)
+NORMALISED_TOPICS = (LOB_L3, LOB, TRADES_L3, TRADES, TICKER, CANDLE, FUNDING_RATE, OPEN_INTEREST)
 
 # Kafka headers on raw messages.
 ATOM_TIMESTAMP_HEADER = "atom_timestamp"
 CONNECTION_HEADER = "connection_id"
+# The normalised symbol of a raw frame, where the connector knows it (its symbol map comes from REST).
+SYMBOL_HEADER = "symbol"
 
 # Key of raw frames that belong to no symbol (acks, errors, heartbeats of a whole connection).
 NO_SYMBOL = "all"
@@ -52,7 +54,15 @@ def source_of_raw_topic(topic: str) -> str:
 
 
 def raw_key(source: str, exchange_symbol: str | None, feed: str) -> str:
+    """Feeds never contain underscores, so the key splits back unambiguously (``split_raw_key``)."""
     return f"{source}_{exchange_symbol or NO_SYMBOL}_{feed}"
+
+
+def split_raw_key(key: str) -> tuple[str, str, str]:
+    """``(source, exchange symbol, feed)`` of a raw key; the symbol may itself contain underscores."""
+    source, _, rest = key.partition("_")
+    symbol, _, feed = rest.rpartition("_")
+    return source, symbol, feed
 
 
 def normalised_key(source: str, symbol: str) -> str:

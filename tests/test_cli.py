@@ -89,7 +89,7 @@ def test_malformed_symbol_is_a_clear_error() -> None:
 def test_unknown_source_names_near_matches() -> None:
     result = run("connector", "--source", "coinbas", "--symbol", "BTC.USD", env={"KAFKA_BOOTSTRAP_SERVERS": "x:1"})
     assert result.returncode == 2
-    assert "unknown source 'coinbas' (did you mean: coinbase?)" in result.stderr
+    assert "unknown source 'coinbas' (did you mean: coinbase" in result.stderr
 
 
 @pytest.mark.timeout(180)

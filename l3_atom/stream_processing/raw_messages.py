@@ -13,7 +13,7 @@ from typing import NamedTuple
 from l3_atom.dead_letter import PROCESSOR, dead_letter_record
 from l3_atom.stream_processing.codecs import AvroEncoder
 from l3_atom.stream_processing.standardiser import StandardiseError, Standardiser
-from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER
+from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER, SYMBOL_HEADER
 
 
 class Encoded(NamedTuple):
@@ -62,6 +62,7 @@ class RawMessageProcessor:
         """Encoded records for one raw message, or one dead letter explaining why there are none."""
         self.messages += 1
         stamp = header_value(headers, ATOM_TIMESTAMP_HEADER)
+        symbol = header_value(headers, SYMBOL_HEADER)
         atom_timestamp = int(stamp) if stamp and stamp.isdigit() else 0
         try:
             if not stamp or not stamp.isdigit():
@@ -69,7 +70,7 @@ class RawMessageProcessor:
             encoders = self.encoders
             encoded = [
                 Encoded(out.topic, out.key, encoders[out.topic].encode(out.record))
-                for out in self.standardiser.standardise(value, atom_timestamp)
+                for out in self.standardiser.standardise(value, atom_timestamp, key, symbol and symbol.decode())
             ]
         except (StandardiseError, ValueError, TypeError, KeyError) as exc:
             error = str(exc) if isinstance(exc, StandardiseError) else f"record does not fit its schema: {exc!r}"

@@ -41,6 +41,52 @@ class TradeL3(_Normalised, serializer="json"):
     atom_timestamp: int
 
 
+class Trade(_Normalised, serializer="json"):
+    trade_id: str | None
+    price: Decimal
+    size: Decimal
+    taker_side: str
+    sequence: int | None
+    event_timestamp: int
+    atom_timestamp: int
+
+
+class Candle(_Normalised, serializer="json"):
+    origin: str
+    interval: str
+    start: int
+    end: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    quote_volume: Decimal | None
+    trade_count: int | None
+    vwap: Decimal | None
+    first_trade_timestamp: int | None
+    last_trade_timestamp: int | None
+    closed: bool
+    event_timestamp: int
+    atom_timestamp: int
+
+
+class FundingRate(_Normalised, serializer="json"):
+    rate: Decimal
+    predicted_rate: Decimal | None
+    mark_price: Decimal | None
+    index_price: Decimal | None
+    next_funding_timestamp: int | None
+    event_timestamp: int
+    atom_timestamp: int
+
+
+class OpenInterest(_Normalised, serializer="json"):
+    open_interest: Decimal
+    event_timestamp: int
+    atom_timestamp: int
+
+
 class Ticker(_Normalised, serializer="json"):
     bid_price: Decimal | None
     bid_size: Decimal | None
@@ -80,6 +126,10 @@ class DeadLetter(faust.Record, serializer="json"):
 RECORDS: dict[str, type[faust.Record]] = {
     "lob_l3": LobL3,
     "trades_l3": TradeL3,
+    "trades": Trade,
+    "candle": Candle,
+    "funding_rate": FundingRate,
+    "open_interest": OpenInterest,
     "ticker": Ticker,
     "lob": Lob,
     "dead_letter": DeadLetter,

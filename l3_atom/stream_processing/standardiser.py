@@ -14,6 +14,7 @@ it to ``dead_letter`` with the original bytes.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, NamedTuple
 
 import orjson
+
+from l3_atom.topics import split_raw_key
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
@@ -40,13 +43,31 @@ class StandardiseError(ValueError):
 
 
 def exact(value: Any) -> Decimal:
-    """An exact decimal from the exchange's string; numbers sent as JSON floats are refused."""
-    if type(value) is not str:
-        raise TypeError(f"expected a decimal string, got {type(value).__name__} {value!r}")
-    number = Decimal(value)
+    """An exact decimal from the exchange's string (or a Decimal/int from :func:`decode_exact`).
+
+    A Python float is refused: it has already lost the exchange's digits.
+    """
+    kind = type(value)
+    if kind is str or kind is int:
+        number = Decimal(value)
+    elif kind is Decimal:
+        number = value
+    else:
+        raise TypeError(f"expected a decimal string, got {kind.__name__} {value!r}")
     if not number.is_finite():
         raise ValueError(f"expected a finite decimal, got {value!r}")
     return number
+
+
+def decode_exact(frame: bytes | str) -> Any:
+    """JSON with every non-integer number as an exact ``Decimal``, for exchanges that send prices as numbers.
+
+    Slower than orjson (which only offers floats); use it only for such sources.
+    """
+    try:
+        return json.loads(frame, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StandardiseError(f"malformed JSON: {exc}") from None
 
 
 def optional_exact(value: Any) -> Decimal | None:
@@ -82,6 +103,8 @@ class Standardiser(ABC):
 
     def __init__(self) -> None:
         self.skipped: Counter[str] = Counter()
+        self.raw_key: str | None = None
+        self.header_symbol: str | None = None
         self._dispatch: dict[str, Callable[[dict[str, Any], int], list[Output]]] = {
             kind: getattr(self, method) for kind, method in self.handlers.items()
         }
@@ -96,8 +119,19 @@ class Standardiser(ABC):
         except orjson.JSONDecodeError as exc:
             raise StandardiseError(f"malformed JSON: {exc}") from None
 
-    def standardise(self, frame: bytes, atom_timestamp: int) -> list[Output]:
-        """Records for one raw frame; ``[]`` for a counted skip; ``StandardiseError`` otherwise."""
+    def standardise(
+        self, frame: bytes, atom_timestamp: int, key: str | None = None, symbol: str | None = None
+    ) -> list[Output]:
+        """Records for one raw frame; ``[]`` for a counted skip; ``StandardiseError`` otherwise.
+
+        ``key`` is the raw-topic key (``<source>_<exchange symbol>_<feed>``): protocols
+        whose data frames do not name their symbol (channel ids) read it from
+        :attr:`raw_key`.  ``symbol`` is the normalised symbol the connector put in
+        the frame's header, where it knew it; handlers get names through
+        :meth:`symbol_of`.
+        """
+        self.raw_key = key
+        self.header_symbol = symbol
         message = self.decode(frame)
         try:
             kind = self.message_type(message)
@@ -116,6 +150,21 @@ class Standardiser(ABC):
             raise StandardiseError(f"{kind} message lacks field {exc}") from None
         except (TypeError, ValueError, IndexError, InvalidOperation, AttributeError) as exc:
             raise StandardiseError(f"{kind} message has a mistyped field: {exc}") from None
+
+    def symbol_of(self, exchange_symbol: str) -> str:
+        """The normalised name of ``exchange_symbol``.
+
+        The connector's header is used when this frame's key names the same
+        exchange symbol (the connector's map comes from the exchange's REST
+        symbol list); otherwise the source's own pure :meth:`convert_symbol`.
+        """
+        if self.header_symbol is not None and split_raw_key(self.raw_key or "")[1] == exchange_symbol:
+            return self.header_symbol
+        return self.convert_symbol(exchange_symbol)
+
+    def convert_symbol(self, exchange_symbol: str) -> str:
+        """Exchange name -> normalised name without a symbol list; sources whose names allow it override this."""
+        raise ValueError(f"no normalised symbol known for {exchange_symbol!r} (no symbol header on the frame)")
 
     def skip(self, reason: str) -> list[Output]:
         """Skip a message for a reason found inside it (not by type); counted."""

@@ -69,10 +69,14 @@ class CoinbaseStandardiser(Standardiser):
         """``BTC-USD`` -> ``BTC.USD`` (cached: products repeat)."""
         symbol = self._symbols.get(product_id)
         if symbol is None:
-            if type(product_id) is not str or product_id.count("-") != 1:
-                raise ValueError(f"product_id must look like BASE-QUOTE, got {product_id!r}")
-            symbol = self._symbols[product_id] = product_id.replace("-", ".")
+            symbol = self._symbols[product_id] = self.convert_symbol(product_id)
         return symbol
+
+    def convert_symbol(self, exchange_symbol: Any) -> str:
+        """Coinbase product ids are ``BASE-QUOTE``: the normalised name follows without a symbol list."""
+        if type(exchange_symbol) is not str or exchange_symbol.count("-") != 1:
+            raise ValueError(f"product_id must look like BASE-QUOTE, got {exchange_symbol!r}")
+        return exchange_symbol.replace("-", ".")
 
     def _order_event(
         self, message: dict, atom_timestamp: int, event_type: str, price: Any, size: Any, reason: Any = None
