@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     connector = commands.add_parser("connector", help="stream one source's frames into its raw topic")
     connector.add_argument("--source", required=True, help="source id, e.g. coinbase")
-    connector.add_argument("--symbol", action="append", required=True, help="normalised symbol, e.g. BTC.USD")
+    connector.add_argument(
+        "--symbol", action="append", default=[], help="normalised symbol, e.g. BTC.USD (none for a chain)"
+    )
     connector.add_argument("--ws-url", help="websocket endpoint (default: the exchange's own)")
     connector.add_argument("--rest-url", help="REST endpoint (default: the exchange's own)")
     connector.add_argument("--channels", help="comma-separated exchange channels (default: the source's)")

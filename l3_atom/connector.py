@@ -13,6 +13,7 @@ import signal
 from collections.abc import Sequence
 
 from l3_atom.config import Settings
+from l3_atom.errors import UserError
 from l3_atom.raw_sink import KafkaRawSink
 from l3_atom.sources import connector_class
 from l3_atom.stream_processing.codecs import register_encoders
@@ -38,6 +39,8 @@ async def run_connector(
     # Check what the user typed before touching Kafka.
     feed_class = connector_class(source)
     symbols = [str(Symbol.parse(symbol)) for symbol in symbols]
+    if getattr(feed_class, "needs_symbols", True) and not symbols:
+        raise UserError(f"{source} needs at least one --symbol (see: runner.py symbols --source {source})")
     overrides = settings.source(source)
     kafka = settings.kafka
     ensure_topics(kafka, [raw_topic(source), DEAD_LETTER])

@@ -50,6 +50,10 @@ SOURCES: dict[str, SourceEntry] = {
     "kucoin": _entry_for("kucoin", "Kucoin"),
     "bitstamp": _entry_for("bitstamp", "Bitstamp"),
     "htx": _entry_for("htx", "Htx"),
+    "ethereum": SourceEntry(
+        "l3_atom.on_chain.ethereum:Ethereum",
+        "l3_atom.stream_processing.standardisers.ethereum:EthereumStandardiser",
+    ),
 }
 
 for _name in SOURCES:
