@@ -8,8 +8,11 @@ to respect per-connection limits), and hand every frame to a ``FrameSink``.
 
 Optional hooks, for protocols that need them:
 ``connection_url`` (per-connection URL: streams in the query, a fresh token
-on every reconnect), ``reply`` (answer application-level pings), and
-``rest_polls`` (REST endpoints polled into the raw topic, e.g. open interest).
+on every reconnect), ``reply`` (answer application-level pings, or return
+``RECONNECT`` when the exchange asks for one), ``ping`` with
+``ping_interval_s`` (a ping the client must send), ``connection_groups``
+(which symbols share a connection), and ``rest_polls`` (REST endpoints polled
+into the raw topic, e.g. open interest).
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class DataFeed(ABC):
     channels: ClassVar[tuple[str, ...]]
     # Largest number of symbols one connection may carry (0: no limit).
     max_symbols_per_connection: ClassVar[int] = 0
+    # Seconds between the client pings of exchanges that require them (see ``ping``).
+    ping_interval_s: ClassVar[float] = 20.0
 
     def __init__(
         self,
@@ -103,6 +108,10 @@ class DataFeed(ABC):
 
     def reply(self, frame: bytes) -> str | bytes | None:
         """The answer a frame needs (an application-level ping), or None.  Override only if needed."""
+        return None
+
+    def ping(self) -> str | bytes | None:
+        """The application-level ping to send every ``ping_interval_s``, or None (the default: no ping)."""
         return None
 
     def rest_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
@@ -162,6 +171,7 @@ class DataFeed(ABC):
         exchange_symbols = self.resolve(self.symbol_map)
         self.normalised_of = dict(zip(exchange_symbols, self.requested, strict=True))
         replies = self.reply if type(self).reply is not DataFeed.reply else None
+        keepalive = (self.ping_interval_s, self.ping) if self.ping() is not None else None
         for index, chunk in enumerate(self.connection_groups(exchange_symbols)):
             messages = self.subscribe_messages(chunk)
 
@@ -173,7 +183,9 @@ class DataFeed(ABC):
                 return await self.connection_url(chunk)
 
             self.connections.append(
-                WebsocketConnection(url, f"{self.name}.{index}", self.settings, subscribe, self._on_frame, replies)
+                WebsocketConnection(
+                    url, f"{self.name}.{index}", self.settings, subscribe, self._on_frame, replies, keepalive
+                )
             )
         LOG.info("%s: streaming %s on %d connection(s)", self.name, ", ".join(self.requested), len(self.connections))
         tasks = [asyncio.create_task(c.run()) for c in self.connections]

@@ -35,8 +35,12 @@ REST_TIMEOUT_S = 30.0
 
 FrameHandler = Callable[[bytes, int, str], None]
 OpenHandler = Callable[["WebsocketConnection"], Awaitable[None]]
-# Answers a frame that needs an application-level reply (e.g. {"ping": n} -> {"pong": n}), else None.
+# Answers a frame that needs an application-level reply (e.g. {"ping": n} -> {"pong": n}), else None;
+# RECONNECT asks the connection to reconnect (an exchange's "please reconnect" notice).
 ReplyHandler = Callable[[bytes], "str | bytes | None"]
+RECONNECT = b"\x00reconnect"
+# Makes the application-level ping some exchanges require from the client.
+PingFactory = Callable[[], "str | bytes"]
 UrlFactory = Callable[[], Awaitable[str]]
 
 
@@ -73,10 +77,15 @@ class WebsocketConnection:
         on_open: OpenHandler,
         on_frame: FrameHandler,
         reply: ReplyHandler | None = None,
+        keepalive: tuple[float, PingFactory] | None = None,
     ):
-        """``url`` may be a coroutine function, called on every (re)connect (e.g. for a fresh token)."""
+        """``url`` may be a coroutine function, called on every (re)connect (e.g. for a fresh token).
+
+        ``keepalive`` is (interval in s, ping factory) for exchanges that drop clients that do not ping.
+        """
         self.url = url
         self.reply = reply
+        self.keepalive = keepalive
         self.name = name
         self.settings = settings
         self.on_open = on_open
@@ -122,12 +131,15 @@ class WebsocketConnection:
             self.connection_id = f"{self.name}.{self.stats.connects}"
             self._last_frame = time.monotonic()
             LOG.info("%s: connected to %s as %s", self.name, url.split("?")[0], self.connection_id)
-            watchdog = asyncio.create_task(self._watchdog(ws))
+            helpers = [asyncio.create_task(self._watchdog(ws))]
+            if self.keepalive is not None:
+                helpers.append(asyncio.create_task(self._ping(ws, *self.keepalive)))
             try:
                 await self.on_open(self)
                 await self._read(ws)
             finally:
-                watchdog.cancel()
+                for task in helpers:
+                    task.cancel()
                 self._ws = None
 
     async def _read(self, ws: ClientConnection) -> None:
@@ -144,8 +156,18 @@ class WebsocketConnection:
             on_frame(frame, received, connection_id)
             if reply is not None:
                 answer = reply(frame)
+                if answer is RECONNECT:
+                    LOG.info("%s: the exchange asked for a reconnect", self.name)
+                    await ws.close(code=1000, reason="exchange asked for a reconnect")
+                    return
                 if answer is not None:
                     await ws.send(answer)
+
+    @staticmethod
+    async def _ping(ws: ClientConnection, interval_s: float, make_ping: PingFactory) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await ws.send(make_ping())
 
     async def _watchdog(self, ws: ClientConnection) -> None:
         timeout = self.settings.silence_timeout_s
@@ -172,15 +194,22 @@ class RestClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def get_text(self, path: str, params: dict[str, str] | None = None) -> str:
+        return await self._request("GET", path, params)
+
+    async def post_text(self, path: str, json_body: object = None) -> str:
+        """A POST (token handshakes such as KuCoin's bullet-public)."""
+        return await self._request("POST", path, None, json_body)
+
+    async def _request(self, method: str, path: str, params: dict[str, str] | None, json_body: object = None) -> str:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=REST_TIMEOUT_S), headers=self.headers
             )
         url = f"{self.base_url}{path}"
-        async with self._session.get(url, params=params) as response:
+        async with self._session.request(method, url, params=params, json=json_body) as response:
             body = await response.text()
             if response.status != 200:
-                raise ConnectionError(f"GET {url} answered {response.status}: {body[:200]}")
+                raise ConnectionError(f"{method} {url} answered {response.status}: {body[:200]}")
             return body
 
     async def close(self) -> None:

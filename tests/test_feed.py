@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from l3_atom.config import ConnectorSettings
-from l3_atom.feed import WebsocketConnection, backoff_delay
+from l3_atom.feed import RECONNECT, WebsocketConnection, backoff_delay
 
 
 def test_backoff_is_capped_and_jittered() -> None:
@@ -74,3 +74,44 @@ def test_silence_watchdog_reconnects() -> None:
     connection, _, subscribes = asyncio.run(_run_against(silent, settings, lambda f, s: len(s) >= 2))
     assert connection.stats.silent_reconnects >= 1
     assert subscribes[:2] == ["test.1", "test.2"]
+
+
+@pytest.mark.timeout(20)
+def test_keepalive_pings_and_exchange_requested_reconnect() -> None:
+    received: list[str] = []
+
+    async def pinged_then_asks_to_reconnect(ws: ServerConnection) -> None:
+        async for message in ws:
+            received.append(message)
+            if message == "ping":
+                await ws.send('{"event":"please-reconnect"}')
+
+    async def main() -> WebsocketConnection:
+        async with serve(pinged_then_asks_to_reconnect, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+
+            async def on_open(connection: WebsocketConnection) -> None:
+                await connection.send("subscribe")
+
+            def reply(frame: bytes) -> bytes | None:
+                return RECONNECT if b"please-reconnect" in frame else None
+
+            connection = WebsocketConnection(
+                f"ws://127.0.0.1:{port}/", "test", ConnectorSettings(0.01, 0.05, 30.0, 1024), on_open,
+                lambda *_: None, reply, keepalive=(0.05, lambda: "ping"),
+            )
+            task = asyncio.create_task(connection.run())
+            try:
+                async with asyncio.timeout(10):
+                    while connection.stats.connects < 2:
+                        await asyncio.sleep(0.01)
+            finally:
+                await connection.close()
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            return connection
+
+    connection = asyncio.run(main())
+    assert received[:2] == ["subscribe", "ping"]
+    assert received.count("subscribe") >= 2, "resubscribed after the exchange-requested reconnect"
+    assert connection.stats.connects >= 2
