@@ -8,6 +8,7 @@
     python runner.py registry --port 8081       local Schema Registry
     python runner.py broker                     local Kafka-API broker (Tansu)
     python runner.py simulate coinbase          Coinbase exchange simulator
+    python runner.py replay --recording DIR     recorded exchange traffic, served on loopback
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ def _simulate(args: argparse.Namespace) -> None:
     coinbase.main(args)
 
 
+def _replay(args: argparse.Namespace) -> None:
+    from l3_atom.sim import replay
+
+    replay.main(args)
+
+
 def _up(args: argparse.Namespace) -> None:
     from l3_atom.infra.local_pipeline import run_local_pipeline
 
@@ -133,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     coinbase_sim.add_arguments(exchanges.add_parser("coinbase", help="Coinbase Exchange ws-feed and REST"))
     simulate.set_defaults(handler=_simulate)
+
+    replay = commands.add_parser("replay", help="serve a recording's REST bodies and websocket frames on loopback")
+    from l3_atom.sim import replay as replay_server
+
+    replay_server.add_arguments(replay)
+    replay.set_defaults(handler=_replay)
 
     up = commands.add_parser("up", help="broker, registry, simulator, connector, processor and a consumer, offline")
     up.add_argument("--symbol", action="append", help="normalised symbols (default: BTC.USD, ETH.USD)")

@@ -1,9 +1,9 @@
 """The whole distributed pipeline on one machine, offline, as real processes.
 
-broker (Tansu) -> schema registry -> Coinbase simulator -> processor
-worker(s) -> connector.  ``runner.py up`` runs it with a consumer printing
-records; the end-to-end tests and the benchmark drive the same class, so
-what users run is what is tested.
+``LocalStack``: broker (Tansu), schema registry and processor worker(s).
+``LocalPipeline`` adds the Coinbase simulator and a connector.  ``runner.py
+up`` runs the pipeline with a consumer printing records; the end-to-end tests
+and the benchmark drive the same classes, so what users run is what is tested.
 """
 
 from __future__ import annotations
@@ -47,50 +47,32 @@ def connector_args(symbols: Sequence[str]) -> list[str]:
     return args
 
 
-def processor_args() -> list[str]:
+def processor_args(sources: Sequence[str] = (SOURCE,)) -> list[str]:
     """``runner.py`` arguments of a processor worker (docker-compose.yml uses the same)."""
-    return ["processor", "--source", SOURCE]
+    args = ["processor"]
+    for source in sources:
+        args += ["--source", source]
+    return args
 
 
 class ProcessDied(RuntimeError):
     """A pipeline process exited while it should be running."""
 
 
-class LocalPipeline:
-    """Starts and stops the pipeline's processes; a context manager that always cleans up."""
+class LocalStack:
+    """Broker, registry and processor workers as real processes; a context manager that always cleans up."""
 
-    def __init__(
-        self,
-        symbols: Sequence[str] = DEFAULT_SYMBOLS,
-        rate: float = 50.0,
-        seed: int = 1,
-        workers: int = 1,
-        max_messages: int = 0,
-        workdir: Path | None = None,
-    ):
-        self.symbols = [str(Symbol.parse(s)) for s in symbols]
-        self.rate = rate
-        self.seed = seed
+    def __init__(self, sources: Sequence[str] = (SOURCE,), workers: int = 1, workdir: Path | None = None):
+        self.sources = list(sources)
         self.workers = workers
-        self.max_messages = max_messages
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="l3_atom_"))
-        self.journal = self.workdir / "simulator_journal.jsonl"
         self.broker = LocalBroker(log_path=self.workdir / "broker.log")
         self.registry_port = free_port()
-        self.simulator_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
 
     @property
     def registry_url(self) -> str:
         return f"http://{LOOPBACK}:{self.registry_port}"
-
-    @property
-    def simulator_ws_url(self) -> str:
-        return f"ws://{LOOPBACK}:{self.simulator_port}/"
-
-    @property
-    def simulator_rest_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.simulator_port}"
 
     def env(self) -> dict[str, str]:
         """The environment every pipeline process (and a test's own client) needs."""
@@ -101,7 +83,8 @@ class LocalPipeline:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def _start(self, name: str, *args: str) -> subprocess.Popen:
+    def start_runner(self, name: str, *args: str) -> subprocess.Popen:
+        """Start ``runner.py ARGS`` as process ``name``, logging to ``<workdir>/<name>.log``."""
         proc = start_process(runner_command(*args), env=self.env(), log_path=self.log_path(name))
         self.processes[name] = proc
         return proc
@@ -109,7 +92,7 @@ class LocalPipeline:
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
-    def _wait_port(self, name: str, port: int) -> None:
+    def wait_port(self, name: str, port: int) -> None:
         def ready() -> bool:
             self.check_alive(name)
             return port_open(LOOPBACK, port)
@@ -129,33 +112,28 @@ class LocalPipeline:
             tail = self.log_path(name).read_text(errors="replace")[-2000:]
             raise ProcessDied(f"{name} exited with code {proc.returncode}; last log lines:\n{tail}")
 
-    def start(self, connector: bool = True) -> Self:
+    def start(self) -> Self:
         """Start everything in dependency order, each waited for; on failure stop what started."""
         try:
             self.broker.start()
-            self._start("registry", "registry", "--port", str(self.registry_port))
-            self._wait_port("registry", self.registry_port)
-            products = ",".join(s.replace(".", "-") for s in self.symbols)
-            self._start(
-                "simulator", "simulate", "coinbase", "--port", str(self.simulator_port), "--seed", str(self.seed),
-                "--rate", str(self.rate), "--products", products, "--max-messages", str(self.max_messages),
-                "--journal", str(self.journal),
-            )
-            self._wait_port("simulator", self.simulator_port)
+            self.start_runner("registry", "registry", "--port", str(self.registry_port))
+            self.wait_port("registry", self.registry_port)
+            self.start_sources()
             for index in range(self.workers):
-                self._start(f"processor{index}", *processor_args())
+                self.start_runner(f"processor{index}", *processor_args(self.sources))
             for index in range(self.workers):
                 self._wait_worker(f"processor{index}")
-            if connector:
-                self.start_connector()
+            self.start_connectors()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def start_connector(self) -> subprocess.Popen:
-        endpoints = ["--ws-url", self.simulator_ws_url, "--rest-url", self.simulator_rest_url]
-        return self._start("connector", *connector_args(self.symbols), *endpoints)
+    def start_sources(self) -> None:
+        """Start what stands in for the exchanges (nothing here; see ``LocalPipeline``)."""
+
+    def start_connectors(self) -> None:
+        """Start the connectors (nothing here; see ``LocalPipeline``)."""
 
     def stop(self) -> None:
         """Stop every process, newest first; never raises."""
@@ -171,6 +149,48 @@ class LocalPipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LocalPipeline(LocalStack):
+    """``LocalStack`` plus the Coinbase simulator and a Coinbase connector pointed at it."""
+
+    def __init__(
+        self,
+        symbols: Sequence[str] = DEFAULT_SYMBOLS,
+        rate: float = 50.0,
+        seed: int = 1,
+        workers: int = 1,
+        max_messages: int = 0,
+        workdir: Path | None = None,
+    ):
+        super().__init__((SOURCE,), workers, workdir)
+        self.symbols = [str(Symbol.parse(s)) for s in symbols]
+        self.rate = rate
+        self.seed = seed
+        self.max_messages = max_messages
+        self.journal = self.workdir / "simulator_journal.jsonl"
+        self.simulator_port = free_port()
+
+    @property
+    def simulator_ws_url(self) -> str:
+        return f"ws://{LOOPBACK}:{self.simulator_port}/"
+
+    @property
+    def simulator_rest_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.simulator_port}"
+
+    def start_sources(self) -> None:
+        products = ",".join(s.replace(".", "-") for s in self.symbols)
+        self.start_runner(
+            "simulator", "simulate", "coinbase", "--port", str(self.simulator_port), "--seed", str(self.seed),
+            "--rate", str(self.rate), "--products", products, "--max-messages", str(self.max_messages),
+            "--journal", str(self.journal),
+        )
+        self.wait_port("simulator", self.simulator_port)
+
+    def start_connectors(self) -> None:
+        endpoints = ["--ws-url", self.simulator_ws_url, "--rest-url", self.simulator_rest_url]
+        self.start_runner("connector", *connector_args(self.symbols), *endpoints)
 
 
 def _terminate(_signum: int, _frame: FrameType | None) -> None:

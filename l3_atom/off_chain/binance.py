@@ -1,0 +1,147 @@
+"""Binance spot: diff depth, trades, best bid/offer and 1-minute klines over combined streams.
+
+The streams are named in the URL (``/stream?streams=a/b/c``), so the connector sends
+nothing after connecting (Binance counts every client frame against its 5 messages/s
+limit) and every reconnect subscribes again by itself.  A connection carries at most
+1024 streams.  The diff depth stream is only a book with a snapshot to start from:
+``GET /api/v3/depth`` is polled into the raw topic under the same key as the symbol's
+depth frames, so a snapshot and the diffs around it stay in one partition, in order.
+
+:class:`BinanceStreams` is what Binance spot and USD-M futures (``binance_futures``)
+share; each subclass declares its endpoints, channels and symbol list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import ClassVar
+
+import orjson
+
+from l3_atom.data_source import DataFeed, RestPoll
+from l3_atom.feed import RECONNECT
+from l3_atom.tokens import Symbol, SymbolError
+from l3_atom.topics import raw_key
+
+UNPARSED = "unparsed"
+CONTROL = "control"
+DEPTH = "depth"
+# Levels per side of a REST book snapshot (the most Binance serves at its lowest weight tier for 1000).
+SNAPSHOT_LEVELS = "1000"
+# A fresh snapshot now and then repairs a book that a reconnect left with a gap.
+SNAPSHOT_INTERVAL_S = 600.0
+# Binance sends this event before it closes a connection for maintenance: reconnect at once.
+SHUTDOWN_NOTICE = b'"serverShutdown"'
+
+
+def stream_kind(channel: str) -> str:
+    """The stream type of a channel or stream suffix: ``depth@100ms`` -> ``depth``, ``kline_1m`` -> ``kline``."""
+    return channel.split("@", 1)[0].split("_", 1)[0]
+
+
+def feed_of_stream(stream: str) -> str:
+    """The raw-key feed of a combined-stream name (``nknusdt@kline_1m`` -> ``kline``); never has ``_``."""
+    return stream_kind(stream.partition("@")[2]).lower() or CONTROL
+
+
+def normalised_name(base: str, quote: str, suffix: str | None = None) -> str | None:
+    """``BASE.QUOTE`` (``-suffix``), or None for assets outside the normalised grammar (never requestable)."""
+    name = f"{base}.{quote}" + (f"-{suffix}" if suffix else "")
+    try:
+        return str(Symbol.parse(name))
+    except SymbolError:
+        return None
+
+
+class StreamGroup(list[str]):
+    """The exchange symbols of one connection, with the endpoint path and the stream names it carries."""
+
+    def __init__(self, symbols: Iterable[str], path: str, streams: list[str]):
+        super().__init__(symbols)
+        self.path = path
+        self.streams = streams
+
+
+class BinanceStreams(DataFeed):
+    """Binance's combined-stream protocol, shared by spot and USD-M futures."""
+
+    depth_path: ClassVar[str]
+    # Most streams one connection may carry.
+    max_streams_per_connection: ClassVar[int]
+    # Channels served by REST polls rather than streams.
+    rest_channels: ClassVar[tuple[str, ...]] = ()
+    snapshot_interval_s: ClassVar[float] = SNAPSHOT_INTERVAL_S
+
+    def route(self, channel: str) -> str:
+        """URL path of the endpoint that serves ``channel`` (the root by default)."""
+        return ""
+
+    def stream_channels(self) -> list[str]:
+        return [c for c in self.active_channels if c not in self.rest_channels]
+
+    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
+        """One group per endpoint and per ``max_streams_per_connection`` streams."""
+        by_route: dict[str, list[str]] = {}
+        for channel in self.stream_channels():
+            by_route.setdefault(self.route(channel), []).append(channel)
+        groups: list[list[str]] = []
+        for path, channels in by_route.items():
+            size = max(1, self.max_streams_per_connection // len(channels))
+            for start in range(0, len(exchange_symbols), size):
+                chunk = exchange_symbols[start : start + size]
+                groups.append(StreamGroup(chunk, path, [f"{s.lower()}@{c}" for c in channels for s in chunk]))
+        return groups
+
+    async def connection_url(self, exchange_symbols: Sequence[str]) -> str:
+        if not isinstance(exchange_symbols, StreamGroup):
+            [exchange_symbols] = self.connection_groups(list(exchange_symbols))
+        return f"{self.ws_endpoint.rstrip('/')}{exchange_symbols.path}/stream?streams={'/'.join(exchange_symbols.streams)}"
+
+    def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        """Nothing to send: the streams are in the URL."""
+        return []
+
+    def frame_key(self, frame: bytes) -> str:
+        try:
+            message = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return raw_key(self.name, None, UNPARSED)
+        if type(message) is not dict:
+            return raw_key(self.name, None, UNPARSED)
+        stream, data = message.get("stream"), message.get("data")
+        if type(stream) is not str or type(data) is not dict:
+            return raw_key(self.name, None, CONTROL)
+        symbol = data.get("s")
+        return raw_key(self.name, symbol if type(symbol) is str and symbol else None, feed_of_stream(stream))
+
+    def reply(self, frame: bytes) -> bytes | None:
+        return RECONNECT if SHUTDOWN_NOTICE in frame else None
+
+    def rest_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
+        """Book snapshots for the diff depth stream, keyed like the symbol's depth frames."""
+        if not any(stream_kind(c) == DEPTH for c in self.stream_channels()):
+            return []
+        return [
+            RestPoll(self.depth_path, {"symbol": s, "limit": SNAPSHOT_LEVELS}, raw_key(self.name, s, DEPTH),
+                     self.snapshot_interval_s)
+            for s in exchange_symbols
+        ]
+
+
+class Binance(BinanceStreams):
+    name = "binance"
+    ws_url = "wss://stream.binance.com:9443"
+    rest_url = "https://api.binance.com"
+    symbols_path = "/api/v3/exchangeInfo"
+    depth_path = "/api/v3/depth"
+    channels = ("depth@100ms", "trade", "bookTicker", "kline_1m")
+    max_streams_per_connection = 1024
+
+    @classmethod
+    def parse_symbols(cls, body: str) -> dict[str, str]:
+        symbols = {}
+        for market in orjson.loads(body)["symbols"]:
+            name = normalised_name(market["baseAsset"], market["quoteAsset"])
+            if name is not None:
+                symbols[name] = market["symbol"]
+        return symbols

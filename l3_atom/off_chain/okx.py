@@ -1,0 +1,185 @@
+"""OKX (API v5): books, trades, tickers, candles, funding rate and open interest from the public websockets.
+
+OKX serves candles on ``/ws/v5/business`` and everything else on
+``/ws/v5/public``, so every group of symbols gets one connection per endpoint
+(``connection_groups`` returns ``EndpointGroup``s that carry their path and
+channels).  Funding rate exists for perpetual swaps only and open interest for
+derivatives only: those channels are subscribed where they apply.
+
+OKX closes a connection that has been quiet for 30 s unless the client sends
+the text ``ping`` (answered by the text ``pong``, archived and skipped by the
+standardiser).  ``DataFeed`` has no hook for a periodic client ping yet; the
+frame and interval are declared here (``keepalive_frame``,
+``keepalive_after_s``) for that hook.  Until then the silence watchdog
+reconnects a connection that went quiet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import orjson
+
+from l3_atom.data_source import DataFeed
+from l3_atom.tokens import InstrumentType, Symbol, SymbolError
+from l3_atom.topics import raw_key
+
+PUBLIC_PATH = "/ws/v5/public"
+BUSINESS_PATH = "/ws/v5/business"
+
+BOOKS = "books"
+TRADES = "trades"
+TICKERS = "tickers"
+CANDLE_1M = "candle1m"
+FUNDING_RATE = "funding-rate"
+OPEN_INTEREST = "open-interest"
+# Channels named candle<interval> live on the business endpoint.
+CANDLE_PREFIX = "candle"
+
+# Raw-key feeds of frames that are not channel data.
+CONTROL = "control"
+PONG_FEED = "pong"
+UNPARSED = "unparsed"
+PONG = b"pong"
+
+SWAP_SUFFIX = "-SWAP"
+# Instrument types whose instruments the connector can stream, and their kind of normalised name.
+KIND_OF_TYPE = {"SPOT": InstrumentType.SPOT, "SWAP": InstrumentType.PERPETUAL, "FUTURES": InstrumentType.FUTURE}
+EXPIRY_FORMAT = "%Y%m%d"
+
+# OKX advises fewer than 30 depth channels (books) per connection.
+SYMBOLS_PER_CONNECTION = 25
+# Subscribe args per message: far below OKX's 64 KB per message, and few messages (OKX allows 480 per hour).
+ARGS_PER_MESSAGE = 100
+
+
+def endpoint_path(channel: str) -> str:
+    return BUSINESS_PATH if channel.startswith(CANDLE_PREFIX) else PUBLIC_PATH
+
+
+def channel_applies(channel: str, inst_id: str) -> bool:
+    """Funding rates exist for perpetual swaps only, open interest for derivatives only (not spot)."""
+    if channel == FUNDING_RATE:
+        return inst_id.endswith(SWAP_SUFFIX)
+    if channel == OPEN_INTEREST:
+        return inst_id.count("-") > 1
+    return True
+
+
+class EndpointGroup(list[str]):
+    """The instrument ids of one connection, with the endpoint path and channels that connection carries."""
+
+    def __init__(self, inst_ids: Sequence[str], path: str, channels: Sequence[str]):
+        super().__init__(inst_ids)
+        self.path = path
+        self.channels = tuple(channels)
+
+
+class Okx(DataFeed):
+    name = "okx"
+    ws_url = f"wss://ws.okx.com:8443{PUBLIC_PATH}"
+    rest_url = "https://www.okx.com"
+    symbols_path = "/api/v5/public/instruments"
+    channels = (BOOKS, TRADES, TICKERS, CANDLE_1M, FUNDING_RATE, OPEN_INTEREST)
+    max_symbols_per_connection = SYMBOLS_PER_CONNECTION
+    # For a generic client keepalive (not in DataFeed yet): send this text when nothing arrived for this long.
+    keepalive_frame = "ping"
+    keepalive_after_s = 25.0
+
+    @classmethod
+    def parse_symbols(cls, body: str) -> dict[str, str]:
+        """Normalised name -> instId, from one ``/api/v5/public/instruments?instType=...`` answer.
+
+        Spot names come from ``baseCcy``/``quoteCcy``; swaps and futures from
+        ``instFamily`` (``BTC-USD``: an inverse swap is ``BTC.USD-PERP``, settled
+        in BTC) and, for futures, the UTC date of ``expTime``.  Instruments of
+        other types, or whose assets do not fit the symbol grammar, are left out.
+        """
+        answer = orjson.loads(body)
+        if answer.get("code") != "0":
+            raise ValueError(f"okx instruments answered code {answer.get('code')!r}: {answer.get('msg')!r}")
+        symbol_map = {}
+        for instrument in answer["data"]:
+            name = _normalised_name(instrument)
+            if name is not None:
+                symbol_map[name] = instrument["instId"]
+        return symbol_map
+
+    async def load_symbol_map(self) -> dict[str, str]:
+        """One request per instrument type (OKX lists them separately)."""
+        client = self.rest_client()
+        try:
+            symbol_map: dict[str, str] = {}
+            for inst_type in KIND_OF_TYPE:
+                body = await client.get_text(self.symbols_path, {"instType": inst_type})
+                symbol_map.update(self.parse_symbols(body))
+            return symbol_map
+        finally:
+            await client.close()
+
+    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
+        """Public-endpoint groups first, then business (candles); each symbol only where a channel applies."""
+        groups: list[list[str]] = []
+        size = self.max_symbols_per_connection
+        for path in (PUBLIC_PATH, BUSINESS_PATH):
+            channels = [c for c in self.active_channels if endpoint_path(c) == path]
+            inst_ids = [s for s in exchange_symbols if any(channel_applies(c, s) for c in channels)]
+            groups += [EndpointGroup(inst_ids[i : i + size], path, channels) for i in range(0, len(inst_ids), size)]
+        return groups
+
+    async def connection_url(self, exchange_symbols: Sequence[str]) -> str:
+        """The group's endpoint; a non-OKX URL (replay server, simulator) serves every channel as it is."""
+        path = getattr(exchange_symbols, "path", PUBLIC_PATH)
+        if self.ws_endpoint.endswith(PUBLIC_PATH):
+            return self.ws_endpoint[: -len(PUBLIC_PATH)] + path
+        return self.ws_endpoint
+
+    def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        channels = getattr(exchange_symbols, "channels", self.active_channels)
+        args = [
+            {"channel": channel, "instId": inst_id}
+            for inst_id in exchange_symbols
+            for channel in channels
+            if channel_applies(channel, inst_id)
+        ]
+        return [
+            orjson.dumps({"op": "subscribe", "args": args[i : i + ARGS_PER_MESSAGE]}).decode()
+            for i in range(0, len(args), ARGS_PER_MESSAGE)
+        ]
+
+    def frame_key(self, frame: bytes) -> str:
+        if frame == PONG:
+            return raw_key(self.name, None, PONG_FEED)
+        try:
+            message = orjson.loads(frame)
+            arg = message.get("arg") or {}
+            inst_id = arg.get("instId")
+            feed = CONTROL if "event" in message else arg.get("channel")
+        except (orjson.JSONDecodeError, AttributeError):
+            return raw_key(self.name, None, UNPARSED)
+        if not isinstance(feed, str) or not feed or "_" in feed:
+            feed = UNPARSED
+        return raw_key(self.name, inst_id if isinstance(inst_id, str) else None, feed)
+
+
+def _normalised_name(instrument: dict) -> str | None:
+    kind = KIND_OF_TYPE.get(instrument.get("instType"))
+    if kind is None:
+        return None
+    if kind is InstrumentType.SPOT:
+        base, quote = instrument.get("baseCcy"), instrument.get("quoteCcy")
+    else:
+        base, _, quote = (instrument.get("instFamily") or instrument.get("uly") or "").partition("-")
+    expiry = None
+    if kind is InstrumentType.FUTURE:
+        expiry_ms = instrument.get("expTime")
+        if not expiry_ms:
+            return None
+        expiry = datetime.fromtimestamp(int(expiry_ms) // 1000, UTC).strftime(EXPIRY_FORMAT)
+    if not base or not quote:
+        return None
+    try:
+        return str(Symbol.parse(str(Symbol(base, quote, kind, expiry))))
+    except SymbolError:
+        return None

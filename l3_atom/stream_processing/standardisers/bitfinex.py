@@ -1,0 +1,406 @@
+"""Bitfinex websocket v2 -> ``lob_l3`` (raw books), ``lob`` (P0 books), ``trades``, ``ticker``, ``candle``.
+
+Data frames are arrays ``[CHAN_ID, BODY, SEQ, TIME]`` (``[CHAN_ID, TAG, BODY, SEQ, TIME]`` for tagged ones
+such as trade executions ``te``) that do not name their symbol or channel: the connector tracks the
+``subscribed`` events and writes symbol and feed into the raw key, read here from :attr:`raw_key`.
+``SEQ`` is there with the ``SEQ_ALL`` conf flag, ``TIME`` (the exchange's ms) with ``TIMESTAMP``; the
+connector asks for both, older recordings have ``SEQ`` only. Where a record needs a time and the frame has
+none, the receive time stands in (``atom_timestamp`` in ms); ``lob`` then carries null, as its schema allows.
+
+Raw books (``prec: R0``) list orders ``[ORDER_ID, PRICE, AMOUNT]``: the sign of the amount is the side,
+price 0 removes the order.  Turning them into open/change/done needs the order ids already seen per symbol,
+kept here (small, pure state: ARCHITECTURE principle 2); a later snapshot (after a resubscribe) is diffed
+against it, so that orders gone meanwhile end with ``done``.
+
+Trades: ``te`` (execution, sent at once) is published; ``tu`` repeats the same trade (same id) once it is in
+Bitfinex's database and is skipped, counted.  The amount's sign is the taker's side.  The ticker's
+``BID_SIZE``/``ASK_SIZE`` are the sums of the 25 best levels (Bitfinex's documentation; checked against the
+recorded books), not the size at the best price, so ``bid_size``/``ask_size`` stay null.  Candles
+(``trade:1m:...``) have no closed flag: a candle is closed when the frame's time is past its window.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from l3_atom.stream_processing.standardiser import (
+    Output,
+    StandardiseError,
+    Standardiser,
+    decode_exact,
+    exact,
+    integer,
+)
+from l3_atom.tokens import InstrumentType, Symbol
+from l3_atom.topics import CANDLE, LOB, LOB_L3, TICKER, TRADES, normalised_key, split_raw_key
+
+SOURCE = "bitfinex"
+
+# Feeds of the raw key (never underscores); the connector names a channel's frames with them.
+FEED_RAW_BOOK = "rawbook"
+FEED_BOOK = "book"
+FEED_TRADES = "trades"
+FEED_TICKER = "ticker"
+# Candle feeds carry the timeframe: ``candles1m`` for the key ``trade:1m:tBTCUSD``.
+FEED_CANDLES = "candles"
+FEED_CONTROL = "control"
+FEED_UNPARSED = "unparsed"
+# Data of a channel id whose ``subscribed`` event the connector has not seen.
+FEED_UNKNOWN_CHANNEL = "unknownchannel"
+
+TRADING_PREFIX = "t"
+PERPETUAL_SUFFIX = "F0"
+PAIR_SEPARATOR = ":"
+SHORT_CODE_LENGTH = 3
+# Bitfinex's own codes that differ from the asset's common code (Bitfinex's pub:map:currency:sym).
+ASSET_ALIASES = {"UST": "USDT"}
+
+# A frame: [CHAN_ID, BODY, SEQ, TIME] or [CHAN_ID, TAG, BODY, SEQ, TIME].
+CHANNEL_ID, BODY = range(2)
+TAGGED_BODY = 2
+# After the body: the SEQ_ALL sequence, then the TIMESTAMP flag's time.
+TRAILER_SEQUENCE, TRAILER_TIME = range(2)
+# Raw book entry, P0 book entry, trade, candle, ticker.
+ORDER_ID, ORDER_PRICE, ORDER_AMOUNT = range(3)
+LEVEL_PRICE, LEVEL_COUNT, LEVEL_AMOUNT = range(3)
+TRADE_ID, TRADE_TIME, TRADE_AMOUNT, TRADE_PRICE = range(4)
+CANDLE_TIME, CANDLE_OPEN, CANDLE_CLOSE, CANDLE_HIGH, CANDLE_LOW, CANDLE_VOLUME = range(6)
+TICKER_BID, TICKER_BID_SIZE, TICKER_ASK, TICKER_ASK_SIZE = range(4)
+TICKER_LAST_PRICE = 6
+
+ZERO = Decimal(0)
+MINUTE_MS = 60_000
+# Bitfinex timeframe -> (normalised interval, length in ms); months have no fixed length.
+TIMEFRAMES = {
+    "1m": ("1m", MINUTE_MS),
+    "5m": ("5m", 5 * MINUTE_MS),
+    "15m": ("15m", 15 * MINUTE_MS),
+    "30m": ("30m", 30 * MINUTE_MS),
+    "1h": ("1h", 60 * MINUTE_MS),
+    "3h": ("3h", 180 * MINUTE_MS),
+    "6h": ("6h", 360 * MINUTE_MS),
+    "12h": ("12h", 720 * MINUTE_MS),
+    "1D": ("1d", 1440 * MINUTE_MS),
+    "1W": ("1w", 7 * 1440 * MINUTE_MS),
+    "14D": ("14d", 14 * 1440 * MINUTE_MS),
+}
+SNAPSHOT_REASON = "snapshot"
+
+
+def normalise_asset(code: str) -> str:
+    return ASSET_ALIASES.get(code, code)
+
+
+def normalise_pair(pair: str) -> str:
+    """``BTCUSD`` -> ``BTC.USD``, ``TESTBTC:TESTUSD`` -> ``TESTBTC.TESTUSD``, ``BTCF0:USTF0`` -> ``BTC.USDT-PERP``.
+
+    Codes of three letters are written together, longer ones with a colon; ``F0`` marks the
+    perpetual contracts' assets.
+    """
+    if type(pair) is not str:
+        raise TypeError(f"expected a Bitfinex pair string, got {pair!r}")
+    if PAIR_SEPARATOR in pair:
+        base, quote = pair.split(PAIR_SEPARATOR)
+    elif len(pair) == 2 * SHORT_CODE_LENGTH:
+        base, quote = pair[:SHORT_CODE_LENGTH], pair[SHORT_CODE_LENGTH:]
+    else:
+        raise ValueError(f"{pair!r} is not a Bitfinex pair (BBBQQQ or BASE:QUOTE)")
+    kind = InstrumentType.SPOT
+    if base.endswith(PERPETUAL_SUFFIX) and quote.endswith(PERPETUAL_SUFFIX):
+        base, quote = base[: -len(PERPETUAL_SUFFIX)], quote[: -len(PERPETUAL_SUFFIX)]
+        kind = InstrumentType.PERPETUAL
+    name = str(Symbol(normalise_asset(base), normalise_asset(quote), kind))
+    return str(Symbol.parse(name))
+
+
+def normalise_trading_symbol(symbol: str) -> str:
+    """``tBTCUSD`` (a websocket symbol) -> ``BTC.USD``."""
+    if type(symbol) is not str or not symbol.startswith(TRADING_PREFIX):
+        raise ValueError(f"expected a Bitfinex trading symbol such as tBTCUSD, got {symbol!r}")
+    return normalise_pair(symbol[len(TRADING_PREFIX) :])
+
+
+def book_side(amount: Decimal) -> str:
+    """Bitfinex books: a positive amount is a bid, a negative one an ask."""
+    if amount > 0:
+        return "bid"
+    if amount < 0:
+        return "ask"
+    raise ValueError("amount 0 has no side")
+
+
+def taker_side(amount: Decimal) -> str:
+    """Bitfinex trades: the amount is positive when the taker bought."""
+    if amount > 0:
+        return "buy"
+    if amount < 0:
+        return "sell"
+    raise ValueError("trade amount 0 has no side")
+
+
+def is_snapshot(body: Any) -> bool:
+    """Snapshots are lists of entries; updates are one entry."""
+    if type(body) is not list:
+        raise TypeError(f"expected a list body, got {body!r}")
+    return not body or type(body[0]) is list
+
+
+class BitfinexStandardiser(Standardiser):
+    source = SOURCE
+    topics = (LOB_L3, LOB, TRADES, TICKER, CANDLE)
+    handlers: ClassVar[dict[str, str]] = {
+        FEED_RAW_BOOK: "_raw_book",
+        FEED_BOOK: "_book",
+        FEED_TRADES: "_trades_snapshot",
+        "te": "_trade_execution",
+        FEED_TICKER: "_ticker",
+        FEED_CANDLES: "_candles",
+    }
+    skips: ClassVar[dict[str, str]] = {
+        "hb": "heartbeat",
+        "tu": "tu: repeats a te trade once it is stored",
+        "cs": "book checksum",
+        "event:info": "info event",
+        "event:conf": "conf ack",
+        "event:subscribed": "subscription ack",
+        "event:unsubscribed": "unsubscription ack",
+        "event:pong": "pong",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._symbols: dict[str, str] = {}
+        # Normalised symbol -> order id -> (side, price, size) of the orders on its raw book.
+        self._orders: dict[str, dict[int, tuple[str, Decimal, Decimal]]] = {}
+
+    def decode(self, frame: bytes) -> Any:
+        return decode_exact(frame)
+
+    def message_type(self, message: Any) -> str:
+        if type(message) is dict:
+            event = message["event"]
+            if event == "error":
+                raise StandardiseError(f"Bitfinex error event {message.get('code')}: {message.get('msg')}")
+            return f"event:{event}"
+        if type(message) is not list or len(message) < 2:
+            raise TypeError("not a Bitfinex event or channel frame")
+        if type(message[BODY]) is str:
+            return message[BODY]
+        if self.raw_key is None:
+            raise StandardiseError("channel data names no symbol or channel: it needs its raw key from the connector")
+        feed = split_raw_key(self.raw_key)[2]
+        if feed == FEED_UNKNOWN_CHANNEL:
+            raise StandardiseError(f"data of channel {message[CHANNEL_ID]!r} whose subscribed event was not seen")
+        return FEED_CANDLES if feed.startswith(FEED_CANDLES) else feed
+
+    def convert_symbol(self, exchange_symbol: str) -> str:
+        symbol = self._symbols.get(exchange_symbol)
+        if symbol is None:
+            symbol = self._symbols[exchange_symbol] = normalise_trading_symbol(exchange_symbol)
+        return symbol
+
+    # -- frame parts ---------------------------------------------------------------------
+
+    def _symbol(self) -> str:
+        return self.symbol_of(split_raw_key(self.raw_key or "")[1])
+
+    @staticmethod
+    def _parts(message: list, body_index: int) -> tuple[Any, int | None, int | None]:
+        """(body, SEQ_ALL sequence or None, exchange time in ms or None)."""
+        body = message[body_index]
+        trailer = message[body_index + 1 :]
+        sequence = integer(trailer[TRAILER_SEQUENCE]) if len(trailer) > TRAILER_SEQUENCE else None
+        time = integer(trailer[TRAILER_TIME]) if len(trailer) > TRAILER_TIME else None
+        return body, sequence, time
+
+    # -- raw books: lob_l3 ---------------------------------------------------------------
+
+    def _raw_book(self, message: list, atom_timestamp: int) -> list[Output]:
+        body, sequence, time = self._parts(message, BODY)
+        symbol = self._symbol()
+        base = {
+            "exchange": SOURCE,
+            "symbol": symbol,
+            "sequence": sequence,
+            "event_timestamp": atom_timestamp // 1000 if time is None else time,
+            "atom_timestamp": atom_timestamp,
+        }
+        key = normalised_key(SOURCE, symbol)
+        records = self._order_snapshot(symbol, body, base) if is_snapshot(body) else self._order_update(
+            symbol, body, base
+        )
+        if not records:
+            return self.skip("raw book snapshot: no order changed")
+        return [Output(LOB_L3, key, record) for record in records]
+
+    @staticmethod
+    def _order(
+        base: dict, event_type: str, order_id: int, side: str, price: Decimal | None, size: Decimal, reason: str | None
+    ) -> dict[str, Any]:
+        return {
+            **base,
+            "event_type": event_type,
+            "order_id": str(order_id),
+            "side": side,
+            "price": price,
+            "size": size,
+            "reason": reason,
+        }
+
+    def _order_update(self, symbol: str, entry: list, base: dict) -> list[dict[str, Any]]:
+        orders = self._orders.setdefault(symbol, {})
+        order_id = integer(entry[ORDER_ID])
+        price = exact(entry[ORDER_PRICE])
+        amount = exact(entry[ORDER_AMOUNT])
+        side = book_side(amount)
+        if price == 0:
+            known = orders.pop(order_id, None)
+            return [self._order(base, "done", order_id, side, None if known is None else known[1], ZERO, None)]
+        event_type = "change" if order_id in orders else "open"
+        orders[order_id] = (side, price, abs(amount))
+        return [self._order(base, event_type, order_id, side, price, abs(amount), None)]
+
+    def _order_snapshot(self, symbol: str, entries: list, base: dict) -> list[dict[str, Any]]:
+        """The book anew: orders gone since the last state are done, new ones open, altered ones change."""
+        known = self._orders.pop(symbol, {})
+        current: dict[int, tuple[str, Decimal, Decimal]] = {}
+        for entry in entries:
+            amount = exact(entry[ORDER_AMOUNT])
+            current[integer(entry[ORDER_ID])] = (book_side(amount), exact(entry[ORDER_PRICE]), abs(amount))
+        records = [
+            self._order(base, "done", order_id, side, price, ZERO, SNAPSHOT_REASON)
+            for order_id, (side, price, _) in known.items()
+            if order_id not in current
+        ]
+        for order_id, state in current.items():
+            side, price, size = state
+            previous = known.get(order_id)
+            if previous is None:
+                records.append(self._order(base, "open", order_id, side, price, size, None))
+            elif previous != state:
+                records.append(self._order(base, "change", order_id, side, price, size, SNAPSHOT_REASON))
+        self._orders[symbol] = current
+        return records
+
+    # -- P0 books: lob -------------------------------------------------------------------
+
+    def _book(self, message: list, atom_timestamp: int) -> list[Output]:
+        body, sequence, time = self._parts(message, BODY)
+        symbol = self._symbol()
+        key = normalised_key(SOURCE, symbol)
+        snapshot = is_snapshot(body)
+        if snapshot and not body:
+            return self.skip("book: empty snapshot")
+        return [
+            Output(LOB, key, self._level(symbol, entry, snapshot, sequence, time, atom_timestamp))
+            for entry in (body if snapshot else [body])
+        ]
+
+    @staticmethod
+    def _level(
+        symbol: str, entry: list, snapshot: bool, sequence: int | None, time: int | None, atom_timestamp: int
+    ) -> dict[str, Any]:
+        amount = exact(entry[LEVEL_AMOUNT])
+        # A count of 0 removes the level; its amount (1 or -1) then only tells the side.
+        removed = integer(entry[LEVEL_COUNT]) == 0
+        return {
+            "exchange": SOURCE,
+            "symbol": symbol,
+            "side": book_side(amount),
+            "price": exact(entry[LEVEL_PRICE]),
+            "size": ZERO if removed else abs(amount),
+            "is_snapshot": snapshot,
+            "sequence": sequence,
+            "event_timestamp": time,
+            "atom_timestamp": atom_timestamp,
+        }
+
+    # -- trades --------------------------------------------------------------------------
+
+    def _trade(self, symbol: str, entry: list, sequence: int | None, atom_timestamp: int) -> Output:
+        amount = exact(entry[TRADE_AMOUNT])
+        record = {
+            "exchange": SOURCE,
+            "symbol": symbol,
+            "trade_id": str(integer(entry[TRADE_ID])),
+            "price": exact(entry[TRADE_PRICE]),
+            "size": abs(amount),
+            "taker_side": taker_side(amount),
+            "sequence": sequence,
+            "event_timestamp": integer(entry[TRADE_TIME]),
+            "atom_timestamp": atom_timestamp,
+        }
+        return Output(TRADES, normalised_key(SOURCE, symbol), record)
+
+    def _trades_snapshot(self, message: list, atom_timestamp: int) -> list[Output]:
+        body, sequence, _ = self._parts(message, BODY)
+        if not is_snapshot(body):
+            raise ValueError("untagged trades data must be a snapshot (updates come as te/tu)")
+        if not body:
+            return self.skip("trades: empty snapshot")
+        symbol = self._symbol()
+        return [self._trade(symbol, entry, sequence, atom_timestamp) for entry in body]
+
+    def _trade_execution(self, message: list, atom_timestamp: int) -> list[Output]:
+        body, sequence, _ = self._parts(message, TAGGED_BODY)
+        return [self._trade(self._symbol(), body, sequence, atom_timestamp)]
+
+    # -- ticker and candles --------------------------------------------------------------
+
+    def _ticker(self, message: list, atom_timestamp: int) -> list[Output]:
+        body, sequence, time = self._parts(message, BODY)
+        symbol = self._symbol()
+        record = {
+            "exchange": SOURCE,
+            "symbol": symbol,
+            "bid_price": exact(body[TICKER_BID]),
+            "bid_size": None,
+            "ask_price": exact(body[TICKER_ASK]),
+            "ask_size": None,
+            "last_price": exact(body[TICKER_LAST_PRICE]),
+            "last_size": None,
+            "sequence": sequence,
+            "event_timestamp": atom_timestamp // 1000 if time is None else time,
+            "atom_timestamp": atom_timestamp,
+        }
+        return [Output(TICKER, normalised_key(SOURCE, symbol), record)]
+
+    def _candles(self, message: list, atom_timestamp: int) -> list[Output]:
+        body, _, time = self._parts(message, BODY)
+        timeframe = split_raw_key(self.raw_key or "")[2][len(FEED_CANDLES) :]
+        if timeframe not in TIMEFRAMES:
+            raise ValueError(f"unsupported candle timeframe {timeframe!r}; known: {', '.join(TIMEFRAMES)}")
+        interval, length = TIMEFRAMES[timeframe]
+        snapshot = is_snapshot(body)
+        if snapshot and not body:
+            return self.skip("candles: empty snapshot")
+        symbol = self._symbol()
+        key = normalised_key(SOURCE, symbol)
+        now = atom_timestamp // 1000 if time is None else time
+        outputs = []
+        for entry in body if snapshot else [body]:
+            start = integer(entry[CANDLE_TIME])
+            record = {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "origin": "exchange",
+                "interval": interval,
+                "start": start,
+                "end": start + length,
+                "open": exact(entry[CANDLE_OPEN]),
+                "high": exact(entry[CANDLE_HIGH]),
+                "low": exact(entry[CANDLE_LOW]),
+                "close": exact(entry[CANDLE_CLOSE]),
+                "volume": exact(entry[CANDLE_VOLUME]),
+                "quote_volume": None,
+                "trade_count": None,
+                "vwap": None,
+                "first_trade_timestamp": None,
+                "last_trade_timestamp": None,
+                "closed": now >= start + length,
+                "event_timestamp": now,
+                "atom_timestamp": atom_timestamp,
+            }
+            outputs.append(Output(CANDLE, key, record))
+        return outputs
