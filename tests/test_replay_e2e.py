@@ -17,6 +17,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
+from unittest import mock
 
 import pytest
 
@@ -57,8 +58,8 @@ def traffic_folder(module: ModuleType) -> Path:
 def stack(tmp_path_factory: pytest.TempPathFactory):
     sources = sorted({m.SOURCE for m in MODULES})
     with LocalStack(sources, workdir=tmp_path_factory.mktemp("replay_e2e")) as running:
-        os.environ.update(running.env())
-        ensure_topics(Settings().kafka, [*NORMALISED_TOPICS, DEAD_LETTER])
+        with mock.patch.dict(os.environ, running.env()):
+            ensure_topics(Settings().kafka, [*NORMALISED_TOPICS, DEAD_LETTER])
         reader = TopicReader(running.broker.bootstrap_servers, running.registry_url, [*NORMALISED_TOPICS, DEAD_LETTER])
         running.reader = reader
         try:
