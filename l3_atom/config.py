@@ -23,6 +23,7 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.ini"
 DEFAULT_ENV_PATH = PROJECT_ROOT / "keys" / ".env"
 PROFILE_PREFIX = "profile:"
 SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
+MS_PER_S = 1000
 
 
 class ConfigError(UserError):
@@ -68,6 +69,8 @@ class KafkaSettings:
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": self.linger_ms,
+            # Java-compatible key hashing, as Faust's (aiokafka's) producer uses for table changelogs.
+            "partitioner": "murmur2_random",
             "message.max.bytes": self.max_message_bytes + 64 * 1024,
         }
 
@@ -85,6 +88,14 @@ class ProcessorSettings:
     app_id: str
     batch_size: int
     batch_within_s: float
+    web_port: int
+
+
+@dataclass(frozen=True)
+class CandleSettings:
+    intervals: list[str]
+    grace_ms: int
+    idle_close_ms: int
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,7 @@ class Settings:
             )
         self.connector = self._connector_settings()
         self.processor = self._processor_settings()
+        self.candles = self._candle_settings()
 
     def _connector_settings(self) -> ConnectorSettings:
         r = self._reader
@@ -183,6 +195,16 @@ class Settings:
             app_id=r.text("processor", "app_id", "l3_atom"),
             batch_size=r.integer("processor", "batch_size", minimum=1),
             batch_within_s=r.number("processor", "batch_within_s"),
+            web_port=r.integer("processor", "web_port", minimum=1),
+        )
+
+    def _candle_settings(self) -> CandleSettings:
+        r = self._reader
+        intervals = [name.strip() for name in (r.text("candles", "intervals", "") or "").split(",") if name.strip()]
+        return CandleSettings(
+            intervals=intervals,
+            grace_ms=int(r.number("candles", "grace_s") * MS_PER_S),
+            idle_close_ms=int(r.number("candles", "idle_close_s") * MS_PER_S),
         )
 
     @property
@@ -210,8 +232,13 @@ class Settings:
             sasl_username=username,
             sasl_password=password,
             linger_ms=r.integer("producer", "linger_ms"),
-            max_message_bytes=r.integer("producer", "max_message_bytes", minimum=1),
+            max_message_bytes=self.max_message_bytes,
         )
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message a broker takes; dead letters cut their original to fit (needs no broker)."""
+        return self._reader.integer("producer", "max_message_bytes", minimum=1)
 
     @property
     def schema_registry(self) -> SchemaRegistrySettings:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from l3_atom.config import Settings
+from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
-from l3_atom.raw_sink import KafkaRawSink
+from l3_atom.raw_sink import FrameSink, KafkaRawSink
 from l3_atom.sources import connector_class
 from l3_atom.stream_processing.codecs import register_encoders
 from l3_atom.tokens import Symbol
@@ -28,6 +29,38 @@ def _channels(value: str | None) -> list[str] | None:
     return [c.strip() for c in value.split(",") if c.strip()] if value else None
 
 
+def feed_factory(
+    settings: Settings,
+    source: str,
+    symbols: Sequence[str],
+    ws_url: str | None = None,
+    rest_url: str | None = None,
+    channels: Sequence[str] | None = None,
+) -> Callable[[FrameSink], DataFeed]:
+    """Check what the user typed now (source, symbols); build the feed later, on whatever sink the runtime has.
+
+    Endpoints and channels given here win over the source's ``config.ini`` section, which wins over the
+    exchange's defaults.  Both runtimes (``runner.py connector`` and ``runner.py local``) build feeds here.
+    """
+    feed_class = connector_class(source)
+    symbols = [str(Symbol.parse(symbol)) for symbol in symbols]
+    if getattr(feed_class, "needs_symbols", True) and not symbols:
+        raise UserError(f"{source} needs at least one --symbol (see: runner.py symbols --source {source})")
+    overrides = settings.source(source)
+
+    def build(sink: FrameSink) -> DataFeed:
+        return feed_class(
+            symbols,
+            sink,
+            settings.connector,
+            ws_url=ws_url or overrides.get("ws_url"),
+            rest_url=rest_url or overrides.get("rest_url"),
+            channels=channels or _channels(overrides.get("channels")),
+        )
+
+    return build
+
+
 async def run_connector(
     settings: Settings,
     source: str,
@@ -37,23 +70,12 @@ async def run_connector(
     channels: Sequence[str] | None = None,
 ) -> None:
     # Check what the user typed before touching Kafka.
-    feed_class = connector_class(source)
-    symbols = [str(Symbol.parse(symbol)) for symbol in symbols]
-    if getattr(feed_class, "needs_symbols", True) and not symbols:
-        raise UserError(f"{source} needs at least one --symbol (see: runner.py symbols --source {source})")
-    overrides = settings.source(source)
+    make_feed = feed_factory(settings, source, symbols, ws_url, rest_url, channels)
     kafka = settings.kafka
     ensure_topics(kafka, [raw_topic(source), DEAD_LETTER])
     encoders = register_encoders(settings.schema_registry.client_config(), [DEAD_LETTER])
     sink = KafkaRawSink(source, kafka, encoders[DEAD_LETTER])
-    feed = feed_class(
-        symbols,
-        sink,
-        settings.connector,
-        ws_url=ws_url or overrides.get("ws_url"),
-        rest_url=rest_url or overrides.get("rest_url"),
-        channels=channels or _channels(overrides.get("channels")),
-    )
+    feed = make_feed(sink)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

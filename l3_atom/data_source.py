@@ -184,7 +184,14 @@ class DataFeed(ABC):
 
             self.connections.append(
                 WebsocketConnection(
-                    url, f"{self.name}.{index}", self.settings, subscribe, self._on_frame, replies, keepalive
+                    url,
+                    f"{self.name}.{index}",
+                    self.settings,
+                    subscribe,
+                    self._on_frame,
+                    replies,
+                    keepalive,
+                    room=self.sink.room,
                 )
             )
         LOG.info("%s: streaming %s on %d connection(s)", self.name, ", ".join(self.requested), len(self.connections))
@@ -206,6 +213,9 @@ class DataFeed(ABC):
                 try:
                     body = (await client.get_text(poll.path, poll.params)).encode()
                     self._on_frame(body, now_us(), REST_CONNECTION_ID, poll.key)
+                    wait = self.sink.room()
+                    if wait is not None:
+                        await wait
                 except (TimeoutError, OSError, ConnectionError) as exc:
                     LOG.warning("%s: GET %s failed: %s", self.name, poll.path, exc)
                 await asyncio.sleep(poll.interval_s)

@@ -42,6 +42,8 @@ RECONNECT = b"\x00reconnect"
 # Makes the application-level ping some exchanges require from the client.
 PingFactory = Callable[[], "str | bytes"]
 UrlFactory = Callable[[], Awaitable[str]]
+# Backpressure from the frame sink: None while it has room, else an awaitable that completes when it has.
+RoomCheck = Callable[[], "Awaitable[None] | None"]
 
 
 def now_us() -> int:
@@ -78,14 +80,18 @@ class WebsocketConnection:
         on_frame: FrameHandler,
         reply: ReplyHandler | None = None,
         keepalive: tuple[float, PingFactory] | None = None,
+        room: RoomCheck | None = None,
     ):
         """``url`` may be a coroutine function, called on every (re)connect (e.g. for a fresh token).
 
         ``keepalive`` is (interval in s, ping factory) for exchanges that drop clients that do not ping.
+        ``room`` is asked after every frame: while the sink is full the connection stops reading, so the
+        socket's buffers fill and TCP slows the sender instead of memory growing.
         """
         self.url = url
         self.reply = reply
         self.keepalive = keepalive
+        self.room = room
         self.name = name
         self.settings = settings
         self.on_open = on_open
@@ -95,6 +101,8 @@ class WebsocketConnection:
         self._ws: ClientConnection | None = None
         self._last_frame = time.monotonic()
         self._closing = False
+        # Reading is paused for backpressure: a quiet socket then is not a silent source.
+        self._paused = False
 
     async def send(self, message: str | bytes) -> None:
         if self._ws is None:
@@ -145,6 +153,7 @@ class WebsocketConnection:
     async def _read(self, ws: ClientConnection) -> None:
         on_frame = self.on_frame
         reply = self.reply
+        room = self.room
         stats = self.stats
         connection_id = self.connection_id
         while True:
@@ -162,6 +171,19 @@ class WebsocketConnection:
                     return
                 if answer is not None:
                     await ws.send(answer)
+            if room is not None:
+                wait = room()
+                if wait is not None:
+                    await self._pause(wait)
+
+    async def _pause(self, wait: Awaitable[None]) -> None:
+        """Stop reading until the sink has room; the watchdog does not count this as silence."""
+        self._paused = True
+        try:
+            await wait
+        finally:
+            self._paused = False
+            self._last_frame = time.monotonic()
 
     @staticmethod
     async def _ping(ws: ClientConnection, interval_s: float, make_ping: PingFactory) -> None:
@@ -173,7 +195,7 @@ class WebsocketConnection:
         timeout = self.settings.silence_timeout_s
         while True:
             await asyncio.sleep(timeout / WATCHDOG_CHECKS_PER_TIMEOUT)
-            if time.monotonic() - self._last_frame > timeout:
+            if not self._paused and time.monotonic() - self._last_frame > timeout:
                 self.stats.silent_reconnects += 1
                 LOG.warning("%s: silent for %.0f s, reconnecting", self.name, timeout)
                 await ws.close(code=1000, reason="silence watchdog")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Awaitable
 from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -39,10 +40,21 @@ class FrameSink(Protocol):
 
     def dead_letter(self, key: str | None, frame: bytes, error: str, atom_timestamp: int) -> None: ...
 
+    def room(self) -> Awaitable[None] | None:
+        """None while the sink takes frames; else an awaitable the connector waits on before reading on."""
+
     def poll(self) -> None:
         """Called now and then from the event loop, for sinks that deliver in the background."""
 
     def close(self) -> None: ...
+
+
+def raw_headers(atom_timestamp: int, connection_id: str, symbol: str | None) -> list[tuple[str, bytes]]:
+    """The headers a raw frame carries: receive time (µs), connection id and, where known, its symbol."""
+    headers = [(ATOM_TIMESTAMP_HEADER, str(atom_timestamp).encode()), (CONNECTION_HEADER, connection_id.encode())]
+    if symbol is not None:
+        headers.append((SYMBOL_HEADER, symbol.encode()))
+    return headers
 
 
 class DeliveryFailed(RuntimeError):
@@ -65,10 +77,7 @@ class KafkaRawSink:
         self._fatal: KafkaError | None = None
 
     def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
-        headers = [(ATOM_TIMESTAMP_HEADER, str(atom_timestamp).encode()), (CONNECTION_HEADER, connection_id.encode())]
-        if symbol is not None:
-            headers.append((SYMBOL_HEADER, symbol.encode()))
-        self._produce(self.topic, key, frame, headers)
+        self._produce(self.topic, key, frame, raw_headers(atom_timestamp, connection_id, symbol))
         self.produced += 1
 
     def dead_letter(self, key: str | None, frame: bytes, error: str, atom_timestamp: int) -> None:
@@ -106,6 +115,9 @@ class KafkaRawSink:
         if err.fatal():
             self._fatal = err
         LOG.error("delivery to %s failed (%s); %d failures so far", self.topic, err, sum(self.delivery_errors.values()))
+
+    def room(self) -> None:
+        """Always room: a full producer queue blocks ``write`` itself until the broker catches up."""
 
     def poll(self) -> None:
         """Serve delivery reports; call now and then from the event loop."""

@@ -62,12 +62,21 @@ class ProcessDied(RuntimeError):
 class LocalStack:
     """Broker, registry and processor workers as real processes; a context manager that always cleans up."""
 
-    def __init__(self, sources: Sequence[str] = (SOURCE,), workers: int = 1, workdir: Path | None = None):
+    def __init__(
+        self,
+        sources: Sequence[str] = (SOURCE,),
+        workers: int = 1,
+        workdir: Path | None = None,
+        config_path: Path | None = None,
+    ):
         self.sources = list(sources)
+        self.config_path = config_path
         self.workers = workers
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="l3_atom_"))
         self.broker = LocalBroker(log_path=self.workdir / "broker.log")
         self.registry_port = free_port()
+        # Each worker serves Faust's web views (the candle API) on its own port.
+        self.web_ports = [free_port() for _ in range(workers)]
         self.processes: dict[str, subprocess.Popen] = {}
 
     @property
@@ -76,12 +85,15 @@ class LocalStack:
 
     def env(self) -> dict[str, str]:
         """The environment every pipeline process (and a test's own client) needs."""
-        return {
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "SCHEMA_REGISTRY_URL": self.registry_url,
             "L3_ATOM_PROFILE": "local",
             "PYTHONUNBUFFERED": "1",
         }
+        if self.config_path is not None:
+            env["L3_ATOM_CONFIG"] = str(self.config_path)
+        return env
 
     def start_runner(self, name: str, *args: str) -> subprocess.Popen:
         """Start ``runner.py ARGS`` as process ``name``, logging to ``<workdir>/<name>.log``."""
@@ -99,7 +111,17 @@ class LocalStack:
 
         wait_until(ready, READY_TIMEOUT_S, name)
 
-    def _wait_worker(self, name: str) -> None:
+    def start_worker(self, index: int, wait: bool = True) -> subprocess.Popen:
+        """Start processor worker ``index`` (a new index adds a worker, e.g. to replace a killed one)."""
+        while len(self.web_ports) <= index:
+            self.web_ports.append(free_port())
+        name = f"processor{index}"
+        proc = self.start_runner(name, *processor_args(self.sources), "--web-port", str(self.web_ports[index]))
+        if wait:
+            self.wait_worker(name)
+        return proc
+
+    def wait_worker(self, name: str) -> None:
         def ready() -> bool:
             self.check_alive(name)
             return WORKER_READY_MARK in self.log_path(name).read_bytes()
@@ -120,9 +142,9 @@ class LocalStack:
             self.wait_port("registry", self.registry_port)
             self.start_sources()
             for index in range(self.workers):
-                self.start_runner(f"processor{index}", *processor_args(self.sources))
+                self.start_worker(index, wait=False)
             for index in range(self.workers):
-                self._wait_worker(f"processor{index}")
+                self.wait_worker(f"processor{index}")
             self.start_connectors()
         except BaseException:
             self.stop()

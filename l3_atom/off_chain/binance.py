@@ -26,7 +26,7 @@ from l3_atom.topics import raw_key
 UNPARSED = "unparsed"
 CONTROL = "control"
 DEPTH = "depth"
-# Levels per side of a REST book snapshot (the most Binance serves at its lowest weight tier for 1000).
+# Levels per side of a REST book snapshot.
 SNAPSHOT_LEVELS = "1000"
 # A fresh snapshot now and then repairs a book that a reconnect left with a gap.
 SNAPSHOT_INTERVAL_S = 600.0
@@ -93,9 +93,11 @@ class BinanceStreams(DataFeed):
         return groups
 
     async def connection_url(self, exchange_symbols: Sequence[str]) -> str:
+        """The combined-stream URL of a group made by :meth:`connection_groups`."""
         if not isinstance(exchange_symbols, StreamGroup):
-            [exchange_symbols] = self.connection_groups(list(exchange_symbols))
-        return f"{self.ws_endpoint.rstrip('/')}{exchange_symbols.path}/stream?streams={'/'.join(exchange_symbols.streams)}"
+            raise TypeError(f"expected a StreamGroup from connection_groups, got {type(exchange_symbols).__name__}")
+        streams = "/".join(exchange_symbols.streams)
+        return f"{self.ws_endpoint.rstrip('/')}{exchange_symbols.path}/stream?streams={streams}"
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
         """Nothing to send: the streams are in the URL."""

@@ -16,11 +16,12 @@ import faust
 
 from l3_atom.config import SASL_PROTOCOLS, Settings
 from l3_atom.sources import standardiser_class
+from l3_atom.stream_processing.candle_agent import add_candles
 from l3_atom.stream_processing.codecs import register_encoders
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
 from l3_atom.topic_admin import ensure_topics
-from l3_atom.topics import DEAD_LETTER, raw_topic
+from l3_atom.topics import CANDLE, DEAD_LETTER, TRADES, TRADES_L3, raw_topic
 
 LOG = logging.getLogger(__name__)
 STATS_INTERVAL_S = 10.0
@@ -43,7 +44,9 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
     """A Faust app that standardises ``sources``; topics and schemas are set up here, before it starts."""
     kafka = settings.kafka
     standardisers = {source: standardiser_class(source)() for source in sources}
-    output_topics = sorted({topic for s in standardisers.values() for topic in s.topics} | {DEAD_LETTER})
+    candles = settings.candles
+    candle_topics = {TRADES, TRADES_L3, CANDLE} if candles.intervals else set()
+    output_topics = sorted({topic for s in standardisers.values() for topic in s.topics} | {DEAD_LETTER} | candle_topics)
     ensure_topics(kafka, [raw_topic(s) for s in sources] + output_topics)
     encoders = register_encoders(settings.schema_registry.client_config(), output_topics)
 
@@ -53,9 +56,9 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
         broker_credentials=_broker_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
-        web_enabled=web_port is not None,
-        web_port=web_port or 6066,
+        web_port=web_port or settings.processor.web_port,
         web_host="127.0.0.1",
+        table_standby_replicas=0,
         broker_session_timeout=kafka.session_timeout_ms / MS_PER_S,
         broker_heartbeat_interval=kafka.heartbeat_interval_ms / MS_PER_S,
         producer_max_batch_size=kafka.changelog_max_batch_size,
@@ -72,6 +75,12 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
     }
     for processor in processors.values():
         _add_source_agent(app, settings, processor, publisher)
+    if candles.intervals:
+        add_candles(
+            app, candles.intervals, candles.grace_ms, candles.idle_close_ms, encoders[CANDLE], publisher,
+            {topic: encoders[topic].schema_id for topic in (TRADES, TRADES_L3)},
+            settings.processor.batch_size, settings.processor.batch_within_s,
+        )
 
     @app.timer(STATS_INTERVAL_S)
     async def log_stats() -> None:

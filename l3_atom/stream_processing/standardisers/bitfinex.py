@@ -227,9 +227,10 @@ class BitfinexStandardiser(Standardiser):
             "atom_timestamp": atom_timestamp,
         }
         key = normalised_key(SOURCE, symbol)
-        records = self._order_snapshot(symbol, body, base) if is_snapshot(body) else self._order_update(
-            symbol, body, base
-        )
+        if is_snapshot(body):
+            records = self._order_snapshot(symbol, body, base)
+        else:
+            records = self._order_update(symbol, body, base)
         if not records:
             return self.skip("raw book snapshot: no order changed")
         return [Output(LOB_L3, key, record) for record in records]

@@ -1,0 +1,112 @@
+"""Where the local runtime's normalised records go.
+
+Every output gets every record of the chosen feeds, and every dead letter,
+in batches.  Outputs whose writes block (files, stdout) run them on their own
+daemon thread: a slow disk or a slow reader of a pipe never stalls the event
+loop, it only fills the output's bounded queue, and the runtime waits for it
+(backpressure); a write that never returns cannot keep the process from
+exiting.  The websocket output never blocks: each client has its own bounded
+queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any, ClassVar, NamedTuple, Protocol
+
+
+class LocalRecord(NamedTuple):
+    """A normalised record (or dead letter) exactly as a Kafka consumer would decode it from its topic."""
+
+    topic: str
+    key: str
+    value: dict[str, Any]
+
+
+class Output(Protocol):
+    """What the runtime needs from an output."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def write(self, records: list[LocalRecord]) -> None:
+        """Take one batch; returning means the output has room for the next."""
+
+    async def close(self) -> None:
+        """Write what is pending and release files and connections."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class _SerialDaemonExecutor(Executor):
+    """Runs submitted calls one after another on one daemon thread (order kept, exit never blocked)."""
+
+    _STOP = None
+
+    def __init__(self, name: str):
+        self._jobs: queue.SimpleQueue[tuple[Future, Callable, tuple] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not self._STOP:
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:  # noqa: BLE001 - handed to the awaiting coroutine, which raises it
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._jobs.put(self._STOP)
+
+
+class BlockingOutput(ABC):
+    """An output whose writes block: :meth:`open`, :meth:`write_records`, :meth:`close_all` run on its thread."""
+
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.records = 0
+        self._executor = _SerialDaemonExecutor(f"l3_atom-{self.name}")
+
+    async def _run(self, fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def start(self) -> None:
+        await self._run(self.open)
+
+    async def write(self, records: list[LocalRecord]) -> None:
+        await self._run(self.write_records, records)
+        self.records += len(records)
+
+    async def close(self) -> None:
+        try:
+            await self._run(self.close_all)
+        finally:
+            self._executor.shutdown()
+
+    def stats(self) -> dict[str, Any]:
+        return {"records": self.records}
+
+    def open(self) -> None:
+        """Prepare (create folders, open files); runs on the output's thread."""
+
+    @abstractmethod
+    def write_records(self, records: list[LocalRecord]) -> None:
+        """Write one batch; runs on the output's thread."""
+
+    def close_all(self) -> None:
+        """Flush and close; runs on the output's thread."""

@@ -1,0 +1,80 @@
+"""Binance USD-M futures: perpetuals (``BTC.USDT-PERP``) and quarterly futures (``BTC.USDT-20250926``).
+
+The protocol is Binance spot's (:mod:`l3_atom.off_chain.binance`), with three
+differences.  Since 2026 ``fstream.binance.com`` routes streams by category:
+book streams (``depth``, ``bookTicker``) are served under ``/public`` and the
+others (``aggTrade``, ``kline``, ``markPrice``) under ``/market``, so each group
+of symbols needs one connection per route.  A connection carries at most 200
+streams.  Open interest has no stream: ``GET /fapi/v1/openInterest`` is polled
+into the raw topic (feed ``openinterest``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import orjson
+
+from l3_atom.data_source import RestPoll
+from l3_atom.off_chain.binance import BinanceStreams, normalised_name, stream_kind
+from l3_atom.topics import raw_key
+
+OPEN_INTEREST = "openInterest"
+OPEN_INTEREST_FEED = "openinterest"
+OPEN_INTEREST_INTERVAL_S = 30.0
+PUBLIC_ROUTE = "/public"
+MARKET_ROUTE = "/market"
+# Stream types served by the /public route; every other market stream is under /market.
+PUBLIC_STREAMS = ("depth", "bookTicker")
+PERPETUAL_TYPES = frozenset({"PERPETUAL", "TRADIFI_PERPETUAL"})
+DATED_TYPES = frozenset({"CURRENT_QUARTER", "NEXT_QUARTER", "CURRENT_MONTH", "NEXT_MONTH"})
+PERPETUAL_SUFFIX = "PERP"
+MS_PER_S = 1000
+
+
+def expiry(delivery_ms: int) -> str:
+    """``YYYYMMDD`` (UTC) of a delivery time in ms."""
+    return datetime.fromtimestamp(delivery_ms // MS_PER_S, tz=UTC).strftime("%Y%m%d")
+
+
+class BinanceFutures(BinanceStreams):
+    name = "binance-futures"
+    ws_url = "wss://fstream.binance.com"
+    rest_url = "https://fapi.binance.com"
+    symbols_path = "/fapi/v1/exchangeInfo"
+    depth_path = "/fapi/v1/depth"
+    channels = ("depth@100ms", "aggTrade", "bookTicker", "kline_1m", "markPrice", OPEN_INTEREST)
+    rest_channels = (OPEN_INTEREST,)
+    max_streams_per_connection = 200
+
+    @classmethod
+    def parse_symbols(cls, body: str) -> dict[str, str]:
+        """Perpetuals and dated futures; other contract types (and pending listings without one) are left out."""
+        symbols = {}
+        for market in orjson.loads(body)["symbols"]:
+            kind = market.get("contractType")
+            if kind in PERPETUAL_TYPES:
+                suffix = PERPETUAL_SUFFIX
+            elif kind in DATED_TYPES:
+                suffix = expiry(market["deliveryDate"])
+            else:
+                continue
+            name = normalised_name(market["baseAsset"], market["quoteAsset"], suffix)
+            if name is not None:
+                symbols[name] = market["symbol"]
+        return symbols
+
+    def route(self, channel: str) -> str:
+        kind = stream_kind(channel)
+        return PUBLIC_ROUTE if kind.startswith(PUBLIC_STREAMS) else MARKET_ROUTE
+
+    def rest_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
+        polls = super().rest_polls(exchange_symbols)
+        if OPEN_INTEREST in self.active_channels:
+            polls += [
+                RestPoll("/fapi/v1/openInterest", {"symbol": s}, raw_key(self.name, s, OPEN_INTEREST_FEED),
+                         OPEN_INTEREST_INTERVAL_S)
+                for s in exchange_symbols
+            ]
+        return polls

@@ -1,0 +1,165 @@
+"""Bitfinex websocket v2: raw books (level 3), trades and ticker; P0 books and 1m candles on request.
+
+Channels (``--channels``): ``rawbook`` (``book`` with ``prec: R0``, the default L3 feed), ``trades``,
+``ticker``, and optionally ``book`` (``prec: P0``, aggregated levels) and ``candles`` (``trade:1m:...``).
+Bitfinex data frames carry a channel id, not a symbol: this connector keeps, per connection, the
+``subscribed`` events (channel id -> symbol and channel) and writes symbol and feed into the raw key,
+where the standardiser reads them.  The first frame asks for sequence numbers and exchange timestamps on
+every frame (conf flags ``SEQ_ALL | TIMESTAMP``).  A connection carries at most 25 channels (Bitfinex's
+public-channel limit), so symbols are spread by ``channels x symbols``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from l3_atom.data_source import DataFeed
+from l3_atom.errors import UserError
+from l3_atom.feed import RECONNECT
+from l3_atom.stream_processing.standardisers.bitfinex import (
+    FEED_BOOK,
+    FEED_CANDLES,
+    FEED_CONTROL,
+    FEED_RAW_BOOK,
+    FEED_TICKER,
+    FEED_TRADES,
+    FEED_UNKNOWN_CHANNEL,
+    FEED_UNPARSED,
+    TRADING_PREFIX,
+    normalise_pair,
+)
+from l3_atom.topics import raw_key
+
+# conf flags: TIMESTAMP (32768) adds the exchange's ms time, SEQ_ALL (65536) a sequence number, to every frame.
+FLAG_TIMESTAMP = 32768
+FLAG_SEQ_ALL = 65536
+# Public channels one connection may carry (docs.bitfinex.com/docs/ws-public).
+MAX_CHANNELS_PER_CONNECTION = 25
+RAW_PRECISION = "R0"
+BOOK_PRECISION = "P0"
+BOOK_LENGTH = "100"
+CANDLE_TIMEFRAME = "1m"
+# Info codes after which Bitfinex asks clients to reconnect: server restart, maintenance ended.
+RECONNECT_CODES = frozenset({20051, 20061})
+KNOWN_CHANNELS = (FEED_RAW_BOOK, FEED_BOOK, FEED_TRADES, FEED_TICKER, FEED_CANDLES)
+
+
+def subscription(channel: str, symbol: str) -> dict[str, str]:
+    """The subscribe event of one of this connector's channels for one trading symbol (``tBTCUSD``)."""
+    if channel == FEED_RAW_BOOK:
+        return {"event": "subscribe", "channel": "book", "symbol": symbol, "prec": RAW_PRECISION, "len": BOOK_LENGTH}
+    if channel == FEED_BOOK:
+        return {
+            "event": "subscribe",
+            "channel": "book",
+            "symbol": symbol,
+            "prec": BOOK_PRECISION,
+            "freq": "F0",
+            "len": BOOK_LENGTH,
+        }
+    if channel == FEED_CANDLES:
+        return {"event": "subscribe", "channel": "candles", "key": f"trade:{CANDLE_TIMEFRAME}:{symbol}"}
+    if channel in (FEED_TRADES, FEED_TICKER):
+        return {"event": "subscribe", "channel": channel, "symbol": symbol}
+    raise UserError(f"bitfinex has no channel {channel!r}; known: {', '.join(KNOWN_CHANNELS)}")
+
+
+def channel_of(event: dict[str, Any]) -> tuple[str | None, str]:
+    """(exchange symbol, feed) of a ``subscribed`` event."""
+    channel = str(event.get("channel"))
+    if channel == "candles":
+        # key "trade:1m:tBTCUSD"; symbols may contain colons themselves (tTESTBTC:TESTUSD).
+        _, timeframe, symbol = str(event["key"]).split(":", 2)
+        return symbol, f"{FEED_CANDLES}{timeframe}"
+    symbol = event.get("symbol")
+    if channel == "book":
+        return symbol, FEED_RAW_BOOK if event.get("prec") == RAW_PRECISION else FEED_BOOK
+    return symbol, channel.replace("_", "")
+
+
+class Bitfinex(DataFeed):
+    name = "bitfinex"
+    ws_url = "wss://api-pub.bitfinex.com/ws/2"
+    rest_url = "https://api-pub.bitfinex.com"
+    symbols_path = "/v2/conf/pub:list:pair:exchange"
+    futures_path = "/v2/conf/pub:list:pair:future"
+    channels = (FEED_RAW_BOOK, FEED_TRADES, FEED_TICKER)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Connection id -> channel id -> (exchange symbol, feed); channel ids hold for one connection only.
+        self._channels: dict[str, dict[int, tuple[str | None, str]]] = {}
+        self._connection_id = ""
+
+    @classmethod
+    def parse_symbols(cls, body: str) -> dict[str, str]:
+        """Normalised -> websocket symbol from a ``pub:list:pair:*`` body (``[["BTCUSD", ...]]``)."""
+        [pairs] = orjson.loads(body)
+        symbol_map: dict[str, str] = {}
+        for pair in pairs:
+            try:
+                symbol_map.setdefault(normalise_pair(pair), f"{TRADING_PREFIX}{pair}")
+            except (TypeError, ValueError):
+                continue  # Not a pair this project can name (none in the lists today).
+        return symbol_map
+
+    async def load_symbol_map(self) -> dict[str, str]:
+        """Spot and margin pairs, then the perpetuals: two lists."""
+        client = self.rest_client()
+        try:
+            symbol_map: dict[str, str] = {}
+            for path in (self.symbols_path, self.futures_path):
+                symbol_map.update(self.parse_symbols(await client.get_text(path)))
+            return symbol_map
+        finally:
+            await client.close()
+
+    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
+        size = max(1, MAX_CHANNELS_PER_CONNECTION // max(1, len(self.active_channels)))
+        return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
+
+    def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        messages = [{"event": "conf", "flags": FLAG_SEQ_ALL | FLAG_TIMESTAMP}]
+        messages += [subscription(channel, symbol) for channel in self.active_channels for symbol in exchange_symbols]
+        return [orjson.dumps(message).decode() for message in messages]
+
+    def _on_frame(self, frame: bytes, atom_timestamp: int, connection_id: str, key: str | None = None) -> None:
+        """Remember which connection a frame came from: channel ids are per connection."""
+        if connection_id not in self._channels:
+            # A new connection (or a reconnect): the ids of the one it replaces are void.
+            name = connection_id.rpartition(".")[0]
+            for old in [c for c in self._channels if c.rpartition(".")[0] == name]:
+                del self._channels[old]
+            self._channels[connection_id] = {}
+        self._connection_id = connection_id
+        super()._on_frame(frame, atom_timestamp, connection_id, key)
+
+    def frame_key(self, frame: bytes) -> str:
+        channels = self._channels.setdefault(self._connection_id, {})
+        if frame[:1] == b"[":
+            try:
+                channel_id = int(frame[1 : frame.find(b",")])
+            except ValueError:
+                return raw_key(self.name, None, FEED_UNPARSED)
+            symbol, feed = channels.get(channel_id, (None, FEED_UNKNOWN_CHANNEL))
+            return raw_key(self.name, symbol, feed)
+        try:
+            message = orjson.loads(frame)
+            if message.get("event") == "subscribed":
+                channels[int(message["chanId"])] = channel_of(message)
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+            return raw_key(self.name, None, FEED_UNPARSED)
+        return raw_key(self.name, None, FEED_CONTROL)
+
+    def reply(self, frame: bytes) -> bytes | None:
+        """Reconnect (and so resubscribe) when Bitfinex restarts a server or ends a maintenance."""
+        if frame[:1] != b"{" or b'"info"' not in frame:
+            return None
+        try:
+            code = orjson.loads(frame).get("code")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return RECONNECT if code in RECONNECT_CODES else None

@@ -1,0 +1,106 @@
+"""dYdX v4: order book, trades, 1-minute candles and markets (funding, open interest) from the indexer.
+
+Every dYdX v4 market is a perpetual named by its ticker (``BTC-USD``) and
+settled in USDC.  Its prices are quoted in USD (the oracle's unit) and the
+ticker says so, so the normalised name follows the ticker: ``BTC.USD-PERP``.
+
+``v4_markets`` has no id: one subscription streams every market, so only the
+first connection subscribes to it (``SymbolGroup.carries_markets``).  The
+indexer allows 32 subscriptions per channel on a connection.  It pings with
+websocket control frames, which the websocket library answers itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from l3_atom.data_source import DataFeed
+from l3_atom.tokens import InstrumentType, Symbol, SymbolError
+from l3_atom.topics import raw_key
+
+ORDERBOOK = "v4_orderbook"
+TRADES = "v4_trades"
+CANDLES = "v4_candles"
+MARKETS = "v4_markets"
+CANDLE_RESOLUTION = "1MIN"
+TICKER_SEPARATOR = "-"
+# Candle ids are "<ticker>/<resolution>".
+CANDLE_ID_SEPARATOR = "/"
+# The indexer's limit per channel and connection (V4_*_CHANNEL_LIMIT).
+SUBSCRIPTIONS_PER_CHANNEL = 32
+
+# Channel -> the feed (ordering group) of a frame's raw-topic key.
+FEED_OF_CHANNEL = {ORDERBOOK: "orderbook", TRADES: "trades", CANDLES: "candles", MARKETS: "markets"}
+CONTROL = "control"
+UNPARSED = "unparsed"
+
+
+class SymbolGroup(list[str]):
+    """The tickers of one connection, and whether it is the one that carries ``v4_markets``."""
+
+    def __init__(self, tickers: Sequence[str], carries_markets: bool):
+        super().__init__(tickers)
+        self.carries_markets = carries_markets
+
+
+def normalised_of_ticker(ticker: str) -> str | None:
+    """``BTC-USD`` -> ``BTC.USD-PERP``; None for tickers outside the normalised grammar."""
+    base, separator, quote = ticker.partition(TICKER_SEPARATOR)
+    if not separator:
+        return None
+    name = str(Symbol(base, quote, InstrumentType.PERPETUAL))
+    try:
+        Symbol.parse(name)
+    except SymbolError:
+        return None
+    return name
+
+
+class Dydx(DataFeed):
+    name = "dydx"
+    ws_url = "wss://indexer.dydx.trade/v4/ws"
+    rest_url = "https://indexer.dydx.trade"
+    symbols_path = "/v4/perpetualMarkets"
+    channels = (ORDERBOOK, TRADES, CANDLES, MARKETS)
+    max_symbols_per_connection = SUBSCRIPTIONS_PER_CHANNEL
+
+    @classmethod
+    def parse_symbols(cls, body: str) -> dict[str, str]:
+        symbol_map = {}
+        for ticker in orjson.loads(body)["markets"]:
+            name = normalised_of_ticker(ticker)
+            if name is not None:
+                symbol_map[name] = ticker
+        return symbol_map
+
+    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
+        """32 markets per connection; the first connection also carries ``v4_markets``."""
+        groups = super().connection_groups(exchange_symbols)
+        return [SymbolGroup(group, index == 0) for index, group in enumerate(groups)]
+
+    def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        requests: list[dict[str, str]] = []
+        if MARKETS in self.active_channels and getattr(exchange_symbols, "carries_markets", True):
+            requests.append({"type": "subscribe", "channel": MARKETS})
+        for ticker in exchange_symbols:
+            for channel in self.active_channels:
+                if channel == CANDLES:
+                    requests.append({"type": "subscribe", "channel": channel, "id": f"{ticker}/{CANDLE_RESOLUTION}"})
+                elif channel != MARKETS:
+                    requests.append({"type": "subscribe", "channel": channel, "id": ticker})
+        return [orjson.dumps(request).decode() for request in requests]
+
+    def frame_key(self, frame: bytes) -> str:
+        try:
+            message = orjson.loads(frame)
+            channel = message.get("channel")
+            subscription = message.get("id")
+        except (orjson.JSONDecodeError, AttributeError):
+            return raw_key(self.name, None, UNPARSED)
+        feed = FEED_OF_CHANNEL.get(channel, CONTROL) if isinstance(channel, str) else CONTROL
+        ticker = None
+        if channel != MARKETS and isinstance(subscription, str):
+            ticker = subscription.partition(CANDLE_ID_SEPARATOR)[0]
+        return raw_key(self.name, ticker, feed)

@@ -1,0 +1,157 @@
+"""Kraken spot: websocket API v2 channels ``book``, ``trade``, ``ticker`` and ``ohlc``.
+
+Kraken names an asset three ways: REST asset codes (``XXBT``, ``ZUSD``: the
+legacy X/Z prefix), v1 websocket names (``XBT/USD``, the ``wsname`` of
+``/0/public/AssetPairs``) and v2 websocket names (``BTC/USD``: ISO-like
+codes, ``XBT`` -> ``BTC`` and ``XDG`` -> ``DOGE``).  :func:`normalise_asset`
+maps all three to the normalised code; the symbol map pairs each normalised
+name with its v2 websocket name.  Kraken futures shares these names.
+
+Channels are spread over connections by weight, as the original v1 recorder
+did (one connection per channel): the depth-1000 book alone, trades alone,
+and ticker with the 1-minute candles (both light, both trade-driven).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import orjson
+
+from l3_atom.data_source import DataFeed
+from l3_atom.tokens import Symbol, SymbolError
+from l3_atom.topics import raw_key
+
+BOOK = "book"
+TRADE = "trade"
+TICKER = "ticker"
+OHLC = "ohlc"
+HEARTBEAT = "heartbeat"
+STATUS = "status"
+CONTROL = "control"
+UNPARSED = "unparsed"
+DATA_CHANNELS = frozenset({BOOK, TRADE, TICKER, OHLC})
+
+# Kraken's own names of assets that have an ISO-like code elsewhere.
+ASSET_ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
+# REST asset codes that carry Kraken's legacy X (crypto) / Z (fiat) prefix; newer assets have none
+# (and some start with X or Z on their own: XTZ, ZRX), so the prefix is stripped only from these.
+LEGACY_PREFIXED_ASSETS = frozenset({
+    "XETC", "XETH", "XLTC", "XMLN", "XREP", "XXBT", "XXDG", "XXLM", "XXMR", "XXRP", "XZEC",
+    "XDAO", "XICN", "XNMC", "XXVN", "ZAUD", "ZCAD", "ZEUR", "ZGBP", "ZJPY", "ZKRW", "ZUSD",
+})
+# Levels per side of the book subscription (Kraken allows 10, 25, 100, 500, 1000).
+BOOK_DEPTH = 1000
+# Candle length of the ohlc subscription, minutes.
+CANDLE_MINUTES = 1
+# Subscription parameters per channel, beyond channel and symbols.
+CHANNEL_PARAMS: dict[str, dict[str, Any]] = {
+    BOOK: {"depth": BOOK_DEPTH},
+    # A ticker on every best bid/offer change, not only on trades (Kraken's default).
+    TICKER: {"event_trigger": "bbo"},
+    # No snapshot of the last 50 trades: after a reconnect they would be archived twice.
+    TRADE: {"snapshot": False},
+    OHLC: {"interval": CANDLE_MINUTES},
+}
+# Channels that share a connection; the heavy book and the trades each get their own.
+CONNECTION_CHANNELS: tuple[tuple[str, ...], ...] = ((TRADE,), (TICKER, OHLC), (BOOK,))
+# v1 frames are arrays: [channel id, payload..., channel name, pair].
+V1_CHANNEL_NAME, V1_PAIR = -2, -1
+
+
+def normalise_asset(code: str) -> str:
+    """A Kraken asset code (``XXBT``, ``ZUSD``, ``XBT``, ``XDG``, ``BTC``) -> the normalised code (``BTC``)."""
+    if code in LEGACY_PREFIXED_ASSETS:
+        code = code[1:]
+    return ASSET_ALIASES.get(code, code).upper()
+
+
+def websocket_asset(code: str) -> str:
+    """A v1 ``wsname`` asset (``XBT``) -> its websocket v2 spelling (``BTC``)."""
+    return ASSET_ALIASES.get(code, code)
+
+
+def normalised_pair(pair: str) -> str:
+    """``XBT/USD`` (v1) or ``BTC/USD`` (v2) -> ``BTC.USD``; ``ValueError`` outside the normalised grammar."""
+    base, slash, quote = pair.partition("/")
+    if not slash or "/" in quote:
+        raise ValueError(f"Kraken pair must look like BASE/QUOTE, got {pair!r}")
+    return str(Symbol.parse(f"{normalise_asset(base)}.{normalise_asset(quote)}"))
+
+
+class ChannelGroup(list[str]):
+    """The exchange symbols of one connection, with the channels it subscribes them to."""
+
+    def __init__(self, symbols: Iterable[str], channels: Sequence[str]):
+        super().__init__(symbols)
+        self.channels = tuple(channels)
+
+
+class Kraken(DataFeed):
+    name = "kraken"
+    ws_url = "wss://ws.kraken.com/v2"
+    rest_url = "https://api.kraken.com"
+    symbols_path = "/0/public/AssetPairs"
+    channels = (BOOK, TRADE, TICKER, OHLC)
+
+    connection_channels: ClassVar[tuple[tuple[str, ...], ...]] = CONNECTION_CHANNELS
+
+    @classmethod
+    def parse_symbols(cls, body: str) -> dict[str, str]:
+        """Normalised name (from the REST asset codes) -> v2 websocket name (from ``wsname``).
+
+        Pairs without a ``wsname`` (dark pools, ``XXBTZUSD.d``) cannot be streamed; pairs whose
+        assets fall outside the normalised grammar (``ETH2.S``) cannot be requested: both are left out.
+        """
+        answer = orjson.loads(body)
+        if answer.get("error"):
+            raise ValueError(f"Kraken AssetPairs answered errors: {answer['error']}")
+        symbol_map = {}
+        for pair in answer["result"].values():
+            wsname = pair.get("wsname")
+            if not wsname or wsname.count("/") != 1:
+                continue
+            try:
+                name = Symbol.parse(f"{normalise_asset(pair['base'])}.{normalise_asset(pair['quote'])}")
+            except SymbolError:
+                continue
+            base, quote = wsname.split("/")
+            symbol_map[str(name)] = f"{websocket_asset(base)}/{websocket_asset(quote)}"
+        return symbol_map
+
+    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
+        """One connection per channel group (each split further if a symbol limit is set)."""
+        grouped = {c for group in self.connection_channels for c in group}
+        channel_groups = [[c for c in group if c in self.active_channels] for group in self.connection_channels]
+        channel_groups += [[c] for c in self.active_channels if c not in grouped]
+        chunks = super().connection_groups(exchange_symbols)
+        return [ChannelGroup(chunk, channels) for channels in channel_groups if channels for chunk in chunks]
+
+    def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        channels = getattr(exchange_symbols, "channels", self.active_channels)
+        return [
+            orjson.dumps({
+                "method": "subscribe",
+                "params": {"channel": channel, "symbol": list(exchange_symbols), **CHANNEL_PARAMS.get(channel, {})},
+            }).decode()
+            for channel in channels
+        ]
+
+    def frame_key(self, frame: bytes) -> str:
+        """v2 objects name channel and symbol; v1 arrays (archived traffic) end with channel name and pair."""
+        try:
+            message = orjson.loads(frame)
+            if isinstance(message, list):
+                feed = message[V1_CHANNEL_NAME].partition("-")[0]
+                pair = message[V1_PAIR]
+                symbol = pair if isinstance(pair, str) else None
+                return raw_key(self.name, symbol, feed if feed in DATA_CHANNELS else CONTROL)
+            channel = message.get("channel")
+            if channel in DATA_CHANNELS:
+                symbol = message["data"][0]["symbol"]
+                return raw_key(self.name, symbol if isinstance(symbol, str) else None, channel)
+            beat = channel == HEARTBEAT or message.get("event") == HEARTBEAT
+            return raw_key(self.name, None, HEARTBEAT if beat else STATUS if channel == STATUS else CONTROL)
+        except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError, IndexError):
+            return raw_key(self.name, None, UNPARSED)

@@ -1,0 +1,189 @@
+"""KuCoin spot: level2 increments, matches, ticker and 1-minute candles from the public websocket.
+
+There is no fixed websocket URL: every (re)connect asks
+``POST /api/v1/bullet-public`` for a fresh token and the server to use
+(``connection_url``).  When the websocket URL is given explicitly
+(``--ws-url``: the replay server, a simulator), the connector connects there
+directly, without the token handshake.
+
+KuCoin drops a connection whose client has sent nothing for about
+``pingInterval`` + ``pingTimeout``, however much data flows in.  ``DataFeed``
+has no timer hook, so ``reply`` sends ``{"id": ..., "type": "ping"}`` along
+with one of each connection's data frames every ``pingInterval`` (a connection
+that receives nothing sends no ping, and the silence watchdog reconnects it).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import NamedTuple
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+
+from l3_atom.data_source import DataFeed
+from l3_atom.feed import REST_TIMEOUT_S
+from l3_atom.stream_processing.standardisers.kucoin import CANDLES, LEVEL2, MATCH, TICKER_CHANNEL, split_topic
+from l3_atom.tokens import Symbol, SymbolError
+from l3_atom.topics import raw_key
+
+TOKEN_PATH = "/api/v1/bullet-public"
+CODE_OK = "200000"
+MESSAGE = "message"
+CONTROL = "control"
+UNPARSED = "unparsed"
+
+TOPIC_OF_CHANNEL = {
+    LEVEL2: "/market/level2",
+    MATCH: "/market/match",
+    TICKER_CHANNEL: "/market/ticker",
+    CANDLES: "/market/candles",
+}
+CANDLE_TYPE = "1min"
+# KuCoin's websocket limits: 100 topics per subscribe message, 400 topics per spot connection.
+TOPICS_PER_MESSAGE = 100
+TOPICS_PER_CONNECTION = 400
+# The documented pingInterval (18000 ms), until a token answer says otherwise.
+DEFAULT_PING_INTERVAL_S = 18.0
+MS_PER_S = 1000.0
+TOPIC_MARK = b'"topic":"'
+
+
+class Bullet(NamedTuple):
+    """What ``bullet-public`` answers: where to connect, with which token, how often to ping."""
+
+    endpoint: str
+    token: str
+    ping_interval_s: float
+
+
+class Kucoin(DataFeed):
+    name = "kucoin"
+    # The documented endpoint; connections use the one each token answer names.
+    ws_url = "wss://ws-api-spot.kucoin.com/"
+    rest_url = "https://api.kucoin.com"
+    symbols_path = "/api/v2/symbols"
+    channels = (LEVEL2, MATCH, TICKER_CHANNEL, CANDLES)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.ping_interval_s = DEFAULT_PING_INTERVAL_S
+        # Exchange symbol -> index of its connection, and when each connection last pinged (monotonic s).
+        self._connection_of: dict[bytes, int] = {}
+        self._last_ping: list[float] = []
+
+    @classmethod
+    def parse_symbols(cls, body: str) -> dict[str, str]:
+        """Normalised name (``baseCurrency.quoteCurrency``) -> ``symbol`` (KuCoin's code, kept when renamed)."""
+        answer = orjson.loads(body)
+        if answer.get("code") != CODE_OK:
+            raise ValueError(f"kucoin symbols answered code {answer.get('code')!r}: {answer.get('msg')!r}")
+        symbol_map = {}
+        for market in answer["data"]:
+            try:
+                name = str(Symbol.parse(str(Symbol(market["baseCurrency"], market["quoteCurrency"]))))
+            except SymbolError:
+                continue
+            symbol_map[name] = market["symbol"]
+        return symbol_map
+
+    @staticmethod
+    def parse_token(body: str) -> Bullet:
+        """The first instance server of a ``bullet-public`` answer; anything else is a failed handshake."""
+        try:
+            answer = orjson.loads(body)
+            if answer["code"] != CODE_OK:
+                raise ConnectionError(f"kucoin bullet-public answered code {answer['code']!r}: {answer.get('msg')!r}")
+            server = answer["data"]["instanceServers"][0]
+            return Bullet(server["endpoint"], answer["data"]["token"], server["pingInterval"] / MS_PER_S)
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+            raise ConnectionError(f"kucoin bullet-public answer unreadable ({exc!r}): {body[:200]!r}") from None
+
+    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
+        """As many symbols per connection as KuCoin's 400 topics allow (one topic per symbol and channel)."""
+        size = max(1, TOPICS_PER_CONNECTION // max(1, len(self.active_channels)))
+        groups = [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
+        self._connection_of = {s.encode(): index for index, group in enumerate(groups) for s in group}
+        self._last_ping = [0.0] * len(groups)
+        return groups
+
+    async def connection_url(self, exchange_symbols: Sequence[str]) -> str:
+        """A fresh token on every (re)connect; an explicitly given websocket URL is used as it is."""
+        if self.ws_endpoint != self.ws_url:
+            return self.ws_endpoint
+        bullet = await self.fetch_token()
+        self.ping_interval_s = bullet.ping_interval_s
+        query = urlencode({"token": bullet.token, "connectId": uuid.uuid4().hex})
+        return f"{bullet.endpoint}?{query}"
+
+    async def fetch_token(self) -> Bullet:
+        """``POST bullet-public``; failures are ``ConnectionError``s, so the connection retries with backoff."""
+        url = f"{self.rest_endpoint.rstrip('/')}{TOKEN_PATH}"
+        try:
+            timeout = aiohttp.ClientTimeout(total=REST_TIMEOUT_S)
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.post(url) as response:
+                body = await response.text()
+                status = response.status
+        except aiohttp.ClientError as exc:
+            raise ConnectionError(f"POST {url} failed: {exc}") from exc
+        if status != 200:
+            raise ConnectionError(f"POST {url} answered {status}: {body[:200]}")
+        return self.parse_token(body)
+
+    def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        """One subscribe per channel and 100 symbols (KuCoin joins symbols of one topic with commas)."""
+        messages = []
+        for channel in self.active_channels:
+            suffix = f"_{CANDLE_TYPE}" if channel == CANDLES else ""
+            names = [f"{symbol}{suffix}" for symbol in exchange_symbols]
+            for i in range(0, len(names), TOPICS_PER_MESSAGE):
+                topic = f"{TOPIC_OF_CHANNEL[channel]}:{','.join(names[i : i + TOPICS_PER_MESSAGE])}"
+                message = {
+                    "id": str(len(messages) + 1),
+                    "type": "subscribe",
+                    "topic": topic,
+                    "privateChannel": False,
+                    "response": True,
+                }
+                messages.append(orjson.dumps(message).decode())
+        return messages
+
+    def reply(self, frame: bytes) -> str | None:
+        """A ping with a data frame when its connection has not pinged for ``pingInterval``."""
+        connection = self._connection_of_frame(frame)
+        if connection is None:
+            return None
+        now = time.monotonic()
+        if now - self._last_ping[connection] < self.ping_interval_s:
+            return None
+        self._last_ping[connection] = now
+        return orjson.dumps({"id": str(time.time_ns()), "type": "ping"}).decode()
+
+    def _connection_of_frame(self, frame: bytes) -> int | None:
+        """The connection of a data frame, from the first symbol of its topic (found without parsing JSON)."""
+        start = frame.find(TOPIC_MARK)
+        if start < 0:
+            return None
+        colon = frame.find(b":", start + len(TOPIC_MARK))
+        end = frame.find(b'"', colon)
+        if colon < 0 or end < 0:
+            return None
+        symbol = frame[colon + 1 : end].split(b",", 1)[0].split(b"_", 1)[0]
+        return self._connection_of.get(symbol)
+
+    def frame_key(self, frame: bytes) -> str:
+        try:
+            message = orjson.loads(frame)
+            kind = message.get("type")
+            topic = message.get("topic")
+        except (orjson.JSONDecodeError, AttributeError):
+            return raw_key(self.name, None, UNPARSED)
+        if kind != MESSAGE or not isinstance(topic, str):
+            return raw_key(self.name, None, CONTROL if isinstance(kind, str) else UNPARSED)
+        channel, symbol, _ = split_topic(topic)
+        if not channel or "_" in channel:
+            channel = UNPARSED
+        return raw_key(self.name, symbol or None, channel)

@@ -1,0 +1,175 @@
+"""Phemex: order book, trades and 1-minute klines of spot, legacy contracts and USDT-margined perpetuals.
+
+Every subscription is a JSON-RPC request for one symbol.  USDT-margined
+perpetuals (``perpProductsV2`` in ``/public/products``) use the real-valued
+channels ``orderbook_p``/``trade_p``/``kline_p``; spot (``sBTCUSDT``) and the
+legacy contracts (``BTCUSD``) use ``orderbook``/``trade``/``kline`` with
+scaled integers.  Phemex allows 20 subscriptions per connection, so a
+connection carries 20 // channels symbols.
+
+Scaled integers are turned into decimals by the standardiser, which cannot
+read REST: it assumes Phemex's documented scales per product class.  The
+connector reads the real scales of every requested product and refuses to
+start when one differs (``ScaleMismatch``), instead of archiving frames the
+processor would misread.
+
+Phemex drops a connection that has not sent ``server.ping`` for 30 s: every
+connection pings every 5 s, as Phemex recommends (``ping``); the pongs are
+archived and skipped by the standardiser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, NamedTuple
+
+import orjson
+
+from l3_atom.data_source import DataFeed
+from l3_atom.errors import UserError
+from l3_atom.stream_processing.standardisers.phemex import Scales, default_scales
+from l3_atom.tokens import InstrumentType, Symbol, SymbolError
+from l3_atom.topics import raw_key
+
+ORDERBOOK = "orderbook"
+TRADE = "trade"
+KLINE = "kline"
+# Channels of USDT-margined perpetuals carry this suffix (orderbook_p).
+REAL_VALUED_SUFFIX = "_p"
+KLINE_INTERVAL_S = 60
+# Phemex: at most 20 subscriptions per connection.
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
+
+# Data key of a frame -> the feed (ordering group) of its raw-topic key.
+FEED_OF_KEY = {
+    "book": ORDERBOOK,
+    "orderbook_p": ORDERBOOK,
+    "trades": TRADE,
+    "trades_p": TRADE,
+    "kline": KLINE,
+    "kline_p": KLINE,
+}
+CONTROL = "control"
+PING = orjson.dumps({"id": 0, "method": "server.ping", "params": []}).decode()
+UNPARSED = "unparsed"
+
+LISTED = "Listed"
+SPOT = "Spot"
+LEGACY_PERPETUAL = "Perpetual"
+# displaySymbol is "BTC / USD": the base where a product does not name it.
+DISPLAY_SEPARATOR = " / "
+
+
+class ScaleMismatch(UserError):
+    """A requested product whose scales differ from the ones the standardiser assumes."""
+
+
+class Product(NamedTuple):
+    """One product of ``/public/products``."""
+
+    symbol: str
+    normalised: str
+    # True for USDT-margined perpetuals (real-valued channels); their scales are None.
+    real_valued: bool
+    scales: Scales | None
+
+
+def _base(product: dict) -> str:
+    return product.get("baseCurrency") or product["displaySymbol"].split(DISPLAY_SEPARATOR)[0]
+
+
+def parse_products(body: str) -> list[Product]:
+    """The listed products whose names fit the normalised grammar; USDT-margined perps win a name clash."""
+    data = orjson.loads(body)["data"]
+    value_scale = {c["currency"]: c["valueScale"] for c in data.get("currencies", [])}
+    candidates = []
+    for item in data.get("perpProductsV2", []):
+        name = Symbol(_base(item), item["quoteCurrency"], InstrumentType.PERPETUAL)
+        candidates.append((item, Product(item["symbol"], str(name), True, None)))
+    for item in data.get("products", []):
+        if item.get("type") == SPOT:
+            base, quote = item["baseCurrency"], item["quoteCurrency"]
+            scales = Scales(item["priceScale"], value_scale.get(base), value_scale.get(quote))
+            candidates.append((item, Product(item["symbol"], str(Symbol(base, quote)), False, scales)))
+        elif item.get("type") == LEGACY_PERPETUAL:
+            name = Symbol(_base(item), item["quoteCurrency"], InstrumentType.PERPETUAL)
+            scales = Scales(item["priceScale"], 0, None)
+            candidates.append((item, Product(item["symbol"], str(name), False, scales)))
+    products: dict[str, Product] = {}
+    for item, product in candidates:
+        if item.get("status") != LISTED or product.normalised in products:
+            continue
+        try:
+            Symbol.parse(product.normalised)
+        except SymbolError:
+            continue
+        products[product.normalised] = product
+    return list(products.values())
+
+
+def check_scales(products: Sequence[Product], requested: Sequence[str]) -> None:
+    """Refuse requested scaled-integer products whose REST scales are not the standardiser's defaults."""
+    wrong = [
+        f"{p.normalised} ({p.symbol}: {p.scales}, assumed {default_scales(p.symbol)})"
+        for p in products
+        if p.normalised in requested and not p.real_valued and p.scales != default_scales(p.symbol)
+    ]
+    if wrong:
+        raise ScaleMismatch(f"phemex: the standardiser would misread {'; '.join(wrong)}")
+
+
+class Phemex(DataFeed):
+    name = "phemex"
+    ws_url = "wss://ws.phemex.com"
+    rest_url = "https://api.phemex.com"
+    symbols_path = "/public/products"
+    channels = (ORDERBOOK, TRADE, KLINE)
+    ping_interval_s: ClassVar[float] = 5.0
+    # Exchange symbols of USDT-margined perpetuals; set when the products are loaded.
+    real_valued: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse_symbols(cls, body: str) -> dict[str, str]:
+        return {p.normalised: p.symbol for p in parse_products(body)}
+
+    async def load_symbol_map(self) -> dict[str, str]:
+        """As ``DataFeed``'s, and also learn which products use real-valued channels and check scales."""
+        client = self.rest_client()
+        try:
+            body = await client.get_text(self.symbols_path)
+        finally:
+            await client.close()
+        return self.learn_products(body)
+
+    def learn_products(self, body: str) -> dict[str, str]:
+        products = parse_products(body)
+        check_scales(products, self.requested)
+        self.real_valued = frozenset(p.symbol for p in products if p.real_valued)
+        return {p.normalised: p.symbol for p in products}
+
+    def ping(self) -> str:
+        return PING
+
+    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
+        """One subscription per channel and symbol, at most 20 per connection."""
+        size = max(1, MAX_SUBSCRIPTIONS_PER_CONNECTION // len(self.active_channels))
+        return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
+
+    def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        messages = []
+        for symbol in exchange_symbols:
+            suffix = REAL_VALUED_SUFFIX if symbol in self.real_valued else ""
+            for channel in self.active_channels:
+                params: list[str | int] = [symbol, KLINE_INTERVAL_S] if channel == KLINE else [symbol]
+                request = {"id": len(messages) + 1, "method": f"{channel}{suffix}.subscribe", "params": params}
+                messages.append(orjson.dumps(request).decode())
+        return messages
+
+    def frame_key(self, frame: bytes) -> str:
+        try:
+            message = orjson.loads(frame)
+            feed = next((feed for key, feed in FEED_OF_KEY.items() if key in message), CONTROL)
+            symbol = message.get("symbol")
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            return raw_key(self.name, None, UNPARSED)
+        return raw_key(self.name, symbol if isinstance(symbol, str) else None, feed)

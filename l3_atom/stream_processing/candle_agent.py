@@ -1,0 +1,240 @@
+"""The Faust side of candles: window state in a changelogged table, closed candles published, a query API.
+
+Trades of one (exchange, symbol) share a key and so a partition; the window
+state of that key lives in the ``candle_windows`` table, whose changelog lets
+a worker that takes over the partition (after a crash or a rebalance) resume
+every open window.  Each state remembers the last trade offset it applied, so
+trades replayed after a crash (offsets not yet committed) are not counted
+twice.  Recent closed candles are kept in ``candle_history`` for the query API:
+
+    GET /candles/{exchange}/{symbol}/{interval}                 the latest candle
+    GET /candles/{exchange}/{symbol}/{interval}?start=MS&end=MS  closed candles starting in [start, end)
+
+answered by whichever worker holds the symbol (others forward the request).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+
+import faust
+import orjson
+from faust.exceptions import SameNode
+from faust.web import Request, Response, View
+
+from l3_atom.stream_processing.candles import CandleBuilder, Trade, WindowState, candle_output, interval_ms
+from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
+from l3_atom.stream_processing.publisher import RecordPublisher
+from l3_atom.topics import TRADES, TRADES_L3
+
+LOG = logging.getLogger(__name__)
+WINDOWS_TABLE = "candle_windows"
+HISTORY_TABLE = "candle_history"
+# Closed candles kept per (exchange, symbol, interval) for queries.
+HISTORY_LENGTH = 1440
+DECIMAL_TAG = "$d"
+
+
+def _encode(value: Any) -> bytes:
+    return orjson.dumps(value, default=lambda v: {DECIMAL_TAG: str(v)} if isinstance(v, Decimal) else str(v))
+
+
+def _decode_hook(value: Any) -> Any:
+    if isinstance(value, dict):
+        if DECIMAL_TAG in value and len(value) == 1:
+            return Decimal(value[DECIMAL_TAG])
+        return {k: _decode_hook(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode_hook(v) for v in value]
+    return value
+
+
+class SymbolCandles:
+    """What the table keeps per (exchange, symbol): windows, applied offsets, candles not yet published."""
+
+    def __init__(self, state: WindowState, offsets: dict[str, int], pending: list[dict[str, Any]]):
+        self.state = state
+        self.offsets = offsets
+        self.pending = pending
+
+    def encode(self) -> bytes:
+        windows = {name: {str(start): acc for start, acc in starts.items()} for name, starts in self.state.windows.items()}
+        return _encode(
+            {"watermark": self.state.watermark, "windows": windows, "offsets": self.offsets, "pending": self.pending}
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> SymbolCandles:
+        if not raw:
+            return cls(WindowState(), {}, [])
+        value = _decode_hook(orjson.loads(raw))
+        windows = {n: {int(start): acc for start, acc in starts.items()} for n, starts in value["windows"].items()}
+        return cls(WindowState(value["watermark"], windows), value["offsets"], value["pending"])
+
+
+def candle_json(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in record.items()}
+
+
+class CandleService:
+    """Wires the pure ``CandleBuilder`` into a Faust app."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        intervals: list[str],
+        grace_ms: int,
+        idle_close_ms: int,
+        encoder: AvroEncoder,
+        publisher: RecordPublisher,
+        schemas_by_id: dict[int, dict[str, Any]],
+        batch_size: int,
+        batch_within_s: float,
+    ):
+        self.app = app
+        self.intervals = intervals
+        self.builder = CandleBuilder(intervals, grace_ms)
+        self.idle_close_ms = idle_close_ms
+        self.encoder = encoder
+        self.publisher = publisher
+        self.schemas_by_id = schemas_by_id
+        self.published = 0
+        self.duplicates_skipped = 0
+        # bytes keys and values: Faust stores them raw; we encode the state ourselves.
+        table_options = {"key_type": bytes, "value_type": bytes, "use_partitioner": True}
+        self.windows = app.Table(WINDOWS_TABLE, default=lambda: None, **table_options)
+        self.history = app.Table(HISTORY_TABLE, default=lambda: None, **table_options)
+        topic = app.topic(TRADES, TRADES_L3, key_serializer="raw", value_serializer="raw")
+
+        async def build_candles(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(batch_size, within=batch_within_s):
+                closing = {event.message.key for event in events if self.apply(event.message)}
+                await self.publish_pending(closing)
+
+        app.agent(topic, name="build_candles")(build_candles)
+        app.timer(max(idle_close_ms / 1000 / 4, 0.5))(self.close_idle)
+        app.page("/candles/{exchange}/{symbol}/{interval}")(self._view())
+
+    def apply(self, message: Any) -> bool:
+        """One trade message: update its symbol's windows; True when it closed a window.
+
+        Closed candles are kept as ``pending`` in the table until published, so a
+        crash between the two leaves them to be published by the next owner.
+        """
+        key = message.key
+        entry = SymbolCandles.decode(self.windows[key])
+        offset_key = f"{message.topic}:{message.partition}"
+        if entry.offsets.get(offset_key, -1) >= message.offset:
+            self.duplicates_skipped += 1  # replayed after a crash: already counted
+            return False
+        record = decode_wire(message.value, self.schemas_by_id)
+        trade = Trade(record["exchange"], record["symbol"], record["price"], record["size"],
+                      record["event_timestamp"], record["atom_timestamp"])
+        self.builder.states[(trade.exchange, trade.symbol)] = entry.state
+        closed = self.builder.add(trade)
+        entry.offsets[offset_key] = message.offset
+        entry.pending += closed
+        self.windows[key] = entry.encode()
+        return bool(entry.pending)
+
+    async def close_idle(self) -> None:
+        """Close quiet symbols' windows by wall clock (less ``idle_close_ms`` of skew); publish leftovers."""
+        now_ms = int(time.time() * 1000) - self.idle_close_ms
+        closing = set()
+        for key, raw in list(self.windows.items()):
+            entry = SymbolCandles.decode(raw)
+            exchange, _, symbol = key.decode().partition("_")
+            self.builder.states[(exchange, symbol)] = entry.state
+            closed = self.builder.advance(exchange, symbol, now_ms) if entry.state.windows else []
+            if closed:
+                entry.pending += closed
+                self.windows[key] = entry.encode()
+            if entry.pending:
+                closing.add(key)
+        await self.publish_pending(closing)
+
+    async def publish_pending(self, keys: set[bytes]) -> None:
+        """Make the pending candles durable in the changelog, publish them, then clear them.
+
+        A crash before publishing leaves them pending for the next owner (at least once);
+        consumers may see a candle twice only if the crash falls between publishing and
+        the next changelog flush.
+        """
+        if not keys:
+            return
+        await self.app.producer.flush()
+        entries = {key: SymbolCandles.decode(self.windows[key]) for key in keys}
+        for key, entry in entries.items():
+            history = orjson.loads(self.history[key] or b"{}")
+            for record in entry.pending:
+                topic, out_key, value = candle_output(record)
+                self.publisher.produce(topic, out_key, self.encoder.encode(value))
+                kept = history.setdefault(record["interval"], [])
+                kept.append(candle_json(record))
+                del kept[:-HISTORY_LENGTH]
+            self.published += len(entry.pending)
+            self.history[key] = orjson.dumps(history)
+        await self.publisher.flush()
+        for key, entry in entries.items():
+            entry.pending = []
+            self.windows[key] = entry.encode()
+
+    def query(self, exchange: str, symbol: str, interval: str, start: int | None, end: int | None) -> Any:
+        key = f"{exchange}_{symbol}".encode()
+        closed = orjson.loads(self.history[key] or b"{}").get(interval, [])
+        if start is None and end is None:
+            state = SymbolCandles.decode(self.windows[key]).state
+            self.builder.states[(exchange, symbol)] = state
+            open_now = [c for c in self.builder.open_candles(exchange, symbol) if c["interval"] == interval]
+            latest = candle_json(open_now[-1]) if open_now else (closed[-1] if closed else None)
+            return latest
+        low = start if start is not None else 0
+        high = end if end is not None else 2**63
+        return [c for c in closed if low <= c["start"] < high]
+
+    def _view(self) -> type[View]:
+        service = self
+
+        class CandleView(View):
+            async def get(self, request: Request, exchange: str, symbol: str, interval: str) -> Response:
+                if interval not in service.intervals:
+                    return self.json({"error": f"interval must be one of {service.intervals}"}, status=400)
+                try:
+                    start = int(request.query["start"]) if "start" in request.query else None
+                    end = int(request.query["end"]) if "end" in request.query else None
+                except ValueError:
+                    return self.json({"error": "start and end are ms since the epoch"}, status=400)
+                try:
+                    return await service.app.router.route_req(
+                        HISTORY_TABLE, f"{exchange}_{symbol}".encode(), self.web, request
+                    )
+                except SameNode:
+                    pass
+                answer = service.query(exchange, symbol, interval, start, end)
+                if answer is None:
+                    return self.json({"error": f"no candles for {exchange} {symbol} {interval}"}, status=404)
+                return self.json(answer)
+
+        return CandleView
+
+
+def add_candles(
+    app: faust.App,
+    intervals: list[str],
+    grace_ms: int,
+    idle_close_ms: int,
+    encoder: AvroEncoder,
+    publisher: RecordPublisher,
+    schema_ids: dict[str, int],
+    batch_size: int,
+    batch_within_s: float,
+) -> CandleService:
+    """Add candle building to ``app``; ``schema_ids`` are the registry ids of trades/trades_l3."""
+    for name in intervals:
+        interval_ms(name)
+    schemas_by_id = {schema_id: parsed_schema(topic) for topic, schema_id in schema_ids.items()}
+    return CandleService(app, intervals, grace_ms, idle_close_ms, encoder, publisher, schemas_by_id,
+                         batch_size, batch_within_s)

@@ -1,0 +1,206 @@
+"""Binance spot streams -> ``lob``, ``trades``, ``ticker``, ``candle``.
+
+Frames come wrapped as combined streams (``{"stream": ..., "data": {...}}``); raw
+``/ws`` payloads are understood too.  ``depthUpdate`` diffs and REST book snapshots
+(``{"lastUpdateId", "bids", "asks"}``, archived by the connector under the symbol's
+depth key, which is how their symbol is known) feed ``lob`` with ``sequence`` = the
+final update id (``u``, or ``lastUpdateId`` for a snapshot): a consumer drops diffs
+with ``u`` <= the snapshot's id.  ``trade`` and ``aggTrade`` are trades (``m`` = the
+buyer is the maker, so the taker sold).  ``bookTicker`` is the best bid and offer;
+spot's carries no time, so its ``event_timestamp`` is the receive time.  Klines are
+relayed as candles.  Binance symbols (``NKNUSDT``) cannot be split without the
+symbol list, so names come from the connector's symbol header.
+
+:class:`BinanceStandardiser` is also the base of ``binance_futures``: the protocol is
+the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
+from l3_atom.topics import CANDLE, LOB, NO_SYMBOL, TICKER, TRADES, normalised_key, split_raw_key
+
+# A book level is [price, size].
+PRICE, SIZE = range(2)
+MS_PER_US = 1000
+DEPTH_SNAPSHOT = "depthSnapshot"
+BOOK_TICKER = "bookTicker"
+OPEN_INTEREST = "openInterest"
+SUBSCRIPTION_ACK = "result"
+
+
+def taker_side(buyer_is_maker: Any) -> str:
+    """Binance's ``m`` says whether the buyer was the maker: then the taker sold."""
+    if buyer_is_maker is True:
+        return "sell"
+    if buyer_is_maker is False:
+        return "buy"
+    raise TypeError(f"m (buyer is maker) must be a boolean, got {buyer_is_maker!r}")
+
+
+def text(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def boolean(value: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"expected a boolean, got {type(value).__name__} {value!r}")
+    return value
+
+
+def event_time(message: dict) -> int:
+    """The matching engine's time ``T`` where the payload has one, else the event time ``E``."""
+    return integer(message["T"] if "T" in message else message["E"])
+
+
+class BinanceStandardiser(Standardiser):
+    source = "binance"
+    topics = (LOB, TRADES, TICKER, CANDLE)
+    handlers: ClassVar[dict[str, str]] = {
+        "depthUpdate": "_depth_update",
+        DEPTH_SNAPSHOT: "_depth_snapshot",
+        "trade": "_trade",
+        "aggTrade": "_agg_trade",
+        BOOK_TICKER: "_book_ticker",
+        "kline": "_kline",
+    }
+    skips: ClassVar[dict[str, str]] = {
+        SUBSCRIPTION_ACK: "subscription ack",
+        "serverShutdown": "server shutdown notice (the connector reconnects)",
+    }
+
+    def decode(self, frame: bytes) -> Any:
+        """The payload: combined-stream frames are unwrapped (a wrapper without ``data`` has no type)."""
+        message = super().decode(frame)
+        if type(message) is dict and "stream" in message:
+            return message.get("data")
+        return message
+
+    def message_type(self, message: Any) -> str:
+        kind = message.get("e")
+        if kind is not None:
+            return kind
+        if "lastUpdateId" in message:
+            return DEPTH_SNAPSHOT
+        if OPEN_INTEREST in message:
+            return OPEN_INTEREST
+        if SUBSCRIPTION_ACK in message and "id" in message:
+            return SUBSCRIPTION_ACK
+        if "code" in message and "msg" in message:
+            raise StandardiseError(f"binance error {message['code']}: {message['msg']}")
+        if "u" in message and "b" in message and "a" in message:
+            return BOOK_TICKER
+        raise KeyError("e")
+
+    def _key(self, symbol: str) -> str:
+        return normalised_key(self.source, symbol)
+
+    def _levels(
+        self, symbol: str, sides: tuple[tuple[str, Any], ...], snapshot: bool, sequence: int, time: int | None,
+        atom_timestamp: int,
+    ) -> list[Output]:
+        key = self._key(symbol)
+        return [
+            Output(LOB, key, {
+                "exchange": self.source,
+                "symbol": symbol,
+                "side": side,
+                "price": exact(level[PRICE]),
+                "size": exact(level[SIZE]),
+                "is_snapshot": snapshot,
+                "sequence": sequence,
+                "event_timestamp": time,
+                "atom_timestamp": atom_timestamp,
+            })
+            for side, levels in sides
+            for level in levels
+        ]
+
+    def _depth_update(self, message: dict, atom_timestamp: int) -> list[Output]:
+        symbol = self.symbol_of(message["s"])
+        sides = (("bid", message["b"]), ("ask", message["a"]))
+        records = self._levels(symbol, sides, False, integer(message["u"]), event_time(message), atom_timestamp)
+        return records or self.skip("depthUpdate without level changes")
+
+    def _depth_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """A REST snapshot names no symbol: the connector archived it under the symbol's depth key."""
+        exchange_symbol = split_raw_key(self.raw_key or "")[1]
+        if not exchange_symbol or exchange_symbol == NO_SYMBOL:
+            raise ValueError(f"a REST depth snapshot names no symbol and its raw key {self.raw_key!r} gives none")
+        symbol = self.symbol_of(exchange_symbol)
+        time = event_time(message) if "T" in message or "E" in message else None
+        sides = (("bid", message["bids"]), ("ask", message["asks"]))
+        records = self._levels(symbol, sides, True, integer(message["lastUpdateId"]), time, atom_timestamp)
+        return records or self.skip("depth snapshot of an empty book")
+
+    def _trade(self, message: dict, atom_timestamp: int) -> list[Output]:
+        return self._trade_record(message, message["t"], atom_timestamp)
+
+    def _agg_trade(self, message: dict, atom_timestamp: int) -> list[Output]:
+        return self._trade_record(message, message["a"], atom_timestamp)
+
+    def _trade_record(self, message: dict, trade_id: Any, atom_timestamp: int) -> list[Output]:
+        """Trade ids (and aggregate trade ids) count up by one per symbol: they are the sequence too."""
+        trade_id = integer(trade_id)
+        symbol = self.symbol_of(message["s"])
+        record = {
+            "exchange": self.source,
+            "symbol": symbol,
+            "trade_id": str(trade_id),
+            "price": exact(message["p"]),
+            "size": exact(message["q"]),
+            "taker_side": taker_side(message["m"]),
+            "sequence": trade_id,
+            "event_timestamp": integer(message["T"]),
+            "atom_timestamp": atom_timestamp,
+        }
+        return [Output(TRADES, self._key(symbol), record)]
+
+    def _book_ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
+        symbol = self.symbol_of(message["s"])
+        timed = "T" in message or "E" in message
+        record = {
+            "exchange": self.source,
+            "symbol": symbol,
+            "bid_price": exact(message["b"]),
+            "bid_size": exact(message["B"]),
+            "ask_price": exact(message["a"]),
+            "ask_size": exact(message["A"]),
+            "last_price": None,
+            "last_size": None,
+            "sequence": integer(message["u"]),
+            "event_timestamp": event_time(message) if timed else atom_timestamp // MS_PER_US,
+            "atom_timestamp": atom_timestamp,
+        }
+        return [Output(TICKER, self._key(symbol), record)]
+
+    def _kline(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """Binance's close time ``T`` is the window's last millisecond: the exclusive end is one later."""
+        symbol = self.symbol_of(message["s"])
+        kline = message["k"]
+        record = {
+            "exchange": self.source,
+            "symbol": symbol,
+            "origin": "exchange",
+            "interval": text(kline["i"]),
+            "start": integer(kline["t"]),
+            "end": integer(kline["T"]) + 1,
+            "open": exact(kline["o"]),
+            "high": exact(kline["h"]),
+            "low": exact(kline["l"]),
+            "close": exact(kline["c"]),
+            "volume": exact(kline["v"]),
+            "quote_volume": exact(kline["q"]),
+            "trade_count": integer(kline["n"]),
+            "vwap": None,
+            "first_trade_timestamp": None,
+            "last_trade_timestamp": None,
+            "closed": boolean(kline["x"]),
+            "event_timestamp": integer(message["E"]),
+            "atom_timestamp": atom_timestamp,
+        }
+        return [Output(CANDLE, self._key(symbol), record)]

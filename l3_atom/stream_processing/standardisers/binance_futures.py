@@ -1,0 +1,59 @@
+"""Binance USD-M futures -> ``lob``, ``trades``, ``ticker``, ``candle``, ``funding_rate``, ``open_interest``.
+
+Book, trade, ticker and kline payloads are spot's (:mod:`.binance`), with the
+matching engine's time ``T`` on depth and bookTicker frames.  ``markPriceUpdate``
+gives the funding rate (``r``), mark price (``p``; ``P`` is only the estimated
+settle price), index price (``i``) and next funding time (``T``); dated futures
+have no funding (``r`` is ``""``) and are skipped.  Open interest comes from the
+connector's polls of ``GET /fapi/v1/openInterest``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from l3_atom.stream_processing.standardiser import Output, exact, integer
+from l3_atom.stream_processing.standardisers.binance import OPEN_INTEREST, BinanceStandardiser
+from l3_atom.topics import FUNDING_RATE
+from l3_atom.topics import OPEN_INTEREST as OPEN_INTEREST_TOPIC
+
+NO_FUNDING = ""
+
+
+class BinanceFuturesStandardiser(BinanceStandardiser):
+    source = "binance-futures"
+    topics = (*BinanceStandardiser.topics, FUNDING_RATE, OPEN_INTEREST_TOPIC)
+    handlers: ClassVar[dict[str, str]] = {
+        **BinanceStandardiser.handlers,
+        "markPriceUpdate": "_mark_price",
+        OPEN_INTEREST: "_open_interest",
+    }
+
+    def _mark_price(self, message: dict, atom_timestamp: int) -> list[Output]:
+        symbol = self.symbol_of(message["s"])
+        rate = message["r"]
+        if rate == NO_FUNDING:
+            return self.skip("markPriceUpdate of a dated future: no funding")
+        record = {
+            "exchange": self.source,
+            "symbol": symbol,
+            "rate": exact(rate),
+            "predicted_rate": None,
+            "mark_price": exact(message["p"]),
+            "index_price": exact(message["i"]),
+            "next_funding_timestamp": integer(message["T"]),
+            "event_timestamp": integer(message["E"]),
+            "atom_timestamp": atom_timestamp,
+        }
+        return [Output(FUNDING_RATE, self._key(symbol), record)]
+
+    def _open_interest(self, message: dict, atom_timestamp: int) -> list[Output]:
+        symbol = self.symbol_of(message["symbol"])
+        record = {
+            "exchange": self.source,
+            "symbol": symbol,
+            "open_interest": exact(message[OPEN_INTEREST]),
+            "event_timestamp": integer(message["time"]),
+            "atom_timestamp": atom_timestamp,
+        }
+        return [Output(OPEN_INTEREST_TOPIC, self._key(symbol), record)]

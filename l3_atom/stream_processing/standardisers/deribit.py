@@ -1,0 +1,317 @@
+"""Deribit JSON-RPC websocket (API v2) -> ``lob``, ``trades``, ``ticker``, ``funding_rate``, ``open_interest``, ``candle``.
+
+Notifications are ``{"method": "subscription", "params": {"channel": ..., "data": ...}}``; the channel names
+its kind and instrument (``book.BTC-PERPETUAL.raw``, ``chart.trades.BTC-PERPETUAL.1``).  Books carry
+``[action, price, amount]`` levels (``delete`` removes one) and ``change_id`` as the sequence.  A public
+trade's ``direction`` is the taker's.  The ticker gives ``open_interest`` (derivatives) and, for
+perpetuals, ``current_funding``: each is published when it differs from the last one published for the
+instrument (small, pure state; ARCHITECTURE principle 2), not with every ticker.  Deribit's ``funding_8h``
+(funding realised over the last 8 hours) has no field in ``funding_rate`` and is not published.  Candles
+(``chart.trades``) have no closed flag and no event time: the receive time stands in, and a candle is
+closed once that time is past its window.  RPC results and heartbeats are counted skips; a JSON-RPC error
+raises (dead letter), with Deribit's code and message.
+
+Amounts are Deribit's: USD for inverse futures and perpetuals, the base coin for options and linear
+instruments.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from l3_atom.stream_processing.standardiser import (
+    Output,
+    StandardiseError,
+    Standardiser,
+    decode_exact,
+    exact,
+    integer,
+    optional_exact,
+)
+from l3_atom.tokens import InstrumentType, Symbol
+from l3_atom.topics import CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
+
+SOURCE = "deribit"
+
+# Channel kinds (the first part of a channel name); also the feeds of raw keys.
+BOOK = "book"
+TRADES_CHANNEL = "trades"
+TICKER_CHANNEL = "ticker"
+CHART = "chart"
+CHANNEL_SEPARATOR = "."
+
+# Instrument names: BTC-PERPETUAL, BTC-27DEC24, BTC-27DEC24-100000-C, BTC_USDC-PERPETUAL, BTC_USDC (spot).
+NAME_SEPARATOR = "-"
+PAIR_SEPARATOR = "_"
+PERPETUAL = "PERPETUAL"
+# Inverse instruments are named after their base coin alone; their counter currency is USD.
+INVERSE_QUOTE = "USD"
+EXPIRY = re.compile(r"^(?P<day>\d{1,2})(?P<month>[A-Z]{3})(?P<year>\d{2})$")
+MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+MONTHS = {name: number for number, name in enumerate(MONTH_NAMES, start=1)}
+CENTURY = 2000
+# Strikes write their decimal point as "d": XRP_USDC-30JUN23-0d625-C.
+STRIKE = re.compile(r"^\d+(d\d+)?$")
+STRIKE_DECIMAL_POINT = "d"
+OPTION_TYPES = ("C", "P")
+
+# A book level: [action, price, amount].
+LEVEL_ACTION, LEVEL_PRICE, LEVEL_AMOUNT = range(3)
+LEVEL_ACTIONS = ("new", "change", "delete")
+DELETE = "delete"
+BOOK_SIDES = (("bid", "bids"), ("ask", "asks"))
+TAKER_SIDES = ("buy", "sell")
+ZERO = Decimal(0)
+
+MINUTE_MS = 60_000
+DAY_RESOLUTION = "1D"
+
+
+def expiry_date(code: str) -> str:
+    """``27DEC24`` -> ``20241227``."""
+    match = EXPIRY.match(code)
+    if not match or match["month"] not in MONTHS:
+        raise ValueError(f"{code!r} is not a Deribit expiry such as 27DEC24")
+    expiry = date(CENTURY + int(match["year"]), MONTHS[match["month"]], int(match["day"]))
+    return expiry.strftime("%Y%m%d")
+
+
+def normalise_instrument(name: Any) -> str:
+    """A Deribit instrument name -> the normalised symbol (combos have no normalised name: ValueError)."""
+    if type(name) is not str:
+        raise TypeError(f"expected a Deribit instrument name, got {name!r}")
+    pair, *rest = name.split(NAME_SEPARATOR)
+    base, _, quote = pair.partition(PAIR_SEPARATOR)
+    if not rest:
+        if not quote:
+            raise ValueError(f"{name!r} is not a Deribit instrument name")
+        symbol = Symbol(base, quote)
+    elif rest == [PERPETUAL]:
+        symbol = Symbol(base, quote or INVERSE_QUOTE, InstrumentType.PERPETUAL)
+    elif len(rest) == 1:
+        symbol = Symbol(base, quote or INVERSE_QUOTE, InstrumentType.FUTURE, expiry_date(rest[0]))
+    elif len(rest) == 3 and STRIKE.match(rest[1]) and rest[2] in OPTION_TYPES:
+        strike = rest[1].replace(STRIKE_DECIMAL_POINT, ".")
+        symbol = Symbol(base, quote or INVERSE_QUOTE, InstrumentType.OPTION, expiry_date(rest[0]), strike, rest[2])
+    else:
+        raise ValueError(f"{name!r} is not a Deribit spot, future, perpetual or option name")
+    return str(Symbol.parse(str(symbol)))
+
+
+def channel_parts(channel: Any) -> tuple[str, str, str]:
+    """(kind, instrument, interval or resolution) of a subscription channel."""
+    if type(channel) is not str:
+        raise TypeError(f"expected a channel name, got {channel!r}")
+    parts = channel.split(CHANNEL_SEPARATOR)
+    if parts[0] == CHART and len(parts) == 4:
+        return CHART, parts[2], parts[3]
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    raise ValueError(f"unexpected channel {channel!r}")
+
+
+def candle_length(resolution: str) -> tuple[str, int]:
+    """Deribit's chart resolution (minutes, or ``1D``) -> (normalised interval, length in ms)."""
+    if resolution == DAY_RESOLUTION:
+        return "1d", 1440 * MINUTE_MS
+    minutes = int(resolution)
+    if minutes <= 0:
+        raise ValueError(f"chart resolution must be positive, got {resolution!r}")
+    interval = f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+    return interval, minutes * MINUTE_MS
+
+
+class DeribitStandardiser(Standardiser):
+    source = SOURCE
+    topics = (LOB, TRADES, TICKER, FUNDING_RATE, OPEN_INTEREST, CANDLE)
+    handlers: ClassVar[dict[str, str]] = {
+        BOOK: "_book",
+        TRADES_CHANNEL: "_trades",
+        TICKER_CHANNEL: "_ticker",
+        CHART: "_chart",
+    }
+    skips: ClassVar[dict[str, str]] = {
+        "rpc result": "rpc result (subscribe, set_heartbeat, test, auth)",
+        "heartbeat": "heartbeat",
+        "test_request": "heartbeat test_request (answered by the connector)",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._symbols: dict[str, str] = {}
+        # Instrument (normalised) -> the last open interest / funding rate published.
+        self._open_interest: dict[str, Decimal] = {}
+        self._funding: dict[str, Decimal] = {}
+
+    def decode(self, frame: bytes) -> Any:
+        return decode_exact(frame)
+
+    def message_type(self, message: Any) -> str:
+        method = message.get("method")
+        if method == "subscription":
+            try:
+                return channel_parts(message["params"]["channel"])[0]
+            except ValueError as exc:
+                raise StandardiseError(str(exc)) from None
+        if method == "heartbeat":
+            return str(message["params"]["type"])
+        if method is not None:
+            return str(method)
+        if "error" in message:
+            error = message["error"]
+            request = message.get("id")
+            raise StandardiseError(f"Deribit error {error.get('code')}: {error.get('message')} (request {request})")
+        if "result" in message:
+            return "rpc result"
+        raise KeyError("method")
+
+    def convert_symbol(self, exchange_symbol: str) -> str:
+        symbol = self._symbols.get(exchange_symbol)
+        if symbol is None:
+            symbol = self._symbols[exchange_symbol] = normalise_instrument(exchange_symbol)
+        return symbol
+
+    @staticmethod
+    def _params(message: dict) -> tuple[str, str, Any]:
+        """(instrument, interval or resolution, data) of a notification."""
+        params = message["params"]
+        _, instrument, interval = channel_parts(params["channel"])
+        return instrument, interval, params["data"]
+
+    def _book(self, message: dict, atom_timestamp: int) -> list[Output]:
+        instrument, _, data = self._params(message)
+        symbol = self.symbol_of(instrument)
+        snapshot = data["type"] == "snapshot"
+        if not snapshot and data["type"] != "change":
+            raise ValueError(f"book type must be 'snapshot' or 'change', got {data['type']!r}")
+        sequence = integer(data["change_id"])
+        event_timestamp = integer(data["timestamp"])
+        key = normalised_key(SOURCE, symbol)
+        outputs = [
+            Output(LOB, key, {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "side": side,
+                "price": exact(level[LEVEL_PRICE]),
+                "size": level_size(level),
+                "is_snapshot": snapshot,
+                "sequence": sequence,
+                "event_timestamp": event_timestamp,
+                "atom_timestamp": atom_timestamp,
+            })
+            for side, field in BOOK_SIDES
+            for level in data[field]
+        ]
+        if not outputs:
+            return self.skip(f"book {data['type']} without levels")
+        return outputs
+
+    def _trades(self, message: dict, atom_timestamp: int) -> list[Output]:
+        instrument, _, trades = self._params(message)
+        if type(trades) is not list:
+            raise TypeError(f"trades data must be a list, got {type(trades).__name__}")
+        if not trades:
+            return self.skip("trades notification without trades")
+        symbol = self.symbol_of(instrument)
+        key = normalised_key(SOURCE, symbol)
+        outputs = []
+        for trade in trades:
+            direction = trade["direction"]
+            if direction not in TAKER_SIDES:
+                raise ValueError(f"direction must be 'buy' or 'sell', got {direction!r}")
+            outputs.append(Output(TRADES, key, {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "trade_id": str(trade["trade_id"]),
+                "price": exact(trade["price"]),
+                "size": exact(trade["amount"]),
+                "taker_side": direction,
+                "sequence": integer(trade["trade_seq"]),
+                "event_timestamp": integer(trade["timestamp"]),
+                "atom_timestamp": atom_timestamp,
+            }))
+        return outputs
+
+    def _ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
+        instrument, _, data = self._params(message)
+        symbol = self.symbol_of(instrument)
+        key = normalised_key(SOURCE, symbol)
+        event_timestamp = integer(data["timestamp"])
+        outputs = [Output(TICKER, key, {
+            "exchange": SOURCE,
+            "symbol": symbol,
+            "bid_price": optional_exact(data.get("best_bid_price")),
+            "bid_size": optional_exact(data.get("best_bid_amount")),
+            "ask_price": optional_exact(data.get("best_ask_price")),
+            "ask_size": optional_exact(data.get("best_ask_amount")),
+            "last_price": optional_exact(data.get("last_price")),
+            "last_size": None,
+            "sequence": None,
+            "event_timestamp": event_timestamp,
+            "atom_timestamp": atom_timestamp,
+        })]
+        open_interest = optional_exact(data.get("open_interest"))
+        if open_interest is not None and self._open_interest.get(symbol) != open_interest:
+            self._open_interest[symbol] = open_interest
+            outputs.append(Output(OPEN_INTEREST, key, {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "open_interest": open_interest,
+                "event_timestamp": event_timestamp,
+                "atom_timestamp": atom_timestamp,
+            }))
+        funding = optional_exact(data.get("current_funding"))
+        if funding is not None and self._funding.get(symbol) != funding:
+            self._funding[symbol] = funding
+            outputs.append(Output(FUNDING_RATE, key, {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "rate": funding,
+                "predicted_rate": None,
+                "mark_price": optional_exact(data.get("mark_price")),
+                "index_price": optional_exact(data.get("index_price")),
+                "next_funding_timestamp": None,
+                "event_timestamp": event_timestamp,
+                "atom_timestamp": atom_timestamp,
+            }))
+        return outputs
+
+    def _chart(self, message: dict, atom_timestamp: int) -> list[Output]:
+        instrument, resolution, data = self._params(message)
+        interval, length = candle_length(resolution)
+        symbol = self.symbol_of(instrument)
+        start = integer(data["tick"])
+        now = atom_timestamp // 1000
+        record = {
+            "exchange": SOURCE,
+            "symbol": symbol,
+            "origin": "exchange",
+            "interval": interval,
+            "start": start,
+            "end": start + length,
+            "open": exact(data["open"]),
+            "high": exact(data["high"]),
+            "low": exact(data["low"]),
+            "close": exact(data["close"]),
+            "volume": exact(data["volume"]),
+            "quote_volume": optional_exact(data.get("cost")),
+            "trade_count": None,
+            "vwap": None,
+            "first_trade_timestamp": None,
+            "last_trade_timestamp": None,
+            "closed": now >= start + length,
+            "event_timestamp": now,
+            "atom_timestamp": atom_timestamp,
+        }
+        return [Output(CANDLE, normalised_key(SOURCE, symbol), record)]
+
+
+def level_size(level: list) -> Decimal:
+    """The size after a level's action: 0 for ``delete``."""
+    action = level[LEVEL_ACTION]
+    if action not in LEVEL_ACTIONS:
+        raise ValueError(f"book action must be one of {', '.join(LEVEL_ACTIONS)}, got {action!r}")
+    return ZERO if action == DELETE else exact(level[LEVEL_AMOUNT])

@@ -1,0 +1,307 @@
+"""OKX v5 public channels -> ``lob``, ``trades``, ``ticker``, ``candle``, ``funding_rate``, ``open_interest``.
+
+Every push is ``{"arg": {"channel", "instId"}, "data": [...]}``; ``books``
+adds ``action`` (``snapshot`` or ``update``) and sequence ids.  Requests are
+answered with ``{"event": ...}`` (acks, notices, errors), and the client's
+``ping`` with the bare text ``pong``.  OKX sends numbers as strings, so orjson
+decodes exactly.  Sizes of derivatives are in contracts, as OKX sends them;
+candle volume and open interest use OKX's base-currency figures.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
+from l3_atom.tokens import Symbol, SymbolError
+from l3_atom.topics import CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
+
+SOURCE = "okx"
+PONG = b"pong"
+# What ``decode`` makes of the bare ``pong`` text, so that it dispatches to a named skip.
+PONG_MESSAGE = object()
+PONG_TYPE = "pong"
+EVENT_PREFIX = "event:"
+CANDLE_TYPE = "candle"
+
+BOOK_ACTIONS = {"snapshot": True, "update": False}
+BOOK_SIDES = (("bid", "bids"), ("ask", "asks"))
+# A book level is [price, size, "0" (deprecated), number of orders].
+LEVEL_PRICE, LEVEL_SIZE = range(2)
+TAKER_SIDES = ("buy", "sell")
+# A candle is [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm].
+(
+    CANDLE_START,
+    CANDLE_OPEN,
+    CANDLE_HIGH,
+    CANDLE_LOW,
+    CANDLE_CLOSE,
+    CANDLE_VOLUME,
+    CANDLE_VOLUME_CCY,
+    CANDLE_VOLUME_QUOTE,
+    CANDLE_CONFIRM,
+) = range(9)
+CANDLE_FIELDS = 9
+CANDLE_CLOSED = {"0": False, "1": True}
+# candle1m, candle4H, candle1Dutc, ...: the intervals of fixed length (months vary, so candle1M is not one).
+CANDLE_CHANNEL = re.compile(r"^candle(?P<count>[1-9]\d*)(?P<unit>[smHDW])(?:utc)?$")
+UNIT_MS = {"s": 1_000, "m": 60_000, "H": 3_600_000, "D": 86_400_000, "W": 604_800_000}
+
+# instId shapes: BTC-USDT (spot), BTC-USDT-SWAP, BTC-USD-250926 (future), BTC-USD-250926-100000-C (option).
+SPOT_PARTS, DERIVATIVE_PARTS, OPTION_PARTS = 2, 3, 5
+SWAP = "SWAP"
+EXPIRY_DIGITS = 6
+CENTURY = "20"
+
+
+def ms(value: Any) -> int:
+    """OKX times are strings of milliseconds since the epoch."""
+    if type(value) is not str or not (value.isascii() and value.isdigit()):
+        raise ValueError(f"expected a millisecond timestamp string, got {value!r}")
+    return int(value)
+
+
+def blank_exact(value: Any) -> Any:
+    """OKX sends ``""`` where it has no value (e.g. no best ask): None, else an exact decimal."""
+    return None if value == "" or value is None else exact(value)
+
+
+def is_spot(inst_id: str) -> bool:
+    return inst_id.count("-") == SPOT_PARTS - 1
+
+
+class OkxStandardiser(Standardiser):
+    source = SOURCE
+    topics = (LOB, TRADES, TICKER, CANDLE, FUNDING_RATE, OPEN_INTEREST)
+    handlers: ClassVar[dict[str, str]] = {
+        "books": "_books",
+        "trades": "_trades",
+        "tickers": "_tickers",
+        CANDLE_TYPE: "_candle",
+        "funding-rate": "_funding_rate",
+        "open-interest": "_open_interest",
+        f"{EVENT_PREFIX}error": "_error",
+    }
+    skips: ClassVar[dict[str, str]] = {
+        f"{EVENT_PREFIX}subscribe": "subscription ack",
+        f"{EVENT_PREFIX}unsubscribe": "unsubscription ack",
+        f"{EVENT_PREFIX}notice": "notice: connection to close for a service upgrade",
+        PONG_TYPE: "pong",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._symbols: dict[str, str] = {}
+
+    def decode(self, frame: bytes) -> Any:
+        if frame == PONG:
+            return PONG_MESSAGE
+        return super().decode(frame)
+
+    def message_type(self, message: Any) -> str:
+        if message is PONG_MESSAGE:
+            return PONG_TYPE
+        if "event" in message:
+            return f"{EVENT_PREFIX}{message['event']}"
+        channel = message["arg"]["channel"]
+        return CANDLE_TYPE if CANDLE_CHANNEL.match(channel) else channel
+
+    def convert_symbol(self, exchange_symbol: Any) -> str:
+        """instIds spell the instrument out: ``BTC-USDT-SWAP`` -> ``BTC.USDT-PERP``, ``BTC-USD-250926`` ->
+        ``BTC.USD-20250926``, ``BTC-USD-250926-100000-C`` -> ``BTC.USD-20250926-100000-C``."""
+        symbol = self._symbols.get(exchange_symbol)
+        if symbol is None:
+            symbol = self._symbols[exchange_symbol] = _name_of(exchange_symbol)
+        return symbol
+
+    def _pushes(self, message: dict) -> tuple[str, str, list]:
+        """(normalised symbol, key, data) of a channel push."""
+        symbol = self.symbol_of(message["arg"]["instId"])
+        data = message["data"]
+        if type(data) is not list or not data:
+            raise ValueError(f"data must be a non-empty list, got {data!r}")
+        return symbol, normalised_key(SOURCE, symbol), data
+
+    def _books(self, message: dict, atom_timestamp: int) -> list[Output]:
+        action = message["action"]
+        if action not in BOOK_ACTIONS:
+            raise ValueError(f"books action must be 'snapshot' or 'update', got {action!r}")
+        snapshot = BOOK_ACTIONS[action]
+        symbol, key, data = self._pushes(message)
+        outputs = []
+        for book in data:
+            sequence = integer(book["seqId"])
+            event_timestamp = ms(book["ts"])
+            for side, field in BOOK_SIDES:
+                for level in book[field]:
+                    record = {
+                        "exchange": SOURCE,
+                        "symbol": symbol,
+                        "side": side,
+                        "price": exact(level[LEVEL_PRICE]),
+                        "size": exact(level[LEVEL_SIZE]),
+                        "is_snapshot": snapshot,
+                        "sequence": sequence,
+                        "event_timestamp": event_timestamp,
+                        "atom_timestamp": atom_timestamp,
+                    }
+                    outputs.append(Output(LOB, key, record))
+        if not outputs:
+            return self.skip("books: empty snapshot" if snapshot else "books: update without changes (keepalive)")
+        return outputs
+
+    def _trades(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """OKX's ``side`` is the taker's; ``tradeId`` is the last of ``count`` aggregated fills."""
+        symbol, key, data = self._pushes(message)
+        outputs = []
+        for trade in data:
+            side = trade["side"]
+            if side not in TAKER_SIDES:
+                raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+            trade_id = trade["tradeId"]
+            if type(trade_id) is not str:
+                raise TypeError(f"tradeId must be a string, got {trade_id!r}")
+            sequence = trade.get("seqId")
+            record = {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "trade_id": trade_id,
+                "price": exact(trade["px"]),
+                "size": exact(trade["sz"]),
+                "taker_side": side,
+                "sequence": None if sequence is None else integer(sequence),
+                "event_timestamp": ms(trade["ts"]),
+                "atom_timestamp": atom_timestamp,
+            }
+            outputs.append(Output(TRADES, key, record))
+        return outputs
+
+    def _tickers(self, message: dict, atom_timestamp: int) -> list[Output]:
+        symbol, key, data = self._pushes(message)
+        return [
+            Output(
+                TICKER,
+                key,
+                {
+                    "exchange": SOURCE,
+                    "symbol": symbol,
+                    "bid_price": blank_exact(tick["bidPx"]),
+                    "bid_size": blank_exact(tick["bidSz"]),
+                    "ask_price": blank_exact(tick["askPx"]),
+                    "ask_size": blank_exact(tick["askSz"]),
+                    "last_price": blank_exact(tick["last"]),
+                    "last_size": blank_exact(tick["lastSz"]),
+                    "sequence": None,
+                    "event_timestamp": ms(tick["ts"]),
+                    "atom_timestamp": atom_timestamp,
+                },
+            )
+            for tick in data
+        ]
+
+    def _candle(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """Volume in the base asset: ``vol`` for spot, ``volCcy`` for derivatives (whose ``vol`` is contracts).
+
+        OKX gives a candle no time but its start, so that is its ``event_timestamp``.
+        """
+        match = CANDLE_CHANNEL.match(message["arg"]["channel"])
+        length_ms = int(match["count"]) * UNIT_MS[match["unit"]]
+        interval = f"{match['count']}{match['unit'].lower()}"
+        inst_id = message["arg"]["instId"]
+        volume_field = CANDLE_VOLUME if is_spot(inst_id) else CANDLE_VOLUME_CCY
+        symbol, key, data = self._pushes(message)
+        outputs = []
+        for row in data:
+            if len(row) != CANDLE_FIELDS:
+                raise ValueError(f"a candle has {CANDLE_FIELDS} fields, got {len(row)}")
+            confirm = row[CANDLE_CONFIRM]
+            if confirm not in CANDLE_CLOSED:
+                raise ValueError(f"candle confirm must be '0' or '1', got {confirm!r}")
+            start = ms(row[CANDLE_START])
+            record = {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "origin": "exchange",
+                "interval": interval,
+                "start": start,
+                "end": start + length_ms,
+                "open": exact(row[CANDLE_OPEN]),
+                "high": exact(row[CANDLE_HIGH]),
+                "low": exact(row[CANDLE_LOW]),
+                "close": exact(row[CANDLE_CLOSE]),
+                "volume": exact(row[volume_field]),
+                "quote_volume": exact(row[CANDLE_VOLUME_QUOTE]),
+                "trade_count": None,
+                "vwap": None,
+                "first_trade_timestamp": None,
+                "last_trade_timestamp": None,
+                "closed": CANDLE_CLOSED[confirm],
+                "event_timestamp": start,
+                "atom_timestamp": atom_timestamp,
+            }
+            outputs.append(Output(CANDLE, key, record))
+        return outputs
+
+    def _funding_rate(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """``fundingRate`` is settled at ``fundingTime``: that is the next funding."""
+        symbol, key, data = self._pushes(message)
+        return [
+            Output(
+                FUNDING_RATE,
+                key,
+                {
+                    "exchange": SOURCE,
+                    "symbol": symbol,
+                    "rate": exact(funding["fundingRate"]),
+                    "predicted_rate": blank_exact(funding.get("nextFundingRate")),
+                    "mark_price": None,
+                    "index_price": None,
+                    "next_funding_timestamp": ms(funding["fundingTime"]),
+                    "event_timestamp": ms(funding["ts"]),
+                    "atom_timestamp": atom_timestamp,
+                },
+            )
+            for funding in data
+        ]
+
+    def _open_interest(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """``oiCcy`` (base currency, e.g. BTC), comparable across exchanges, rather than ``oi`` (contracts)."""
+        symbol, key, data = self._pushes(message)
+        return [
+            Output(
+                OPEN_INTEREST,
+                key,
+                {
+                    "exchange": SOURCE,
+                    "symbol": symbol,
+                    "open_interest": exact(interest["oiCcy"]),
+                    "event_timestamp": ms(interest["ts"]),
+                    "atom_timestamp": atom_timestamp,
+                },
+            )
+            for interest in data
+        ]
+
+    def _error(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """A refused request (e.g. an unknown instId): surfaced in dead_letter with OKX's own words."""
+        raise StandardiseError(f"okx error event, code {message.get('code')!r}: {message.get('msg')!r}")
+
+
+def _name_of(inst_id: Any) -> str:
+    if type(inst_id) is not str:
+        raise TypeError(f"instId must be a string, got {inst_id!r}")
+    parts = inst_id.split("-")
+    base_quote = ".".join(parts[:SPOT_PARTS])
+    if len(parts) == SPOT_PARTS:
+        name = base_quote
+    elif len(parts) == DERIVATIVE_PARTS and parts[2] == SWAP:
+        name = f"{base_quote}-PERP"
+    elif len(parts) in (DERIVATIVE_PARTS, OPTION_PARTS) and len(parts[2]) == EXPIRY_DIGITS:
+        name = "-".join([base_quote, CENTURY + parts[2], *parts[DERIVATIVE_PARTS:]])
+    else:
+        name = ""
+    try:
+        return str(Symbol.parse(name))
+    except SymbolError:
+        raise ValueError(f"instId {inst_id!r} is not spot, swap, future or option") from None

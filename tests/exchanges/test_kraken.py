@@ -1,0 +1,394 @@
+"""Kraken spot: the real 2021 recording (websocket API v1) and documented API v2 frames.
+
+The recording predates Kraken's websocket API v2: its frames are v1 arrays
+(``[channel id, payload, channel name, pair]``, numbers as strings, ``XBT``
+names), on three connections, one per channel (book depth 1000, trade,
+ticker).  The connector speaks v2 (``wss://ws.kraken.com/v2``); the
+standardiser understands both, so the recording proves v1 and the v2 frames
+quoted from Kraken's documentation (tests/fixtures/kraken/ws.jsonl) prove v2.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from l3_atom.config import ConnectorSettings
+from l3_atom.off_chain.kraken import Kraken, normalise_asset, normalised_pair
+from l3_atom.sim.replay import Recording
+from l3_atom.stream_processing.standardiser import StandardiseError
+from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser, interval_name
+from tests.recorded import http_bodies
+
+SOURCE = "kraken"
+RECORDING = "kraken"
+SYMBOLS = ["WAVES.EUR", "XMR.USD", "KSM.BTC", "GRT.ETH", "SC.EUR", "ETH.CHF", "OCEAN.BTC", "OMG.USD", "BTC.CHF", "ADA.BTC"]
+V2_FIXTURE = Path(__file__).parent.parent / "fixtures" / "kraken"
+ATOM = 1_618_678_150_123_456
+SETTINGS = ConnectorSettings(0.01, 0.1, 30.0, 1024)
+# Normalised topic of each Kraken channel (v1 channel names carry a suffix: book-1000, ohlc-5).
+TOPIC_OF_CHANNEL = {"book": "lob", "trade": "trades", "ticker": "ticker", "ohlc": "candle"}
+
+
+class NullSink:
+    def write(self, *args: object) -> None: ...
+
+    def dead_letter(self, *args: object) -> None: ...
+
+    def poll(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def frames(folder: Path) -> list[bytes]:
+    """Every frame the exchange sent (per connection, in order), from a recording or a fixture folder."""
+    recording = Recording(folder)
+    return [f.binary or f.text.encode() for c in recording.connections for f in c.frames]
+
+
+def expected_counts(folder: Path) -> dict[str, int]:
+    """Records per topic, counted from the frames themselves (v1 arrays and v2 objects)."""
+    counts: Counter[str] = Counter()
+    for raw in frames(folder):
+        message = json.loads(raw)
+        if isinstance(message, list):
+            channel = message[-2].split("-")[0]
+            payload = message[1:-2]
+            if channel == "book":
+                counts["lob"] += sum(len(v) for part in payload for k, v in part.items() if k != "c")
+            elif channel == "trade":
+                counts["trades"] += len(payload[0])
+            elif channel in TOPIC_OF_CHANNEL:
+                counts[TOPIC_OF_CHANNEL[channel]] += 1
+        elif message.get("channel") == "book":
+            counts["lob"] += sum(len(book["bids"]) + len(book["asks"]) for book in message["data"])
+        elif message.get("channel") in TOPIC_OF_CHANNEL:
+            counts[TOPIC_OF_CHANNEL[message["channel"]]] += len(message["data"])
+    return dict(counts)
+
+
+def standardise_all(folder: Path) -> tuple[KrakenStandardiser, list]:
+    std = KrakenStandardiser()
+    feed = Kraken([], NullSink(), SETTINGS)
+    return std, [out for raw in frames(folder) for out in std.standardise(raw, ATOM, feed.frame_key(raw))]
+
+
+def first(outputs: list, topic: str, symbol: str) -> dict:
+    return next(o.record for o in outputs if o.topic == topic and o.record["symbol"] == symbol)
+
+
+def feed(*symbols: str) -> Kraken:
+    return Kraken(symbols, NullSink(), SETTINGS)
+
+
+# -- the recording (API v1) ------------------------------------------------------------------
+
+
+def test_recording_is_fully_understood(recordings: Path) -> None:
+    """Every v1 frame of the 2021 recording becomes records or a counted skip; no errors."""
+    std, outputs = standardise_all(recordings / RECORDING)
+    produced = Counter(o.topic for o in outputs)
+    assert dict(produced) == expected_counts(recordings / RECORDING)
+    assert produced == {"lob": 11745, "ticker": 18, "trades": 10}
+    assert dict(std.skipped) == {"heartbeat": 92, "subscription ack": 30, "system status": 3}
+    assert {o.record["symbol"] for o in outputs} == set(SYMBOLS)
+    assert len(std.book_checksums) == len(SYMBOLS)
+
+
+def test_recorded_records_match_their_frames(recordings: Path) -> None:
+    """Values checked by hand against the recorded frames."""
+    _, outputs = standardise_all(recordings / RECORDING)
+    # [993,[["354.11000000","0.89594024","1618678142.557535","s","l",""]],"trade","XMR/USD"]
+    assert first(outputs, "trades", "XMR.USD") == {
+        "exchange": "kraken", "symbol": "XMR.USD", "trade_id": None, "price": Decimal("354.11000000"),
+        "size": Decimal("0.89594024"), "taker_side": "sell", "sequence": None,
+        "event_timestamp": 1_618_678_142_557, "atom_timestamp": ATOM,
+    }
+    # [1668,{"a":["13.253900",35,"35.72892241"],"b":["13.232900",185,"185.18432037"],
+    #        "c":["13.253900","3.71672000"],...},"ticker","WAVES/EUR"]: v1 tickers have no time.
+    assert first(outputs, "ticker", "WAVES.EUR") == {
+        "exchange": "kraken", "symbol": "WAVES.EUR", "bid_price": Decimal("13.232900"),
+        "bid_size": Decimal("185.18432037"), "ask_price": Decimal("13.253900"), "ask_size": Decimal("35.72892241"),
+        "last_price": Decimal("13.253900"), "last_size": Decimal("3.71672000"), "sequence": None,
+        "event_timestamp": ATOM // 1000, "atom_timestamp": ATOM,
+    }
+    # The ADA/XBT snapshot starts [1360,{"as":[["0.000022900","13355.87450757","1618678123.481570"],...
+    assert first(outputs, "lob", "ADA.BTC") == {
+        "exchange": "kraken", "symbol": "ADA.BTC", "side": "ask", "price": Decimal("0.000022900"),
+        "size": Decimal("13355.87450757"), "is_snapshot": True, "sequence": None,
+        "event_timestamp": 1_618_678_123_481, "atom_timestamp": ATOM,
+    }
+    book = [o.record for o in outputs if o.topic == "lob" and o.record["symbol"] == "ADA.BTC"]
+    snapshot = [r for r in book if r["is_snapshot"]]
+    assert Counter(r["side"] for r in snapshot) == {"ask": 841, "bid": 707}
+
+
+def test_recorded_update_with_both_sides() -> None:
+    """A recorded v1 update with an ask and a bid object; the checksum rides on the last one."""
+    raw = (b'[1920,{"a":[["0.042990","364630.28272081","1618678145.920470"]]},'
+           b'{"b":[["0.042990","0.00000000","1618678145.920708"]],"c":"4105471083"},"book-1000","SC/EUR"]')
+    std = KrakenStandardiser()
+    ask, bid = (o.record for o in std.standardise(raw, ATOM))
+    assert (ask["side"], ask["price"], ask["size"], ask["is_snapshot"]) == (
+        "ask", Decimal("0.042990"), Decimal("364630.28272081"), False)
+    assert (bid["side"], bid["size"], bid["event_timestamp"]) == ("bid", Decimal("0E-8"), 1_618_678_145_920)
+    assert std.book_checksums == {"SC.EUR": 4105471083}
+
+
+def test_republished_level_is_an_update() -> None:
+    """v1 marks levels republished into the subscribed depth with a fourth element "r"."""
+    raw = b'[0,{"b":[["5541.30000","0.10000000","1534614335.345903","r"]],"c":"974942666"},"book-10","XBT/USD"]'
+    [out] = KrakenStandardiser().standardise(raw, ATOM)
+    assert (out.record["symbol"], out.record["side"], out.record["is_snapshot"]) == ("BTC.USD", "bid", False)
+
+
+def test_symbol_map_from_the_recorded_asset_pairs(recordings: Path) -> None:
+    body = next(b for url, b in http_bodies(recordings / RECORDING).items() if url.endswith("/0/public/AssetPairs"))
+    symbol_map = Kraken.parse_symbols(body)
+    assert feed(*SYMBOLS).resolve(symbol_map) == [
+        "WAVES/EUR", "XMR/USD", "KSM/BTC", "GRT/ETH", "SC/EUR", "ETH/CHF", "OCEAN/BTC", "OMG/USD", "BTC/CHF", "ADA/BTC",
+    ]
+    assert symbol_map["DOGE.USD"] == "DOGE/USD"
+    pairs = orjson.loads(body)["result"]
+    # Left out: 11 dark pools without a wsname (XXBTZUSD.d, ...) and ETH2.S/ETH (a dot in an asset code).
+    assert len(symbol_map) == len(pairs) - 12
+    # The name from the REST asset codes (XXBT, ZUSD) equals the one the standardiser reads off wsname (XBT/USD).
+    std = KrakenStandardiser()
+    for pair in pairs.values():
+        name = f"{normalise_asset(pair['base'])}.{normalise_asset(pair['quote'])}"
+        if "wsname" in pair and name in symbol_map:
+            assert std.convert_symbol(pair["wsname"]) == name
+
+
+def test_connections_match_the_recording(recordings: Path) -> None:
+    """Three connections, one per recorded channel (ohlc rides with ticker), same pairs once XBT reads BTC."""
+    with gzip.open(recordings / RECORDING / "ws.jsonl.gz", "rt") as lines:
+        entries = [json.loads(line) for line in lines]
+    recorded = [json.loads(e["data"]) for e in entries if e["t"] == "send"]
+    assert sum(e["t"] == "open" for e in entries) == 3
+    kraken = feed(*SYMBOLS)
+    groups = kraken.connection_groups(kraken.resolve(Kraken.parse_symbols(
+        next(iter(http_bodies(recordings / RECORDING).values())))))
+    assert len(groups) == 3
+    for subscribe, group in zip(recorded, groups, strict=True):
+        assert subscribe["subscription"]["name"] in group.channels
+        assert sorted(normalised_pair(p) for p in subscribe["pair"]) == sorted(normalised_pair(s) for s in group)
+
+
+# -- API v2 (frames from Kraken's documentation) ---------------------------------------------
+
+
+def test_v2_documented_frames_are_fully_understood() -> None:
+    std, outputs = standardise_all(V2_FIXTURE)
+    produced = Counter(o.topic for o in outputs)
+    assert dict(produced) == expected_counts(V2_FIXTURE)
+    assert produced == {"lob": 21, "trades": 3, "ticker": 1, "candle": 3}
+    assert dict(std.skipped) == {"system status": 3, "subscription ack": 3, "heartbeat": 3}
+    assert std.book_checksums == {"MATIC.USD": 2114181697}
+
+
+def test_v2_records_match_the_documented_frames() -> None:
+    _, outputs = standardise_all(V2_FIXTURE)
+    book = [o.record for o in outputs if o.topic == "lob"]
+    # Snapshot: first bid {"price": 0.5666, "qty": 4831.75496356}, at "2023-10-06T17:35:55.440295Z".
+    assert book[0] == {
+        "exchange": "kraken", "symbol": "MATIC.USD", "side": "bid", "price": Decimal("0.5666"),
+        "size": Decimal("4831.75496356"), "is_snapshot": True, "sequence": None,
+        "event_timestamp": 1_696_613_755_440, "atom_timestamp": ATOM,
+    }
+    assert [r["side"] for r in book[:20]] == ["bid"] * 10 + ["ask"] * 10
+    # Update: bids [{"price": 0.5657, "qty": 1098.3947558}].
+    assert (book[20]["price"], book[20]["size"], book[20]["is_snapshot"]) == (
+        Decimal("0.5657"), Decimal("1098.3947558"), False)
+    # {"side": "sell", "price": 0.5117, "qty": 40.0, "trade_id": 4665906, "timestamp": "2023-09-25T07:49:37.708706Z"}
+    assert [o.record for o in outputs if o.topic == "trades"][-1] == {
+        "exchange": "kraken", "symbol": "MATIC.USD", "trade_id": "4665906", "price": Decimal("0.5117"),
+        "size": Decimal("40.0"), "taker_side": "sell", "sequence": 4665906,
+        "event_timestamp": 1_695_628_177_708, "atom_timestamp": ATOM,
+    }
+    assert first(outputs, "ticker", "ALGO.USD") == {
+        "exchange": "kraken", "symbol": "ALGO.USD", "bid_price": Decimal("0.10025"), "bid_size": Decimal("740.0"),
+        "ask_price": Decimal("0.10036"), "ask_size": Decimal("1361.44813783"), "last_price": Decimal("0.10035"),
+        "last_size": None, "sequence": None, "event_timestamp": 1_695_632_671_742, "atom_timestamp": ATOM,
+    }
+    candles = [o.record for o in outputs if o.topic == "candle"]
+    # Snapshot at 16:26:01 of two finished 5-minute ALGO/USD candles; a running MATIC/USD one at 16:26:30.
+    assert [(c["symbol"], c["start"], c["end"], c["closed"]) for c in candles] == [
+        ("ALGO.USD", 1_696_433_100_000, 1_696_433_400_000, True),
+        ("ALGO.USD", 1_696_433_400_000, 1_696_433_700_000, True),
+        ("MATIC.USD", 1_696_436_700_000, 1_696_437_000_000, False),
+    ]
+    assert candles[2] == {
+        "exchange": "kraken", "symbol": "MATIC.USD", "origin": "exchange", "interval": "5m",
+        "start": 1_696_436_700_000, "end": 1_696_437_000_000, "open": Decimal("0.5624"), "high": Decimal("0.5628"),
+        "low": Decimal("0.5622"), "close": Decimal("0.5627"), "volume": Decimal("30927.68066226"),
+        "quote_volume": None, "trade_count": 12, "vwap": Decimal("0.5626"), "first_trade_timestamp": None,
+        "last_trade_timestamp": None, "closed": False, "event_timestamp": 1_696_436_790_524, "atom_timestamp": ATOM,
+    }
+
+
+def test_v1_ohlc_from_the_documentation() -> None:
+    """v1 candles carry their end time; the channel name carries the interval."""
+    raw = (b'[42,["1542057314.748456","1542057360.435743","3586.70000","3586.70000","3586.60000",'
+           b'"3586.60000","3586.68894","0.03373000",2],"ohlc-5","XBT/USD"]')
+    [out] = KrakenStandardiser().standardise(raw, ATOM)
+    record = out.record
+    assert (record["symbol"], record["interval"], record["end"], record["start"]) == (
+        "BTC.USD", "5m", 1_542_057_360_435, 1_542_057_060_435)
+    assert (record["close"], record["vwap"], record["volume"], record["trade_count"], record["closed"]) == (
+        Decimal("3586.60000"), Decimal("3586.68894"), Decimal("0.03373000"), 2, False)
+    assert record["event_timestamp"] == 1_542_057_314_748
+
+
+def test_header_symbol_is_used_when_the_key_names_the_pair() -> None:
+    raw = b'{"channel":"heartbeat"}'
+    std = KrakenStandardiser()
+    std.standardise(raw, ATOM, "kraken_BTC/USD_book", "BTC.USD")
+    assert std.symbol_of("BTC/USD") == "BTC.USD"
+    assert std.symbol_of("XBT/EUR") == "BTC.EUR"
+
+
+# -- connector -------------------------------------------------------------------------------
+
+
+def test_parse_symbols_maps_legacy_codes_and_aliases() -> None:
+    body = orjson.dumps({"error": [], "result": {
+        "XXBTZUSD": {"wsname": "XBT/USD", "base": "XXBT", "quote": "ZUSD"},
+        "XDGEUR": {"wsname": "XDG/EUR", "base": "XXDG", "quote": "ZEUR"},
+        "XTZUSD": {"wsname": "XTZ/USD", "base": "XTZ", "quote": "ZUSD"},
+        "XXBTZUSD.d": {"base": "XXBT", "quote": "ZUSD"},
+        "ETH2.SETH": {"wsname": "ETH2.S/ETH", "base": "ETH2.S", "quote": "XETH"},
+    }}).decode()
+    assert Kraken.parse_symbols(body) == {"BTC.USD": "BTC/USD", "DOGE.EUR": "DOGE/EUR", "XTZ.USD": "XTZ/USD"}
+
+
+def test_parse_symbols_refuses_an_error_answer() -> None:
+    with pytest.raises(ValueError, match="EGeneral:Too many requests"):
+        Kraken.parse_symbols('{"error":["EGeneral:Too many requests"]}')
+
+
+def test_subscribe_messages_per_connection() -> None:
+    kraken = feed("BTC.USD", "ETH.USD")
+    groups = kraken.connection_groups(["BTC/USD", "ETH/USD"])
+    assert [g.channels for g in groups] == [("trade",), ("ticker", "ohlc"), ("book",)]
+    assert [orjson.loads(m) for m in kraken.subscribe_messages(groups[1])] == [
+        {"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD", "ETH/USD"],
+                                           "event_trigger": "bbo"}},
+        {"method": "subscribe", "params": {"channel": "ohlc", "symbol": ["BTC/USD", "ETH/USD"], "interval": 1}},
+    ]
+    assert [orjson.loads(m) for m in kraken.subscribe_messages(groups[2])] == [
+        {"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD", "ETH/USD"], "depth": 1000}},
+    ]
+    assert [orjson.loads(m) for m in kraken.subscribe_messages(groups[0])] == [
+        {"method": "subscribe", "params": {"channel": "trade", "symbol": ["BTC/USD", "ETH/USD"], "snapshot": False}},
+    ]
+
+
+def test_chosen_channels_and_symbol_limit_shape_the_connections() -> None:
+    kraken = Kraken(["BTC.USD"], NullSink(), SETTINGS, channels=["ohlc", "book"])
+    kraken.max_symbols_per_connection = 1
+    groups = kraken.connection_groups(["BTC/USD", "ETH/USD"])
+    assert [(list(g), g.channels) for g in groups] == [
+        (["BTC/USD"], ("ohlc",)), (["ETH/USD"], ("ohlc",)), (["BTC/USD"], ("book",)), (["ETH/USD"], ("book",)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("frame", "key"),
+    [
+        (b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],"asks":[]}]}',
+         "kraken_BTC/USD_book"),
+        (b'{"channel":"ohlc","type":"update","timestamp":"x","data":[{"symbol":"ETH/USD"}]}', "kraken_ETH/USD_ohlc"),
+        (b'{"channel":"heartbeat"}', "kraken_all_heartbeat"),
+        (b'{"channel":"status","type":"update","data":[{"system":"online"}]}', "kraken_all_status"),
+        (b'{"method":"subscribe","result":{"channel":"book","symbol":"BTC/USD"},"success":true}', "kraken_all_control"),
+        (b'[993,[["354.11","0.89","1618678142.557535","s","l",""]],"trade","XMR/USD"]', "kraken_XMR/USD_trade"),
+        (b'[1360,{"a":[["0.1","1","1618678163.2"]],"c":"1"},"book-1000","ADA/XBT"]', "kraken_ADA/XBT_book"),
+        (b'{"event":"heartbeat"}', "kraken_all_heartbeat"),
+        (b'{"event":"subscriptionStatus","status":"subscribed","pair":"XBT/USD"}', "kraken_all_control"),
+        (b'{"channel":"book","data":[]}', "kraken_all_unparsed"),
+        (b"[1,2]", "kraken_all_unparsed"),
+        (b'{"channel":', "kraken_all_unparsed"),
+        (b"42", "kraken_all_unparsed"),
+    ],
+)
+def test_frame_key(frame: bytes, key: str) -> None:
+    assert feed("BTC.USD").frame_key(frame) == key
+
+
+# -- names and errors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pair", "symbol"),
+    [("XBT/USD", "BTC.USD"), ("BTC/USD", "BTC.USD"), ("XDG/XBT", "DOGE.BTC"), ("DOGE/USD", "DOGE.USD"),
+     ("XTZ/EUR", "XTZ.EUR"), ("ZRX/USD", "ZRX.USD")],
+)
+def test_convert_symbol(pair: str, symbol: str) -> None:
+    assert KrakenStandardiser().convert_symbol(pair) == symbol
+
+
+def test_legacy_asset_codes() -> None:
+    assert [normalise_asset(c) for c in ("XXBT", "ZUSD", "XXDG", "XETH", "XTZ", "ZRX", "USDT")] == [
+        "BTC", "USD", "DOGE", "ETH", "XTZ", "ZRX", "USDT"]
+
+
+def test_interval_names() -> None:
+    assert [interval_name(m) for m in (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)] == [
+        "1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w", "15d"]
+
+
+BOOK_UPDATE = {"channel": "book", "type": "update", "data": [{"symbol": "BTC/USD", "bids": [{"price": 1, "qty": 2}],
+                                                             "asks": [], "checksum": 1, "timestamp": "2023-10-06T17:35:55Z"}]}
+TRADE_UPDATE = {"channel": "trade", "type": "update", "data": [{"symbol": "BTC/USD", "side": "buy", "price": 1, "qty": 1,
+                                                               "trade_id": 1, "timestamp": "2023-09-25T07:49:37Z"}]}
+V1_REJECTED = {"errorMessage": "Currency pair not in ISO 4217-A3 format foo", "event": "subscriptionStatus",
+               "pair": "foo", "status": "error", "subscription": {"name": "ticker"}}
+
+
+def changed(message: dict, **fields: object) -> bytes:
+    """``message`` with fields of its first data item replaced (None: removed)."""
+    item = {k: v for k, v in {**message["data"][0], **fields}.items() if v is not None}
+    return orjson.dumps({**message, "data": [item]})
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b'{"channel":"book",', "malformed JSON"),
+        (b"[1, 2]", "message has no type"),
+        (b"{}", "message has no type"),
+        (b'{"channel":"instrument","type":"snapshot","data":[]}', "unknown message type 'instrument'"),
+        (b'[1,{},"spread","XBT/USD"]', "unknown message type 'v1 spread'"),
+        (b'{"method":"subscribe","error":"Currency pair not supported XBT/FOO","success":false}',
+         "Kraken rejected a request: Currency pair not supported XBT/FOO"),
+        (orjson.dumps(V1_REJECTED), "Kraken rejected a request: Currency pair not in ISO 4217-A3 format foo"),
+        (changed(BOOK_UPDATE, checksum="abc"), "book message has a mistyped field: expected an integer"),
+        (changed(BOOK_UPDATE, checksum=1 << 32), "checksum must be an unsigned 32-bit integer"),
+        (orjson.dumps({**BOOK_UPDATE, "type": "delta"}), "book type must be 'snapshot' or 'update'"),
+        (changed(BOOK_UPDATE, timestamp=1696613755), "expected an ISO-8601 time string"),
+        (changed(BOOK_UPDATE, timestamp=None), "book message lacks field 'timestamp'"),
+        (changed(BOOK_UPDATE, symbol="BTCUSD"), "Kraken pair must look like BASE/QUOTE"),
+        (changed(TRADE_UPDATE, side="up"), "side must be 'buy' or 'sell', got 'up'"),
+        (changed(TRADE_UPDATE, trade_id=None), "trade message lacks field 'trade_id'"),
+        (changed(TRADE_UPDATE, price=True), "expected a decimal string, got bool"),
+        (b'{"channel":"ohlc","type":"update","data":[]}', "ohlc message lacks field 'timestamp'"),
+        (b'[0,[["5541.2","0.15","1534614057.321597","x","l",""]],"trade","XBT/USD"]',
+         "trade side must be 'b' or 's', got 'x'"),
+        (b'[0,[["5541.2","0.15"]],"trade","XBT/USD"]', "v1 trade message has a mistyped field: list index out of range"),
+        (b'[0,{"b":[[null,"1","1534614335.345903"]]},"book-10","XBT/USD"]', "expected a decimal string, got NoneType"),
+        (b'[0,{"b":[["5541.3","1","1534614335.345903","x"]]},"book-10","XBT/USD"]',
+         "book level must be [price, volume, time] or [..., 'r']"),
+        (b'[0,{"q":[["5541.3","1","1534614335.345903"]]},"book-10","XBT/USD"]', "v1 book message lacks field 'q'"),
+        (b'[42,["1","2","3","3","3","3","3","1",2],"ohlc-x","XBT/USD"]', "ohlc channel name must be ohlc-<minutes>"),
+    ],
+)
+def test_bad_input_raises_a_precise_error(raw: bytes, error: str) -> None:
+    with pytest.raises(StandardiseError, match=error.replace("(", r"\(").replace("[", r"\[").replace("]", r"\]")):
+        KrakenStandardiser().standardise(raw, ATOM)
