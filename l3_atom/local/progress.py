@@ -87,15 +87,15 @@ class Progress:
             return "starting..."
 
         def rate(now: int, before: int) -> str:
-            return f"{_count((now - before) / elapsed_s)}/s"
+            return _count((now - before) / elapsed_s)
 
         parts = []
         for source, state in stats["sources"].items():
             before = previous["sources"][source]
             fill = 100 * state["bus"] // state["bus_capacity"]
-            parts.append(f"{source} {rate(state['frames'], before['frames'])} frames, bus {fill}%")
+            parts.append(f"{source} {rate(state['frames'], before['frames'])} frames/s, bus {fill}%")
         parts.append(
-            " ".join(f"{topic} {rate(n, previous['records'].get(topic, 0))}" for topic, n in stats["records"].items())
+            " ".join(f"{topic} {rate(n, previous['records'].get(topic, 0))}/s" for topic, n in stats["records"].items())
             or "no records yet"
         )
         parts.append(f"dead letters {stats['dead_letters']}")

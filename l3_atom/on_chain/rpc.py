@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -60,13 +60,13 @@ def with_secret(url: str, secret: str | None) -> str:
     return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{quote(secret, safe='')}"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class NodeEndpoints:
-    """Where a chain's node answers; ``secret`` never appears in ``repr`` or in :meth:`redact`'s output."""
+    """Where a chain's node answers; the secret never appears in ``repr`` or in :meth:`redact`'s output."""
 
     http_url: str
     ws_url: str
-    secret: str | None = field(default=None, repr=False)
+    secret: str | None = None
 
     @classmethod
     def from_env(
@@ -82,6 +82,9 @@ class NodeEndpoints:
             )
         secret = os.environ.get(f"{prefix}_SECRET", "").strip() or None
         return cls(with_secret(http, secret), with_secret(ws, secret), secret)
+
+    def __repr__(self) -> str:
+        return f"NodeEndpoints(http_url={self.redact(self.http_url)!r}, ws_url={self.redact(self.ws_url)!r})"
 
     def redact(self, text: str) -> str:
         """``text`` with the secret (plain or URL-quoted) replaced by ``***``."""

@@ -33,6 +33,8 @@ from tests.recorded import http_bodies, ws_frames
 SOURCE = "binance"
 RECORDING = "binance"
 SYMBOLS = ["NKN.USDT", "BLZ.ETH", "LRC.BTC", "RUNE.EUR"]
+# Besides the recorded websocket frames, the raw topic gets one REST depth snapshot per symbol (connection "rest").
+REST_FRAMES = len(SYMBOLS)
 ATOM = 1_633_998_512_100_000
 SETTINGS = ConnectorSettings(0.01, 0.1, 30.0, 1 << 20)
 RECORDED_CHANNELS = ("depth@100ms", "bookTicker", "kline_1m", "aggTrade")

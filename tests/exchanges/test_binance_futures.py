@@ -41,6 +41,10 @@ SOURCE = "binance-futures"
 RECORDING = "binance_futures"
 SYMBOLS = ["SUSHI.USDT-PERP", "AKRO.USDT-PERP", "KEEP.USDT-PERP", "CTK.USDT-PERP"]
 EXCHANGE_SYMBOLS = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]
+# Today's routed endpoints need two connections (/public, /market) where the recorder opened one.
+CONNECTIONS = 2
+# One REST depth snapshot per symbol reaches the raw topic (open-interest polls are not in the recording).
+REST_FRAMES = len(SYMBOLS)
 EXCHANGE_INFO = "https://fapi.binance.com/fapi/v1/exchangeInfo"
 # The documentation's examples (Binance USDⓈ-M futures: Mark Price Stream, Open Interest).
 MARK_PRICE = {

@@ -10,7 +10,6 @@ quoted from Kraken's documentation (tests/fixtures/kraken/ws.jsonl) prove v2.
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections import Counter
 from decimal import Decimal
@@ -21,10 +20,9 @@ import pytest
 
 from l3_atom.config import ConnectorSettings
 from l3_atom.off_chain.kraken import Kraken, normalise_asset, normalised_pair
-from l3_atom.sim.replay import Recording
 from l3_atom.stream_processing.standardiser import StandardiseError
 from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser, interval_name
-from tests.recorded import http_bodies
+from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
 
 SOURCE = "kraken"
 RECORDING = "kraken"
@@ -46,16 +44,10 @@ class NullSink:
     def close(self) -> None: ...
 
 
-def frames(folder: Path) -> list[bytes]:
-    """Every frame the exchange sent (per connection, in order), from a recording or a fixture folder."""
-    recording = Recording(folder)
-    return [f.binary or f.text.encode() for c in recording.connections for f in c.frames]
-
-
 def expected_counts(folder: Path) -> dict[str, int]:
     """Records per topic, counted from the frames themselves (v1 arrays and v2 objects)."""
     counts: Counter[str] = Counter()
-    for raw in frames(folder):
+    for raw in ws_frames(folder):
         message = json.loads(raw)
         if isinstance(message, list):
             channel = message[-2].split("-")[0]
@@ -76,7 +68,7 @@ def expected_counts(folder: Path) -> dict[str, int]:
 def standardise_all(folder: Path) -> tuple[KrakenStandardiser, list]:
     std = KrakenStandardiser()
     feed = Kraken([], NullSink(), SETTINGS)
-    return std, [out for raw in frames(folder) for out in std.standardise(raw, ATOM, feed.frame_key(raw))]
+    return std, [out for raw in ws_frames(folder) for out in std.standardise(raw, ATOM, feed.frame_key(raw))]
 
 
 def first(outputs: list, topic: str, symbol: str) -> dict:
@@ -168,8 +160,7 @@ def test_symbol_map_from_the_recorded_asset_pairs(recordings: Path) -> None:
 
 def test_connections_match_the_recording(recordings: Path) -> None:
     """Three connections, one per recorded channel (ohlc rides with ticker), same pairs once XBT reads BTC."""
-    with gzip.open(recordings / RECORDING / "ws.jsonl.gz", "rt") as lines:
-        entries = [json.loads(line) for line in lines]
+    entries = ws_entries(recordings / RECORDING)
     recorded = [json.loads(e["data"]) for e in entries if e["t"] == "send"]
     assert sum(e["t"] == "open" for e in entries) == 3
     kraken = feed(*SYMBOLS)
@@ -231,6 +222,16 @@ def test_v2_records_match_the_documented_frames() -> None:
         "quote_volume": None, "trade_count": 12, "vwap": Decimal("0.5626"), "first_trade_timestamp": None,
         "last_trade_timestamp": None, "closed": False, "event_timestamp": 1_696_436_790_524, "atom_timestamp": ATOM,
     }
+
+
+def test_v2_numbers_stay_exact() -> None:
+    """v2 sends JSON numbers: they become the exact decimals written, never floats."""
+    raw = (b'{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":0.10000000000000000555,'
+           b'"bid_qty":1e-8,"ask":67000.12345678901234,"ask_qty":3,"last":1,"timestamp":"2024-01-01T00:00:00Z"}]}')
+    [out] = KrakenStandardiser().standardise(raw, ATOM)
+    assert (out.record["bid_price"], out.record["bid_size"], out.record["ask_price"], out.record["ask_size"]) == (
+        Decimal("0.10000000000000000555"), Decimal("1E-8"), Decimal("67000.12345678901234"), Decimal(3))
+    assert str(out.record["ask_price"]) == "67000.12345678901234"
 
 
 def test_v1_ohlc_from_the_documentation() -> None:

@@ -1,4 +1,4 @@
-"""Fixtures of the on-chain tests: the npm harness (installed on first use), compiled contracts, a local node.
+"""Fixtures of the on-chain tests: the npm harness (installed on first use) and a local node with contracts.
 
 ``npm ci --ignore-scripts`` installs the pinned ganache and solc from
 ``package-lock.json`` into ``tests/onchain/node_modules`` when it is missing
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.onchain.node import GANACHE, ONCHAIN, LocalNode, running_node
-from tests.onchain.scenario import World, compiled_contracts
+from tests.onchain.scenario import World
 
 collect_ignore = ["node_modules"]
 NPM_TIMEOUT_S = 300
@@ -39,17 +39,22 @@ def npm_harness() -> Path:
     return ONCHAIN / "node_modules"
 
 
-@pytest.fixture(scope="session")
-def contracts(npm_harness: Path) -> dict:
-    return compiled_contracts()
+@pytest.fixture(scope="module")
+def deployed(npm_harness: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNode, World]]:
+    """One node per test module, with the contracts deployed once."""
+    with running_node(tmp_path_factory.mktemp("node") / "ganache.log") as started:
+        yield started, World(started.http_url)
 
 
 @pytest.fixture
-def node(npm_harness: Path, tmp_path: Path) -> Iterator[LocalNode]:
-    with running_node(tmp_path / "ganache.log") as started:
-        yield started
+def node(deployed: tuple[LocalNode, World]) -> Iterator[LocalNode]:
+    """The module's node, put back to its just-deployed state after the test (evm_snapshot/evm_revert)."""
+    started, _ = deployed
+    snapshot = started.snapshot()
+    yield started
+    started.revert(snapshot)
 
 
 @pytest.fixture
-def world(node: LocalNode, contracts: dict) -> World:
-    return World(node.http_url)
+def world(deployed: tuple[LocalNode, World], node: LocalNode) -> World:
+    return deployed[1]

@@ -16,19 +16,25 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from l3_atom.config import ConnectorSettings
 from l3_atom.infra.processes import LOOPBACK, free_port, port_open, start_process, stop_process, wait_until
 from l3_atom.on_chain.chain_feed import ChainFeed
+from l3_atom.stream_processing.codecs import AvroEncoder
+from l3_atom.stream_processing.standardiser import Output
+from l3_atom.stream_processing.standardisers.ethereum import EthereumStandardiser
 
 ONCHAIN = Path(__file__).parent
 GANACHE = ONCHAIN / "node_modules" / ".bin" / "ganache"
 CHAIN_ID = 1337
+# The tests use a trader and a receiver; fewer accounts start ganache faster.
+ACCOUNTS = 2
 START_TIMEOUT_S = 30.0
 WAIT_TIMEOUT_S = 30.0
 RPC_TIMEOUT_S = 10.0
@@ -79,6 +85,7 @@ class LocalNode:
             "--server.rpcEndpoint", f"{PROVIDER_PATH}/{self.secret}",
             "--chain.chainId", str(CHAIN_ID),
             "--wallet.deterministic",
+            "--wallet.totalAccounts", str(ACCOUNTS),
             "--logging.quiet",
         ]  # fmt: skip
         self.process = start_process(command, log_path=self.log_path, cwd=ONCHAIN)
@@ -180,7 +187,7 @@ class ConnectorThread:
         finally:
             self._loop.close()
 
-    def __enter__(self) -> ConnectorThread:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -270,3 +277,24 @@ def running_node(log_path: Path) -> Iterator[LocalNode]:
         yield node
     finally:
         node.stop()
+
+
+def standardise_frames(frames: list[tuple[str, bytes, int, str, str | None]]) -> tuple[list[Output], Counter[str]]:
+    """Every record the standardiser makes of these raw frames, and what it skipped."""
+    standardiser = EthereumStandardiser()
+    outputs = [
+        out for key, frame, atom_timestamp, _, symbol in frames
+        for out in standardiser.standardise(frame, atom_timestamp, key, symbol)
+    ]  # fmt: skip
+    return outputs, standardiser.skipped
+
+
+def assert_encodable(outputs: list[Output]) -> None:
+    """Every record fits its topic's Avro schema, as the processor will encode it."""
+    encoders = {topic: AvroEncoder(topic, 1) for topic in {out.topic for out in outputs}}
+    for out in outputs:
+        encoders[out.topic].encode(out.record)
+
+
+def without_atom_timestamp(record: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in record.items() if name != "atom_timestamp"}

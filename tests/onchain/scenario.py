@@ -198,7 +198,9 @@ class World:
         r = act(w.uniswap_v2.functions.mint(w.amount(w.usdc, "20000"), w.amount(w.weth, "10")))
         expected.append(self.expected_liquidity(r, TOPIC_V2_MINT, uni2, "mint", "10", "20000"))
         r = act(w.uniswap_v2.functions.swap(0, w.amount(w.weth, "1"), w.amount(w.usdc, "1990.123456"), 0, w.receiver))
-        expected.append(self.expected_trade(r, TOPIC_V2_SWAP, uni2, "sell", "1", "1990.123456", "1990.123456", w.receiver))
+        expected.append(
+            self.expected_trade(r, TOPIC_V2_SWAP, uni2, "sell", "1", "1990.123456", "1990.123456", w.receiver)
+        )
         r = act(w.uniswap_v2.functions.swap(w.amount(w.usdc, "1000"), 0, 0, w.amount(w.weth, "3"), w.trader))
         expected.append(
             self.expected_trade(r, TOPIC_V2_SWAP, uni2, "buy", "3", "1000", "333.333333333333333333", w.trader)

@@ -1,0 +1,253 @@
+"""``runner.py local``: the whole L3 Atom in one process, no Kafka.
+
+    runner.py local --source coinbase --symbol BTC.USD --symbol ETH.USD \\
+                    --source binance --symbol ETH.USDT [--feeds lob_l3,trades_l3] \\
+                    [--jsonl FILE] [--avro DIR] [--parquet DIR] [--serve [HOST:]PORT]
+
+``--symbol``, ``--ws-url``, ``--rest-url`` and ``--channels`` belong to the
+``--source`` before them (the same flags as ``runner.py connector``), so
+each source can be pointed at a simulator, a replay server or the exchange
+(the default).  With no output chosen, records are printed on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from l3_atom.config import Settings
+from l3_atom.connector import feed_factory
+from l3_atom.errors import ServiceUnavailable, UserError
+from l3_atom.local.outputs import Output
+from l3_atom.local.outputs.text import HumanOutput, JsonLinesOutput
+from l3_atom.local.progress import StatusLine, guard_logging, restore_logging, summary
+from l3_atom.local.runtime import DEFAULT_BUS_FRAMES, Runtime, SourceRuntime
+from l3_atom.sources import standardiser_class
+from l3_atom.topics import DEAD_LETTER, NORMALISED_TOPICS
+
+SOURCES_DEST = "sources"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_CLIENT_QUEUE = 10_000
+MAX_PORT = 65535
+
+
+@dataclass
+class SourceOptions:
+    """One ``--source`` and the options that follow it."""
+
+    name: str
+    symbols: list[str] = field(default_factory=list)
+    ws_url: str | None = None
+    rest_url: str | None = None
+    channels: str | None = None
+
+
+class _StartSource(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        value: str,
+        option_string: str | None = None,
+    ) -> None:
+        sources = list(getattr(namespace, self.dest, None) or [])
+        if any(source.name == value for source in sources):
+            parser.error(f"--source {value} is given twice; put all its --symbol after one --source {value}")
+        sources.append(SourceOptions(value))
+        setattr(namespace, self.dest, sources)
+
+
+class _SourceOption(argparse.Action):
+    """``--symbol`` (repeatable), ``--ws-url``, ``--rest-url``, ``--channels``: they set the last ``--source``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        value: str,
+        option_string: str | None = None,
+    ) -> None:
+        sources = getattr(namespace, SOURCES_DEST, None)
+        if not sources:
+            parser.error(f"{option_string} must follow the --source it belongs to")
+        current = sources[-1]
+        if self.dest == "symbols":
+            current.symbols.append(value)
+        elif getattr(current, self.dest) is not None:
+            parser.error(f"{option_string} is given twice for --source {current.name}")
+        else:
+            setattr(current, self.dest, value)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}") from None
+    if not 0 <= number <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"port must be 0 to {MAX_PORT}, got {number}")
+    return host or DEFAULT_HOST, number
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``runner.py local`` options."""
+    source = parser.add_argument_group("sources (each option applies to the --source before it)")
+    source.add_argument(
+        "--source", action=_StartSource, dest=SOURCES_DEST, required=True, help="source id, e.g. coinbase"
+    )
+    source.add_argument(
+        "--symbol", action=_SourceOption, dest="symbols", default=argparse.SUPPRESS,
+        help="normalised symbol, e.g. BTC.USD (repeatable)",
+    )
+    source.add_argument(
+        "--ws-url", action=_SourceOption, default=argparse.SUPPRESS, help="websocket endpoint (default: the real one)"
+    )
+    source.add_argument(
+        "--rest-url", action=_SourceOption, default=argparse.SUPPRESS, help="REST endpoint (default: the real one)"
+    )
+    source.add_argument(
+        "--channels", action=_SourceOption, default=argparse.SUPPRESS,
+        help="comma-separated exchange channels (default: the source's)",
+    )
+    parser.add_argument("--feeds", help="comma-separated normalised feeds to output (default: all the sources publish)")
+    outputs = parser.add_argument_group("outputs (with none chosen, human-readable lines on stdout)")
+    outputs.add_argument("--stdout", action="store_true", help="human-readable lines on stdout besides other outputs")
+    outputs.add_argument("--jsonl", metavar="FILE", help="append JSON lines to FILE ('-': stdout)")
+    outputs.add_argument("--avro", metavar="DIR", help="Avro files DIR/<feed>/<exchange>/<symbol>/<date>/<hour>.avro")
+    outputs.add_argument(
+        "--parquet", metavar="DIR", help="Parquet files DIR/<feed>/<exchange>/<symbol>/<date>/<hour>.parquet"
+    )
+    outputs.add_argument(
+        "--serve", metavar="[HOST:]PORT", type=_address,
+        help=f"serve the websocket stream (/ws) and /stats; host {DEFAULT_HOST} unless given",
+    )
+    limits = parser.add_argument_group("memory bounds")
+    limits.add_argument(
+        "--bus-frames", type=_positive, default=DEFAULT_BUS_FRAMES,
+        help="frames a source's bus holds before its connector stops reading (default %(default)s)",
+    )
+    limits.add_argument(
+        "--client-queue", type=_positive, default=DEFAULT_CLIENT_QUEUE,
+        help="messages a websocket client may have waiting before its records are dropped (default %(default)s)",
+    )
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="a refreshing progress line on stderr (default: when stderr is a terminal)",
+    )
+
+
+def choose_feeds(requested: str | None, published: Sequence[str]) -> list[str]:
+    """The feeds to output: all those ``published`` (contract order), or the requested ones, checked."""
+    order = {topic: index for index, topic in enumerate(NORMALISED_TOPICS)}
+    available = sorted(set(published), key=lambda topic: (order.get(topic, len(order)), topic))
+    if not requested:
+        return available
+    names = [name.strip() for name in requested.split(",") if name.strip()]
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        hints = []
+        for name in unknown:
+            near = difflib.get_close_matches(name, available, n=1)
+            hints.append(f"{name} (did you mean {near[0]}?)" if near else name)
+        raise UserError(f"no chosen source publishes {', '.join(hints)}; they publish: {', '.join(available)}")
+    return [topic for topic in available if topic in names]
+
+
+def build_runtime(args: argparse.Namespace, settings: Settings) -> Runtime:
+    """Check every option, then assemble sources and outputs (nothing connects yet)."""
+    factories = []
+    published: list[str] = []
+    for options in args.sources:
+        try:
+            channels = [c.strip() for c in options.channels.split(",") if c.strip()] if options.channels else None
+            factories.append(
+                (
+                    options.name,
+                    feed_factory(
+                        settings, options.name, options.symbols, options.ws_url, options.rest_url, channels
+                    ),
+                )
+            )
+            published += standardiser_class(options.name).topics
+        except ImportError as exc:
+            raise UserError(f"{options.name} is in the source registry but cannot be loaded yet: {exc}") from None
+    feeds = choose_feeds(args.feeds, published)
+    sources = [
+        SourceRuntime(name, make_feed, feeds, settings.max_message_bytes, args.bus_frames)
+        for name, make_feed in factories
+    ]
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    status = StatusLine() if show_progress else None
+    runtime = Runtime(sources, feeds, serve=args.serve, status=status)
+    for output in _outputs(args, feeds, runtime, status):
+        runtime.add_output(output)
+    return runtime
+
+
+def _outputs(args: argparse.Namespace, feeds: list[str], runtime: Runtime, status: StatusLine | None) -> list[Output]:
+    outputs: list[Output] = []
+    if args.jsonl:
+        outputs.append(JsonLinesOutput(args.jsonl))
+    if args.avro:
+        from l3_atom.local.outputs.avro import AvroFiles
+
+        outputs.append(AvroFiles(args.avro))
+    if args.parquet:
+        try:
+            from l3_atom.local.outputs.parquet import ParquetFiles
+        except ImportError:
+            raise UserError("--parquet needs pyarrow: pip install -r requirements.txt") from None
+        outputs.append(ParquetFiles(args.parquet, [*feeds, DEAD_LETTER]))
+    if args.serve:
+        from l3_atom.local.outputs.websocket import WebsocketOutput
+
+        websocket = WebsocketOutput(feeds, runtime.keys, args.client_queue)
+        websocket.register(runtime.http_app)
+        outputs.append(websocket)
+    if args.stdout or not outputs:
+        outputs.append(HumanOutput(status=status))
+    return outputs
+
+
+async def _run(runtime: Runtime) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, runtime.stop)
+    swapped = guard_logging(runtime.status) if runtime.status is not None else []
+    try:
+        await runtime.run()
+    finally:
+        restore_logging(swapped)
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run until Ctrl-C or SIGTERM; then drain, close every output and print a summary on stderr."""
+    runtime = build_runtime(args, Settings())
+    try:
+        asyncio.run(_run(runtime))
+    except BrokenPipeError:
+        # stdout's reader left (e.g. "| head"): a normal end; keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (aiohttp.ClientError, ConnectionError) as exc:
+        raise ServiceUnavailable(f"a source could not be reached: {exc}") from None
+    finally:
+        print(summary(runtime.stats()), file=sys.stderr, flush=True)

@@ -1,0 +1,289 @@
+"""The one-process runtime: each source's connector, bus and standardiser, then outputs.
+
+    DataFeed ──write──> FrameBus (bounded) ──take──> RawMessageProcessor ──> decode ──> OutputWorker queues ──> outputs
+    (unchanged)        ("<source>_raw")              (standardise, Avro-validate,       (bounded; slow output =
+                                                      dead-letter rule)                  the runtime waits)
+
+Every record goes through exactly what the distributed processor does with
+it (``RawMessageProcessor``: standardise, Avro-encode against
+``static/schemas``, or dead-letter) and is then decoded from those bytes, so
+an output gets the very record a Kafka consumer would.  Memory is bounded at
+every step; where a step is full, the one before it waits, back to the
+connector, which stops reading its socket (see ``bus.py``).
+
+Extension point: ``Runtime.http_app`` is the aiohttp application served with
+``--serve`` (``/ws`` stream, ``/stats``); add routes to it, and add an output
+(``add_output``) to see the records, e.g. a book or candle API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from l3_atom.data_source import DataFeed
+from l3_atom.local.bus import BusItem, BusSink, FrameBus, RawFrame
+from l3_atom.local.outputs import LocalRecord, Output
+from l3_atom.local.progress import Progress, StatusLine
+from l3_atom.raw_sink import FrameSink
+from l3_atom.sources import standardiser_class
+from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
+from l3_atom.stream_processing.raw_messages import RawMessageProcessor
+from l3_atom.topics import DEAD_LETTER, normalised_key, raw_topic
+
+LOG = logging.getLogger(__name__)
+# Frames standardised per batch: large enough to amortise the hand-over, small enough to keep latency low.
+BATCH_FRAMES = 256
+# Batches an output may have queued before the runtime waits for it.
+OUTPUT_QUEUE_BATCHES = 8
+DEFAULT_BUS_FRAMES = 10_000
+# At shutdown, how long each step may take to hand on what it holds before it is given up.
+DRAIN_TIMEOUT_S = 10.0
+PROGRESS_INTERVAL_S = 1.0
+HTTP_SHUTDOWN_TIMEOUT_S = 2.0
+STATS_PATH = "/stats"
+CONNECTOR_DEAD_LETTER = "connector: frame too large"
+
+
+class SourceRuntime:
+    """One source: its ``DataFeed`` on a bus, and the processor that turns the bus's frames into records."""
+
+    def __init__(
+        self,
+        source: str,
+        make_feed: Callable[[FrameSink], DataFeed],
+        feeds: Iterable[str],
+        max_message_bytes: int,
+        bus_frames: int = DEFAULT_BUS_FRAMES,
+    ):
+        self.source = source
+        self.bus = FrameBus(bus_frames)
+        self.sink = BusSink(source, self.bus, max_message_bytes)
+        self.feed = make_feed(self.sink)
+        standardiser = standardiser_class(source)()
+        topics = [*standardiser.topics, DEAD_LETTER]
+        # Schema ids never leave this process: any distinct numbers will do.
+        encoders = {topic: AvroEncoder(topic, schema_id) for schema_id, topic in enumerate(topics, 1)}
+        self._dead_letter_encoder = encoders[DEAD_LETTER]
+        self._schemas = {encoder.schema_id: parsed_schema(topic) for topic, encoder in encoders.items()}
+        self.processor = RawMessageProcessor(source, standardiser, encoders, max_message_bytes)
+        self.wanted = frozenset(feeds) | {DEAD_LETTER}
+        self.raw_topic = raw_topic(source)
+        # Position of the next frame in this run: the "offset" a processor dead letter names.
+        self.offset = 0
+
+    @property
+    def keys(self) -> list[str]:
+        """The record keys this source streams (``<source>_<symbol>``)."""
+        return [normalised_key(self.source, symbol) for symbol in self.feed.requested]
+
+    def standardise(self, items: list[BusItem]) -> list[LocalRecord]:
+        """The records (and dead letters) of a batch of frames, for the wanted feeds, in frame order."""
+        process = self.processor.process
+        raw_name = self.raw_topic
+        wanted = self.wanted
+        schemas = self._schemas
+        records = []
+        for item in items:
+            if type(item) is RawFrame:
+                encoded = process(item.frame, item.headers, raw_name, None, self.offset, item.key)
+                self.offset += 1
+                for out in encoded:
+                    if out.topic in wanted:
+                        records.append(LocalRecord(out.topic, out.key, decode_wire(out.value, schemas)))
+            else:
+                value = self._dead_letter_encoder.encode(item.record)
+                records.append(LocalRecord(DEAD_LETTER, item.key, decode_wire(value, schemas)))
+        return records
+
+    def stats(self) -> dict[str, Any]:
+        dead_letters = dict(self.processor.dead_letters)
+        if self.sink.dead_letters:
+            dead_letters[CONNECTOR_DEAD_LETTER] = self.sink.dead_letters
+        return {
+            "frames": self.bus.puts,
+            "bus": len(self.bus),
+            "bus_capacity": self.bus.capacity,
+            "bus_high_water": self.bus.high_water,
+            "paused": self.bus.pauses,
+            "skipped": dict(self.processor.standardiser.skipped),
+            "dead_letters": dead_letters,
+        }
+
+
+class OutputWorker:
+    """One output behind a bounded queue of batches: when it is full, whoever publishes waits."""
+
+    def __init__(self, output: Output, capacity: int = OUTPUT_QUEUE_BATCHES):
+        self.output = output
+        self.queue: asyncio.Queue[list[LocalRecord] | None] = asyncio.Queue(capacity)
+        self.failed = False
+
+    async def put(self, batch: list[LocalRecord]) -> None:
+        if not self.failed:
+            await self.queue.put(batch)
+
+    async def run(self) -> None:
+        """Write batches until the ``None`` that ends the stream; on failure, free those waiting to put."""
+        try:
+            while (batch := await self.queue.get()) is not None:
+                await self.output.write(batch)
+        except Exception:
+            self.failed = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            raise
+
+
+class Runtime:
+    """Runs sources into outputs until :meth:`stop`, or until a source or an output fails."""
+
+    def __init__(
+        self,
+        sources: list[SourceRuntime],
+        feeds: Iterable[str],
+        serve: tuple[str, int] | None = None,
+        status: StatusLine | None = None,
+    ):
+        self.sources = sources
+        self.feeds = list(feeds)
+        self.serve = serve
+        self.status = status
+        self.workers: list[OutputWorker] = []
+        self.http_app = web.Application()
+        self.http_app.router.add_get(STATS_PATH, self._stats_handler)
+        self.address: tuple[str, int] | None = None
+        self._stop = asyncio.Event()
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for source in self.sources for key in source.keys]
+
+    def add_output(self, output: Output) -> None:
+        self.workers.append(OutputWorker(output))
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop (safe from a signal handler)."""
+        self._stop.set()
+
+    def stats(self) -> dict[str, Any]:
+        records: Counter[str] = Counter()
+        for source in self.sources:
+            records.update(source.processor.records)
+        return {
+            "sources": {source.source: source.stats() for source in self.sources},
+            "records": {topic: records[topic] for topic in self.feeds},
+            "dead_letters": sum(sum(s.stats()["dead_letters"].values()) for s in self.sources),
+            "outputs": {w.output.name: {**w.output.stats(), "queued_batches": w.queue.qsize()} for w in self.workers},
+        }
+
+    async def _stats_handler(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def run(self) -> None:
+        """Stream until stopped; then drain what was received into the outputs, close them, and re-raise a failure."""
+        http = await self._serve() if self.serve else None
+        tasks: dict[str, list[asyncio.Task]] = {"feeds": [], "processing": [], "outputs": []}
+        progress = None
+        try:
+            for worker in self.workers:
+                await worker.output.start()
+                tasks["outputs"].append(asyncio.create_task(worker.run(), name=f"output {worker.output.name}"))
+            for source in self.sources:
+                tasks["processing"].append(asyncio.create_task(self._process(source), name=f"{source.source} std"))
+                tasks["feeds"].append(asyncio.create_task(source.feed.run(), name=f"{source.source} connector"))
+            if self.status is not None:
+                progress = asyncio.create_task(self._progress())
+            stopping = asyncio.create_task(self._stop.wait())
+            running = [task for group in tasks.values() for task in group]
+            done, _ = await asyncio.wait([*running, stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            ended = [task for task in done if task is not stopping]
+            for task in ended:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
+            if ended:
+                raise RuntimeError(f"{ended[0].get_name()} ended unexpectedly")
+        finally:
+            if progress is not None:
+                progress.cancel()
+            await self._shutdown(tasks)
+            if self.status is not None:
+                self.status.clear()
+            if http is not None:
+                await http.cleanup()
+
+    async def _serve(self) -> web.AppRunner:
+        host, port = self.serve
+        runner = web.AppRunner(
+            self.http_app, access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S
+        )
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        self.address = runner.addresses[0][:2]
+        paths = sorted({route.resource.canonical for route in self.http_app.router.routes()})
+        LOG.info("serving http://%s:%d: %s", *self.address, ", ".join(paths))
+        return runner
+
+    async def _process(self, source: SourceRuntime) -> None:
+        take = source.bus.take
+        standardise = source.standardise
+        workers = self.workers
+        while items := await take(BATCH_FRAMES):
+            records = standardise(items)
+            if records:
+                for worker in workers:
+                    await worker.put(records)
+            # Let connections read and clients be served between batches.
+            await asyncio.sleep(0)
+
+    async def _shutdown(self, tasks: dict[str, list[asyncio.Task]]) -> None:
+        """Connectors first, then what the buses hold, then the outputs' queues; each step has a time limit."""
+        for task in tasks["feeds"]:
+            task.cancel()
+        await asyncio.gather(*tasks["feeds"], return_exceptions=True)
+        for source in self.sources:
+            source.bus.close()
+        await _finish(tasks["processing"], "standardising what the buses hold")
+        for worker in self.workers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.put(None), DRAIN_TIMEOUT_S)
+        await _finish(tasks["outputs"], "writing what the outputs hold")
+        for worker in self.workers:
+            try:
+                await asyncio.wait_for(worker.output.close(), DRAIN_TIMEOUT_S)
+            except Exception:  # close the others; this one is logged
+                LOG.exception("could not close output %s", worker.output.name)
+
+    async def _progress(self) -> None:
+        loop = asyncio.get_running_loop()
+        progress = Progress()
+        progress.line(self.stats(), 0.0)
+        last = loop.time()
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL_S)
+            now = loop.time()
+            self.status.show(progress.line(self.stats(), now - last))
+            last = now
+
+
+async def _finish(tasks: list[asyncio.Task], what: str) -> None:
+    """Wait for ``tasks`` up to the drain limit, cancel the ones still running, and log new failures."""
+    # Tasks already done failed or ended before the shutdown: run() has reported that.
+    running = [task for task in tasks if not task.done()]
+    if running:
+        _, pending = await asyncio.wait(running, timeout=DRAIN_TIMEOUT_S)
+        if pending:
+            LOG.warning("gave up %s after %.0f s (an output is stuck)", what, DRAIN_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if task in running and isinstance(result, Exception):
+            LOG.error("%s failed while %s: %r", task.get_name(), what, result)

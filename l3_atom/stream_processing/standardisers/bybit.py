@@ -1,0 +1,283 @@
+"""Bybit v5 public streams -> ``lob``, ``ticker``, ``trades``, ``candle``, ``funding_rate``, ``open_interest``.
+
+- ``orderbook.50`` (and deeper): ``snapshot``/``delta`` levels, ``sequence`` = the
+  update id ``u`` (a snapshot with ``u`` = 1 follows a Bybit restart);
+  ``event_timestamp`` = the matching engine's ``cts`` where given, else ``ts``.
+- ``orderbook.1``: the best bid and offer, so a ``ticker`` (spot ``tickers`` have none).
+- ``publicTrade``: ``S`` is the taker's side; ``seq`` is Bybit's cross sequence.
+- ``tickers``: linear sends a snapshot, then deltas holding only what changed.
+  The last values per symbol are kept, so every record is complete; a record is
+  emitted for what a message changed: the ticker (best bid/offer, last price),
+  funding (rate, next time, mark and index price; not for dated futures, whose
+  rate is ``""``) and open interest.  Values not yet seen (a delta before any
+  snapshot) are null, and funding without a known rate is not emitted.
+- ``kline``: relayed candles; Bybit's ``end`` is the window's last millisecond.
+
+Frames are keyed by the connector with category-qualified symbols
+(``linear/BTCUSDT``): spot and linear share names, so the symbol always comes
+from the connector's header (there is no pure conversion).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from l3_atom.stream_processing.standardiser import (
+    Output,
+    StandardiseError,
+    Standardiser,
+    exact,
+    integer,
+    optional_exact,
+)
+from l3_atom.topics import CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key, split_raw_key
+
+SOURCE = "bybit"
+CATEGORY_SEPARATOR = "/"
+PRICE, SIZE = range(2)
+SNAPSHOT, DELTA = "snapshot", "delta"
+BOOK_TICKER_DEPTH = "1"
+TAKER_SIDE = {"Buy": "buy", "Sell": "sell"}
+# Bybit kline intervals are minutes, or D/W/M.
+CALENDAR_INTERVALS = {"D": "1d", "W": "1w", "M": "1M"}
+MINUTES_PER_HOUR = 60
+TICKER_FIELDS = ("bid1Price", "bid1Size", "ask1Price", "ask1Size", "lastPrice")
+FUNDING_FIELDS = ("fundingRate", "nextFundingTime", "markPrice", "indexPrice")
+OPEN_INTEREST_FIELD = "openInterest"
+NO_VALUE = ""
+
+
+def text(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def optional_price(value: Any) -> Any:
+    """A decimal string, or None where Bybit sends nothing or ``""`` (no value)."""
+    return None if value is None or value == NO_VALUE else exact(value)
+
+
+def optional_ms(value: Any) -> int | None:
+    """Milliseconds sent as a digit string (``"1673280000000"``); ``""`` or absent is None."""
+    if value is None or value == NO_VALUE:
+        return None
+    if type(value) is not str or not value.isdigit():
+        raise TypeError(f"expected milliseconds as a digit string, got {value!r}")
+    return int(value)
+
+
+def candle_interval(interval: Any) -> str:
+    """``1`` -> ``1m``, ``60`` -> ``1h``, ``D`` -> ``1d``: the normalised interval names."""
+    interval = text(interval)
+    if interval in CALENDAR_INTERVALS:
+        return CALENDAR_INTERVALS[interval]
+    minutes = int(interval)
+    if minutes % MINUTES_PER_HOUR == 0:
+        return f"{minutes // MINUTES_PER_HOUR}h"
+    return f"{minutes}m"
+
+
+def boolean(value: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"expected a boolean, got {type(value).__name__} {value!r}")
+    return value
+
+
+class BybitStandardiser(Standardiser):
+    source = SOURCE
+    topics = (LOB, TICKER, TRADES, CANDLE, FUNDING_RATE, OPEN_INTEREST)
+    handlers: ClassVar[dict[str, str]] = {
+        "orderbook": "_orderbook",
+        "bookTicker": "_book_ticker",
+        "publicTrade": "_trades",
+        "tickers": "_tickers",
+        "kline": "_klines",
+    }
+    skips: ClassVar[dict[str, str]] = {
+        "subscribe": "subscription ack",
+        "ping": "pong",
+        "pong": "pong",
+        "unsubscribe": "unsubscription ack",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Normalised symbol -> the last value of every tickers field seen.
+        self._tickers: dict[str, dict[str, Any]] = {}
+
+    def message_type(self, message: Any) -> str:
+        topic = message.get("topic")
+        if topic is None:
+            op = message["op"]
+            if message.get("success") is False:
+                raise StandardiseError(f"bybit refused {op}: {message.get('ret_msg')}")
+            return op
+        kind, _, rest = text(topic).partition(".")
+        if kind == "orderbook" and rest.partition(".")[0] == BOOK_TICKER_DEPTH:
+            return "bookTicker"
+        return kind
+
+    def _symbol(self, exchange_symbol: Any) -> str:
+        """The normalised name of a frame's symbol, qualified by the category its raw key names."""
+        category, separator, _ = split_raw_key(self.raw_key or "")[1].partition(CATEGORY_SEPARATOR)
+        name = text(exchange_symbol)
+        return self.symbol_of(f"{category}{CATEGORY_SEPARATOR}{name}" if separator else name)
+
+    def _key(self, symbol: str) -> str:
+        return normalised_key(SOURCE, symbol)
+
+    @staticmethod
+    def _time(message: dict) -> int:
+        """The matching engine's time ``cts`` where the frame has one, else the system time ``ts``."""
+        return integer(message["cts"] if "cts" in message else message["ts"])
+
+    def _orderbook(self, message: dict, atom_timestamp: int) -> list[Output]:
+        kind = message["type"]
+        if kind not in (SNAPSHOT, DELTA):
+            raise ValueError(f"orderbook type must be snapshot or delta, got {kind!r}")
+        book = message["data"]
+        symbol = self._symbol(book["s"])
+        key = self._key(symbol)
+        sequence = integer(book["u"])
+        time = self._time(message)
+        records = [
+            Output(LOB, key, {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "side": side,
+                "price": exact(level[PRICE]),
+                "size": exact(level[SIZE]),
+                "is_snapshot": kind == SNAPSHOT,
+                "sequence": sequence,
+                "event_timestamp": time,
+                "atom_timestamp": atom_timestamp,
+            })
+            for side, levels in (("bid", book["b"]), ("ask", book["a"]))
+            for level in levels
+        ]
+        return records or self.skip(f"orderbook {kind} without levels")
+
+    def _book_ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """Level 1 of the book: the best bid and offer (either side may be empty)."""
+        book = message["data"]
+        symbol = self._symbol(book["s"])
+        bid = book["b"][0] if book["b"] else (None, None)
+        ask = book["a"][0] if book["a"] else (None, None)
+        record = {
+            "exchange": SOURCE,
+            "symbol": symbol,
+            "bid_price": optional_exact(bid[PRICE]),
+            "bid_size": optional_exact(bid[SIZE]),
+            "ask_price": optional_exact(ask[PRICE]),
+            "ask_size": optional_exact(ask[SIZE]),
+            "last_price": None,
+            "last_size": None,
+            "sequence": integer(book["u"]),
+            "event_timestamp": self._time(message),
+            "atom_timestamp": atom_timestamp,
+        }
+        return [Output(TICKER, self._key(symbol), record)]
+
+    def _trades(self, message: dict, atom_timestamp: int) -> list[Output]:
+        outputs = []
+        for trade in message["data"]:
+            symbol = self._symbol(trade["s"])
+            side = trade["S"]
+            if side not in TAKER_SIDE:
+                raise ValueError(f"S (taker side) must be Buy or Sell, got {side!r}")
+            sequence = trade.get("seq")
+            outputs.append(Output(TRADES, self._key(symbol), {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "trade_id": text(trade["i"]),
+                "price": exact(trade["p"]),
+                "size": exact(trade["v"]),
+                "taker_side": TAKER_SIDE[side],
+                "sequence": None if sequence is None else integer(sequence),
+                "event_timestamp": integer(trade["T"]),
+                "atom_timestamp": atom_timestamp,
+            }))
+        return outputs or self.skip("publicTrade without trades")
+
+    def _klines(self, message: dict, atom_timestamp: int) -> list[Output]:
+        symbol = self._symbol(text(message["topic"]).rpartition(".")[2])
+        key = self._key(symbol)
+        event_timestamp = integer(message["ts"])
+        outputs = [
+            Output(CANDLE, key, {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "origin": "exchange",
+                "interval": candle_interval(kline["interval"]),
+                "start": integer(kline["start"]),
+                "end": integer(kline["end"]) + 1,
+                "open": exact(kline["open"]),
+                "high": exact(kline["high"]),
+                "low": exact(kline["low"]),
+                "close": exact(kline["close"]),
+                "volume": exact(kline["volume"]),
+                "quote_volume": exact(kline["turnover"]),
+                "trade_count": None,
+                "vwap": None,
+                "first_trade_timestamp": None,
+                "last_trade_timestamp": integer(kline["timestamp"]),
+                "closed": boolean(kline["confirm"]),
+                "event_timestamp": event_timestamp,
+                "atom_timestamp": atom_timestamp,
+            })
+            for kline in message["data"]
+        ]
+        return outputs or self.skip("kline without candles")
+
+    def _tickers(self, message: dict, atom_timestamp: int) -> list[Output]:
+        kind = message["type"]
+        if kind not in (SNAPSHOT, DELTA):
+            raise ValueError(f"tickers type must be snapshot or delta, got {kind!r}")
+        changes = message["data"]
+        symbol = self._symbol(changes["symbol"])
+        if kind == SNAPSHOT:
+            self._tickers[symbol] = {}
+        fields = self._tickers.setdefault(symbol, {})
+        fields.update(changes)
+        key = self._key(symbol)
+        event_timestamp = integer(message["ts"])
+        sequence = message.get("cs")
+        outputs = []
+        if any(f in changes for f in TICKER_FIELDS):
+            outputs.append(Output(TICKER, key, {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "bid_price": optional_price(fields.get("bid1Price")),
+                "bid_size": optional_price(fields.get("bid1Size")),
+                "ask_price": optional_price(fields.get("ask1Price")),
+                "ask_size": optional_price(fields.get("ask1Size")),
+                "last_price": optional_price(fields.get("lastPrice")),
+                "last_size": None,
+                "sequence": None if sequence is None else integer(sequence),
+                "event_timestamp": event_timestamp,
+                "atom_timestamp": atom_timestamp,
+            }))
+        rate = optional_price(fields.get("fundingRate"))
+        if rate is not None and any(f in changes for f in FUNDING_FIELDS):
+            outputs.append(Output(FUNDING_RATE, key, {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "rate": rate,
+                "predicted_rate": None,
+                "mark_price": optional_price(fields.get("markPrice")),
+                "index_price": optional_price(fields.get("indexPrice")),
+                "next_funding_timestamp": optional_ms(fields.get("nextFundingTime")),
+                "event_timestamp": event_timestamp,
+                "atom_timestamp": atom_timestamp,
+            }))
+        open_interest = optional_price(changes.get(OPEN_INTEREST_FIELD))
+        if open_interest is not None:
+            outputs.append(Output(OPEN_INTEREST, key, {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "open_interest": open_interest,
+                "event_timestamp": event_timestamp,
+                "atom_timestamp": atom_timestamp,
+            }))
+        return outputs or self.skip("tickers update without ticker, funding or open-interest changes")
