@@ -107,9 +107,13 @@ def test_replayed_traffic_flows_through_the_pipeline(stack: LocalStack, module: 
 
         stack.reader.read_until(replayed, REPLAY_TIMEOUT_S)
         assert stats["frames_sent"] == stats["frames_recorded"], stats
-        assert stats["connections_served"] == stats["connections_recorded"], stats
+        # A connector may open more connections than the recording had (an exchange that split its routes
+        # since): the extra ones are refused by the replay server, the recorded ones all served.
+        assert stats["connections_served"] >= stats["connections_recorded"], stats
 
-        raw = read_raw(stack.broker.bootstrap_servers, raw_topic(source), stats["frames_recorded"], REPLAY_TIMEOUT_S)
+        # REST bodies the connector polls (book snapshots) are archived beside the websocket frames.
+        expected_raw = stats["frames_recorded"] + getattr(module, "REST_FRAMES", 0)
+        raw = read_raw(stack.broker.bootstrap_servers, raw_topic(source), expected_raw, REPLAY_TIMEOUT_S)
         websocket_frames = [m for m in raw if dict(m.headers())["connection_id"] != b"rest"]
         assert len(websocket_frames) == stats["frames_recorded"], "every recorded frame is archived"
 

@@ -15,6 +15,7 @@ and ticker with the 1-minute candles (both light, both trade-driven).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import orjson
@@ -56,6 +57,8 @@ CHANNEL_PARAMS: dict[str, dict[str, Any]] = {
 }
 # Channels that share a connection; the heavy book and the trades each get their own.
 CONNECTION_CHANNELS: tuple[tuple[str, ...], ...] = ((TRADE,), (TICKER, OHLC), (BOOK,))
+# Distinct pair names a process remembers (the names are few; frames repeat them).
+NAME_CACHE_SIZE = 4096
 # v1 frames are arrays: [channel id, payload..., channel name, pair].
 V1_CHANNEL_NAME, V1_PAIR = -2, -1
 
@@ -72,6 +75,7 @@ def websocket_asset(code: str) -> str:
     return ASSET_ALIASES.get(code, code)
 
 
+@lru_cache(maxsize=NAME_CACHE_SIZE)
 def normalised_pair(pair: str) -> str:
     """``XBT/USD`` (v1) or ``BTC/USD`` (v2) -> ``BTC.USD``; ``ValueError`` outside the normalised grammar."""
     base, slash, quote = pair.partition("/")

@@ -8,10 +8,8 @@ derivatives only: those channels are subscribed where they apply.
 
 OKX closes a connection that has been quiet for 30 s unless the client sends
 the text ``ping`` (answered by the text ``pong``, archived and skipped by the
-standardiser).  ``DataFeed`` has no hook for a periodic client ping yet; the
-frame and interval are declared here (``keepalive_frame``,
-``keepalive_after_s``) for that hook.  Until then the silence watchdog
-reconnects a connection that went quiet.
+standardiser); the connector sends it every ``ping_interval_s`` through the
+``DataFeed.ping`` hook.
 """
 
 from __future__ import annotations
@@ -83,9 +81,11 @@ class Okx(DataFeed):
     symbols_path = "/api/v5/public/instruments"
     channels = (BOOKS, TRADES, TICKERS, CANDLE_1M, FUNDING_RATE, OPEN_INTEREST)
     max_symbols_per_connection = SYMBOLS_PER_CONNECTION
-    # For a generic client keepalive (not in DataFeed yet): send this text when nothing arrived for this long.
-    keepalive_frame = "ping"
-    keepalive_after_s = 25.0
+    # OKX drops a connection that pushed nothing for 30 s unless the client pings.
+    ping_interval_s = 25.0
+
+    def ping(self) -> str:
+        return "ping"
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

@@ -125,7 +125,6 @@ class KrakenStandardiser(Standardiser):
 
     def __init__(self) -> None:
         super().__init__()
-        self._symbols: dict[str, str] = {}
         # Normalised symbol -> the CRC32 Kraken gave with its latest book message.
         self.book_checksums: dict[str, int] = {}
 
@@ -152,12 +151,9 @@ class KrakenStandardiser(Standardiser):
 
     def convert_symbol(self, exchange_symbol: Any) -> str:
         """``XBT/USD`` (v1) and ``BTC/USD`` (v2) name their assets: no symbol list is needed."""
-        symbol = self._symbols.get(exchange_symbol)
-        if symbol is None:
-            if type(exchange_symbol) is not str:
-                raise TypeError(f"pair must be a string, got {exchange_symbol!r}")
-            symbol = self._symbols[exchange_symbol] = normalised_pair(exchange_symbol)
-        return symbol
+        if type(exchange_symbol) is not str:
+            raise TypeError(f"pair must be a string, got {exchange_symbol!r}")
+        return normalised_pair(exchange_symbol)
 
     def _level(
         self, symbol: str, side: str, price: Any, size: Any, snapshot: bool, event_timestamp: int | None, atom: int

@@ -1,0 +1,92 @@
+"""Gemini market data v2: level-2 book with its trades, and 1-minute candles, on one websocket.
+
+Gemini lists symbols (``/v1/symbols``: ``btcusd``, ``btcgusdperp``) without
+saying which part is the base: that takes one ``/v1/symbols/details/{symbol}``
+request per symbol.  The connector fetches details only for the symbols it is
+asked to stream (concurrently); listing every symbol (``runner.py symbols``)
+fetches them all, paced under Gemini's public limit of 120 requests a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import orjson
+
+from l3_atom.data_source import DataFeed
+from l3_atom.feed import RestClient
+from l3_atom.tokens import InstrumentType, Symbol
+from l3_atom.topics import raw_key
+
+L2 = "l2"
+CANDLES_1M = "candles_1m"
+DETAILS_PATH = "/v1/symbols/details/{symbol}"
+# Product type of perpetual swaps in the symbol details (spot is "spot").
+SWAP = "swap"
+# Details requests: this many at once, then one every DETAILS_INTERVAL_S (120 a minute is Gemini's public limit).
+DETAILS_BURST = 10
+DETAILS_INTERVAL_S = 0.6
+
+# Message type -> raw-topic feed; trades travel with the book they came from, in order.
+FEED_OF_TYPE = {"l2_updates": "l2", "trade": "l2", "heartbeat": "heartbeat"}
+CANDLES_FEED = "candles"
+CONTROL = "control"
+UNPARSED = "unparsed"
+
+
+def exchange_name(symbol: Symbol) -> str:
+    """Gemini's lower-case name of a normalised symbol: ``BTC.USD`` -> ``btcusd``, ``BTC.GUSD-PERP`` -> ``btcgusdperp``."""
+    suffix = "perp" if symbol.type is InstrumentType.PERPETUAL else ""
+    return f"{symbol.base}{symbol.quote}".lower() + suffix
+
+
+class Gemini(DataFeed):
+    name = "gemini"
+    ws_url = "wss://api.gemini.com/v2/marketdata"
+    rest_url = "https://api.gemini.com"
+    symbols_path = "/v1/symbols"
+    channels = (L2, CANDLES_1M)
+
+    @classmethod
+    def parse_symbols(cls, body: str) -> dict[str, str]:
+        """A JSON array of ``/v1/symbols/details`` bodies -> normalised name -> Gemini's (websocket) symbol."""
+        symbols = {}
+        for details in orjson.loads(body):
+            kind = InstrumentType.PERPETUAL if details.get("product_type") == SWAP else InstrumentType.SPOT
+            symbol = Symbol(details["base_currency"].upper(), details["quote_currency"].upper(), kind)
+            symbols[str(symbol)] = details["symbol"].upper()
+        return symbols
+
+    async def load_symbol_map(self) -> dict[str, str]:
+        client = self.rest_client()
+        try:
+            listed = orjson.loads(await client.get_text(self.symbols_path))
+            if self.requested:
+                wanted = {exchange_name(Symbol.parse(name)) for name in self.requested}
+                listed = [symbol for symbol in listed if symbol in wanted]
+            bodies = await asyncio.gather(
+                *(self._details(client, symbol, max(0, n - DETAILS_BURST + 1)) for n, symbol in enumerate(listed))
+            )
+        finally:
+            await client.close()
+        return self.parse_symbols("[" + ",".join(bodies) + "]")
+
+    @staticmethod
+    async def _details(client: RestClient, symbol: str, slot: int) -> str:
+        await asyncio.sleep(slot * DETAILS_INTERVAL_S)
+        return await client.get_text(DETAILS_PATH.format(symbol=symbol))
+
+    def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        subscriptions = [{"name": channel, "symbols": list(exchange_symbols)} for channel in self.active_channels]
+        return [orjson.dumps({"type": "subscribe", "subscriptions": subscriptions}).decode()]
+
+    def frame_key(self, frame: bytes) -> str:
+        try:
+            message = orjson.loads(frame)
+            kind = message.get("type")
+            symbol = message.get("symbol")
+        except (orjson.JSONDecodeError, AttributeError):
+            return raw_key(self.name, None, UNPARSED)
+        feed = FEED_OF_TYPE.get(kind) or (CANDLES_FEED if str(kind).startswith("candles_") else CONTROL)
+        return raw_key(self.name, symbol if isinstance(symbol, str) and symbol else None, feed)

@@ -1,0 +1,170 @@
+"""Gemini market data v2 -> ``lob``, ``trades``, ``candle``.
+
+``l2_updates``: ``changes`` are ``[side, price, quantity]`` (side ``buy`` is a
+bid; quantity 0 removes the level).  The first message of a subscription is the
+whole book, and only it carries ``trades`` (the last 50) and
+``auction_events``: its levels are ``is_snapshot``, its trades are published
+like live ones (``sequence`` = ``event_id`` lets a consumer drop repeats after
+a reconnect).  Gemini's book messages carry no time and no sequence number:
+``event_timestamp`` and ``sequence`` are null on ``lob``.
+
+``trade``: ``side`` is the taker's.  ``tid`` (the trade id) is newer than the
+2021 recording; where it is absent ``trade_id`` is null.
+
+``candles_*_updates``: ``changes`` are ``[time, open, high, low, close,
+volume]`` with JSON numbers (decoded exactly), newest first.  Gemini flags no
+candle as final: a candle with a newer one in the same message is closed, the
+newest is not.  ``event_timestamp`` is the candle's own time, the
+only one Gemini gives.  Auction events are not part of the normalised topics.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+
+from l3_atom.stream_processing.standardiser import (
+    Output,
+    Standardiser,
+    StandardiseError,
+    decode_exact,
+    exact,
+    integer,
+)
+from l3_atom.topics import CANDLE, LOB, TRADES, normalised_key
+
+SOURCE = "gemini"
+BOOK_SIDE = {"buy": "bid", "sell": "ask"}
+TAKER_SIDES = frozenset({"buy", "sell"})
+# A book change is [side, price, quantity]; a candle is [time, open, high, low, close, volume].
+CHANGE_SIDE, CHANGE_PRICE, CHANGE_QUANTITY = range(3)
+CANDLE_TIME, CANDLE_OPEN, CANDLE_HIGH, CANDLE_LOW, CANDLE_CLOSE, CANDLE_VOLUME = range(6)
+MS_PER_MINUTE = 60_000
+# Gemini candle feeds -> length in ms (the feed name's interval is the normalised one).
+CANDLE_INTERVALS = {
+    "1m": MS_PER_MINUTE,
+    "5m": 5 * MS_PER_MINUTE,
+    "15m": 15 * MS_PER_MINUTE,
+    "30m": 30 * MS_PER_MINUTE,
+    "1h": 60 * MS_PER_MINUTE,
+    "6h": 360 * MS_PER_MINUTE,
+    "1d": 1440 * MS_PER_MINUTE,
+}
+CANDLE_TYPE_PREFIX, CANDLE_TYPE_SUFFIX = "candles_", "_updates"
+# Candle frames carry prices as JSON numbers: they are decoded exactly, the rest with orjson.
+CANDLE_MARKER = b'"candles_'
+
+
+def book_side(side: Any) -> str:
+    try:
+        return BOOK_SIDE[side]
+    except (KeyError, TypeError):
+        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}") from None
+
+
+class GeminiStandardiser(Standardiser):
+    source = SOURCE
+    topics = (LOB, TRADES, CANDLE)
+    handlers: ClassVar[dict[str, str]] = {
+        "l2_updates": "_l2_updates",
+        "trade": "_trade",
+        **{f"{CANDLE_TYPE_PREFIX}{interval}{CANDLE_TYPE_SUFFIX}": "_candles" for interval in CANDLE_INTERVALS},
+    }
+    skips: ClassVar[dict[str, str]] = {"heartbeat": "heartbeat"}
+
+    def decode(self, frame: bytes) -> Any:
+        if CANDLE_MARKER in frame:
+            return decode_exact(frame)
+        try:
+            return orjson.loads(frame)
+        except orjson.JSONDecodeError as exc:
+            raise StandardiseError(f"malformed JSON: {exc}") from None
+
+    def message_type(self, message: Any) -> str:
+        return message["type"]
+
+    def _trade_record(self, symbol: str, trade: dict, atom_timestamp: int) -> dict[str, Any]:
+        side = trade["side"]
+        if side not in TAKER_SIDES:
+            raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+        tid = trade.get("tid")
+        # The book's embedded trades have been documented with "eventid" as well as "event_id".
+        event_id = trade["event_id"] if "event_id" in trade else trade.get("eventid")
+        return {
+            "exchange": SOURCE,
+            "symbol": symbol,
+            "trade_id": None if tid is None else str(integer(tid)),
+            "price": exact(trade["price"]),
+            "size": exact(trade["quantity"]),
+            "taker_side": side,
+            "sequence": None if event_id is None else integer(event_id),
+            "event_timestamp": integer(trade["timestamp"]),
+            "atom_timestamp": atom_timestamp,
+        }
+
+    def _l2_updates(self, message: dict, atom_timestamp: int) -> list[Output]:
+        symbol = self.symbol_of(message["symbol"])
+        key = normalised_key(SOURCE, symbol)
+        snapshot = "trades" in message
+        outputs = [
+            Output(
+                LOB,
+                key,
+                {
+                    "exchange": SOURCE,
+                    "symbol": symbol,
+                    "side": book_side(change[CHANGE_SIDE]),
+                    "price": exact(change[CHANGE_PRICE]),
+                    "size": exact(change[CHANGE_QUANTITY]),
+                    "is_snapshot": snapshot,
+                    "sequence": None,
+                    "event_timestamp": None,
+                    "atom_timestamp": atom_timestamp,
+                },
+            )
+            for change in message["changes"]
+        ]
+        if snapshot:
+            outputs += [Output(TRADES, key, self._trade_record(symbol, t, atom_timestamp)) for t in message["trades"]]
+        return outputs or self.skip("l2_updates without changes")
+
+    def _trade(self, message: dict, atom_timestamp: int) -> list[Output]:
+        symbol = self.symbol_of(message["symbol"])
+        return [Output(TRADES, normalised_key(SOURCE, symbol), self._trade_record(symbol, message, atom_timestamp))]
+
+    def _candles(self, message: dict, atom_timestamp: int) -> list[Output]:
+        interval = message["type"][len(CANDLE_TYPE_PREFIX) : -len(CANDLE_TYPE_SUFFIX)]
+        length_ms = CANDLE_INTERVALS[interval]
+        symbol = self.symbol_of(message["symbol"])
+        key = normalised_key(SOURCE, symbol)
+        candles = message["changes"]
+        if not candles:
+            return self.skip("candle update without candles")
+        newest = max(integer(candle[CANDLE_TIME]) for candle in candles)
+        outputs = []
+        for candle in candles:
+            start = integer(candle[CANDLE_TIME])
+            record = {
+                "exchange": SOURCE,
+                "symbol": symbol,
+                "origin": "exchange",
+                "interval": interval,
+                "start": start,
+                "end": start + length_ms,
+                "open": exact(candle[CANDLE_OPEN]),
+                "high": exact(candle[CANDLE_HIGH]),
+                "low": exact(candle[CANDLE_LOW]),
+                "close": exact(candle[CANDLE_CLOSE]),
+                "volume": exact(candle[CANDLE_VOLUME]),
+                "quote_volume": None,
+                "trade_count": None,
+                "vwap": None,
+                "first_trade_timestamp": None,
+                "last_trade_timestamp": None,
+                "closed": start < newest,
+                "event_timestamp": start,
+                "atom_timestamp": atom_timestamp,
+            }
+            outputs.append(Output(CANDLE, key, record))
+        return outputs

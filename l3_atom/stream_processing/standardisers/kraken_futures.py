@@ -1,0 +1,170 @@
+"""Kraken futures websocket -> ``lob``, ``trades``, ``ticker``, ``funding_rate``, ``open_interest``.
+
+Numbers arrive as JSON numbers: decoded as exact decimals.  Book snapshots
+and deltas carry Kraken's per-subscription ``seq`` (kept as ``sequence``) and
+their own time.  Trades: ``side`` is the taker's.  A ticker gives a ticker
+record and an open-interest record (in contracts, as Kraken reports it); for
+perpetuals (``tag: perpetual``) also a funding-rate record: the rate is
+``relative_funding_rate`` (a fraction of the price; ``funding_rate`` is an
+amount of quote currency), and Kraken leaves the rate fields out when they
+are zero.  Funding rates are computed values that can carry more decimal
+places than the schema's 18: only those are rounded, half-even, to 18.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, ClassVar
+
+from l3_atom.off_chain.kraken_futures import normalised_product
+from l3_atom.stream_processing.standardiser import (
+    Output,
+    StandardiseError,
+    Standardiser,
+    decode_exact,
+    exact,
+    integer,
+    optional_exact,
+)
+from l3_atom.stream_processing.standardisers.kraken import taker_side
+from l3_atom.topics import FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
+
+SOURCE = "kraken-futures"
+BOOK_SIDE = {"buy": "bid", "sell": "ask"}
+PERPETUAL_TAG = "perpetual"
+ZERO = Decimal(0)
+# The schema's decimals have 18 places.
+SCHEMA_PLACES = 18
+SCHEMA_QUANTUM = Decimal(1).scaleb(-SCHEMA_PLACES)
+# Kraken's answers to a request it refused.
+REJECTIONS = frozenset({"error", "alert", "subscribed_failed", "unsubscribed_failed"})
+
+
+def millis(value: Any) -> int:
+    """Kraken times are integer milliseconds (documented as floats: an integral decimal is accepted too)."""
+    if type(value) is Decimal and value == value.to_integral_value():
+        return int(value)
+    return integer(value)
+
+
+def rate(value: Any) -> Decimal:
+    """A funding rate; absent means zero (Kraken omits zero rates), rounded to the schema's 18 places if finer."""
+    number = ZERO if value is None else exact(value)
+    exponent = number.as_tuple().exponent
+    return number.quantize(SCHEMA_QUANTUM, ROUND_HALF_EVEN) if type(exponent) is int and exponent < -SCHEMA_PLACES else number
+
+
+class KrakenFuturesStandardiser(Standardiser):
+    source = SOURCE
+    topics = (LOB, TRADES, TICKER, FUNDING_RATE, OPEN_INTEREST)
+    handlers: ClassVar[dict[str, str]] = {
+        "book_snapshot": "_book_snapshot",
+        "book": "_book",
+        "trade_snapshot": "_trade_snapshot",
+        "trade": "_trade",
+        "ticker": "_ticker",
+    }
+    skips: ClassVar[dict[str, str]] = {
+        "heartbeat": "heartbeat",
+        "info": "connection info",
+        "subscribed": "subscription ack",
+        "unsubscribed": "subscription ack",
+    }
+
+    def decode(self, frame: bytes) -> Any:
+        """Prices and sizes are JSON numbers: exact decimals, never floats."""
+        return decode_exact(frame)
+
+    def message_type(self, message: Any) -> str:
+        """Requests' answers carry ``event``, data carries ``feed``; a refused request raises (to dead_letter)."""
+        event = message.get("event")
+        if event in REJECTIONS:
+            raise StandardiseError(f"Kraken futures rejected a request: {event}: {message.get('message')}")
+        kind = event or message["feed"]
+        if type(kind) is not str:
+            raise TypeError(kind)
+        return kind
+
+    def convert_symbol(self, exchange_symbol: Any) -> str:
+        """Product ids spell base, quote, kind and expiry: no symbol list is needed."""
+        if type(exchange_symbol) is not str:
+            raise TypeError(f"product_id must be a string, got {exchange_symbol!r}")
+        return normalised_product(exchange_symbol)
+
+    def _record(self, topic: str, symbol: str, fields: dict[str, Any], event_timestamp: int, atom: int) -> Output:
+        record = {"exchange": SOURCE, "symbol": symbol, **fields, "event_timestamp": event_timestamp,
+                  "atom_timestamp": atom}
+        return Output(topic, normalised_key(SOURCE, symbol), record)
+
+    def _level(self, symbol: str, side: str, level: dict, snapshot: bool, seq: int, time: int, atom: int) -> Output:
+        fields = {
+            "side": side,
+            "price": exact(level["price"]),
+            "size": exact(level["qty"]),
+            "is_snapshot": snapshot,
+            "sequence": seq,
+        }
+        return self._record(LOB, symbol, fields, time, atom)
+
+    def _book_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
+        symbol = self.symbol_of(message["product_id"])
+        seq, time = integer(message["seq"]), millis(message["timestamp"])
+        return [
+            self._level(symbol, side, level, True, seq, time, atom_timestamp)
+            for side, levels in (("bid", message["bids"]), ("ask", message["asks"]))
+            for level in levels
+        ]
+
+    def _book(self, message: dict, atom_timestamp: int) -> list[Output]:
+        side = BOOK_SIDE.get(message["side"])
+        if side is None:
+            raise ValueError(f"side must be 'buy' or 'sell', got {message['side']!r}")
+        symbol = self.symbol_of(message["product_id"])
+        return [self._level(
+            symbol, side, message, False, integer(message["seq"]), millis(message["timestamp"]), atom_timestamp
+        )]
+
+    def _trade_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
+        return [out for trade in message["trades"] for out in self._trade(trade, atom_timestamp)]
+
+    def _trade(self, trade: dict, atom_timestamp: int) -> list[Output]:
+        uid = trade["uid"]
+        if type(uid) is not str:
+            raise TypeError(f"uid must be a string, got {uid!r}")
+        fields = {
+            "trade_id": uid,
+            "price": exact(trade["price"]),
+            "size": exact(trade["qty"]),
+            "taker_side": taker_side(trade["side"]),
+            "sequence": integer(trade["seq"]),
+        }
+        return [self._record(TRADES, self.symbol_of(trade["product_id"]), fields, millis(trade["time"]),
+                             atom_timestamp)]
+
+    def _ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
+        symbol = self.symbol_of(message["product_id"])
+        time = millis(message["time"])
+        ticker = {
+            "bid_price": optional_exact(message.get("bid")),
+            "bid_size": optional_exact(message.get("bid_size")),
+            "ask_price": optional_exact(message.get("ask")),
+            "ask_size": optional_exact(message.get("ask_size")),
+            "last_price": optional_exact(message.get("last")),
+            "last_size": None,
+            "sequence": None,
+        }
+        out = [
+            self._record(TICKER, symbol, ticker, time, atom_timestamp),
+            self._record(OPEN_INTEREST, symbol, {"open_interest": exact(message["openInterest"])}, time,
+                         atom_timestamp),
+        ]
+        if message.get("tag") == PERPETUAL_TAG:
+            funding = {
+                "rate": rate(message.get("relative_funding_rate")),
+                "predicted_rate": rate(message.get("relative_funding_rate_prediction")),
+                "mark_price": optional_exact(message.get("markPrice")),
+                "index_price": optional_exact(message.get("index")),
+                "next_funding_timestamp": millis(message["next_funding_rate_time"]),
+            }
+            out.append(self._record(FUNDING_RATE, symbol, funding, time, atom_timestamp))
+        return out
