@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, TextIO
 
 import orjson
@@ -23,11 +23,18 @@ from l3_atom.config import Settings
 
 POLL_S = 0.5
 METADATA_TIMEOUT_S = 10.0
+# The schemas' decimal precision: normalising in the default context (28 digits) would round.
+_EXACT = Context(prec=38)
+
+
+def plain(value: Decimal) -> str:
+    """An exact decimal as a plain number without trailing zeros: ``30000.500...0`` -> ``30000.5``."""
+    return format(value.normalize(_EXACT), "f")
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
+        return plain(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     raise TypeError(type(value).__name__)
@@ -38,7 +45,7 @@ def format_human(topic: str, key: str | None, record: dict[str, Any]) -> str:
     parts = []
     for name, value in record.items():
         if isinstance(value, Decimal):
-            value = format(value.normalize(), "f")
+            value = plain(value)
         elif isinstance(value, bytes):
             value = f"<{len(value)} bytes>"
         parts.append(f"{name}={value}")

@@ -21,8 +21,17 @@ CANDLE = "candle"
 FUNDING_RATE = "funding_rate"
 OPEN_INTEREST = "open_interest"
 
-# Normalised topics that have a schema in static/schemas/ today.
+# Normalised topics of exchanges (each has a schema in static/schemas/).
 NORMALISED_TOPICS = (LOB_L3, LOB, TRADES_L3, TRADES, TICKER, CANDLE, FUNDING_RATE, OPEN_INTEREST)
+
+# On-chain topics (ethereum; DEX trades and liquidity sit beside the exchanges' topics).
+ETHEREUM_BLOCKS = "ethereum_blocks"
+ETHEREUM_TRANSACTIONS = "ethereum_transactions"
+ETHEREUM_LOGS = "ethereum_logs"
+ETHEREUM_TOKEN_TRANSFERS = "ethereum_token_transfers"
+DEX_TRADES = "dex_trades"
+DEX_LIQUIDITY = "dex_liquidity"
+ONCHAIN_TOPICS = (ETHEREUM_BLOCKS, ETHEREUM_TRANSACTIONS, ETHEREUM_LOGS, ETHEREUM_TOKEN_TRANSFERS, DEX_TRADES, DEX_LIQUIDITY)
 
 # Kafka headers on raw messages.
 ATOM_TIMESTAMP_HEADER = "atom_timestamp"

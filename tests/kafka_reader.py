@@ -17,6 +17,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 POLL_S = 0.2
+PAGE_SIZE = 2000
 
 
 @dataclass
@@ -52,19 +53,22 @@ class TopicReader:
         return True
 
     def read_until(self, done: Callable[[list[Received]], bool], timeout_s: float) -> list[Received]:
-        """Keep reading until ``done(records)`` or the timeout; return everything read so far."""
+        """Keep reading until ``done(records)`` or the timeout; return everything read so far.
+
+        ``done`` is asked between pages of messages (not after each one), so it may look at every record.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not done(self.records):
             if not self._assigned and not self._assign():
                 time.sleep(POLL_S)
                 continue
-            message = self.consumer.poll(POLL_S)
-            if message is None or message.error():
-                continue
-            value = self.deserializer(message.value(), SerializationContext(message.topic(), MessageField.VALUE))
-            self.records.append(
-                Received(message.topic(), message.partition(), message.offset(), message.key().decode(), value)
-            )
+            for message in self.consumer.consume(PAGE_SIZE, POLL_S):
+                if message.error():
+                    continue
+                value = self.deserializer(message.value(), SerializationContext(message.topic(), MessageField.VALUE))
+                self.records.append(
+                    Received(message.topic(), message.partition(), message.offset(), message.key().decode(), value)
+                )
         return self.records
 
     def by_topic(self, topic: str) -> list[Received]:

@@ -35,6 +35,11 @@ CONTROL = "control"
 UNPARSED = "unparsed"
 
 
+def details_delays(count: int) -> list[float]:
+    """When to send each of ``count`` details requests, in s: a burst, then one per interval."""
+    return [max(0, n - DETAILS_BURST + 1) * DETAILS_INTERVAL_S for n in range(count)]
+
+
 def exchange_name(symbol: Symbol) -> str:
     """Gemini's lower-case name of a normalised symbol: ``BTC.USD`` -> ``btcusd``, ``BTC.GUSD-PERP`` -> ``btcgusdperp``."""
     suffix = "perp" if symbol.type is InstrumentType.PERPETUAL else ""
@@ -65,16 +70,15 @@ class Gemini(DataFeed):
             if self.requested:
                 wanted = {exchange_name(Symbol.parse(name)) for name in self.requested}
                 listed = [symbol for symbol in listed if symbol in wanted]
-            bodies = await asyncio.gather(
-                *(self._details(client, symbol, max(0, n - DETAILS_BURST + 1)) for n, symbol in enumerate(listed))
-            )
+            delays = details_delays(len(listed))
+            bodies = await asyncio.gather(*(self._details(client, s, d) for s, d in zip(listed, delays, strict=True)))
         finally:
             await client.close()
         return self.parse_symbols("[" + ",".join(bodies) + "]")
 
     @staticmethod
-    async def _details(client: RestClient, symbol: str, slot: int) -> str:
-        await asyncio.sleep(slot * DETAILS_INTERVAL_S)
+    async def _details(client: RestClient, symbol: str, delay_s: float) -> str:
+        await asyncio.sleep(delay_s)
         return await client.get_text(DETAILS_PATH.format(symbol=symbol))
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:

@@ -15,6 +15,8 @@ HEX_PREFIX = "0x"
 ADDRESS_HEX = 40
 INT256_SIGN_BIT = 1 << 255
 UINT256_MODULUS = 1 << 256
+# decimals() is a uint8 (early tokens return a uint256; larger values are not decimals).
+MAX_DECIMALS = 255
 # Curve pools holding native ether list it as this pseudo-address in coins().
 NATIVE_TOKEN_PLACEHOLDER = "0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
 

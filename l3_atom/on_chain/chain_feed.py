@@ -132,6 +132,8 @@ class ChainFeed:
             raise UserError(f"{self.name} is a chain: it has no channels")
         self.sink = sink
         self.settings = settings
+        # Normalised symbols streamed (the runtimes read it): none, a chain streams every block.
+        self.requested: list[str] = []
         self.endpoints = NodeEndpoints.from_env(self.env_prefix, self.name, rest_url, ws_url)
         options = source_options(self.name) if confirmations is None or max_reorg_depth is None else {}
         if confirmations is None:
@@ -253,12 +255,14 @@ class ChainFeed:
                 return  # the chain got shorter meanwhile; the next head tells more
             tip = self.published[-1] if self.published else None
             if tip is not None and block.parent_hash != tip.hash:
-                await self._roll_back_replaced()
+                if not await self._roll_back_replaced():
+                    # The node contradicts itself (e.g. servers behind a load balancer): retry after a backoff.
+                    raise ChainMoved(f"block {block.number} does not follow block {tip.number}, still canonical")
                 continue
             self._publish(block)
 
-    async def _roll_back_replaced(self) -> None:
-        """Retract published blocks, newest first, until the newest one left is canonical."""
+    async def _roll_back_replaced(self) -> int:
+        """Retract published blocks, newest first, until the newest one left is canonical; return how many."""
         retracted = 0
         while self.published:
             tip = self.published[-1]
@@ -281,6 +285,7 @@ class ChainFeed:
         if retracted:
             self.stats.reorgs += 1
             LOG.warning("%s: reorg: retracted %d block(s) from %d on", self.name, retracted, self.next_number)
+        return retracted
 
     async def _fetch(self, number: int) -> PublishedBlock | None:
         """Block ``number`` with its transactions, receipts and metadata as one frame; None if there is none."""
@@ -290,7 +295,8 @@ class ChainFeed:
         if block is None:
             return None
         bodies, receipts = await self._receipts(block)
-        metadata = await self.metadata.for_logs(log for receipt in receipts for log in receipt.get("logs") or ())
+        logs = [log for receipt in receipts for log in receipt.get("logs") or ()]
+        metadata = await self.metadata.for_logs(logs, block["number"])
         frame = b"".join(
             (
                 FRAME_PREFIX,

@@ -6,14 +6,14 @@ tokens' decimals and a pool's tokens.  So the connector reads them
 ``factory()``, a Curve pool's ``coins(i)``) with batched ``eth_call`` for the
 contracts a block's logs name, and archives them in that block's raw frame
 under ``metadata``.  Replaying a raw topic thus gives the same records without
-a node.  A call that reverts (not a token, not a pool) is cached as ``null``;
-a call the node could not answer raises, so the block is fetched again later.
+a node.  A call that reverts (not a token, not a pool) gives ``null``, cached
+too; a call the node could not answer raises, so the block is fetched again.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from eth_abi import decode
@@ -25,16 +25,16 @@ from l3_atom.on_chain.rpc import JsonRpc, NodeError
 # Contracts remembered (per kind); the least recently used are forgotten beyond this.
 CACHE_ENTRIES = 100_000
 WORD_BYTES = 32
-MAX_DECIMALS = 255
 # eth_call errors that mean "the contract does not have this" rather than "the node failed".
 REVERTED_CODES = frozenset({3})
 REVERT_TEXT = "revert"
 NATIVE_TOKEN = {"symbol": "ETH", "decimals": 18}
-PAIR_FIELDS = (("token0", abi.TOKEN0), ("token1", abi.TOKEN1), ("factory", abi.FACTORY))
-TOKEN_FIELDS = (("symbol", abi.SYMBOL), ("decimals", abi.DECIMALS))
+LATEST = "latest"
 
-TokenInfo = dict[str, Any]
 PoolInfo = dict[str, Any]
+Decoder = Callable[[str], Any]
+# (fact name, contract, call data, decoder of the answer)
+Call = tuple[str, str, str, Decoder]
 
 
 class _Lru(OrderedDict):
@@ -75,7 +75,7 @@ def decode_decimals(result: str) -> int | None:
     if len(data) != WORD_BYTES:
         return None
     value = int.from_bytes(data, "big")
-    return value if value <= MAX_DECIMALS else None
+    return value if value <= abi.MAX_DECIMALS else None
 
 
 def decode_symbol(result: str) -> str | None:
@@ -94,15 +94,17 @@ def decode_symbol(result: str) -> str | None:
         return None
 
 
-DECODERS = {"symbol": decode_symbol, "decimals": decode_decimals}
+def reverted(outcome: Any) -> bool:
+    """An eth_call error that means "the contract does not answer this", not "the node failed"."""
+    return isinstance(outcome, NodeError) and (outcome.code in REVERTED_CODES or REVERT_TEXT in str(outcome).lower())
 
 
-def call_outcome(outcome: Any, decoder: Any) -> Any:
-    """A decoded eth_call result, None when the contract does not answer it, or raise when the node failed."""
-    if isinstance(outcome, NodeError):
-        if outcome.code in REVERTED_CODES or REVERT_TEXT in str(outcome).lower():
-            return None
-        raise outcome
+def node_failed(outcome: Any) -> bool:
+    return isinstance(outcome, NodeError) and not reverted(outcome)
+
+
+def decoded(outcome: Any, decoder: Decoder) -> Any:
+    """The decoded eth_call result, or None when the contract does not answer it."""
     if not isinstance(outcome, str) or not outcome.startswith(abi.HEX_PREFIX):
         return None
     try:
@@ -112,18 +114,25 @@ def call_outcome(outcome: Any, decoder: Any) -> Any:
 
 
 class MetadataCache:
-    """What a block's logs need to be read, from the node at most once per contract."""
+    """What a block's logs need to be read, from the node at most once per contract.
+
+    Calls are made at the block being read (its state has the pool that
+    emitted the event, even a pool created in that very block).  Where the node
+    cannot answer there (pruned state in a long backfill) the call is repeated
+    at ``latest``; a "no such function" answered there is not cached, since a
+    lagging node may not know the contract yet.
+    """
 
     def __init__(self, rpc: JsonRpc, limit: int = CACHE_ENTRIES):
         self.rpc = rpc
         self.tokens: _Lru = _Lru(limit)
         self.pairs: _Lru = _Lru(limit)
-        # (pool, coin index) -> coin address.
+        # (pool, coin index) -> the answers of coins(uint256) and coins(int128).
         self.coins: _Lru = _Lru(limit)
         self.calls = 0
 
-    async def for_logs(self, logs: Iterable[dict[str, Any]]) -> dict[str, Any]:
-        """``{"tokens": {address: info}, "pools": {address: info}}`` for the events in ``logs``."""
+    async def for_logs(self, logs: Iterable[dict[str, Any]], block: str) -> dict[str, Any]:
+        """``{"tokens": {address: info}, "pools": {address: info}}`` for the events in ``logs`` of ``block``."""
         tokens: set[str] = set()
         pairs: set[str] = set()
         coins: set[tuple[str, int]] = set()
@@ -138,50 +147,71 @@ class MetadataCache:
                 pairs.add(address)
             elif topic0 in abi.CURVE_EVENTS:
                 coins.update((address, index) for index in curve_indexes(log["data"]))
-        await self._load_pairs(pairs - self.pairs.keys())
-        await self._load_coins(coins - self.coins.keys())
         curve_pools: dict[str, PoolInfo] = {}
-        for pool, index in sorted(coins):
-            curve_pools.setdefault(pool, {"coins": {}})["coins"][str(index)] = self.coins.get_fresh((pool, index))
-        pools = {**curve_pools, **{address: self.pairs.get_fresh(address) for address in sorted(pairs)}}
+        for (pool, index), answers in (await self._resolve(self.coins, sorted(coins), _coin_calls, block)).items():
+            coin = answers["uint256"] or answers["int128"]
+            curve_pools.setdefault(pool, {"coins": {}})["coins"][str(index)] = coin
+        pools = {**curve_pools, **await self._resolve(self.pairs, sorted(pairs), _pair_calls, block)}
         for info in pools.values():
             listed = info["coins"].values() if "coins" in info else (info["token0"], info["token1"])
             tokens.update(address for address in listed if address is not None)
-        await self._load_tokens(tokens - self.tokens.keys())
-        return {"tokens": {address: self.tokens.get_fresh(address) for address in sorted(tokens)}, "pools": pools}
+        known = {abi.NATIVE_TOKEN_PLACEHOLDER: dict(NATIVE_TOKEN)} if abi.NATIVE_TOKEN_PLACEHOLDER in tokens else {}
+        others = sorted(tokens - known.keys())
+        known.update(await self._resolve(self.tokens, others, _token_calls, block))
+        return {"tokens": dict(sorted(known.items())), "pools": pools}
 
-    async def _eth_calls(self, calls: list[tuple[str, str]]) -> list[Any]:
-        """Outcomes of ``(contract, call data)`` pairs at the latest block, one batch."""
+    async def _resolve(
+        self, cache: _Lru, keys: list[Any], calls_of: Callable[[Any], list[Call]], block: str
+    ) -> dict[Any, dict[str, Any]]:
+        """The facts of ``keys``: cached ones, the others asked in one batch and kept when the answer is final."""
+        found = {key: cache.get_fresh(key) for key in keys if key in cache}
+        missing = [key for key in keys if key not in found]
+        plans = [calls_of(key) for key in missing]
+        answers = iter(await self._calls([(to, data) for plan in plans for _, to, data, _ in plan], block))
+        for key, plan in zip(missing, plans, strict=True):
+            facts: dict[str, Any] = {}
+            final = True
+            for name, _, _, decoder in plan:
+                outcome, at_block = next(answers)
+                facts[name] = decoded(outcome, decoder)
+                final = final and (at_block or facts[name] is not None)
+            found[key] = facts
+            if final:
+                cache.put(key, facts)
+        return found
+
+    async def _calls(self, calls: list[tuple[str, str]], block: str) -> list[tuple[Any, bool]]:
+        """(outcome, answered at ``block``) per call; raises when the node answers neither there nor at latest."""
+        outcomes = [(outcome, True) for outcome in await self._batch(calls, block)]
+        unanswered = [index for index, (outcome, _) in enumerate(outcomes) if node_failed(outcome)]
+        retried = await self._batch([calls[index] for index in unanswered], LATEST)
+        for index, outcome in zip(unanswered, retried, strict=True):
+            if node_failed(outcome):
+                raise outcome
+            outcomes[index] = (outcome, False)
+        return outcomes
+
+    async def _batch(self, calls: list[tuple[str, str]], block: str) -> list[Any]:
         if not calls:
             return []
         self.calls += len(calls)
-        _, outcomes = await self.rpc.batch([("eth_call", [{"to": to, "data": data}, "latest"]) for to, data in calls])
+        _, outcomes = await self.rpc.batch([("eth_call", [{"to": to, "data": data}, block]) for to, data in calls])
         return outcomes
 
-    async def _load_pairs(self, pairs: set[str]) -> None:
-        ordered = sorted(pairs)
-        calls = [(pair, data) for pair in ordered for _, data in PAIR_FIELDS]
-        outcomes = iter(await self._eth_calls(calls))
-        for pair in ordered:
-            self.pairs.put(pair, {name: call_outcome(next(outcomes), decode_address) for name, _ in PAIR_FIELDS})
 
-    async def _load_coins(self, coins: set[tuple[str, int]]) -> None:
-        ordered = sorted(coins)
-        outcomes = await self._eth_calls([(pool, abi.COINS_UINT256 + abi.encode_uint(i)) for pool, i in ordered])
-        found = [call_outcome(outcome, decode_address) for outcome in outcomes]
-        missing = [key for key, coin in zip(ordered, found, strict=True) if coin is None]
-        fallback = await self._eth_calls([(pool, abi.COINS_INT128 + abi.encode_uint(i)) for pool, i in missing])
-        retried = dict(zip(missing, (call_outcome(o, decode_address) for o in fallback), strict=True))
-        for key, coin in zip(ordered, found, strict=True):
-            self.coins.put(key, coin if coin is not None else retried[key])
+def _pair_calls(pair: str) -> list[Call]:
+    return [("token0", pair, abi.TOKEN0, decode_address), ("token1", pair, abi.TOKEN1, decode_address),
+            ("factory", pair, abi.FACTORY, decode_address)]  # fmt: skip
 
-    async def _load_tokens(self, tokens: set[str]) -> None:
-        ordered = sorted(tokens - {abi.NATIVE_TOKEN_PLACEHOLDER})
-        if abi.NATIVE_TOKEN_PLACEHOLDER in tokens:
-            self.tokens.put(abi.NATIVE_TOKEN_PLACEHOLDER, dict(NATIVE_TOKEN))
-        outcomes = iter(await self._eth_calls([(token, data) for token in ordered for _, data in TOKEN_FIELDS]))
-        for token in ordered:
-            self.tokens.put(token, {name: call_outcome(next(outcomes), DECODERS[name]) for name, _ in TOKEN_FIELDS})
+
+def _token_calls(token: str) -> list[Call]:
+    return [("symbol", token, abi.SYMBOL, decode_symbol), ("decimals", token, abi.DECIMALS, decode_decimals)]
+
+
+def _coin_calls(key: tuple[str, int]) -> list[Call]:
+    pool, index = key
+    return [("uint256", pool, abi.COINS_UINT256 + abi.encode_uint(index), decode_address),
+            ("int128", pool, abi.COINS_INT128 + abi.encode_uint(index), decode_address)]  # fmt: skip
 
 
 def curve_indexes(data: str) -> tuple[int, ...]:

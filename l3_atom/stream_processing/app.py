@@ -2,8 +2,12 @@
 
 Faust owns consumption (consumer group, partition assignment across
 workers, offset commits).  Each agent takes batches of raw events, hands them
-to the pure ``RawMessageProcessor`` and publishes the results, waiting for
-acknowledgement before it takes the next batch.
+to the pure ``RawMessageProcessor`` and queues the results on the record
+publisher.  Delivery is confirmed where it matters: Faust flushes its
+producer before it commits offsets, and that flush now also waits for every
+queued record (``_flush_records_before_commits``), so an offset is never
+committed ahead of the records made from it.  Waiting per batch instead
+stalled the stream on every broker round trip.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import faust
 
+from l3_atom.books.agent import add_books
 from l3_atom.config import SASL_PROTOCOLS, Settings
 from l3_atom.sources import standardiser_class
 from l3_atom.stream_processing.candle_agent import add_candles
@@ -21,7 +26,7 @@ from l3_atom.stream_processing.codecs import register_encoders
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
 from l3_atom.topic_admin import ensure_topics
-from l3_atom.topics import CANDLE, DEAD_LETTER, TRADES, TRADES_L3, raw_topic
+from l3_atom.topics import CANDLE, DEAD_LETTER, LOB, LOB_L3, TRADES, TRADES_L3, raw_topic
 
 LOG = logging.getLogger(__name__)
 STATS_INTERVAL_S = 10.0
@@ -69,6 +74,7 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
         store="memory://",
     )
     publisher = RecordPublisher(kafka)
+    _flush_records_before_commits(app, publisher)
     processors = {
         source: RawMessageProcessor(source, standardiser, encoders, kafka.max_message_bytes)
         for source, standardiser in standardisers.items()
@@ -81,6 +87,9 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
             {topic: encoders[topic].schema_id for topic in (TRADES, TRADES_L3)},
             settings.processor.batch_size, settings.processor.batch_within_s,
         )
+    book_schema_ids = {topic: encoders[topic].schema_id for topic in (LOB, LOB_L3) if topic in encoders}
+    if book_schema_ids:
+        add_books(app, book_schema_ids, settings.processor.batch_size, settings.processor.batch_within_s)
 
     @app.timer(STATS_INTERVAL_S)
     async def log_stats() -> None:
@@ -95,6 +104,18 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
             )
 
     return app
+
+
+def _flush_records_before_commits(app: faust.App, publisher: RecordPublisher) -> None:
+    """Make Faust's pre-commit producer flush also deliver the records we publish (at least once)."""
+    producer = app.producer
+    flush_changelogs = producer.flush
+
+    async def flush() -> None:
+        await publisher.flush()
+        await flush_changelogs()
+
+    producer.flush = flush
 
 
 def _add_source_agent(
@@ -114,6 +135,6 @@ def _add_source_agent(
                 key = message.key.decode() if message.key else None
                 for out in process(message.value, message.headers, topic_name, message.partition, message.offset, key):
                     produce(out.topic, out.key, out.value)
-            await publisher.flush()
+            publisher.poll()
 
     app.agent(topic, name=f"standardise_{processor.source.replace('-', '_')}")(standardise)

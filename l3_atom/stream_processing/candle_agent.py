@@ -36,6 +36,7 @@ HISTORY_TABLE = "candle_history"
 # Closed candles kept per (exchange, symbol, interval) for queries.
 HISTORY_LENGTH = 1440
 DECIMAL_TAG = "$d"
+STATS_INTERVAL_S = 10.0
 
 
 def _encode(value: Any) -> bytes:
@@ -116,6 +117,7 @@ class CandleService:
 
         app.agent(topic, name="build_candles")(build_candles)
         app.timer(max(idle_close_ms / 1000 / 4, 0.5))(self.close_idle)
+        app.timer(STATS_INTERVAL_S)(self.log_stats)
         app.page("/candles/{exchange}/{symbol}/{interval}")(self._view())
 
     def apply(self, message: Any) -> bool:
@@ -139,6 +141,13 @@ class CandleService:
         entry.pending += closed
         self.windows[key] = entry.encode()
         return bool(entry.pending)
+
+    async def log_stats(self) -> None:
+        """Late trades are counted, never dropped silently: say how many, per symbol and interval."""
+        LOG.info(
+            "candles: %d published, %d replayed trades skipped, late trades %s",
+            self.published, self.duplicates_skipped, dict(self.builder.late),
+        )
 
     async def close_idle(self) -> None:
         """Close quiet symbols' windows by wall clock (less ``idle_close_ms`` of skew); publish leftovers."""

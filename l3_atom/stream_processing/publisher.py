@@ -4,8 +4,9 @@ Faust consumes the raw topics (group membership, offsets, rebalancing); the
 records go out through librdkafka rather than Faust's own aiokafka producer
 because (a) aiokafka's idempotent producer does not work on every broker we
 support (Tansu), and (b) producing from C is far cheaper per record.  The
-agent flushes before it asks Faust for the next batch, so an offset is only
-committed once every record made from it is acknowledged (at-least-once).
+processor flushes it before Faust commits offsets (see ``app.py``), so an
+offset is only committed once every record made from it is acknowledged
+(at-least-once).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class RecordPublisher:
         if err is not None:
             self.failures[err.name()] += 1
             self._first_failure = self._first_failure or err
+
+    def poll(self) -> None:
+        """Serve delivery reports without waiting (between batches); failures surface at the next flush."""
+        self._producer.poll(0)
 
     async def flush(self) -> None:
         """Wait, without blocking the event loop, until every queued record is acknowledged."""

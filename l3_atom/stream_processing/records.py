@@ -11,6 +11,8 @@ from decimal import Decimal
 
 import faust
 
+from l3_atom.stream_processing.onchain_records import ONCHAIN_RECORDS
+
 
 class _Normalised(faust.Record, abstract=True):
     exchange: str
@@ -124,6 +126,7 @@ class DeadLetter(faust.Record, serializer="json"):
 
 # Topic -> Record class; every schema in static/schemas has one.
 RECORDS: dict[str, type[faust.Record]] = {
+    **ONCHAIN_RECORDS,
     "lob_l3": LobL3,
     "trades_l3": TradeL3,
     "trades": Trade,

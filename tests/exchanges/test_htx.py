@@ -85,6 +85,9 @@ class ListSink:
     def dead_letter(self, *args: object) -> None:
         raise AssertionError(f"unexpected dead letter: {args}")
 
+    def room(self) -> None:
+        return None
+
     def poll(self) -> None: ...
 
     def close(self) -> None: ...

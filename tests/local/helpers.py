@@ -13,6 +13,9 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any, Self
 
@@ -29,6 +32,9 @@ from l3_atom.infra.processes import (
     stop_process,
     wait_until,
 )
+from l3_atom.stream_processing.codecs import schema_text
+from l3_atom.topics import DEAD_LETTER
+from tests.kafka_reader import Received
 
 # ``runner.py local`` until the runner wires the subcommand; then: LOCAL_COMMAND = runner_command("local").
 LOCAL_COMMAND = [sys.executable, str(Path(__file__).with_name("entry.py"))]
@@ -36,6 +42,12 @@ READY_TIMEOUT_S = 30.0
 POLL_S = 0.1
 HTTP_TIMEOUT_S = 5.0
 ENV = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ms_of_iso(text: str) -> int:
+    """Milliseconds since the epoch of an exchange's ISO time (computed here, not by the standardiser)."""
+    return (datetime.fromisoformat(text) - EPOCH) // timedelta(milliseconds=1)
 
 
 def http_json(url: str, body: dict | None = None) -> Any:
@@ -159,3 +171,34 @@ def read_avro_tree(directory: Path) -> dict[str, list[dict[str, Any]]]:
         with open(path, "rb") as file:
             records[str(Path(path).relative_to(directory))] = list(fastavro.reader(file))
     return records
+
+
+@cache
+def decimal_fields(topic: str) -> frozenset[str]:
+    """The fields of ``topic`` that are Avro decimals (optional or not), from its schema."""
+
+    def is_decimal(avro_type: Any) -> bool:
+        if isinstance(avro_type, list):
+            return any(map(is_decimal, avro_type))
+        return isinstance(avro_type, dict) and avro_type.get("logicalType") == "decimal"
+
+    return frozenset(f["name"] for f in json.loads(schema_text(topic))["fields"] if is_decimal(f["type"]))
+
+
+def from_json_line(line: dict[str, Any]) -> Received:
+    """A JSON-lines record as a consumer's record again: decimals from their exact strings.
+
+    A dead letter's original frame is text in JSON; it is exact for frames that are UTF-8 (JSON ones).
+    """
+    value = dict(line)
+    topic = value.pop("topic")
+    if topic == DEAD_LETTER:
+        # A dead letter's own "key" field (the raw key) stands where the message key would be.
+        value["original"] = value["original"].encode()
+        key = value["key"] or value["source"]
+    else:
+        key = value.pop("key")
+    for name in decimal_fields(topic) & value.keys():
+        if value[name] is not None:
+            value[name] = Decimal(value[name])
+    return Received(topic, 0, 0, key, value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from collections.abc import Sequence
 from itertools import count
@@ -36,6 +37,7 @@ ZERO_HASH = "0x" + "00" * 32
 METHOD_NOT_FOUND = -32601
 LIMIT_EXCEEDED = -32005
 REVERTED = 3
+STATE_UNAVAILABLE = -32000
 
 
 def word(value: int) -> str:
@@ -61,6 +63,9 @@ class FakeNode:
         self.answers: dict[tuple[str, str], Any] = {}
         self.calls: Counter[str] = Counter()
         self.wrong_receipts = False
+        self.pruned = False
+        # Full blocks that name another parent than the canonical one (servers disagreeing behind a balancer).
+        self.contradicting = False
         self._ids = count(1)
         self.mine()
 
@@ -107,7 +112,10 @@ class FakeNode:
         if method == "eth_blockNumber":
             return hex(len(self.chain) - 1)
         if method == "eth_getBlockByNumber":
-            return self._block(params[0])
+            block = self._block(params[0])
+            if self.contradicting and block is not None and params[1]:
+                block = {**block, "parentHash": ZERO_HASH}
+            return block
         if method == "eth_getBlockReceipts":
             if not self.block_receipts:
                 raise NodeError("the method eth_getBlockReceipts does not exist", METHOD_NOT_FOUND)
@@ -116,6 +124,8 @@ class FakeNode:
             block = next(b for b in self.chain if any(tx["hash"] == params[0] for tx in b["transactions"]))
             return next(r for r in self._receipts_of(block) if r["transactionHash"] == params[0])
         if method == "eth_call":
+            if self.pruned and params[1] != "latest":
+                raise NodeError("missing trie node", STATE_UNAVAILABLE)
             answer = self.answers.get((params[0]["to"], params[0]["data"]), NodeError("execution reverted", REVERTED))
             if isinstance(answer, NodeError):
                 raise answer
@@ -251,6 +261,20 @@ def test_receipts_of_another_block_mean_the_chain_moved() -> None:
 
 
 @pytest.mark.usefixtures("node_env")
+def test_a_node_contradicting_itself_is_retried_not_followed() -> None:
+    node = FakeNode()
+    feed, sink = feed_on(node)
+    sync(feed)
+    node.mine()
+    node.contradicting = True
+    with pytest.raises(ChainMoved, match="does not follow block 0, still canonical"):
+        sync(feed)
+    node.contradicting = False
+    sync(feed)
+    assert hashes(sink) == [(False, 0, node.chain[0]["hash"]), (False, 1, node.chain[1]["hash"])]
+
+
+@pytest.mark.usefixtures("node_env")
 def test_nodes_without_block_receipts_get_batched_transaction_receipts() -> None:
     node = FakeNode(block_receipts=False)
     feed, sink = feed_on(node)
@@ -283,7 +307,25 @@ def test_token_metadata_is_read_once_and_a_failing_node_is_not_cached() -> None:
     sync(feed)
     metadata = [orjson.loads(frame)["metadata"] for _, frame, *_ in sink.frames[1:]]
     assert metadata == [{"tokens": {TOKEN: {"symbol": "TKN", "decimals": 8}}, "pools": {}}] * 2
-    assert node.calls["eth_call"] == 4, "symbol and decimals twice (the failed batch), then cached"
+    assert node.calls["eth_call"] == 5, "symbol, decimals and decimals at latest; both again; then cached"
+
+
+@pytest.mark.usefixtures("node_env")
+def test_without_state_at_the_block_calls_go_to_latest_and_only_answers_found_are_kept() -> None:
+    node = FakeNode()
+    node.pruned = True
+    token_answers(node, TOKEN, "TKN", 8)
+    swap = {"address": POOL, "topics": [abi.UNISWAP_V2_SWAP, address_topic(COIN0), address_topic(COIN1)],
+            "data": "0x" + "".join(abi.encode_uint(v) for v in (1, 0, 0, 2))}  # fmt: skip
+    feed, sink = feed_on(node)
+    sync(feed)
+    node.mine([transfer_log(), swap])
+    sync(feed)
+    assert orjson.loads(sink.frames[-1][1])["metadata"] == {
+        "tokens": {TOKEN: {"symbol": "TKN", "decimals": 8}},
+        "pools": {POOL: {"token0": None, "token1": None, "factory": None}},
+    }
+    assert set(feed.metadata.tokens) == {TOKEN} and not feed.metadata.pairs, "a pool unknown at latest is asked again"
 
 
 @pytest.mark.usefixtures("node_env")
@@ -305,11 +347,13 @@ def test_curve_coins_fall_back_to_int128_and_native_ether_needs_no_call() -> Non
     }  # fmt: skip
 
 
-def test_confirmations_and_reorg_depth_come_from_config_ini(
-    node_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("node_env")
+def test_confirmations_and_reorg_depth_come_from_config_ini(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "config.ini"
-    base = (PROJECT_ROOT / "config.ini").read_text()
+    shipped = (PROJECT_ROOT / "config.ini").read_text()
+    # The shipped file has an [ethereum] section: take it out, then add the ones under test.
+    base = re.sub(r"^\[ethereum\]\n.*?(?=^\[)", "", shipped, count=1, flags=re.DOTALL | re.MULTILINE)
+    assert "[ethereum]" not in base
     config.write_text(base + "\n[ethereum]\nconfirmations = 3\nmax_reorg_depth = 5\n")
     monkeypatch.setenv("L3_ATOM_CONFIG", str(config))
     feed = Ethereum([], ListSink(), SETTINGS)

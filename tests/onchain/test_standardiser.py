@@ -25,6 +25,8 @@ from l3_atom.stream_processing.standardisers.ethereum import (
     NOT_ERC20,
     UNKNOWN_AMOUNT,
     EthereumStandardiser,
+    Pool,
+    Token,
     asset_code,
     fits,
     price_of,
@@ -350,3 +352,14 @@ def test_decimal_38_18_bounds_and_price_rounding() -> None:
     assert price_of(Decimal(1000), Decimal(3)) == Decimal("333.333333333333333333")
     assert price_of(Decimal(2000), Decimal(3)) == Decimal("666.666666666666666667")
     assert price_of(Decimal("1E+20"), Decimal("0.1")) is None
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "symbol"),
+    [("USDC", "WETH", "WETH.USDC"), ("WETH", "USDC", "WETH.USDC"), ("WETH", "WBTC", "WETH.WBTC"),
+     ("WBTC", "USDT", "WBTC.USDT"), ("USDT", "USDC", "USDT.USDC"), ("LINK", "UNI", "LINK.UNI")],
+)  # fmt: skip
+def test_the_quote_is_the_more_quote_like_token_else_the_second(first: str, second: str, symbol: str) -> None:
+    pool = Pool("0x" + "00" * 20, "uniswap-v2", Token("0x" + "0a" * 20, first, 18), Token("0x" + "0b" * 20, second, 18))
+    base, quote, _, _ = pool.oriented(1, 2)
+    assert f"{base.code}.{quote.code}" == symbol

@@ -51,10 +51,13 @@ class _SerialDaemonExecutor(Executor):
 
     def __init__(self, name: str):
         self._jobs: queue.SimpleQueue[tuple[Future, Callable, tuple] | None] = queue.SimpleQueue()
+        self._shut_down = False
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        if self._shut_down:
+            raise RuntimeError(f"{self._thread.name} is shut down: it runs nothing more")
         future: Future = Future()
         self._jobs.put((future, fn, args))
         return future
@@ -70,6 +73,7 @@ class _SerialDaemonExecutor(Executor):
                 future.set_exception(exc)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._shut_down = True
         self._jobs.put(self._STOP)
 
 

@@ -152,6 +152,7 @@ class WebsocketOutput:
             "connections": self.connections,
             "sent": self._sent_before + sum(client.sent for client in self.clients),
             "dropped": self.dropped,
+            "largest_client_queue": max((len(client.queue) for client in self.clients), default=0),
         }
 
     def info(self) -> dict[str, Any]:

@@ -58,8 +58,6 @@ QUANTUM = Decimal(1).scaleb(-SCALE)
 # Enough digits that a quotient of two decimal(38,18) amounts is exact to 18 places before rounding.
 PRICE_CONTEXT = Context(prec=80, rounding=ROUND_HALF_EVEN)
 LOG_TOPICS = 4
-# decimals() is a uint8.
-MAX_DECIMALS = 255
 METHOD_ID_HEX = len("0x12345678")
 ASSET_CODE_MAX = 32
 NOT_ASSET_CODE = re.compile(r"[^A-Z0-9]")
@@ -73,10 +71,11 @@ V3_EXCHANGES = {UNISWAP_V3_FACTORY: "uniswap-v3"}
 V2_FORK = "uniswap-v2-fork"
 V3_FORK = "uniswap-v3-fork"
 CURVE = "curve"
-# Assets that quote others, most quote-like first: a pair's quote is the one ranked first here.
+# Assets that quote others, most quote-like first: a pair's quote is the one ranked first here
+# (stablecoins, then BTC, then ETH, as exchanges list ETH/BTC and ETH/USDT).
 QUOTE_PREFERENCE = (
     "USDC", "USDT", "DAI", "USDS", "PYUSD", "FRAX", "LUSD", "GUSD", "USDP", "TUSD", "BUSD", "USDE", "CRVUSD",
-    "GHO", "EURC", "WETH", "ETH", "WBTC",
+    "GHO", "EURC", "WBTC", "WETH", "ETH",
 )  # fmt: skip
 QUOTE_RANK = {code: rank for rank, code in enumerate(QUOTE_PREFERENCE)}
 
@@ -236,7 +235,7 @@ class Block:
     def token(self, address: str) -> Token:
         info = self.tokens.get(address) or {}
         decimals = info.get("decimals")
-        known = type(decimals) is int and 0 <= decimals <= MAX_DECIMALS
+        known = type(decimals) is int and 0 <= decimals <= abi.MAX_DECIMALS
         return Token(address, asset_code(address, info.get("symbol")), decimals if known else None)
 
 

@@ -26,8 +26,8 @@ import orjson
 
 from l3_atom.stream_processing.standardiser import (
     Output,
-    Standardiser,
     StandardiseError,
+    Standardiser,
     decode_exact,
     exact,
     integer,

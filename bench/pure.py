@@ -1,0 +1,154 @@
+"""Pure-code throughput on one core: standardise and encode, and the floor costs they are made of."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from l3_atom.config import ConnectorSettings
+from l3_atom.sim.orderflow import OrderFlow
+from l3_atom.sim.replay import ReplayServer
+from l3_atom.sources import connector_class, standardiser_class
+from l3_atom.stream_processing.codecs import AvroEncoder, available_topics
+from l3_atom.stream_processing.raw_messages import RawMessageProcessor
+from l3_atom.topics import ATOM_TIMESTAMP_HEADER, SYMBOL_HEADER
+
+EXCHANGE_TESTS = Path(__file__).resolve().parents[1] / "tests" / "exchanges"
+ATOM = 1_700_000_000_000_000
+CAPTURE_TIMEOUT_S = 60.0
+CONNECTOR_SETTINGS = ConnectorSettings(0.1, 1.0, 30.0, 16 << 20)
+
+
+def encoders() -> dict[str, AvroEncoder]:
+    return {topic: AvroEncoder(topic, index) for index, topic in enumerate(available_topics())}
+
+
+def rate(count: int, work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return count / (time.perf_counter() - started)
+
+
+def coinbase_frames(count: int) -> list[bytes]:
+    """Coinbase full-channel traffic from the simulator's seeded order flow."""
+    return [orjson.dumps(m) for m in OrderFlow(seed=1).take(count, ATOM)]
+
+
+def measure_coinbase(add: Callable, repeat: Callable, repeats: int, messages: int) -> None:
+    frames = coinbase_frames(messages)
+    std = standardiser_class("coinbase")()
+    outputs = [out for frame in frames for out in std.standardise(frame, ATOM)]
+    enc = encoders()
+    headers = [(ATOM_TIMESTAMP_HEADER, str(ATOM).encode())]
+    section = "standardise, one core (Coinbase full, simulator)"
+
+    def decode_all() -> None:
+        for frame in frames:
+            orjson.loads(frame)
+
+    def standardise_all() -> None:
+        s = standardiser_class("coinbase")()
+        for frame in frames:
+            s.standardise(frame, ATOM)
+
+    def encode_all() -> None:
+        for out in outputs:
+            enc[out.topic].encode(out.record)
+
+    def process_all() -> None:
+        processor = RawMessageProcessor("coinbase", standardiser_class("coinbase")(), enc, 1_000_000)
+        for frame in frames:
+            processor.process(frame, headers, "coinbase_raw", 0, 0, "coinbase_BTC-USD_full")
+
+    json_rate = repeat(repeats, lambda: rate(len(frames), decode_all))
+    encode_rate = repeat(repeats, lambda: rate(len(outputs), encode_all))
+    full = repeat(repeats, lambda: rate(len(frames), process_all))
+    per_message = len(outputs) / len(frames)
+    ceiling = 1 / (1 / max(json_rate) + per_message / max(encode_rate))
+    add(section, "JSON decode alone (orjson)", "msg/s", json_rate)
+    add(section, "Avro encode alone (compiled writer)", "records/s", encode_rate,
+        f"{per_message:.2f} records per message")
+    add(section, "standardise alone (no encode)", "msg/s", repeat(repeats, lambda: rate(len(frames), standardise_all)))
+    add(section, "standardise + encode (the processor's work)", "msg/s", full,
+        f"{max(full) / ceiling:.0%} of the decode+encode ceiling ({ceiling:,.0f} msg/s)")
+
+
+class CaptureSink:
+    """A FrameSink that keeps what the connector archives (key, frame, symbol header)."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[str, bytes, str | None]] = []
+
+    def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
+        self.frames.append((key, frame, symbol))
+
+    def dead_letter(self, key: str | None, frame: bytes, error: str, atom_timestamp: int) -> None:
+        self.frames.append((key or "", frame, None))
+
+    def poll(self) -> None:
+        """Nothing is delivered in the background."""
+
+    def room(self) -> None:
+        """Always room: frames are kept in a list."""
+
+    def close(self) -> None:
+        """Nothing to flush."""
+
+
+async def capture(source: str, symbols: list[str], folder: Path) -> list[tuple[str, bytes, str | None]]:
+    """Run the real connector against the replay server and keep what it would archive."""
+    server = await ReplayServer(folder).start()
+    sink = CaptureSink()
+    feed = connector_class(source)(symbols, sink, CONNECTOR_SETTINGS, ws_url=server.ws_url, rest_url=server.rest_url)
+    task = asyncio.create_task(feed.run())
+    try:
+        deadline = time.monotonic() + CAPTURE_TIMEOUT_S
+        while time.monotonic() < deadline and (
+            server.frames_sent < server.recording.frame_count or len(sink.frames) < server.recording.frame_count
+        ):
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop()
+    return sink.frames
+
+
+def traffic(module: object) -> Path | None:
+    if hasattr(module, "FIXTURE"):
+        return Path(module.FIXTURE)
+    from tests.conftest import recordings_dir
+
+    found = recordings_dir()
+    return found / module.RECORDING if found else None
+
+
+def measure_recordings(add: Callable, repeat: Callable, repeats: int) -> None:
+    """Standardise + encode throughput on each real recording (fixtures are too small to time)."""
+    enc = encoders()
+    for path in sorted(EXCHANGE_TESTS.glob("test_*.py")):
+        module = importlib.import_module(f"tests.exchanges.{path.stem}")
+        if not hasattr(module, "RECORDING"):
+            continue
+        folder = traffic(module)
+        if folder is None:
+            add("standardise, one core (recordings)", module.SOURCE, "msg/s", [0.0], "skipped: no recordings")
+            continue
+        captured = asyncio.run(capture(module.SOURCE, module.SYMBOLS, folder))
+
+        def process_all(captured: list = captured, source: str = module.SOURCE) -> None:
+            processor = RawMessageProcessor(source, standardiser_class(source)(), enc, 1_000_000)
+            stamp = (ATOM_TIMESTAMP_HEADER, str(ATOM).encode())
+            for key, frame, symbol in captured:
+                headers = [stamp, (SYMBOL_HEADER, symbol.encode())] if symbol else [stamp]
+                processor.process(frame, headers, "raw", 0, 0, key)
+
+        add("standardise, one core (recordings)", module.SOURCE, "msg/s",
+            repeat(repeats, lambda c=captured, p=process_all: rate(len(c), p)), f"{len(captured)} frames")

@@ -1,0 +1,104 @@
+"""L3 Atom benchmark: how fast, side by side, in one run.
+
+    .venv/bin/python -m bench.run            # full run: a few minutes, 3 repeats
+    .venv/bin/python -m bench.run --quick    # smoke run: small inputs, 1 repeat
+
+Prints a markdown table and writes JSON (``bench/results/latest.json``).
+Every figure is the median of its repeats with the min–max spread; ratios
+to the floor costs measured in the same run make the numbers comparable
+across noisy machines.  Nothing here is asserted: tests only check that the
+benchmark runs and its output is well-formed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import orjson
+
+from bench import books, distributed, pure
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Figure:
+    """One measured quantity: the median of its repeats and their spread."""
+
+    section: str
+    name: str
+    unit: str
+    samples: list[float]
+    note: str = ""
+    median: float = field(init=False)
+    low: float = field(init=False)
+    high: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.median = statistics.median(self.samples)
+        self.low, self.high = min(self.samples), max(self.samples)
+
+
+def repeat(times: int, measure: Callable[[], float]) -> list[float]:
+    return [measure() for _ in range(times)]
+
+
+def render(figures: list[Figure]) -> str:
+    lines = ["| section | measurement | median | min–max | unit | note |", "|---|---|---:|---:|---|---|"]
+    for f in figures:
+        lines.append(
+            f"| {f.section} | {f.name} | {f.median:,.1f} | {f.low:,.1f}–{f.high:,.1f} | {f.unit} | {f.note} |"
+        )
+    return "\n".join(lines)
+
+
+def run(quick: bool) -> list[Figure]:
+    repeats = 1 if quick else 3
+    figures: list[Figure] = []
+
+    def add(section: str, name: str, unit: str, samples: list[float], note: str = "") -> None:
+        figures.append(Figure(section, name, unit, samples, note))
+        print(f"  {section}: {name}: {statistics.median(samples):,.1f} {unit}", file=sys.stderr, flush=True)
+
+    pure.measure_coinbase(add, repeat, repeats, messages=20_000 if quick else 100_000)
+    pure.measure_recordings(add, repeat, repeats)
+    books.measure(add, repeat, repeats)
+    asyncio.run(distributed.measure_all(add, repeats, quick))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small inputs and one repeat (a smoke run)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json", help="where to write JSON")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    figures = run(args.quick)
+    table = render(figures)
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(
+        orjson.dumps(
+            {
+                "quick": args.quick,
+                "cpus": os.cpu_count(),
+                "seconds": round(time.monotonic() - started, 1),
+                "figures": [asdict(f) for f in figures],
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+    )
+    print(f"\nwritten to {args.out} in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

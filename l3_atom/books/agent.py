@@ -1,0 +1,301 @@
+"""Books in the processor: ``lob`` / ``lob_l3`` records applied on the worker that owns their partition, and an API.
+
+    GET /book/{exchange}/{symbol}?depth=N[&level=l2|l3]     top N levels per side and the sequence they reflect
+    GET /volume/{exchange}/{symbol}?side=bid|ask&price=P&op=eq|lte|gte   total size at prices op P
+    GET /orders/{exchange}/{symbol}/{order_id}              one resting order (L3 books)
+
+Any worker answers: a request for a symbol held elsewhere is forwarded to the
+worker consuming that key's partition (``route_topic_req``; ``lob`` and
+``lob_l3`` are consumed by one agent, so Faust assigns their partitions
+together).  Answers are O(depth) (``/volume``: O(levels in the price range))
+and run between stream batches on the same event loop: they never block it
+for long.
+
+State: books live in memory only, not in a Faust table.  A book changes with
+every record; a changelog write per update (batch size 1 on Tansu) would cost
+more than the book itself.  The price: a worker that takes over a partition
+starts its books empty and they are complete again from the next snapshot
+(``snapshot_seen`` in the answer says so); a revoked partition's books are
+dropped.  Rebuilding from the topic on assignment is not done yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import faust
+from faust.exceptions import SameNode
+from faust.web import Request, Response, View
+
+from l3_atom.books.engine import (
+    SEQUENCE_RULES,
+    SIDES,
+    SUBSCRIBED_DEPTHS,
+    VOLUME_OPS,
+    L2Feed,
+    L3Feed,
+    Level,
+    SequenceRule,
+)
+from l3_atom.stream_processing.codecs import decode_wire, parsed_schema
+from l3_atom.topics import LOB, LOB_L3
+
+LOG = logging.getLogger(__name__)
+L2 = "l2"
+L3 = "l3"
+LEVELS = (L2, L3)
+DEFAULT_DEPTH = 10
+MAX_QUERY_DEPTH = 1000
+STATS_INTERVAL_S = 10.0
+HTTP_OK = 200
+HTTP_BAD_REQUEST = 400
+HTTP_NOT_FOUND = 404
+BookKey = tuple[str, str]
+BOOK_TOPICS = (LOB, LOB_L3)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer, decided without Faust so that it is testable."""
+
+    status: int
+    body: dict[str, Any]
+
+
+def _text(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def _levels(levels: list[Level]) -> list[list[str]]:
+    return [[_text(price), _text(size)] for price, size in levels]
+
+
+def _error(status: int, message: str) -> Answer:
+    return Answer(status, {"error": message})
+
+
+def parse_depth(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_DEPTH
+    if not text.isdigit() or not 1 <= int(text) <= MAX_QUERY_DEPTH:
+        raise ValueError(f"depth must be a whole number from 1 to {MAX_QUERY_DEPTH}, got {text!r}")
+    return int(text)
+
+
+def parse_price(text: str | None) -> Decimal:
+    try:
+        price = Decimal(text or "")
+    except InvalidOperation:
+        raise ValueError(f"price must be a decimal number, got {text!r}") from None
+    if not price.is_finite() or price < 0:
+        raise ValueError(f"price must be a finite, non-negative decimal, got {text!r}")
+    return price
+
+
+def parse_choice(name: str, text: str | None, choices: tuple[str, ...]) -> str:
+    if text not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {text!r}")
+    return text
+
+
+class BookStore:
+    """Every book of the partitions this worker holds, by (exchange, symbol); pure, no Faust."""
+
+    def __init__(
+        self,
+        rules: Mapping[str, SequenceRule] = SEQUENCE_RULES,
+        depths: Mapping[str, int] = SUBSCRIBED_DEPTHS,
+    ):
+        self.rules = rules
+        self.depths = depths
+        self.l2: dict[BookKey, L2Feed] = {}
+        self.l3: dict[BookKey, L3Feed] = {}
+        self._partitions: dict[BookKey, int] = {}
+
+    def apply(self, topic: str, partition: int, record: Mapping[str, Any]) -> bool:
+        """One decoded record of ``lob`` or ``lob_l3``; False when stale and dropped."""
+        exchange = record["exchange"]
+        key = (exchange, record["symbol"])
+        self._partitions[key] = partition
+        rule = self.rules.get(exchange, SequenceRule.INCREASING)
+        if topic == LOB:
+            feed = self.l2.get(key)
+            if feed is None:
+                feed = self.l2[key] = L2Feed(rule, self.depths.get(exchange))
+            return feed.apply(record)
+        l3 = self.l3.get(key)
+        if l3 is None:
+            l3 = self.l3[key] = L3Feed(rule)
+        return l3.apply(record)
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget the books of partitions this worker no longer holds."""
+        gone = [key for key, partition in self._partitions.items() if partition in partitions]
+        for key in gone:
+            del self._partitions[key]
+            self.l2.pop(key, None)
+            self.l3.pop(key, None)
+
+    def stats(self) -> dict[str, int]:
+        feeds: list[Any] = [*self.l2.values(), *self.l3.values()]
+        return {
+            "books": len(feeds),
+            "gaps": sum(f.check.gaps for f in feeds),
+            "stale": sum(f.check.stale for f in feeds),
+            "unknown_orders": sum(f.book.unknown_orders for f in self.l3.values()),
+        }
+
+    def _feed(self, exchange: str, symbol: str, level: str | None) -> L2Feed | L3Feed | None:
+        key = (exchange, symbol)
+        if level == L3:
+            return self.l3.get(key)
+        if level == L2:
+            return self.l2.get(key)
+        return self.l2.get(key) or self.l3.get(key)
+
+    def book(self, exchange: str, symbol: str, query: Mapping[str, str]) -> Answer:
+        try:
+            depth = parse_depth(query.get("depth"))
+            level = None if query.get("level") is None else parse_choice("level", query.get("level"), LEVELS)
+        except ValueError as exc:
+            return _error(HTTP_BAD_REQUEST, str(exc))
+        feed = self._feed(exchange, symbol, level)
+        if feed is None:
+            return _error(HTTP_NOT_FOUND, f"no book for {exchange} {symbol} on this worker")
+        top = feed.book.top(depth)
+        body = {
+            "exchange": exchange,
+            "symbol": symbol,
+            "level": L2 if isinstance(feed, L2Feed) else L3,
+            "sequence": feed.book.sequence,
+            "bids": _levels(top["bid"]),
+            "asks": _levels(top["ask"]),
+            "updates": feed.applied,
+            "gaps": feed.check.gaps,
+            "stale": feed.check.stale,
+        }
+        if isinstance(feed, L2Feed):
+            body["snapshot_seen"] = feed.snapshots > 0
+        else:
+            body["orders"] = len(feed.book.orders)
+            body["unknown_orders"] = feed.book.unknown_orders
+        return Answer(HTTP_OK, body)
+
+    def volume(self, exchange: str, symbol: str, query: Mapping[str, str]) -> Answer:
+        try:
+            side = parse_choice("side", query.get("side"), SIDES)
+            price = parse_price(query.get("price"))
+            op = parse_choice("op", query.get("op"), VOLUME_OPS)
+            level = None if query.get("level") is None else parse_choice("level", query.get("level"), LEVELS)
+        except ValueError as exc:
+            return _error(HTTP_BAD_REQUEST, str(exc))
+        feed = self._feed(exchange, symbol, level)
+        if feed is None:
+            return _error(HTTP_NOT_FOUND, f"no book for {exchange} {symbol} on this worker")
+        volume = feed.book.volume(side, price, op)
+        return Answer(HTTP_OK, {
+            "exchange": exchange, "symbol": symbol, "side": side, "price": _text(price), "op": op,
+            "volume": _text(volume), "sequence": feed.book.sequence,
+        })
+
+    def order(self, exchange: str, symbol: str, order_id: str) -> Answer:
+        feed = self.l3.get((exchange, symbol))
+        if feed is None:
+            return _error(HTTP_NOT_FOUND, f"no L3 book for {exchange} {symbol} on this worker")
+        order = feed.book.order(order_id)
+        if order is None:
+            return _error(HTTP_NOT_FOUND, f"order {order_id!r} is not resting on the {exchange} {symbol} book")
+        return Answer(HTTP_OK, {
+            "exchange": exchange, "symbol": symbol, "order_id": order_id, "side": order.side,
+            "price": _text(order.price), "size": _text(order.size), "sequence": feed.book.sequence,
+        })
+
+
+class BookService:
+    """Wires a :class:`BookStore` into a Faust app: one agent on the book topics, three views."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        topics: list[str],
+        schemas_by_id: dict[int, dict[str, Any]],
+        batch_size: int,
+        batch_within_s: float,
+    ):
+        self.app = app
+        self.store = BookStore()
+        self.undecodable = 0
+        # One agent reads every book topic, so Faust assigns their partitions together: any one routes.
+        self.route_topic = app.topic(topics[0], key_serializer="raw", value_serializer="raw")
+        source = app.topic(*topics, key_serializer="raw", value_serializer="raw")
+        store = self.store
+        schemas = schemas_by_id
+
+        async def keep_books(stream: faust.StreamT) -> None:
+            apply = store.apply
+            async for events in stream.take_events(batch_size, within=batch_within_s):
+                for event in events:
+                    message = event.message
+                    try:
+                        apply(message.topic, message.partition, decode_wire(message.value, schemas))
+                    except (KeyError, ValueError, TypeError):
+                        # Another schema id or a malformed record: counted, never a stopped stream.
+                        self.undecodable += 1
+
+        app.agent(source, name="keep_books")(keep_books)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        app.timer(STATS_INTERVAL_S)(self._log_stats)
+        app.page("/book/{exchange}/{symbol}")(self._view(store.book))
+        app.page("/volume/{exchange}/{symbol}")(self._view(store.volume))
+        app.page("/orders/{exchange}/{symbol}/{order_id}")(self._order_view())
+
+    async def _on_revoked(self, sender: Any, revoked: set[Any], **_: Any) -> None:
+        self.store.drop_partitions({tp.partition for tp in revoked if tp.topic in (LOB, LOB_L3)})
+
+    async def _log_stats(self) -> None:
+        LOG.info("books: %s, undecodable records %d", self.store.stats(), self.undecodable)
+
+    async def _answer(self, view: View, request: Request, key: str, answer: Any) -> Response:
+        """Forward to the worker consuming ``key``'s partition, or answer here when that is this one."""
+        try:
+            return await self.app.router.route_topic_req(self.route_topic, key.encode(), view.web, request)
+        except SameNode:
+            pass
+        result = answer()
+        return view.json(result.body, status=result.status)
+
+    def _view(self, query: Any) -> type[View]:
+        service = self
+
+        class BookView(View):
+            async def get(self, request: Request, exchange: str, symbol: str) -> Response:
+                params = dict(request.query)
+                return await service._answer(
+                    self, request, f"{exchange}_{symbol}", lambda: query(exchange, symbol, params)
+                )
+
+        return BookView
+
+    def _order_view(self) -> type[View]:
+        service = self
+
+        class OrderView(View):
+            async def get(self, request: Request, exchange: str, symbol: str, order_id: str) -> Response:
+                return await service._answer(
+                    self, request, f"{exchange}_{symbol}", lambda: service.store.order(exchange, symbol, order_id)
+                )
+
+        return OrderView
+
+
+def add_books(app: faust.App, schema_ids: dict[str, int], batch_size: int, batch_within_s: float) -> BookService:
+    """Keep the books of the book topics in ``schema_ids`` (topic -> registry id; ``lob``, ``lob_l3``) on ``app``."""
+    topics = [topic for topic in BOOK_TOPICS if topic in schema_ids]
+    if not topics:
+        raise ValueError(f"no book topic among {sorted(schema_ids)}; books read {', '.join(BOOK_TOPICS)}")
+    schemas_by_id = {schema_ids[topic]: parsed_schema(topic) for topic in topics}
+    return BookService(app, topics, schemas_by_id, batch_size, batch_within_s)

@@ -1,0 +1,86 @@
+"""Exchange book checksums (pure): proof that a rebuilt book equals the exchange's.
+
+Both checksums hash the exchange's price and size *strings*, so the digits
+matter, not only the values: ``0.10`` and ``0.1`` hash differently.  The
+standardisers keep the exchange's strings as ``Decimal`` values, which keep
+their trailing zeros (``Decimal("0.10")``), so a book built from a
+standardiser's records hashes correctly as it is.  After an Avro round trip
+every number has 18 decimal places; pass the pair's precision (Kraken's
+``pair_decimals`` / ``lot_decimals`` from REST AssetPairs) to format it back.
+Kraken's API v2 sends JSON numbers, which drop trailing zeros: it also needs
+the precision (from its ``instrument`` channel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from zlib import crc32
+
+Level = tuple[Decimal, Decimal]
+
+KRAKEN_DEPTH = 10
+OKX_DEPTH = 25
+OKX_SEPARATOR = ":"
+SIGN_BIT = 1 << 31
+UINT32 = 1 << 32
+
+
+def _plain(value: Decimal, places: int | None) -> str:
+    """The exchange's string: as the Decimal was written, or with ``places`` decimals (never exponents)."""
+    if places is not None:
+        value = value.quantize(Decimal(1).scaleb(-places))
+    return format(value, "f")
+
+
+def _digits(value: Decimal, places: int | None) -> str:
+    """Kraken's form: the decimal string without its point and leading zeros (``0.0500`` -> ``500``)."""
+    return _plain(value, places).replace(".", "").lstrip("0")
+
+
+def kraken_checksum_text(
+    asks: Sequence[Level], bids: Sequence[Level], price_places: int | None = None, size_places: int | None = None
+) -> str:
+    """The string Kraken hashes: top 10 asks (best first), then top 10 bids (best first).
+
+    Each level is its price then its size, each without the decimal point and leading zeros
+    (docs.kraken.com, "Book checksum", websockets v1 and v2).
+    """
+    return "".join(
+        _digits(price, price_places) + _digits(size, size_places)
+        for levels in (asks, bids)
+        for price, size in levels[:KRAKEN_DEPTH]
+    )
+
+
+def kraken_checksum(
+    asks: Sequence[Level], bids: Sequence[Level], price_places: int | None = None, size_places: int | None = None
+) -> int:
+    """Kraken spot's book CRC32, unsigned, as its ``checksum`` / ``c`` field."""
+    return crc32(kraken_checksum_text(asks, bids, price_places, size_places).encode())
+
+
+def okx_checksum_text(
+    bids: Sequence[Level], asks: Sequence[Level], price_places: int | None = None, size_places: int | None = None
+) -> str:
+    """``bidPx:bidSz:askPx:askSz:...`` over the top 25 levels per side, best first, alternating.
+
+    When one side has fewer levels, the other's remaining levels follow alone (OKX API v5,
+    "Checksum" of the order book channels).
+    """
+    bids, asks = bids[:OKX_DEPTH], asks[:OKX_DEPTH]
+    parts = []
+    for index in range(max(len(bids), len(asks))):
+        for levels in (bids, asks):
+            if index < len(levels):
+                price, size = levels[index]
+                parts += (_plain(price, price_places), _plain(size, size_places))
+    return OKX_SEPARATOR.join(parts)
+
+
+def okx_checksum(
+    bids: Sequence[Level], asks: Sequence[Level], price_places: int | None = None, size_places: int | None = None
+) -> int:
+    """OKX's book CRC32 as OKX sends it: a signed 32-bit integer."""
+    value = crc32(okx_checksum_text(bids, asks, price_places, size_places).encode())
+    return value - UINT32 if value & SIGN_BIT else value

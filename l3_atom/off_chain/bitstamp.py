@@ -1,0 +1,98 @@
+"""Bitstamp websocket v2: every order (``live_orders``), book changes (``diff_order_book``) and trades.
+
+One subscribe frame per channel and pair (``live_orders_btcusd``).  Before
+maintenance Bitstamp sends ``bts:request_reconnect`` and drops the connection
+a few seconds later: :meth:`Bitstamp.reply` asks the connection to reconnect at
+once, to a server that is staying up.  Bitstamp needs no client pings, but a
+quiet pair can be silent for longer than the silence watchdog allows: the
+connector sends Bitstamp's ``bts:heartbeat``, which the server answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import orjson
+
+from l3_atom.data_source import DataFeed
+from l3_atom.feed import RECONNECT
+from l3_atom.tokens import InstrumentType, Symbol
+from l3_atom.topics import raw_key
+
+LIVE_ORDERS = "live_orders"
+DIFF_ORDER_BOOK = "diff_order_book"
+LIVE_TRADES = "live_trades"
+# Channel kind -> raw-topic feed (feeds have no underscores).
+FEED_OF_CHANNEL = {LIVE_ORDERS: "orders", DIFF_ORDER_BOOK: "book", LIVE_TRADES: "trades"}
+HEARTBEAT_EVENT = "bts:heartbeat"
+RECONNECT_EVENT = "bts:request_reconnect"
+# Cheap test before parsing a frame in ``reply``: only frames containing this can ask for a reconnect.
+RECONNECT_MARKER = RECONNECT_EVENT.encode()
+HEARTBEAT = "heartbeat"
+CONTROL = "control"
+UNPARSED = "unparsed"
+# trading-pairs-info names a pair "BTC/USD" (a perpetual "BTC/USD-PERP").
+_PAIR_NAME = re.compile(r"^(?P<base>[A-Z0-9]+)/(?P<quote>[A-Z0-9]+)(?P<perp>-PERP)?$")
+
+
+def split_channel(channel: str) -> tuple[str, str]:
+    """``live_orders_btcusd`` -> ``("live_orders", "btcusd")`` (Bitstamp's pair names have no underscore)."""
+    kind, _, pair = channel.rpartition("_")
+    return kind, pair
+
+
+class Bitstamp(DataFeed):
+    name = "bitstamp"
+    ws_url = "wss://ws.bitstamp.net"
+    rest_url = "https://www.bitstamp.net"
+    symbols_path = "/api/v2/trading-pairs-info/"
+    channels = (LIVE_ORDERS, DIFF_ORDER_BOOK, LIVE_TRADES)
+    # Under the silence watchdog's 30 s; Bitstamp answers each heartbeat.
+    ping_interval_s = 20.0
+
+    @classmethod
+    def parse_symbols(cls, body: str) -> dict[str, str]:
+        """``[{"name": "BTC/USD", "url_symbol": "btcusd", ...}]`` -> ``{"BTC.USD": "btcusd"}``."""
+        symbols = {}
+        for pair in orjson.loads(body):
+            match = _PAIR_NAME.match(pair["name"].upper())
+            if match is None:
+                continue
+            kind = InstrumentType.PERPETUAL if match["perp"] else InstrumentType.SPOT
+            symbols[str(Symbol(match["base"], match["quote"], kind))] = pair["url_symbol"]
+        return symbols
+
+    def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        return [
+            orjson.dumps({"event": "bts:subscribe", "data": {"channel": f"{channel}_{pair}"}}).decode()
+            for channel in self.active_channels
+            for pair in exchange_symbols
+        ]
+
+    def frame_key(self, frame: bytes) -> str:
+        try:
+            message = orjson.loads(frame)
+            event = message.get("event")
+            channel = message.get("channel")
+        except (orjson.JSONDecodeError, AttributeError):
+            return raw_key(self.name, None, UNPARSED)
+        kind, pair = split_channel(channel) if isinstance(channel, str) else ("", "")
+        if isinstance(event, str) and event.startswith("bts:"):
+            feed = HEARTBEAT if event == HEARTBEAT_EVENT else CONTROL
+        else:
+            feed = FEED_OF_CHANNEL.get(kind, CONTROL)
+        return raw_key(self.name, pair or None, feed)
+
+    def reply(self, frame: bytes) -> bytes | None:
+        """``RECONNECT`` for Bitstamp's ``bts:request_reconnect``; other frames are not parsed."""
+        if RECONNECT_MARKER not in frame:
+            return None
+        try:
+            message = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return None
+        return RECONNECT if isinstance(message, dict) and message.get("event") == RECONNECT_EVENT else None
+
+    def ping(self) -> str:
+        return orjson.dumps({"event": HEARTBEAT_EVENT}).decode()
