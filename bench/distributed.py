@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -66,15 +67,16 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def measure_all(add: Callable, repeats: int, quick: bool) -> None:
-    messages = 20_000 if quick else 100_000
+async def measure_all(add: Callable, scale: Any) -> None:
+    """Every distributed measurement at ``scale`` (``bench.run.Scale``)."""
+    repeats, messages = scale.repeats, scale.messages
     for workers in (1, 2):
         add("distributed path (raw topic -> processor -> topics)", f"{workers} worker(s)", "msg/s",
             [processor_throughput(workers, messages) for _ in range(repeats)], f"{messages} Coinbase full messages")
     for rate in (1_000, 10_000):
         p50, p99, worst = [], [], []
         for _ in range(repeats):
-            samples = latency(rate, duration_s=5 if quick else 15)
+            samples = latency(rate, duration_s=scale.latency_s)
             p50.append(samples[0])
             p99.append(samples[1])
             worst.append(samples[2])
@@ -85,7 +87,7 @@ async def measure_all(add: Callable, repeats: int, quick: bool) -> None:
     for symbols in (1, 50):
         rates, connector_mb, processor_mb = [], [], []
         for _ in range(repeats):
-            frames_per_s, rss = connector_rate(symbols, 50_000 if quick else 200_000)
+            frames_per_s, rss = connector_rate(symbols, scale.connector_frames)
             rates.append(frames_per_s)
             connector_mb.append(rss["connector"])
             processor_mb.append(rss["processor0"])

@@ -1,7 +1,8 @@
 """L3 Atom benchmark: how fast, side by side, in one run.
 
-    .venv/bin/python -m bench.run            # full run: a few minutes, 3 repeats
-    .venv/bin/python -m bench.run --quick    # smoke run: small inputs, 1 repeat
+    .venv/bin/python -m bench.run                  # full run: several minutes, 3 repeats
+    .venv/bin/python -m bench.run --scale quick    # smaller inputs, 1 repeat
+    .venv/bin/python -m bench.run --scale smoke    # tiny inputs: checks that everything runs (the tests use it)
 
 Prints a markdown table and writes JSON (``bench/results/latest.json``).
 Every figure is the median of its repeats with the min–max spread; ratios
@@ -60,35 +61,52 @@ def render(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
-def run(quick: bool) -> list[Figure]:
-    repeats = 1 if quick else 3
+@dataclass(frozen=True)
+class Scale:
+    """How much work each measurement does."""
+
+    repeats: int
+    messages: int  # Coinbase full-channel messages, pure and through the broker
+    latency_s: float  # how long the simulator runs for each latency figure
+    connector_frames: int
+
+
+SCALES = {
+    "full": Scale(repeats=3, messages=100_000, latency_s=15.0, connector_frames=200_000),
+    "quick": Scale(repeats=1, messages=20_000, latency_s=5.0, connector_frames=50_000),
+    "smoke": Scale(repeats=1, messages=2_000, latency_s=1.0, connector_frames=5_000),
+}
+
+
+def run(scale: Scale) -> list[Figure]:
+    repeats = scale.repeats
     figures: list[Figure] = []
 
     def add(section: str, name: str, unit: str, samples: list[float], note: str = "") -> None:
         figures.append(Figure(section, name, unit, samples, note))
         print(f"  {section}: {name}: {statistics.median(samples):,.1f} {unit}", file=sys.stderr, flush=True)
 
-    pure.measure_coinbase(add, repeat, repeats, messages=20_000 if quick else 100_000)
+    pure.measure_coinbase(add, repeat, repeats, messages=scale.messages)
     pure.measure_recordings(add, repeat, repeats)
     books.measure(add, repeat, repeats)
-    asyncio.run(distributed.measure_all(add, repeats, quick))
+    asyncio.run(distributed.measure_all(add, scale))
     return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small inputs and one repeat (a smoke run)")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full", help="how much work (default: full)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json", help="where to write JSON")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    figures = run(args.quick)
+    figures = run(SCALES[args.scale])
     table = render(figures)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(
         orjson.dumps(
             {
-                "quick": args.quick,
+                "scale": args.scale,
                 "cpus": os.cpu_count(),
                 "seconds": round(time.monotonic() - started, 1),
                 "figures": [asdict(f) for f in figures],

@@ -20,21 +20,21 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import aiohttp
-
-from l3_atom.config import Settings
-from l3_atom.connector import feed_factory
-from l3_atom.errors import ServiceUnavailable, UserError
-from l3_atom.local.outputs import Output
-from l3_atom.local.outputs.text import HumanOutput, JsonLinesOutput
-from l3_atom.local.progress import StatusLine, guard_logging, restore_logging, summary
-from l3_atom.local.runtime import DEFAULT_BUS_FRAMES, Runtime, SourceRuntime
-from l3_atom.sources import standardiser_class
+from l3_atom.errors import UserError
 from l3_atom.topics import DEAD_LETTER, NORMALISED_TOPICS
+
+# Only what ``add_arguments`` needs is imported here: runner.py builds every command's parser at start.
+if TYPE_CHECKING:
+    from l3_atom.config import Settings
+    from l3_atom.local.outputs import Output
+    from l3_atom.local.progress import StatusLine
+    from l3_atom.local.runtime import Runtime
 
 SOURCES_DEST = "sources"
 DEFAULT_HOST = "127.0.0.1"
+DEFAULT_BUS_FRAMES = 10_000
 DEFAULT_CLIENT_QUEUE = 10_000
 MAX_PORT = 65535
 
@@ -112,23 +112,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``runner.py local`` options."""
     source = parser.add_argument_group("sources (each option applies to the --source before it)")
     source.add_argument(
-        "--source", action=_StartSource, dest=SOURCES_DEST, required=True, help="source id, e.g. coinbase"
+        "--source", action=_StartSource, dest=SOURCES_DEST, required=True, metavar="SOURCE",
+        help="source id, e.g. coinbase (repeatable)",
     )
     source.add_argument(
-        "--symbol", action=_SourceOption, dest="symbols", default=argparse.SUPPRESS,
+        "--symbol", action=_SourceOption, dest="symbols", default=argparse.SUPPRESS, metavar="SYMBOL",
         help="normalised symbol, e.g. BTC.USD (repeatable)",
     )
     source.add_argument(
-        "--ws-url", action=_SourceOption, default=argparse.SUPPRESS, help="websocket endpoint (default: the real one)"
+        "--ws-url", action=_SourceOption, default=argparse.SUPPRESS, metavar="URL",
+        help="websocket endpoint (default: config.ini's, else the exchange's)",
     )
     source.add_argument(
-        "--rest-url", action=_SourceOption, default=argparse.SUPPRESS, help="REST endpoint (default: the real one)"
+        "--rest-url", action=_SourceOption, default=argparse.SUPPRESS, metavar="URL",
+        help="REST endpoint (default: config.ini's, else the exchange's)",
     )
     source.add_argument(
-        "--channels", action=_SourceOption, default=argparse.SUPPRESS,
+        "--channels", action=_SourceOption, default=argparse.SUPPRESS, metavar="LIST",
         help="comma-separated exchange channels (default: the source's)",
     )
-    parser.add_argument("--feeds", help="comma-separated normalised feeds to output (default: all the sources publish)")
+    parser.add_argument("--feeds", metavar="LIST", help="comma-separated normalised feeds to output (default: all the sources publish)")
     outputs = parser.add_argument_group("outputs (with none chosen, human-readable lines on stdout)")
     outputs.add_argument("--stdout", action="store_true", help="human-readable lines on stdout besides other outputs")
     outputs.add_argument("--jsonl", metavar="FILE", help="append JSON lines to FILE ('-': stdout)")
@@ -142,11 +145,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     limits = parser.add_argument_group("memory bounds")
     limits.add_argument(
-        "--bus-frames", type=_positive, default=DEFAULT_BUS_FRAMES,
+        "--bus-frames", type=_positive, default=DEFAULT_BUS_FRAMES, metavar="N",
         help="frames a source's bus holds before its connector stops reading (default %(default)s)",
     )
     limits.add_argument(
-        "--client-queue", type=_positive, default=DEFAULT_CLIENT_QUEUE,
+        "--client-queue", type=_positive, default=DEFAULT_CLIENT_QUEUE, metavar="N",
         help="messages a websocket client may have waiting before its records are dropped (default %(default)s)",
     )
     parser.add_argument(
@@ -174,6 +177,11 @@ def choose_feeds(requested: str | None, published: Sequence[str]) -> list[str]:
 
 def build_runtime(args: argparse.Namespace, settings: Settings) -> Runtime:
     """Check every option, then assemble sources and outputs (nothing connects yet)."""
+    from l3_atom.connector import feed_factory
+    from l3_atom.local.progress import StatusLine
+    from l3_atom.local.runtime import Runtime, SourceRuntime
+    from l3_atom.sources import standardiser_class
+
     factories = []
     published: list[str] = []
     for options in args.sources:
@@ -204,7 +212,11 @@ def build_runtime(args: argparse.Namespace, settings: Settings) -> Runtime:
 
 
 def _outputs(args: argparse.Namespace, feeds: list[str], runtime: Runtime, status: StatusLine | None) -> list[Output]:
+    from l3_atom.local.outputs.text import STDOUT_PATH, HumanOutput, JsonLinesOutput
+
     outputs: list[Output] = []
+    if args.stdout and args.jsonl == STDOUT_PATH:
+        raise UserError("--stdout and --jsonl - would both write to stdout: choose one")
     if args.jsonl:
         outputs.append(JsonLinesOutput(args.jsonl))
     if args.avro:
@@ -229,9 +241,20 @@ def _outputs(args: argparse.Namespace, feeds: list[str], runtime: Runtime, statu
 
 
 async def _run(runtime: Runtime) -> None:
+    from l3_atom.local.progress import guard_logging, restore_logging
+
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, runtime.stop)
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def stop() -> None:
+        # The first signal drains and closes the outputs; a second one (default handling) quits at once.
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        print("stopping: writing what was received (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+        runtime.stop()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, stop)
     swapped = guard_logging(runtime.status) if runtime.status is not None else []
     try:
         await runtime.run()
@@ -241,13 +264,20 @@ async def _run(runtime: Runtime) -> None:
 
 def main(args: argparse.Namespace) -> None:
     """Run until Ctrl-C or SIGTERM; then drain, close every output and print a summary on stderr."""
+    from l3_atom.config import Settings
+    from l3_atom.local.progress import summary
+
     runtime = build_runtime(args, Settings())
+    completed = False
     try:
         asyncio.run(_run(runtime))
+        completed = True
     except BrokenPipeError:
         # stdout's reader left (e.g. "| head"): a normal end; keep Python from complaining at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (aiohttp.ClientError, ConnectionError) as exc:
-        raise ServiceUnavailable(f"a source could not be reached: {exc}") from None
+        completed = True
     finally:
-        print(summary(runtime.stats()), file=sys.stderr, flush=True)
+        stats = runtime.stats()
+        # A run that failed before any frame came has nothing to report but its error.
+        if completed or any(source["frames"] for source in stats["sources"].values()):
+            print(summary(stats), file=sys.stderr, flush=True)

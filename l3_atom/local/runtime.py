@@ -25,9 +25,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from l3_atom.data_source import DataFeed
+from l3_atom.errors import ServiceUnavailable, UserError
 from l3_atom.local.bus import BusItem, BusSink, FrameBus, RawFrame
 from l3_atom.local.outputs import LocalRecord, Output
 from l3_atom.local.progress import Progress, StatusLine
@@ -42,7 +44,6 @@ LOG = logging.getLogger(__name__)
 BATCH_FRAMES = 256
 # Batches an output may have queued before the runtime waits for it.
 OUTPUT_QUEUE_BATCHES = 8
-DEFAULT_BUS_FRAMES = 10_000
 # At shutdown, how long each step may take to hand on what it holds before it is given up.
 DRAIN_TIMEOUT_S = 10.0
 PROGRESS_INTERVAL_S = 1.0
@@ -60,7 +61,7 @@ class SourceRuntime:
         make_feed: Callable[[FrameSink], DataFeed],
         feeds: Iterable[str],
         max_message_bytes: int,
-        bus_frames: int = DEFAULT_BUS_FRAMES,
+        bus_frames: int,
     ):
         self.source = source
         self.bus = FrameBus(bus_frames)
@@ -176,10 +177,11 @@ class Runtime:
         records: Counter[str] = Counter()
         for source in self.sources:
             records.update(source.processor.records)
+        sources = {source.source: source.stats() for source in self.sources}
         return {
-            "sources": {source.source: source.stats() for source in self.sources},
+            "sources": sources,
             "records": {topic: records[topic] for topic in self.feeds},
-            "dead_letters": sum(sum(s.stats()["dead_letters"].values()) for s in self.sources),
+            "dead_letters": sum(sum(state["dead_letters"].values()) for state in sources.values()),
             "outputs": {w.output.name: {**w.output.stats(), "queued_batches": w.queue.qsize()} for w in self.workers},
         }
 
@@ -190,20 +192,22 @@ class Runtime:
         """Stream until stopped; then drain what was received into the outputs, close them, and re-raise a failure."""
         http = await self._serve() if self.serve else None
         tasks: dict[str, list[asyncio.Task]] = {"feeds": [], "processing": [], "outputs": []}
-        progress = None
+        progress = stopping = None
         try:
             for worker in self.workers:
-                await worker.output.start()
+                try:
+                    await worker.output.start()
+                except OSError as exc:
+                    raise UserError(f"cannot open the {worker.output.name} output: {exc}") from None
                 tasks["outputs"].append(asyncio.create_task(worker.run(), name=f"output {worker.output.name}"))
             for source in self.sources:
                 tasks["processing"].append(asyncio.create_task(self._process(source), name=f"{source.source} std"))
-                tasks["feeds"].append(asyncio.create_task(source.feed.run(), name=f"{source.source} connector"))
+                tasks["feeds"].append(asyncio.create_task(self._connect(source), name=f"{source.source} connector"))
             if self.status is not None:
                 progress = asyncio.create_task(self._progress())
             stopping = asyncio.create_task(self._stop.wait())
             running = [task for group in tasks.values() for task in group]
             done, _ = await asyncio.wait([*running, stopping], return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
             ended = [task for task in done if task is not stopping]
             for task in ended:
                 if not task.cancelled() and task.exception() is not None:
@@ -211,8 +215,9 @@ class Runtime:
             if ended:
                 raise RuntimeError(f"{ended[0].get_name()} ended unexpectedly")
         finally:
-            if progress is not None:
-                progress.cancel()
+            for helper in (progress, stopping):
+                if helper is not None:
+                    helper.cancel()
             await self._shutdown(tasks)
             if self.status is not None:
                 self.status.clear()
@@ -225,11 +230,23 @@ class Runtime:
             self.http_app, access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S
         )
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise UserError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
         self.address = runner.addresses[0][:2]
         paths = sorted({route.resource.canonical for route in self.http_app.router.routes()})
         LOG.info("serving http://%s:%d: %s", *self.address, ", ".join(paths))
         return runner
+
+    @staticmethod
+    async def _connect(source: SourceRuntime) -> None:
+        """The source's connector; failing to reach it at start (its symbol list) is the user's to fix."""
+        try:
+            await source.feed.run()
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            raise ServiceUnavailable(f"{source.source} could not be reached: {exc}") from None
 
     async def _process(self, source: SourceRuntime) -> None:
         take = source.bus.take

@@ -11,10 +11,11 @@ import pytest
 
 from l3_atom.config import Settings
 from l3_atom.connector import feed_factory
-from l3_atom.errors import UserError
+from l3_atom.errors import ServiceUnavailable, UserError
+from l3_atom.infra.processes import free_port
 from l3_atom.local import cli
 from l3_atom.local.bus import ConnectorDeadLetter, RawFrame
-from l3_atom.local.runtime import SourceRuntime
+from l3_atom.local.runtime import Runtime, SourceRuntime
 from l3_atom.raw_sink import raw_headers
 
 ATOM = 1_700_000_000_123_456
@@ -32,7 +33,8 @@ OPEN = {
 
 
 def source(feeds: list[str]) -> SourceRuntime:
-    return SourceRuntime("coinbase", feed_factory(Settings(), "coinbase", ["BTC.USD"]), feeds, MAX_MESSAGE_BYTES)
+    make_feed = feed_factory(Settings(), "coinbase", ["BTC.USD"])
+    return SourceRuntime("coinbase", make_feed, feeds, MAX_MESSAGE_BYTES, cli.DEFAULT_BUS_FRAMES)
 
 
 def raw(message: dict | bytes) -> RawFrame:
@@ -130,3 +132,12 @@ def test_unknown_sources_and_symbols_are_user_errors() -> None:
         cli.build_runtime(parse("--source", "coinbas", "--symbol", "BTC.USD"), Settings())
     with pytest.raises(UserError, match="coinbase needs at least one --symbol"):
         cli.build_runtime(parse("--source", "coinbase"), Settings())
+
+
+def test_a_source_that_cannot_be_reached_stops_the_run_with_its_name() -> None:
+    dead_end = f"http://127.0.0.1:{free_port()}"
+    make_feed = feed_factory(Settings(), "coinbase", ["BTC.USD"], rest_url=dead_end)
+    source = SourceRuntime("coinbase", make_feed, ["trades_l3"], MAX_MESSAGE_BYTES, cli.DEFAULT_BUS_FRAMES)
+    runtime = Runtime([source], ["trades_l3"])
+    with pytest.raises(ServiceUnavailable, match="coinbase could not be reached"):
+        asyncio.run(runtime.run())

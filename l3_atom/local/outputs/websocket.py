@@ -27,7 +27,8 @@ Protocol (every message is one JSON object, as text):
   find it full are dropped for that client only and counted.  Where they
   were dropped the client receives ``{"type": "dropped", "count": K}``
   before the next record, so it knows exactly where its stream has a gap.
-  A slow client never slows the runtime or other clients.
+  A slow client never slows the runtime or other clients; one that keeps
+  sending requests while its queue is full is disconnected (1008).
 """
 
 from __future__ import annotations
@@ -168,6 +169,10 @@ class WebsocketOutput:
         client.control(self.info())
         try:
             async for message in ws:
+                if len(client.queue) >= client.capacity:
+                    # Requests whose replies it does not read would grow its queue without bound.
+                    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not reading its replies")
+                    break
                 if message.type == WSMsgType.TEXT:
                     client.control(self.answer(client, message.data))
                 elif message.type == WSMsgType.BINARY:
