@@ -1,6 +1,7 @@
 """L3 Atom command line: parse arguments, call into ``l3_atom``.
 
     python runner.py up                         the whole pipeline on this machine, offline
+    python runner.py local --source coinbase --symbol BTC.USD   one process, no Kafka
     python runner.py connector --source coinbase --symbol BTC.USD
     python runner.py processor
     python runner.py symbols --source coinbase  normalised and exchange symbol names
@@ -87,6 +88,12 @@ def _replay(args: argparse.Namespace) -> None:
     replay.main(args)
 
 
+def _local(args: argparse.Namespace) -> None:
+    from l3_atom.local import cli as local_cli
+
+    local_cli.main(args)
+
+
 def _up(args: argparse.Namespace) -> None:
     from l3_atom.infra.local_pipeline import run_local_pipeline
 
@@ -146,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay_server.add_arguments(replay)
     replay.set_defaults(handler=_replay)
+
+    local = commands.add_parser(
+        "local", help="connectors and standardisers in one process, no Kafka: stdout, files, a websocket stream"
+    )
+    from l3_atom.local import cli as local_cli
+
+    local_cli.add_arguments(local)
+    local.set_defaults(handler=_local)
 
     up = commands.add_parser("up", help="broker, registry, simulator, connector, processor and a consumer, offline")
     up.add_argument("--symbol", action="append", help="normalised symbols (default: BTC.USD, ETH.USD)")

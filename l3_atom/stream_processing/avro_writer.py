@@ -17,8 +17,8 @@ from decimal import Context, Decimal
 from typing import Any
 
 Writer = Callable[[Any], bytes]
-# Strings repeat (exchange, symbol, ids of hot orders): cache their encodings, up to a bound.
-STRING_CACHE_LIMIT = 50_000
+# Strings repeat (exchange, symbol, enums-as-strings): cache the first ones seen, up to a small bound.
+STRING_CACHE_LIMIT = 4096
 _DECIMAL_CONTEXT = Context(prec=120)
 _FALSE, _TRUE = b"\x00", b"\x01"
 NULL_BRANCH, VALUE_BRANCH = b"\x00", b"\x02"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import json
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -36,8 +35,7 @@ from l3_atom.stream_processing.codecs import schema_text
 from l3_atom.topics import DEAD_LETTER
 from tests.kafka_reader import Received
 
-# ``runner.py local`` until the runner wires the subcommand; then: LOCAL_COMMAND = runner_command("local").
-LOCAL_COMMAND = [sys.executable, str(Path(__file__).with_name("entry.py"))]
+LOCAL_COMMAND = runner_command("local")
 READY_TIMEOUT_S = 30.0
 POLL_S = 0.1
 HTTP_TIMEOUT_S = 5.0
