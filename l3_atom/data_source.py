@@ -7,7 +7,7 @@ fetch the symbol map, check the requested symbols, open connections (split
 to respect per-connection limits), and hand every frame to a ``FrameSink``.
 
 Optional hooks, for protocols that need them:
-``connection_url`` (per-connection URL: streams in the query, a fresh token
+``key_of`` (keys that depend on the frame's connection), ``connection_url`` (per-connection URL: streams in the query, a fresh token
 on every reconnect), ``reply`` (answer application-level pings, or return
 ``RECONNECT`` when the exchange asks for one), ``ping`` with
 ``ping_interval_s`` (a ping the client must send), ``connection_groups``
@@ -102,6 +102,14 @@ class DataFeed(ABC):
     def frame_key(self, frame: bytes) -> str:
         """The raw-topic key of a frame; never raises (unparsable frames get a key too)."""
 
+    def key_of(self, frame: bytes, connection_id: str) -> str:
+        """The raw key of a frame that arrived on ``connection_id``: ``frame_key`` by default.
+
+        Override where a frame's meaning depends on its connection (channel ids
+        assigned per connection; one endpoint per instrument category).
+        """
+        return self.frame_key(frame)
+
     async def connection_url(self, exchange_symbols: Sequence[str]) -> str:
         """The websocket URL of the connection carrying ``exchange_symbols``; called on every (re)connect."""
         return self.ws_endpoint
@@ -160,9 +168,9 @@ class DataFeed(ABC):
         if len(frame) > limit:
             self.dead_letters += 1
             error = f"frame of {len(frame)} bytes exceeds max_frame_bytes={limit}"
-            self.sink.dead_letter(key or self.frame_key(frame[:limit]), frame, error, atom_timestamp)
+            self.sink.dead_letter(key or self.key_of(frame[:limit], connection_id), frame, error, atom_timestamp)
             return
-        key = key or self.frame_key(frame)
+        key = key or self.key_of(frame, connection_id)
         self.sink.write(key, frame, atom_timestamp, connection_id, self.normalised_of.get(split_raw_key(key)[1]))
 
     async def run(self) -> None:

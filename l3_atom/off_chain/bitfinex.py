@@ -126,8 +126,8 @@ class Bitfinex(DataFeed):
         messages += [subscription(channel, symbol) for channel in self.active_channels for symbol in exchange_symbols]
         return [orjson.dumps(message).decode() for message in messages]
 
-    def _on_frame(self, frame: bytes, atom_timestamp: int, connection_id: str, key: str | None = None) -> None:
-        """Remember which connection a frame came from: channel ids are per connection."""
+    def key_of(self, frame: bytes, connection_id: str) -> str:
+        """Channel ids are per connection: key the frame with its own connection's ids."""
         if connection_id not in self._channels:
             # A new connection (or a reconnect): the ids of the one it replaces are void.
             name = connection_id.rpartition(".")[0]
@@ -135,7 +135,7 @@ class Bitfinex(DataFeed):
                 del self._channels[old]
             self._channels[connection_id] = {}
         self._connection_id = connection_id
-        super()._on_frame(frame, atom_timestamp, connection_id, key)
+        return self.frame_key(frame)
 
     def frame_key(self, frame: bytes) -> str:
         channels = self._channels.setdefault(self._connection_id, {})

@@ -182,11 +182,9 @@ class Bybit(DataFeed):
             symbol = qualified(category, symbol)
         return raw_key(self.name, symbol or None, feed_of_topic(prefix))
 
-    def _on_frame(self, frame: bytes, atom_timestamp: int, connection_id: str, key: str | None = None) -> None:
-        """Key websocket frames by their connection's category (the generic hook gives ``frame_key`` no connection)."""
-        if key is None:
-            key = self.frame_key(frame, self._connection_category(connection_id))
-        super()._on_frame(frame, atom_timestamp, connection_id, key)
+    def key_of(self, frame: bytes, connection_id: str) -> str:
+        """Key websocket frames by their connection's category (spot and linear share symbol names)."""
+        return self.frame_key(frame, self._connection_category(connection_id))
 
     def _connection_category(self, connection_id: str) -> str | None:
         category = self._category_of_connection.get(connection_id)
