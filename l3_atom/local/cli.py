@@ -27,7 +27,7 @@ from l3_atom.topics import DEAD_LETTER, NORMALISED_TOPICS
 
 # Only what ``add_arguments`` needs is imported here: runner.py builds every command's parser at start.
 if TYPE_CHECKING:
-    from l3_atom.config import Settings
+    from l3_atom.config import CandleSettings, Settings
     from l3_atom.local.outputs import Output
     from l3_atom.local.progress import StatusLine
     from l3_atom.local.runtime import Runtime
@@ -206,12 +206,14 @@ def build_runtime(args: argparse.Namespace, settings: Settings) -> Runtime:
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     status = StatusLine() if show_progress else None
     runtime = Runtime(sources, feeds, serve=args.serve, status=status)
-    for output in _outputs(args, feeds, runtime, status):
+    for output in _outputs(args, feeds, runtime, status, settings.candles):
         runtime.add_output(output)
     return runtime
 
 
-def _outputs(args: argparse.Namespace, feeds: list[str], runtime: Runtime, status: StatusLine | None) -> list[Output]:
+def _outputs(
+    args: argparse.Namespace, feeds: list[str], runtime: Runtime, status: StatusLine | None, candles: CandleSettings
+) -> list[Output]:
     from l3_atom.local.outputs.text import STDOUT_PATH, HumanOutput, JsonLinesOutput
 
     outputs: list[Output] = []
@@ -230,11 +232,16 @@ def _outputs(args: argparse.Namespace, feeds: list[str], runtime: Runtime, statu
             raise UserError("--parquet needs pyarrow: pip install -r requirements.txt") from None
         outputs.append(ParquetFiles(args.parquet, [*feeds, DEAD_LETTER]))
     if args.serve:
+        from l3_atom.local.outputs.queries import QueryOutput
         from l3_atom.local.outputs.websocket import WebsocketOutput
 
         websocket = WebsocketOutput(feeds, runtime.keys, args.client_queue)
         websocket.register(runtime.http_app)
         outputs.append(websocket)
+        # The processor's book and candle APIs, over the feeds this run outputs.
+        queries = QueryOutput(candles.intervals, candles.grace_ms)
+        queries.register(runtime.http_app)
+        outputs.append(queries)
     if args.stdout or not outputs:
         outputs.append(HumanOutput(status=status))
     return outputs
