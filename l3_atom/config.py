@@ -39,6 +39,7 @@ class KafkaSettings:
     session_timeout_ms: int
     heartbeat_interval_ms: int
     changelog_max_batch_size: int
+    fetch_max_wait_ms: int
     security_protocol: str
     sasl_mechanism: str | None
     sasl_username: str | None
@@ -227,6 +228,7 @@ class Settings:
             session_timeout_ms=r.integer(section, "session_timeout_ms", minimum=1),
             heartbeat_interval_ms=r.integer(section, "heartbeat_interval_ms", minimum=1),
             changelog_max_batch_size=r.integer(section, "changelog_max_batch_size", minimum=1),
+            fetch_max_wait_ms=r.integer(section, "fetch_max_wait_ms", minimum=0),
             security_protocol=protocol,
             sasl_mechanism=r.text(section, "sasl_mechanism"),
             sasl_username=username,

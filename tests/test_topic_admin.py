@@ -14,7 +14,7 @@ from l3_atom.topic_admin import ensure_topics
 def settings_for(bootstrap: str, replications: int = 1) -> KafkaSettings:
     return KafkaSettings(
         bootstrap_servers=bootstrap, profile="local", num_partitions=3, num_replications=replications,
-        session_timeout_ms=6000, heartbeat_interval_ms=1500, changelog_max_batch_size=1,
+        session_timeout_ms=6000, heartbeat_interval_ms=1500, changelog_max_batch_size=1, fetch_max_wait_ms=20,
         security_protocol="PLAINTEXT", sasl_mechanism=None, sasl_username=None, sasl_password=None,
         linger_ms=5, max_message_bytes=1_000_000,
     )

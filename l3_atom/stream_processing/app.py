@@ -12,6 +12,7 @@ stalled the stream on every broker round trip.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from typing import Any
@@ -30,6 +31,8 @@ from l3_atom.topics import CANDLE, DEAD_LETTER, LOB, LOB_L3, TRADES, TRADES_L3, 
 
 LOG = logging.getLogger(__name__)
 STATS_INTERVAL_S = 10.0
+FETCH_WAIT_ATTEMPTS = 600
+FETCH_WAIT_RETRY_S = 0.05
 MS_PER_S = 1000.0
 
 
@@ -103,7 +106,32 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
                 dict(processor.dead_letters),
             )
 
+    _apply_fetch_wait(app, kafka.fetch_max_wait_ms)
     return app
+
+
+def _apply_fetch_wait(app: faust.App, fetch_max_wait_ms: int) -> None:
+    """Give Faust's aiokafka consumer the profile's fetch wait (Faust fixes it at 1500 ms).
+
+    A broker quirk, kept in ``config.ini`` (ARCHITECTURE.md, 8): on Tansu a
+    fetch is answered only when its wait ends, so the wait is the latency of
+    every record.  Faust exposes no setting for it; the consumer and its
+    fetcher are given the value as soon as they exist.
+    """
+
+    @app.task
+    async def set_fetch_wait() -> None:
+        for _ in range(FETCH_WAIT_ATTEMPTS):
+            consumer = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
+            fetcher = getattr(consumer, "_fetcher", None)
+            if consumer is not None:
+                consumer._fetch_max_wait_ms = fetch_max_wait_ms
+            if fetcher is not None:
+                fetcher._fetch_max_wait_ms = fetch_max_wait_ms
+                LOG.info("consumer fetch wait set to %d ms", fetch_max_wait_ms)
+                return
+            await asyncio.sleep(FETCH_WAIT_RETRY_S)
+        LOG.warning("could not set the consumer's fetch wait; records may wait up to 1.5 s in the broker")
 
 
 def _flush_records_before_commits(app: faust.App, publisher: RecordPublisher) -> None:
