@@ -7,14 +7,14 @@ There is no fixed websocket URL: every (re)connect asks
 directly, without the token handshake.
 
 KuCoin drops a connection whose client has sent nothing for about
-``pingInterval`` + ``pingTimeout``, however much data flows in.  ``DataFeed``
-has no timer hook, so ``reply`` sends ``{"id": ..., "type": "ping"}`` along
-with one of each connection's data frames every ``pingInterval`` (a connection
-that receives nothing sends no ping, and the silence watchdog reconnects it).
+``pingInterval`` + ``pingTimeout``, however much data flows in: every
+connection sends ``{"id": ..., "type": "ping"}`` every ``ping_interval_s``
+(the ``DataFeed.ping`` hook).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -49,7 +49,7 @@ TOPICS_PER_CONNECTION = 400
 # The documented pingInterval (18000 ms), until a token answer says otherwise.
 DEFAULT_PING_INTERVAL_S = 18.0
 MS_PER_S = 1000.0
-TOPIC_MARK = b'"topic":"'
+LOG = logging.getLogger(__name__)
 
 
 class Bullet(NamedTuple):
@@ -68,12 +68,8 @@ class Kucoin(DataFeed):
     symbols_path = "/api/v2/symbols"
     channels = (LEVEL2, MATCH, TICKER_CHANNEL, CANDLES)
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.ping_interval_s = DEFAULT_PING_INTERVAL_S
-        # Exchange symbol -> index of its connection, and when each connection last pinged (monotonic s).
-        self._connection_of: dict[bytes, int] = {}
-        self._last_ping: list[float] = []
+    # bullet-public's pingInterval, which has been 18 s; each token answer restates it.
+    ping_interval_s = DEFAULT_PING_INTERVAL_S
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
@@ -105,17 +101,16 @@ class Kucoin(DataFeed):
     def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
         """As many symbols per connection as KuCoin's 400 topics allow (one topic per symbol and channel)."""
         size = max(1, TOPICS_PER_CONNECTION // max(1, len(self.active_channels)))
-        groups = [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
-        self._connection_of = {s.encode(): index for index, group in enumerate(groups) for s in group}
-        self._last_ping = [0.0] * len(groups)
-        return groups
+        return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
 
     async def connection_url(self, exchange_symbols: Sequence[str]) -> str:
         """A fresh token on every (re)connect; an explicitly given websocket URL is used as it is."""
         if self.ws_endpoint != self.ws_url:
             return self.ws_endpoint
         bullet = await self.fetch_token()
-        self.ping_interval_s = bullet.ping_interval_s
+        if bullet.ping_interval_s != self.ping_interval_s:
+            LOG.warning("kucoin asks for a ping every %.0f s; pinging every %.0f s", bullet.ping_interval_s,
+                        self.ping_interval_s)
         query = urlencode({"token": bullet.token, "connectId": uuid.uuid4().hex})
         return f"{bullet.endpoint}?{query}"
 
@@ -151,28 +146,9 @@ class Kucoin(DataFeed):
                 messages.append(orjson.dumps(message).decode())
         return messages
 
-    def reply(self, frame: bytes) -> str | None:
-        """A ping with a data frame when its connection has not pinged for ``pingInterval``."""
-        connection = self._connection_of_frame(frame)
-        if connection is None:
-            return None
-        now = time.monotonic()
-        if now - self._last_ping[connection] < self.ping_interval_s:
-            return None
-        self._last_ping[connection] = now
+    def ping(self) -> str:
+        """KuCoin drops a client that does not ping every ``pingInterval`` (18 s), however much data flows."""
         return orjson.dumps({"id": str(time.time_ns()), "type": "ping"}).decode()
-
-    def _connection_of_frame(self, frame: bytes) -> int | None:
-        """The connection of a data frame, from the first symbol of its topic (found without parsing JSON)."""
-        start = frame.find(TOPIC_MARK)
-        if start < 0:
-            return None
-        colon = frame.find(b":", start + len(TOPIC_MARK))
-        end = frame.find(b'"', colon)
-        if colon < 0 or end < 0:
-            return None
-        symbol = frame[colon + 1 : end].split(b",", 1)[0].split(b"_", 1)[0]
-        return self._connection_of.get(symbol)
 
     def frame_key(self, frame: bytes) -> str:
         try:
