@@ -13,6 +13,7 @@ from l3_atom.config import ConnectorSettings
 from l3_atom.data_source import UnknownSymbol
 from l3_atom.off_chain.coinbase import Coinbase, signed_fields
 from tests.recorded import http_bodies
+from tests.sinks import NullSink
 
 SETTINGS = ConnectorSettings(0.01, 0.1, 30.0, 1024)
 PRODUCTS = orjson.dumps([
@@ -20,16 +21,6 @@ PRODUCTS = orjson.dumps([
     {"id": "BTC-USDC", "base_currency": "BTC", "quote_currency": "USDC"},
     {"id": "ETH-USD", "base_currency": "ETH", "quote_currency": "USD"},
 ]).decode()
-
-
-class NullSink:
-    def write(self, *args: object) -> None: ...
-
-    def dead_letter(self, *args: object) -> None: ...
-
-    def poll(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def feed(*symbols: str) -> Coinbase:

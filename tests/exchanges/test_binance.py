@@ -29,6 +29,7 @@ from l3_atom.stream_processing.standardiser import Output, StandardiseError, Sta
 from l3_atom.stream_processing.standardisers.binance import BinanceStandardiser
 from l3_atom.topics import raw_key, split_raw_key
 from tests.recorded import http_bodies, ws_frames
+from tests.sinks import NullSink
 
 SOURCE = "binance"
 RECORDING = "binance"
@@ -70,16 +71,6 @@ def count_frames(folder: Path) -> Counter[str]:
 
 def expected_counts(folder: Path) -> dict[str, int]:
     return dict(count_frames(folder))
-
-
-class NullSink:
-    def write(self, *args: object) -> None: ...
-
-    def dead_letter(self, *args: object) -> None: ...
-
-    def poll(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def opened_url(folder: Path) -> str:

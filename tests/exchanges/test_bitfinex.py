@@ -28,6 +28,7 @@ from l3_atom.stream_processing.standardiser import StandardiseError, decode_exac
 from l3_atom.stream_processing.standardisers.bitfinex import BitfinexStandardiser, normalise_pair
 from l3_atom.topics import split_raw_key
 from tests.recorded import http_bodies
+from tests.sinks import ListSink
 
 SOURCE = "bitfinex"
 RECORDING = "bitfinex"
@@ -36,23 +37,6 @@ ATOM = 1_618_677_543_951_229
 ATOM_MS = ATOM // 1000
 SETTINGS = ConnectorSettings(0.01, 0.1, 30.0, 1 << 20)
 CONNECTION = "bitfinex.0.1"
-
-
-class ListSink:
-    """Keeps what the connector archives: (key, frame, atom_timestamp, connection_id, symbol header)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, bytes, int, str, str | None]] = []
-
-    def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
-        self.rows.append((key, frame, atom_timestamp, connection_id, symbol))
-
-    def dead_letter(self, *args: object) -> None:
-        raise AssertionError(f"unexpected dead letter {args}")
-
-    def poll(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def feed(*symbols: str, channels: list[str] | None = None) -> Bitfinex:

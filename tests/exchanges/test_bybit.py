@@ -32,6 +32,7 @@ from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.bybit import BybitStandardiser, candle_interval
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
+from tests.sinks import ListSink
 
 SOURCE = "bybit"
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "bybit"
@@ -94,27 +95,13 @@ def expected_counts(folder: Path) -> dict[str, int]:
     return dict(counts)
 
 
-class RecordingSink:
-    def __init__(self) -> None:
-        self.written: list[tuple[str, bytes, str | None]] = []
-
-    def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
-        self.written.append((key, frame, symbol))
-
-    def dead_letter(self, *args: object) -> None: ...
-
-    def poll(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
 class FakeConnection:
     def __init__(self, connection_id: str):
         self.connection_id = connection_id
 
 
 def feed(*symbols: str, channels: tuple[str, ...] | None = None) -> Bybit:
-    return Bybit(symbols, RecordingSink(), SETTINGS, channels=channels)
+    return Bybit(symbols, ListSink(strict=False), SETTINGS, channels=channels)
 
 
 def symbol_map() -> dict[str, str]:
@@ -141,7 +128,7 @@ def replay(std: BybitStandardiser) -> list[Output]:
         connection_id = connection_of.setdefault(entry["conn"], f"bybit.{len(connection_of)}.1")
         if entry["t"] == "recv":
             bybit._on_frame(entry["data"].encode(), ATOM, connection_id)
-    return [out for key, frame, symbol in bybit.sink.written for out in std.standardise(frame, ATOM, key, symbol)]
+    return [out for key, frame, symbol in bybit.sink.frames for out in std.standardise(frame, ATOM, key, symbol)]
 
 
 def assert_fits_schemas(outputs: list[Output]) -> None:
@@ -263,7 +250,7 @@ def test_frames_are_keyed_by_their_connection_category() -> None:
     frame = b'{"topic":"publicTrade.BTCUSDT","data":[]}'
     bybit._on_frame(frame, ATOM, "bybit.0.1")
     bybit._on_frame(frame, ATOM, "bybit.1.1")
-    assert [(k, s) for k, _, s in bybit.sink.written] == [
+    assert [(k, s) for k, _, s in bybit.sink.frames] == [
         ("bybit_spot/BTCUSDT_publictrade", "BTC.USDT"), ("bybit_linear/BTCUSDT_publictrade", "BTC.USDT-PERP"),
     ]
 

@@ -28,6 +28,7 @@ from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.gemini import GeminiStandardiser
 from l3_atom.topics import split_raw_key
+from tests.sinks import ListSink
 
 SOURCE = "gemini"
 RECORDING = "gemini"
@@ -62,24 +63,6 @@ def recorded_details(folder: Path) -> str:
     """The recorded ``/v1/symbols/details/*`` bodies as one JSON array, what ``parse_symbols`` reads."""
     bodies = Recording(folder).bodies
     return "[" + ",".join(body for (path, _), body in bodies.items() if path.startswith(DETAILS_PREFIX)) + "]"
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.frames: list[tuple[str, bytes, str | None]] = []
-
-    def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
-        self.frames.append((key, frame, symbol))
-
-    def dead_letter(self, *args: object) -> None:
-        raise AssertionError(f"unexpected dead letter: {args}")
-
-    def room(self) -> None:
-        return None
-
-    def poll(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def feed(*symbols: str, **kwargs: str) -> Gemini:

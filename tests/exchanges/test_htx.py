@@ -32,6 +32,7 @@ from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.htx import HtxStandardiser
 from l3_atom.topics import split_raw_key
+from tests.sinks import ListSink
 
 SOURCE = "htx"
 RECORDING = "huobi"
@@ -73,24 +74,6 @@ def expected_counts(folder: Path) -> dict[str, int]:
 
 def gz(message: dict | str) -> bytes:
     return gzip.compress((message if isinstance(message, str) else json.dumps(message)).encode())
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.frames: list[tuple[str, bytes, str | None]] = []
-
-    def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
-        self.frames.append((key, frame, symbol))
-
-    def dead_letter(self, *args: object) -> None:
-        raise AssertionError(f"unexpected dead letter: {args}")
-
-    def room(self) -> None:
-        return None
-
-    def poll(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def feed(*symbols: str, **kwargs: str) -> Htx:

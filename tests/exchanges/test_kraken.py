@@ -23,6 +23,7 @@ from l3_atom.off_chain.kraken import Kraken, normalise_asset, normalised_pair
 from l3_atom.stream_processing.standardiser import StandardiseError
 from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser, interval_name
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
+from tests.sinks import NullSink
 
 SOURCE = "kraken"
 RECORDING = "kraken"
@@ -32,16 +33,6 @@ ATOM = 1_618_678_150_123_456
 SETTINGS = ConnectorSettings(0.01, 0.1, 30.0, 1024)
 # Normalised topic of each Kraken channel (v1 channel names carry a suffix: book-1000, ohlc-5).
 TOPIC_OF_CHANNEL = {"book": "lob", "trade": "trades", "ticker": "ticker", "ohlc": "candle"}
-
-
-class NullSink:
-    def write(self, *args: object) -> None: ...
-
-    def dead_letter(self, *args: object) -> None: ...
-
-    def poll(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def expected_counts(folder: Path) -> dict[str, int]:

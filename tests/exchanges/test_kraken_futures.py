@@ -25,22 +25,13 @@ from l3_atom.off_chain.kraken_futures import KrakenFutures, normalised_product
 from l3_atom.stream_processing.standardiser import StandardiseError
 from l3_atom.stream_processing.standardisers.kraken_futures import KrakenFuturesStandardiser
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
+from tests.sinks import NullSink
 
 SOURCE = "kraken-futures"
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "kraken-futures"
 SYMBOLS = ["BTC.USD-PERP", "BTC.USD-20220930"]
 ATOM = 1_676_393_235_700_000
 SETTINGS = ConnectorSettings(0.01, 0.1, 30.0, 1024)
-
-
-class NullSink:
-    def write(self, *args: object) -> None: ...
-
-    def dead_letter(self, *args: object) -> None: ...
-
-    def poll(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def expected_counts(folder: Path) -> dict[str, int]:

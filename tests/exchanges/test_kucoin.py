@@ -31,6 +31,7 @@ from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.kucoin import KucoinStandardiser, split_topic
 from l3_atom.topics import split_raw_key
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
+from tests.sinks import NullSink
 
 SOURCE = "kucoin"
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "kucoin"
@@ -56,16 +57,6 @@ def expected_counts(folder: Path) -> dict[str, int]:
         else:
             counts[TOPIC_OF_CHANNEL[channel]] += 1
     return dict(counts)
-
-
-class NullSink:
-    def write(self, *args: object) -> None: ...
-
-    def dead_letter(self, *args: object) -> None: ...
-
-    def poll(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def feed(*symbols: str, **kwargs: object) -> Kucoin:

@@ -30,6 +30,7 @@ from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.okx import OkxStandardiser
 from l3_atom.topics import split_raw_key
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
+from tests.sinks import NullSink
 
 SOURCE = "okx"
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "okx"
@@ -62,16 +63,6 @@ def expected_counts(folder: Path) -> dict[str, int]:
         else:
             counts[TOPIC_OF_CHANNEL[channel]] += len(message["data"])
     return dict(counts)
-
-
-class NullSink:
-    def write(self, *args: object) -> None: ...
-
-    def dead_letter(self, *args: object) -> None: ...
-
-    def poll(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def feed(*symbols: str, **kwargs: object) -> Okx:
