@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.topics import CANDLE, LOB, NO_SYMBOL, TICKER, TRADES, normalised_key, split_raw_key
 
@@ -105,17 +106,17 @@ class BinanceStandardiser(Standardiser):
     ) -> list[Output]:
         key = self._key(symbol)
         return [
-            Output(LOB, key, {
-                "exchange": self.source,
-                "symbol": symbol,
-                "side": side,
-                "price": exact(level[PRICE]),
-                "size": exact(level[SIZE]),
-                "is_snapshot": snapshot,
-                "sequence": sequence,
-                "event_timestamp": time,
-                "atom_timestamp": atom_timestamp,
-            })
+            Output(LOB, key, records_build.lob_level(
+                exchange=self.source,
+                symbol=symbol,
+                side=side,
+                price=exact(level[PRICE]),
+                size=exact(level[SIZE]),
+                is_snapshot=snapshot,
+                sequence=sequence,
+                event_timestamp=time,
+                atom_timestamp=atom_timestamp,
+            ))
             for side, levels in sides
             for level in levels
         ]
@@ -147,60 +148,54 @@ class BinanceStandardiser(Standardiser):
         """Trade ids (and aggregate trade ids) count up by one per symbol: they are the sequence too."""
         trade_id = integer(trade_id)
         symbol = self.symbol_of(message["s"])
-        record = {
-            "exchange": self.source,
-            "symbol": symbol,
-            "trade_id": str(trade_id),
-            "price": exact(message["p"]),
-            "size": exact(message["q"]),
-            "taker_side": taker_side(message["m"]),
-            "sequence": trade_id,
-            "event_timestamp": integer(message["T"]),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.trade(
+            exchange=self.source,
+            symbol=symbol,
+            trade_id=str(trade_id),
+            price=exact(message["p"]),
+            size=exact(message["q"]),
+            taker_side=taker_side(message["m"]),
+            sequence=trade_id,
+            event_timestamp=integer(message["T"]),
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(TRADES, self._key(symbol), record)]
 
     def _book_ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol_of(message["s"])
         timed = "T" in message or "E" in message
-        record = {
-            "exchange": self.source,
-            "symbol": symbol,
-            "bid_price": exact(message["b"]),
-            "bid_size": exact(message["B"]),
-            "ask_price": exact(message["a"]),
-            "ask_size": exact(message["A"]),
-            "last_price": None,
-            "last_size": None,
-            "sequence": integer(message["u"]),
-            "event_timestamp": event_time(message) if timed else atom_timestamp // MS_PER_US,
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.ticker(
+            exchange=self.source,
+            symbol=symbol,
+            bid_price=exact(message["b"]),
+            bid_size=exact(message["B"]),
+            ask_price=exact(message["a"]),
+            ask_size=exact(message["A"]),
+            sequence=integer(message["u"]),
+            event_timestamp=event_time(message) if timed else atom_timestamp // MS_PER_US,
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(TICKER, self._key(symbol), record)]
 
     def _kline(self, message: dict, atom_timestamp: int) -> list[Output]:
         """Binance's close time ``T`` is the window's last millisecond: the exclusive end is one later."""
         symbol = self.symbol_of(message["s"])
         kline = message["k"]
-        record = {
-            "exchange": self.source,
-            "symbol": symbol,
-            "origin": "exchange",
-            "interval": text(kline["i"]),
-            "start": integer(kline["t"]),
-            "end": integer(kline["T"]) + 1,
-            "open": exact(kline["o"]),
-            "high": exact(kline["h"]),
-            "low": exact(kline["l"]),
-            "close": exact(kline["c"]),
-            "volume": exact(kline["v"]),
-            "quote_volume": exact(kline["q"]),
-            "trade_count": integer(kline["n"]),
-            "vwap": None,
-            "first_trade_timestamp": None,
-            "last_trade_timestamp": None,
-            "closed": boolean(kline["x"]),
-            "event_timestamp": integer(message["E"]),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.exchange_candle(
+            exchange=self.source,
+            symbol=symbol,
+            interval=text(kline["i"]),
+            start=integer(kline["t"]),
+            end=integer(kline["T"]) + 1,
+            open=exact(kline["o"]),
+            high=exact(kline["h"]),
+            low=exact(kline["l"]),
+            close=exact(kline["c"]),
+            volume=exact(kline["v"]),
+            quote_volume=exact(kline["q"]),
+            trade_count=integer(kline["n"]),
+            closed=boolean(kline["x"]),
+            event_timestamp=integer(message["E"]),
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(CANDLE, self._key(symbol), record)]

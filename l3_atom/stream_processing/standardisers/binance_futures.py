@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import Output, exact, integer
 from l3_atom.stream_processing.standardisers.binance import OPEN_INTEREST, BinanceStandardiser
 from l3_atom.topics import FUNDING_RATE
@@ -34,26 +35,25 @@ class BinanceFuturesStandardiser(BinanceStandardiser):
         rate = message["r"]
         if rate == NO_FUNDING:
             return self.skip("markPriceUpdate of a dated future: no funding")
-        record = {
-            "exchange": self.source,
-            "symbol": symbol,
-            "rate": exact(rate),
-            "predicted_rate": None,
-            "mark_price": exact(message["p"]),
-            "index_price": exact(message["i"]),
-            "next_funding_timestamp": integer(message["T"]),
-            "event_timestamp": integer(message["E"]),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.funding_rate(
+            exchange=self.source,
+            symbol=symbol,
+            rate=exact(rate),
+            mark_price=exact(message["p"]),
+            index_price=exact(message["i"]),
+            next_funding_timestamp=integer(message["T"]),
+            event_timestamp=integer(message["E"]),
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(FUNDING_RATE, self._key(symbol), record)]
 
     def _open_interest(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol_of(message["symbol"])
-        record = {
-            "exchange": self.source,
-            "symbol": symbol,
-            "open_interest": exact(message[OPEN_INTEREST]),
-            "event_timestamp": integer(message["time"]),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.open_interest(
+            exchange=self.source,
+            symbol=symbol,
+            open_interest=exact(message[OPEN_INTEREST]),
+            event_timestamp=integer(message["time"]),
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(OPEN_INTEREST_TOPIC, self._key(symbol), record)]

@@ -24,6 +24,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -305,33 +306,33 @@ class BitfinexStandardiser(Standardiser):
         amount = exact(entry[LEVEL_AMOUNT])
         # A count of 0 removes the level; its amount (1 or -1) then only tells the side.
         removed = integer(entry[LEVEL_COUNT]) == 0
-        return {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "side": book_side(amount),
-            "price": exact(entry[LEVEL_PRICE]),
-            "size": ZERO if removed else abs(amount),
-            "is_snapshot": snapshot,
-            "sequence": sequence,
-            "event_timestamp": time,
-            "atom_timestamp": atom_timestamp,
-        }
+        return records_build.lob_level(
+            exchange=SOURCE,
+            symbol=symbol,
+            side=book_side(amount),
+            price=exact(entry[LEVEL_PRICE]),
+            size=ZERO if removed else abs(amount),
+            is_snapshot=snapshot,
+            sequence=sequence,
+            event_timestamp=time,
+            atom_timestamp=atom_timestamp,
+        )
 
     # -- trades --------------------------------------------------------------------------
 
     def _trade(self, symbol: str, entry: list, sequence: int | None, atom_timestamp: int) -> Output:
         amount = exact(entry[TRADE_AMOUNT])
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "trade_id": str(integer(entry[TRADE_ID])),
-            "price": exact(entry[TRADE_PRICE]),
-            "size": abs(amount),
-            "taker_side": taker_side(amount),
-            "sequence": sequence,
-            "event_timestamp": integer(entry[TRADE_TIME]),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.trade(
+            exchange=SOURCE,
+            symbol=symbol,
+            trade_id=str(integer(entry[TRADE_ID])),
+            price=exact(entry[TRADE_PRICE]),
+            size=abs(amount),
+            taker_side=taker_side(amount),
+            sequence=sequence,
+            event_timestamp=integer(entry[TRADE_TIME]),
+            atom_timestamp=atom_timestamp,
+        )
         return Output(TRADES, normalised_key(SOURCE, symbol), record)
 
     def _trades_snapshot(self, message: list, atom_timestamp: int) -> list[Output]:
@@ -352,19 +353,16 @@ class BitfinexStandardiser(Standardiser):
     def _ticker(self, message: list, atom_timestamp: int) -> list[Output]:
         body, sequence, time = self._parts(message, BODY)
         symbol = self._symbol()
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "bid_price": exact(body[TICKER_BID]),
-            "bid_size": None,
-            "ask_price": exact(body[TICKER_ASK]),
-            "ask_size": None,
-            "last_price": exact(body[TICKER_LAST_PRICE]),
-            "last_size": None,
-            "sequence": sequence,
-            "event_timestamp": atom_timestamp // 1000 if time is None else time,
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.ticker(
+            exchange=SOURCE,
+            symbol=symbol,
+            bid_price=exact(body[TICKER_BID]),
+            ask_price=exact(body[TICKER_ASK]),
+            last_price=exact(body[TICKER_LAST_PRICE]),
+            sequence=sequence,
+            event_timestamp=atom_timestamp // 1000 if time is None else time,
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(TICKER, normalised_key(SOURCE, symbol), record)]
 
     def _candles(self, message: list, atom_timestamp: int) -> list[Output]:
@@ -382,26 +380,20 @@ class BitfinexStandardiser(Standardiser):
         outputs = []
         for entry in body if snapshot else [body]:
             start = integer(entry[CANDLE_TIME])
-            record = {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "origin": "exchange",
-                "interval": interval,
-                "start": start,
-                "end": start + length,
-                "open": exact(entry[CANDLE_OPEN]),
-                "high": exact(entry[CANDLE_HIGH]),
-                "low": exact(entry[CANDLE_LOW]),
-                "close": exact(entry[CANDLE_CLOSE]),
-                "volume": exact(entry[CANDLE_VOLUME]),
-                "quote_volume": None,
-                "trade_count": None,
-                "vwap": None,
-                "first_trade_timestamp": None,
-                "last_trade_timestamp": None,
-                "closed": now >= start + length,
-                "event_timestamp": now,
-                "atom_timestamp": atom_timestamp,
-            }
+            record = records_build.exchange_candle(
+                exchange=SOURCE,
+                symbol=symbol,
+                interval=interval,
+                start=start,
+                end=start + length,
+                open=exact(entry[CANDLE_OPEN]),
+                high=exact(entry[CANDLE_HIGH]),
+                low=exact(entry[CANDLE_LOW]),
+                close=exact(entry[CANDLE_CLOSE]),
+                volume=exact(entry[CANDLE_VOLUME]),
+                closed=now >= start + length,
+                event_timestamp=now,
+                atom_timestamp=atom_timestamp,
+            )
             outputs.append(Output(CANDLE, key, record))
         return outputs

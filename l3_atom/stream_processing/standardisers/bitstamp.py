@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.topics import LOB, LOB_L3, TRADES_L3, normalised_key
 
@@ -126,17 +127,16 @@ class BitstampStandardiser(Standardiser):
             Output(
                 LOB,
                 key,
-                {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "side": side,
-                    "price": exact(level[LEVEL_PRICE]),
-                    "size": exact(level[LEVEL_AMOUNT]),
-                    "is_snapshot": False,
-                    "sequence": None,
-                    "event_timestamp": event_timestamp,
-                    "atom_timestamp": atom_timestamp,
-                },
+                records_build.lob_level(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    side=side,
+                    price=exact(level[LEVEL_PRICE]),
+                    size=exact(level[LEVEL_AMOUNT]),
+                    is_snapshot=False,
+                    event_timestamp=event_timestamp,
+                    atom_timestamp=atom_timestamp,
+                ),
             )
             for side, levels in (("bid", data["bids"]), ("ask", data["asks"]))
             for level in levels

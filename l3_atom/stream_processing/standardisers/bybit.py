@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -142,17 +143,17 @@ class BybitStandardiser(Standardiser):
         sequence = integer(book["u"])
         time = self._time(message)
         records = [
-            Output(LOB, key, {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "side": side,
-                "price": exact(level[PRICE]),
-                "size": exact(level[SIZE]),
-                "is_snapshot": kind == SNAPSHOT,
-                "sequence": sequence,
-                "event_timestamp": time,
-                "atom_timestamp": atom_timestamp,
-            })
+            Output(LOB, key, records_build.lob_level(
+                exchange=SOURCE,
+                symbol=symbol,
+                side=side,
+                price=exact(level[PRICE]),
+                size=exact(level[SIZE]),
+                is_snapshot=kind == SNAPSHOT,
+                sequence=sequence,
+                event_timestamp=time,
+                atom_timestamp=atom_timestamp,
+            ))
             for side, levels in (("bid", book["b"]), ("ask", book["a"]))
             for level in levels
         ]
@@ -164,19 +165,17 @@ class BybitStandardiser(Standardiser):
         symbol = self._symbol(book["s"])
         bid = book["b"][0] if book["b"] else (None, None)
         ask = book["a"][0] if book["a"] else (None, None)
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "bid_price": optional_exact(bid[PRICE]),
-            "bid_size": optional_exact(bid[SIZE]),
-            "ask_price": optional_exact(ask[PRICE]),
-            "ask_size": optional_exact(ask[SIZE]),
-            "last_price": None,
-            "last_size": None,
-            "sequence": integer(book["u"]),
-            "event_timestamp": self._time(message),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.ticker(
+            exchange=SOURCE,
+            symbol=symbol,
+            bid_price=optional_exact(bid[PRICE]),
+            bid_size=optional_exact(bid[SIZE]),
+            ask_price=optional_exact(ask[PRICE]),
+            ask_size=optional_exact(ask[SIZE]),
+            sequence=integer(book["u"]),
+            event_timestamp=self._time(message),
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(TICKER, self._key(symbol), record)]
 
     def _trades(self, message: dict, atom_timestamp: int) -> list[Output]:
@@ -187,17 +186,17 @@ class BybitStandardiser(Standardiser):
             if side not in TAKER_SIDE:
                 raise ValueError(f"S (taker side) must be Buy or Sell, got {side!r}")
             sequence = trade.get("seq")
-            outputs.append(Output(TRADES, self._key(symbol), {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "trade_id": text(trade["i"]),
-                "price": exact(trade["p"]),
-                "size": exact(trade["v"]),
-                "taker_side": TAKER_SIDE[side],
-                "sequence": None if sequence is None else integer(sequence),
-                "event_timestamp": integer(trade["T"]),
-                "atom_timestamp": atom_timestamp,
-            }))
+            outputs.append(Output(TRADES, self._key(symbol), records_build.trade(
+                exchange=SOURCE,
+                symbol=symbol,
+                trade_id=text(trade["i"]),
+                price=exact(trade["p"]),
+                size=exact(trade["v"]),
+                taker_side=TAKER_SIDE[side],
+                sequence=None if sequence is None else integer(sequence),
+                event_timestamp=integer(trade["T"]),
+                atom_timestamp=atom_timestamp,
+            )))
         return outputs or self.skip("publicTrade without trades")
 
     def _klines(self, message: dict, atom_timestamp: int) -> list[Output]:
@@ -205,27 +204,23 @@ class BybitStandardiser(Standardiser):
         key = self._key(symbol)
         event_timestamp = integer(message["ts"])
         outputs = [
-            Output(CANDLE, key, {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "origin": "exchange",
-                "interval": candle_interval(kline["interval"]),
-                "start": integer(kline["start"]),
-                "end": integer(kline["end"]) + 1,
-                "open": exact(kline["open"]),
-                "high": exact(kline["high"]),
-                "low": exact(kline["low"]),
-                "close": exact(kline["close"]),
-                "volume": exact(kline["volume"]),
-                "quote_volume": exact(kline["turnover"]),
-                "trade_count": None,
-                "vwap": None,
-                "first_trade_timestamp": None,
-                "last_trade_timestamp": integer(kline["timestamp"]),
-                "closed": boolean(kline["confirm"]),
-                "event_timestamp": event_timestamp,
-                "atom_timestamp": atom_timestamp,
-            })
+            Output(CANDLE, key, records_build.exchange_candle(
+                exchange=SOURCE,
+                symbol=symbol,
+                interval=candle_interval(kline["interval"]),
+                start=integer(kline["start"]),
+                end=integer(kline["end"]) + 1,
+                open=exact(kline["open"]),
+                high=exact(kline["high"]),
+                low=exact(kline["low"]),
+                close=exact(kline["close"]),
+                volume=exact(kline["volume"]),
+                quote_volume=exact(kline["turnover"]),
+                last_trade_timestamp=integer(kline["timestamp"]),
+                closed=boolean(kline["confirm"]),
+                event_timestamp=event_timestamp,
+                atom_timestamp=atom_timestamp,
+            ))
             for kline in message["data"]
         ]
         return outputs or self.skip("kline without candles")
@@ -245,39 +240,37 @@ class BybitStandardiser(Standardiser):
         sequence = message.get("cs")
         outputs = []
         if any(f in changes for f in TICKER_FIELDS):
-            outputs.append(Output(TICKER, key, {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "bid_price": optional_price(fields.get("bid1Price")),
-                "bid_size": optional_price(fields.get("bid1Size")),
-                "ask_price": optional_price(fields.get("ask1Price")),
-                "ask_size": optional_price(fields.get("ask1Size")),
-                "last_price": optional_price(fields.get("lastPrice")),
-                "last_size": None,
-                "sequence": None if sequence is None else integer(sequence),
-                "event_timestamp": event_timestamp,
-                "atom_timestamp": atom_timestamp,
-            }))
+            outputs.append(Output(TICKER, key, records_build.ticker(
+                exchange=SOURCE,
+                symbol=symbol,
+                bid_price=optional_price(fields.get("bid1Price")),
+                bid_size=optional_price(fields.get("bid1Size")),
+                ask_price=optional_price(fields.get("ask1Price")),
+                ask_size=optional_price(fields.get("ask1Size")),
+                last_price=optional_price(fields.get("lastPrice")),
+                sequence=None if sequence is None else integer(sequence),
+                event_timestamp=event_timestamp,
+                atom_timestamp=atom_timestamp,
+            )))
         rate = optional_price(fields.get("fundingRate"))
         if rate is not None and any(f in changes for f in FUNDING_FIELDS):
-            outputs.append(Output(FUNDING_RATE, key, {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "rate": rate,
-                "predicted_rate": None,
-                "mark_price": optional_price(fields.get("markPrice")),
-                "index_price": optional_price(fields.get("indexPrice")),
-                "next_funding_timestamp": optional_ms(fields.get("nextFundingTime")),
-                "event_timestamp": event_timestamp,
-                "atom_timestamp": atom_timestamp,
-            }))
+            outputs.append(Output(FUNDING_RATE, key, records_build.funding_rate(
+                exchange=SOURCE,
+                symbol=symbol,
+                rate=rate,
+                mark_price=optional_price(fields.get("markPrice")),
+                index_price=optional_price(fields.get("indexPrice")),
+                next_funding_timestamp=optional_ms(fields.get("nextFundingTime")),
+                event_timestamp=event_timestamp,
+                atom_timestamp=atom_timestamp,
+            )))
         open_interest = optional_price(changes.get(OPEN_INTEREST_FIELD))
         if open_interest is not None:
-            outputs.append(Output(OPEN_INTEREST, key, {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "open_interest": open_interest,
-                "event_timestamp": event_timestamp,
-                "atom_timestamp": atom_timestamp,
-            }))
+            outputs.append(Output(OPEN_INTEREST, key, records_build.open_interest(
+                exchange=SOURCE,
+                symbol=symbol,
+                open_interest=open_interest,
+                event_timestamp=event_timestamp,
+                atom_timestamp=atom_timestamp,
+            )))
         return outputs or self.skip("tickers update without ticker, funding or open-interest changes")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import (
     Output,
     Standardiser,
@@ -139,35 +140,34 @@ class CoinbaseStandardiser(Standardiser):
         if "time" not in message:
             return self.skip("ticker: first ticker after subscribing has no time")
         sequence = message.get("sequence")
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "bid_price": optional_exact(message.get("best_bid")),
-            "bid_size": optional_exact(message.get("best_bid_size")),
-            "ask_price": optional_exact(message.get("best_ask")),
-            "ask_size": optional_exact(message.get("best_ask_size")),
-            "last_price": optional_exact(message.get("price")),
-            "last_size": optional_exact(message.get("last_size")),
-            "sequence": None if sequence is None else integer(sequence),
-            "event_timestamp": ms_from_iso(message["time"]),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.ticker(
+            exchange=SOURCE,
+            symbol=symbol,
+            bid_price=optional_exact(message.get("best_bid")),
+            bid_size=optional_exact(message.get("best_bid_size")),
+            ask_price=optional_exact(message.get("best_ask")),
+            ask_size=optional_exact(message.get("best_ask_size")),
+            last_price=optional_exact(message.get("price")),
+            last_size=optional_exact(message.get("last_size")),
+            sequence=None if sequence is None else integer(sequence),
+            event_timestamp=ms_from_iso(message["time"]),
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(TICKER, normalised_key(SOURCE, symbol), record)]
 
     def _level(
         self, symbol: str, side: str, price: Any, size: Any, snapshot: bool, event_timestamp: int | None, atom: int
     ) -> dict[str, Any]:
-        return {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "side": side,
-            "price": exact(price),
-            "size": exact(size),
-            "is_snapshot": snapshot,
-            "sequence": None,
-            "event_timestamp": event_timestamp,
-            "atom_timestamp": atom,
-        }
+        return records_build.lob_level(
+            exchange=SOURCE,
+            symbol=symbol,
+            side=side,
+            price=exact(price),
+            size=exact(size),
+            is_snapshot=snapshot,
+            event_timestamp=event_timestamp,
+            atom_timestamp=atom,
+        )
 
     def _snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol(message["product_id"])

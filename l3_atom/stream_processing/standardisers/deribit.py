@@ -22,6 +22,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -191,17 +192,17 @@ class DeribitStandardiser(Standardiser):
         event_timestamp = integer(data["timestamp"])
         key = normalised_key(SOURCE, symbol)
         outputs = [
-            Output(LOB, key, {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "side": side,
-                "price": exact(level[LEVEL_PRICE]),
-                "size": level_size(level),
-                "is_snapshot": snapshot,
-                "sequence": sequence,
-                "event_timestamp": event_timestamp,
-                "atom_timestamp": atom_timestamp,
-            })
+            Output(LOB, key, records_build.lob_level(
+                exchange=SOURCE,
+                symbol=symbol,
+                side=side,
+                price=exact(level[LEVEL_PRICE]),
+                size=level_size(level),
+                is_snapshot=snapshot,
+                sequence=sequence,
+                event_timestamp=event_timestamp,
+                atom_timestamp=atom_timestamp,
+            ))
             for side, field in BOOK_SIDES
             for level in data[field]
         ]
@@ -222,17 +223,17 @@ class DeribitStandardiser(Standardiser):
             direction = trade["direction"]
             if direction not in TAKER_SIDES:
                 raise ValueError(f"direction must be 'buy' or 'sell', got {direction!r}")
-            outputs.append(Output(TRADES, key, {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "trade_id": str(trade["trade_id"]),
-                "price": exact(trade["price"]),
-                "size": exact(trade["amount"]),
-                "taker_side": direction,
-                "sequence": integer(trade["trade_seq"]),
-                "event_timestamp": integer(trade["timestamp"]),
-                "atom_timestamp": atom_timestamp,
-            }))
+            outputs.append(Output(TRADES, key, records_build.trade(
+                exchange=SOURCE,
+                symbol=symbol,
+                trade_id=str(trade["trade_id"]),
+                price=exact(trade["price"]),
+                size=exact(trade["amount"]),
+                taker_side=direction,
+                sequence=integer(trade["trade_seq"]),
+                event_timestamp=integer(trade["timestamp"]),
+                atom_timestamp=atom_timestamp,
+            )))
         return outputs
 
     def _ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
@@ -240,43 +241,39 @@ class DeribitStandardiser(Standardiser):
         symbol = self.symbol_of(instrument)
         key = normalised_key(SOURCE, symbol)
         event_timestamp = integer(data["timestamp"])
-        outputs = [Output(TICKER, key, {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "bid_price": optional_exact(data.get("best_bid_price")),
-            "bid_size": optional_exact(data.get("best_bid_amount")),
-            "ask_price": optional_exact(data.get("best_ask_price")),
-            "ask_size": optional_exact(data.get("best_ask_amount")),
-            "last_price": optional_exact(data.get("last_price")),
-            "last_size": None,
-            "sequence": None,
-            "event_timestamp": event_timestamp,
-            "atom_timestamp": atom_timestamp,
-        })]
+        outputs = [Output(TICKER, key, records_build.ticker(
+            exchange=SOURCE,
+            symbol=symbol,
+            bid_price=optional_exact(data.get("best_bid_price")),
+            bid_size=optional_exact(data.get("best_bid_amount")),
+            ask_price=optional_exact(data.get("best_ask_price")),
+            ask_size=optional_exact(data.get("best_ask_amount")),
+            last_price=optional_exact(data.get("last_price")),
+            event_timestamp=event_timestamp,
+            atom_timestamp=atom_timestamp,
+        ))]
         open_interest = optional_exact(data.get("open_interest"))
         if open_interest is not None and self._open_interest.get(symbol) != open_interest:
             self._open_interest[symbol] = open_interest
-            outputs.append(Output(OPEN_INTEREST, key, {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "open_interest": open_interest,
-                "event_timestamp": event_timestamp,
-                "atom_timestamp": atom_timestamp,
-            }))
+            outputs.append(Output(OPEN_INTEREST, key, records_build.open_interest(
+                exchange=SOURCE,
+                symbol=symbol,
+                open_interest=open_interest,
+                event_timestamp=event_timestamp,
+                atom_timestamp=atom_timestamp,
+            )))
         funding = optional_exact(data.get("current_funding"))
         if funding is not None and self._funding.get(symbol) != funding:
             self._funding[symbol] = funding
-            outputs.append(Output(FUNDING_RATE, key, {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "rate": funding,
-                "predicted_rate": None,
-                "mark_price": optional_exact(data.get("mark_price")),
-                "index_price": optional_exact(data.get("index_price")),
-                "next_funding_timestamp": None,
-                "event_timestamp": event_timestamp,
-                "atom_timestamp": atom_timestamp,
-            }))
+            outputs.append(Output(FUNDING_RATE, key, records_build.funding_rate(
+                exchange=SOURCE,
+                symbol=symbol,
+                rate=funding,
+                mark_price=optional_exact(data.get("mark_price")),
+                index_price=optional_exact(data.get("index_price")),
+                event_timestamp=event_timestamp,
+                atom_timestamp=atom_timestamp,
+            )))
         return outputs
 
     def _chart(self, message: dict, atom_timestamp: int) -> list[Output]:
@@ -285,27 +282,22 @@ class DeribitStandardiser(Standardiser):
         symbol = self.symbol_of(instrument)
         start = integer(data["tick"])
         now = atom_timestamp // 1000
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "origin": "exchange",
-            "interval": interval,
-            "start": start,
-            "end": start + length,
-            "open": exact(data["open"]),
-            "high": exact(data["high"]),
-            "low": exact(data["low"]),
-            "close": exact(data["close"]),
-            "volume": exact(data["volume"]),
-            "quote_volume": optional_exact(data.get("cost")),
-            "trade_count": None,
-            "vwap": None,
-            "first_trade_timestamp": None,
-            "last_trade_timestamp": None,
-            "closed": now >= start + length,
-            "event_timestamp": now,
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.exchange_candle(
+            exchange=SOURCE,
+            symbol=symbol,
+            interval=interval,
+            start=start,
+            end=start + length,
+            open=exact(data["open"]),
+            high=exact(data["high"]),
+            low=exact(data["low"]),
+            close=exact(data["close"]),
+            volume=exact(data["volume"]),
+            quote_volume=optional_exact(data.get("cost")),
+            closed=now >= start + length,
+            event_timestamp=now,
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(CANDLE, normalised_key(SOURCE, symbol), record)]
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -146,17 +147,16 @@ class DydxStandardiser(Standardiser):
         for side, levels in (("bid", bids), ("ask", asks)):
             for level in levels:
                 price, size = level_of(level)
-                record = {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "side": side,
-                    "price": exact(price),
-                    "size": exact(size),
-                    "is_snapshot": snapshot,
-                    "sequence": sequence,
-                    "event_timestamp": None,
-                    "atom_timestamp": atom_timestamp,
-                }
+                record = records_build.lob_level(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    side=side,
+                    price=exact(price),
+                    size=exact(size),
+                    is_snapshot=snapshot,
+                    sequence=sequence,
+                    atom_timestamp=atom_timestamp,
+                )
                 outputs.append(Output(LOB, key, record))
         return outputs
 
@@ -176,17 +176,17 @@ class DydxStandardiser(Standardiser):
             Output(
                 TRADES,
                 key,
-                {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "trade_id": self._trade_id(trade["id"]),
-                    "price": exact(trade["price"]),
-                    "size": exact(trade["size"]),
-                    "taker_side": self._taker_side(trade["side"]),
-                    "sequence": sequence,
-                    "event_timestamp": ms_from_iso(trade["createdAt"]),
-                    "atom_timestamp": atom_timestamp,
-                },
+                records_build.trade(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    trade_id=self._trade_id(trade["id"]),
+                    price=exact(trade["price"]),
+                    size=exact(trade["size"]),
+                    taker_side=self._taker_side(trade["side"]),
+                    sequence=sequence,
+                    event_timestamp=ms_from_iso(trade["createdAt"]),
+                    atom_timestamp=atom_timestamp,
+                ),
             )
             for trade in contents["trades"]
         ]
@@ -232,27 +232,23 @@ class DydxStandardiser(Standardiser):
             Output(
                 CANDLE,
                 key,
-                {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "origin": "exchange",
-                    "interval": interval,
-                    "start": start,
-                    "end": start + length_ms,
-                    "open": exact(candle["open"]),
-                    "high": exact(candle["high"]),
-                    "low": exact(candle["low"]),
-                    "close": exact(candle["close"]),
-                    "volume": exact(candle["baseTokenVolume"]),
-                    "quote_volume": exact(candle["usdVolume"]),
-                    "trade_count": integer(candle["trades"]),
-                    "vwap": None,
-                    "first_trade_timestamp": None,
-                    "last_trade_timestamp": None,
-                    "closed": start < newest,
-                    "event_timestamp": start,
-                    "atom_timestamp": atom_timestamp,
-                },
+                records_build.exchange_candle(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    interval=interval,
+                    start=start,
+                    end=start + length_ms,
+                    open=exact(candle["open"]),
+                    high=exact(candle["high"]),
+                    low=exact(candle["low"]),
+                    close=exact(candle["close"]),
+                    volume=exact(candle["baseTokenVolume"]),
+                    quote_volume=exact(candle["usdVolume"]),
+                    trade_count=integer(candle["trades"]),
+                    closed=start < newest,
+                    event_timestamp=start,
+                    atom_timestamp=atom_timestamp,
+                ),
             )
             for start, candle in zip(starts, candles, strict=True)
         ]
@@ -284,25 +280,23 @@ class DydxStandardiser(Standardiser):
             key = normalised_key(SOURCE, symbol)
             if "nextFundingRate" in market:
                 oracle = market.get("oraclePrice") or oracle_prices.get(ticker, {}).get("oraclePrice")
-                funding = {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "rate": exact(market["nextFundingRate"]),
-                    "predicted_rate": None,
-                    "mark_price": optional_exact(oracle),
-                    "index_price": optional_exact(oracle),
-                    "next_funding_timestamp": None,
-                    "event_timestamp": received_ms,
-                    "atom_timestamp": atom_timestamp,
-                }
+                funding = records_build.funding_rate(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    rate=exact(market["nextFundingRate"]),
+                    mark_price=optional_exact(oracle),
+                    index_price=optional_exact(oracle),
+                    event_timestamp=received_ms,
+                    atom_timestamp=atom_timestamp,
+                )
                 outputs.append(Output(FUNDING_RATE, key, funding))
             if "openInterest" in market:
-                interest = {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "open_interest": exact(market["openInterest"]),
-                    "event_timestamp": received_ms,
-                    "atom_timestamp": atom_timestamp,
-                }
+                interest = records_build.open_interest(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    open_interest=exact(market["openInterest"]),
+                    event_timestamp=received_ms,
+                    atom_timestamp=atom_timestamp,
+                )
                 outputs.append(Output(OPEN_INTEREST, key, interest))
         return outputs

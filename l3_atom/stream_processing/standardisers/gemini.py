@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -91,17 +92,17 @@ class GeminiStandardiser(Standardiser):
         tid = trade.get("tid")
         # The book's embedded trades have been documented with "eventid" as well as "event_id".
         event_id = trade["event_id"] if "event_id" in trade else trade.get("eventid")
-        return {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "trade_id": None if tid is None else str(integer(tid)),
-            "price": exact(trade["price"]),
-            "size": exact(trade["quantity"]),
-            "taker_side": side,
-            "sequence": None if event_id is None else integer(event_id),
-            "event_timestamp": integer(trade["timestamp"]),
-            "atom_timestamp": atom_timestamp,
-        }
+        return records_build.trade(
+            exchange=SOURCE,
+            symbol=symbol,
+            trade_id=None if tid is None else str(integer(tid)),
+            price=exact(trade["price"]),
+            size=exact(trade["quantity"]),
+            taker_side=side,
+            sequence=None if event_id is None else integer(event_id),
+            event_timestamp=integer(trade["timestamp"]),
+            atom_timestamp=atom_timestamp,
+        )
 
     def _l2_updates(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol_of(message["symbol"])
@@ -111,17 +112,15 @@ class GeminiStandardiser(Standardiser):
             Output(
                 LOB,
                 key,
-                {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "side": book_side(change[CHANGE_SIDE]),
-                    "price": exact(change[CHANGE_PRICE]),
-                    "size": exact(change[CHANGE_QUANTITY]),
-                    "is_snapshot": snapshot,
-                    "sequence": None,
-                    "event_timestamp": None,
-                    "atom_timestamp": atom_timestamp,
-                },
+                records_build.lob_level(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    side=book_side(change[CHANGE_SIDE]),
+                    price=exact(change[CHANGE_PRICE]),
+                    size=exact(change[CHANGE_QUANTITY]),
+                    is_snapshot=snapshot,
+                    atom_timestamp=atom_timestamp,
+                ),
             )
             for change in message["changes"]
         ]
@@ -145,26 +144,20 @@ class GeminiStandardiser(Standardiser):
         outputs = []
         for candle in candles:
             start = integer(candle[CANDLE_TIME])
-            record = {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "origin": "exchange",
-                "interval": interval,
-                "start": start,
-                "end": start + length_ms,
-                "open": exact(candle[CANDLE_OPEN]),
-                "high": exact(candle[CANDLE_HIGH]),
-                "low": exact(candle[CANDLE_LOW]),
-                "close": exact(candle[CANDLE_CLOSE]),
-                "volume": exact(candle[CANDLE_VOLUME]),
-                "quote_volume": None,
-                "trade_count": None,
-                "vwap": None,
-                "first_trade_timestamp": None,
-                "last_trade_timestamp": None,
-                "closed": start < newest,
-                "event_timestamp": start,
-                "atom_timestamp": atom_timestamp,
-            }
+            record = records_build.exchange_candle(
+                exchange=SOURCE,
+                symbol=symbol,
+                interval=interval,
+                start=start,
+                end=start + length_ms,
+                open=exact(candle[CANDLE_OPEN]),
+                high=exact(candle[CANDLE_HIGH]),
+                low=exact(candle[CANDLE_LOW]),
+                close=exact(candle[CANDLE_CLOSE]),
+                volume=exact(candle[CANDLE_VOLUME]),
+                closed=start < newest,
+                event_timestamp=start,
+                atom_timestamp=atom_timestamp,
+            )
             outputs.append(Output(CANDLE, key, record))
         return outputs

@@ -20,6 +20,7 @@ from __future__ import annotations
 import zlib
 from typing import Any, ClassVar
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -123,17 +124,17 @@ class HtxStandardiser(Standardiser):
             Output(
                 LOB,
                 key,
-                {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "side": side,
-                    "price": exact(level[LEVEL_PRICE]),
-                    "size": exact(level[LEVEL_SIZE]),
-                    "is_snapshot": snapshot,
-                    "sequence": sequence,
-                    "event_timestamp": event_timestamp,
-                    "atom_timestamp": atom_timestamp,
-                },
+                records_build.lob_level(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    side=side,
+                    price=exact(level[LEVEL_PRICE]),
+                    size=exact(level[LEVEL_SIZE]),
+                    is_snapshot=snapshot,
+                    sequence=sequence,
+                    event_timestamp=event_timestamp,
+                    atom_timestamp=atom_timestamp,
+                ),
             )
             for side, levels in (("bid", bids), ("ask", asks))
             for level in levels
@@ -187,18 +188,17 @@ class HtxStandardiser(Standardiser):
             Output(
                 TRADES,
                 key,
-                {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
+                records_build.trade(
+                    exchange=SOURCE,
+                    symbol=symbol,
                     # tradeId is HTX's trade id; id, the older one, is being retired.
-                    "trade_id": str(integer(trade["tradeId"] if "tradeId" in trade else trade["id"])),
-                    "price": exact(trade["price"]),
-                    "size": exact(trade["amount"]),
-                    "taker_side": taker_side(trade["direction"]),
-                    "sequence": None,
-                    "event_timestamp": integer(trade["ts"]),
-                    "atom_timestamp": atom_timestamp,
-                },
+                    trade_id=str(integer(trade["tradeId"] if "tradeId" in trade else trade["id"])),
+                    price=exact(trade["price"]),
+                    size=exact(trade["amount"]),
+                    taker_side=taker_side(trade["direction"]),
+                    event_timestamp=integer(trade["ts"]),
+                    atom_timestamp=atom_timestamp,
+                ),
             )
             for trade in message["tick"]["data"]
         ]
@@ -207,19 +207,17 @@ class HtxStandardiser(Standardiser):
     def _bbo(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol_of(split_channel(message["ch"])[0])
         tick = message["tick"]
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "bid_price": exact(tick["bid"]),
-            "bid_size": exact(tick["bidSize"]),
-            "ask_price": exact(tick["ask"]),
-            "ask_size": exact(tick["askSize"]),
-            "last_price": None,
-            "last_size": None,
-            "sequence": integer(tick["seqId"]),
-            "event_timestamp": integer(tick["quoteTime"]),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.ticker(
+            exchange=SOURCE,
+            symbol=symbol,
+            bid_price=exact(tick["bid"]),
+            bid_size=exact(tick["bidSize"]),
+            ask_price=exact(tick["ask"]),
+            ask_size=exact(tick["askSize"]),
+            sequence=integer(tick["seqId"]),
+            event_timestamp=integer(tick["quoteTime"]),
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(TICKER, normalised_key(SOURCE, symbol), record)]
 
     def _kline(self, message: dict, atom_timestamp: int) -> list[Output]:
@@ -228,26 +226,22 @@ class HtxStandardiser(Standardiser):
         symbol = self.symbol_of(exchange_symbol)
         tick = message["tick"]
         start = integer(tick["id"]) * MS_PER_S
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "origin": "exchange",
-            "interval": interval,
-            "start": start,
-            "end": start + length_ms,
-            "open": exact(tick["open"]),
-            "high": exact(tick["high"]),
-            "low": exact(tick["low"]),
-            "close": exact(tick["close"]),
+        record = records_build.exchange_candle(
+            exchange=SOURCE,
+            symbol=symbol,
+            interval=interval,
+            start=start,
+            end=start + length_ms,
+            open=exact(tick["open"]),
+            high=exact(tick["high"]),
+            low=exact(tick["low"]),
+            close=exact(tick["close"]),
             # HTX: amount is the base-asset volume, vol the quote-asset turnover.
-            "volume": exact(tick["amount"]),
-            "quote_volume": exact(tick["vol"]),
-            "trade_count": integer(tick["count"]),
-            "vwap": None,
-            "first_trade_timestamp": None,
-            "last_trade_timestamp": None,
-            "closed": False,
-            "event_timestamp": integer(message["ts"]),
-            "atom_timestamp": atom_timestamp,
-        }
+            volume=exact(tick["amount"]),
+            quote_volume=exact(tick["vol"]),
+            trade_count=integer(tick["count"]),
+            closed=False,
+            event_timestamp=integer(message["ts"]),
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(CANDLE, normalised_key(SOURCE, symbol), record)]

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from l3_atom.off_chain.kraken import BOOK, OHLC, TRADE, V1_CHANNEL_NAME, V1_PAIR, normalised_pair
 from l3_atom.off_chain.kraken import TICKER as TICKER_CHANNEL
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -158,17 +159,16 @@ class KrakenStandardiser(Standardiser):
     def _level(
         self, symbol: str, side: str, price: Any, size: Any, snapshot: bool, event_timestamp: int | None, atom: int
     ) -> Output:
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "side": side,
-            "price": exact(price),
-            "size": exact(size),
-            "is_snapshot": snapshot,
-            "sequence": None,
-            "event_timestamp": event_timestamp,
-            "atom_timestamp": atom,
-        }
+        record = records_build.lob_level(
+            exchange=SOURCE,
+            symbol=symbol,
+            side=side,
+            price=exact(price),
+            size=exact(size),
+            is_snapshot=snapshot,
+            event_timestamp=event_timestamp,
+            atom_timestamp=atom,
+        )
         return Output(LOB, normalised_key(SOURCE, symbol), record)
 
     # -- v2 ------------------------------------------------------------------------------------
@@ -196,18 +196,18 @@ class KrakenStandardiser(Standardiser):
         for trade in message["data"]:
             symbol = self.symbol_of(trade["symbol"])
             trade_id = integer(trade["trade_id"])
-            record = {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "trade_id": str(trade_id),
-                "price": exact(trade["price"]),
-                "size": exact(trade["qty"]),
-                "taker_side": taker_side(trade["side"]),
+            record = records_build.trade(
+                exchange=SOURCE,
+                symbol=symbol,
+                trade_id=str(trade_id),
+                price=exact(trade["price"]),
+                size=exact(trade["qty"]),
+                taker_side=taker_side(trade["side"]),
                 # Kraken's trade id is a sequence number, unique per book.
-                "sequence": trade_id,
-                "event_timestamp": ms_from_iso(trade["timestamp"]),
-                "atom_timestamp": atom_timestamp,
-            }
+                sequence=trade_id,
+                event_timestamp=ms_from_iso(trade["timestamp"]),
+                atom_timestamp=atom_timestamp,
+            )
             out.append(Output(TRADES, normalised_key(SOURCE, symbol), record))
         return out
 
@@ -272,17 +272,16 @@ class KrakenStandardiser(Standardiser):
             side = V1_TAKER_SIDE.get(trade[TRADE_SIDE])
             if side is None:
                 raise ValueError(f"trade side must be 'b' or 's', got {trade[TRADE_SIDE]!r}")
-            record = {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "trade_id": None,
-                "price": exact(trade[TRADE_PRICE]),
-                "size": exact(trade[TRADE_VOLUME]),
-                "taker_side": side,
-                "sequence": None,
-                "event_timestamp": ms_from_epoch_seconds(trade[TRADE_TIME]),
-                "atom_timestamp": atom_timestamp,
-            }
+            record = records_build.trade(
+                exchange=SOURCE,
+                symbol=symbol,
+                trade_id=None,
+                price=exact(trade[TRADE_PRICE]),
+                size=exact(trade[TRADE_VOLUME]),
+                taker_side=side,
+                event_timestamp=ms_from_epoch_seconds(trade[TRADE_TIME]),
+                atom_timestamp=atom_timestamp,
+            )
             out.append(Output(TRADES, key, record))
         return out
 
@@ -319,19 +318,18 @@ class KrakenStandardiser(Standardiser):
     def _ticker_record(self, symbol: str, values: tuple, event_timestamp: int, atom_timestamp: int) -> Output:
         """``values``: bid price, bid size, ask price, ask size, last price, last size."""
         bid_price, bid_size, ask_price, ask_size, last_price, last_size = values
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "bid_price": exact(bid_price),
-            "bid_size": exact(bid_size),
-            "ask_price": exact(ask_price),
-            "ask_size": exact(ask_size),
-            "last_price": optional_exact(last_price),
-            "last_size": optional_exact(last_size),
-            "sequence": None,
-            "event_timestamp": event_timestamp,
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.ticker(
+            exchange=SOURCE,
+            symbol=symbol,
+            bid_price=exact(bid_price),
+            bid_size=exact(bid_size),
+            ask_price=exact(ask_price),
+            ask_size=exact(ask_size),
+            last_price=optional_exact(last_price),
+            last_size=optional_exact(last_size),
+            event_timestamp=event_timestamp,
+            atom_timestamp=atom_timestamp,
+        )
         return Output(TICKER, normalised_key(SOURCE, symbol), record)
 
     def _candle(
@@ -340,26 +338,22 @@ class KrakenStandardiser(Standardiser):
     ) -> Output:
         """``prices``: open, high, low, close, vwap, volume."""
         open_, high, low, close, vwap, volume = (exact(p) for p in prices)
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "origin": "exchange",
-            "interval": interval_name(minutes),
-            "start": start,
-            "end": end,
-            "open": open_,
-            "high": high,
-            "low": low,
-            "close": close,
-            "volume": volume,
-            "quote_volume": None,
-            "trade_count": integer(trades),
-            "vwap": vwap,
-            "first_trade_timestamp": None,
-            "last_trade_timestamp": None,
-            "closed": end <= event_timestamp,
-            "event_timestamp": event_timestamp,
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.exchange_candle(
+            exchange=SOURCE,
+            symbol=symbol,
+            interval=interval_name(minutes),
+            start=start,
+            end=end,
+            open=open_,
+            high=high,
+            low=low,
+            close=close,
+            volume=volume,
+            trade_count=integer(trades),
+            vwap=vwap,
+            closed=end <= event_timestamp,
+            event_timestamp=event_timestamp,
+            atom_timestamp=atom_timestamp,
+        )
         return Output(CANDLE, normalised_key(SOURCE, symbol), record)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import CANDLE, LOB, TICKER, TRADES, normalised_key
@@ -111,17 +112,17 @@ class KucoinStandardiser(Standardiser):
         outputs = []
         for side, field in BOOK_SIDES:
             for change in changes[field]:
-                record = {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "side": side,
-                    "price": exact(change[CHANGE_PRICE]),
-                    "size": exact(change[CHANGE_SIZE]),
-                    "is_snapshot": False,
-                    "sequence": digits(change[CHANGE_SEQUENCE]),
-                    "event_timestamp": event_timestamp,
-                    "atom_timestamp": atom_timestamp,
-                }
+                record = records_build.lob_level(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    side=side,
+                    price=exact(change[CHANGE_PRICE]),
+                    size=exact(change[CHANGE_SIZE]),
+                    is_snapshot=False,
+                    sequence=digits(change[CHANGE_SEQUENCE]),
+                    event_timestamp=event_timestamp,
+                    atom_timestamp=atom_timestamp,
+                )
                 outputs.append(Output(LOB, key, record))
         if not outputs:
             return self.skip("level2: no changes")
@@ -136,35 +137,35 @@ class KucoinStandardiser(Standardiser):
         trade_id = data["tradeId"]
         if type(trade_id) is not str:
             raise TypeError(f"tradeId must be a string, got {trade_id!r}")
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "trade_id": trade_id,
-            "price": exact(data["price"]),
-            "size": exact(data["size"]),
-            "taker_side": side,
-            "sequence": digits(data["sequence"]),
-            "event_timestamp": ms_from_ns(data["time"]),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.trade(
+            exchange=SOURCE,
+            symbol=symbol,
+            trade_id=trade_id,
+            price=exact(data["price"]),
+            size=exact(data["size"]),
+            taker_side=side,
+            sequence=digits(data["sequence"]),
+            event_timestamp=ms_from_ns(data["time"]),
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(TRADES, key, record)]
 
     def _ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol, key, _, data = self._target(message)
         time_field = next((f for f in TICKER_TIME_FIELDS if f in data), TICKER_TIME_FIELDS[0])
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "bid_price": exact(data["bestBid"]),
-            "bid_size": exact(data["bestBidSize"]),
-            "ask_price": exact(data["bestAsk"]),
-            "ask_size": exact(data["bestAskSize"]),
-            "last_price": exact(data["price"]),
-            "last_size": exact(data["size"]),
-            "sequence": digits(data["sequence"]),
-            "event_timestamp": integer(data[time_field]),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.ticker(
+            exchange=SOURCE,
+            symbol=symbol,
+            bid_price=exact(data["bestBid"]),
+            bid_size=exact(data["bestBidSize"]),
+            ask_price=exact(data["bestAsk"]),
+            ask_size=exact(data["bestAskSize"]),
+            last_price=exact(data["price"]),
+            last_size=exact(data["size"]),
+            sequence=digits(data["sequence"]),
+            event_timestamp=integer(data[time_field]),
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(TICKER, key, record)]
 
     def _candles(self, message: dict, atom_timestamp: int) -> list[Output]:
@@ -177,27 +178,22 @@ class KucoinStandardiser(Standardiser):
         if len(candle) != CANDLE_FIELDS:
             raise ValueError(f"a candle has {CANDLE_FIELDS} fields, got {len(candle)}")
         start = digits(candle[CANDLE_START]) * MS_PER_S
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "origin": "exchange",
-            "interval": f"{match['count']}{UNIT_NAME[match['unit']]}",
-            "start": start,
-            "end": start + int(match["count"]) * UNIT_MS[match["unit"]],
-            "open": exact(candle[CANDLE_OPEN]),
-            "high": exact(candle[CANDLE_HIGH]),
-            "low": exact(candle[CANDLE_LOW]),
-            "close": exact(candle[CANDLE_CLOSE]),
-            "volume": exact(candle[CANDLE_VOLUME]),
-            "quote_volume": exact(candle[CANDLE_AMOUNT]),
-            "trade_count": None,
-            "vwap": None,
-            "first_trade_timestamp": None,
-            "last_trade_timestamp": None,
-            "closed": False,
-            "event_timestamp": ms_from_ns(data["time"]),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.exchange_candle(
+            exchange=SOURCE,
+            symbol=symbol,
+            interval=f"{match['count']}{UNIT_NAME[match['unit']]}",
+            start=start,
+            end=start + int(match["count"]) * UNIT_MS[match["unit"]],
+            open=exact(candle[CANDLE_OPEN]),
+            high=exact(candle[CANDLE_HIGH]),
+            low=exact(candle[CANDLE_LOW]),
+            close=exact(candle[CANDLE_CLOSE]),
+            volume=exact(candle[CANDLE_VOLUME]),
+            quote_volume=exact(candle[CANDLE_AMOUNT]),
+            closed=False,
+            event_timestamp=ms_from_ns(data["time"]),
+            atom_timestamp=atom_timestamp,
+        )
         return [Output(CANDLE, key, record)]
 
     def _error(self, message: dict, atom_timestamp: int) -> list[Output]:

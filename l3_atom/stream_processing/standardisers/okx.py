@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
@@ -135,17 +136,17 @@ class OkxStandardiser(Standardiser):
             event_timestamp = ms(book["ts"])
             for side, field in BOOK_SIDES:
                 for level in book[field]:
-                    record = {
-                        "exchange": SOURCE,
-                        "symbol": symbol,
-                        "side": side,
-                        "price": exact(level[LEVEL_PRICE]),
-                        "size": exact(level[LEVEL_SIZE]),
-                        "is_snapshot": snapshot,
-                        "sequence": sequence,
-                        "event_timestamp": event_timestamp,
-                        "atom_timestamp": atom_timestamp,
-                    }
+                    record = records_build.lob_level(
+                        exchange=SOURCE,
+                        symbol=symbol,
+                        side=side,
+                        price=exact(level[LEVEL_PRICE]),
+                        size=exact(level[LEVEL_SIZE]),
+                        is_snapshot=snapshot,
+                        sequence=sequence,
+                        event_timestamp=event_timestamp,
+                        atom_timestamp=atom_timestamp,
+                    )
                     outputs.append(Output(LOB, key, record))
         if not outputs:
             return self.skip("books: empty snapshot" if snapshot else "books: update without changes (keepalive)")
@@ -163,17 +164,17 @@ class OkxStandardiser(Standardiser):
             if type(trade_id) is not str:
                 raise TypeError(f"tradeId must be a string, got {trade_id!r}")
             sequence = trade.get("seqId")
-            record = {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "trade_id": trade_id,
-                "price": exact(trade["px"]),
-                "size": exact(trade["sz"]),
-                "taker_side": side,
-                "sequence": None if sequence is None else integer(sequence),
-                "event_timestamp": ms(trade["ts"]),
-                "atom_timestamp": atom_timestamp,
-            }
+            record = records_build.trade(
+                exchange=SOURCE,
+                symbol=symbol,
+                trade_id=trade_id,
+                price=exact(trade["px"]),
+                size=exact(trade["sz"]),
+                taker_side=side,
+                sequence=None if sequence is None else integer(sequence),
+                event_timestamp=ms(trade["ts"]),
+                atom_timestamp=atom_timestamp,
+            )
             outputs.append(Output(TRADES, key, record))
         return outputs
 
@@ -183,19 +184,18 @@ class OkxStandardiser(Standardiser):
             Output(
                 TICKER,
                 key,
-                {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "bid_price": blank_exact(tick["bidPx"]),
-                    "bid_size": blank_exact(tick["bidSz"]),
-                    "ask_price": blank_exact(tick["askPx"]),
-                    "ask_size": blank_exact(tick["askSz"]),
-                    "last_price": blank_exact(tick["last"]),
-                    "last_size": blank_exact(tick["lastSz"]),
-                    "sequence": None,
-                    "event_timestamp": ms(tick["ts"]),
-                    "atom_timestamp": atom_timestamp,
-                },
+                records_build.ticker(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    bid_price=blank_exact(tick["bidPx"]),
+                    bid_size=blank_exact(tick["bidSz"]),
+                    ask_price=blank_exact(tick["askPx"]),
+                    ask_size=blank_exact(tick["askSz"]),
+                    last_price=blank_exact(tick["last"]),
+                    last_size=blank_exact(tick["lastSz"]),
+                    event_timestamp=ms(tick["ts"]),
+                    atom_timestamp=atom_timestamp,
+                ),
             )
             for tick in data
         ]
@@ -219,27 +219,22 @@ class OkxStandardiser(Standardiser):
             if confirm not in CANDLE_CLOSED:
                 raise ValueError(f"candle confirm must be '0' or '1', got {confirm!r}")
             start = ms(row[CANDLE_START])
-            record = {
-                "exchange": SOURCE,
-                "symbol": symbol,
-                "origin": "exchange",
-                "interval": interval,
-                "start": start,
-                "end": start + length_ms,
-                "open": exact(row[CANDLE_OPEN]),
-                "high": exact(row[CANDLE_HIGH]),
-                "low": exact(row[CANDLE_LOW]),
-                "close": exact(row[CANDLE_CLOSE]),
-                "volume": exact(row[volume_field]),
-                "quote_volume": exact(row[CANDLE_VOLUME_QUOTE]),
-                "trade_count": None,
-                "vwap": None,
-                "first_trade_timestamp": None,
-                "last_trade_timestamp": None,
-                "closed": CANDLE_CLOSED[confirm],
-                "event_timestamp": start,
-                "atom_timestamp": atom_timestamp,
-            }
+            record = records_build.exchange_candle(
+                exchange=SOURCE,
+                symbol=symbol,
+                interval=interval,
+                start=start,
+                end=start + length_ms,
+                open=exact(row[CANDLE_OPEN]),
+                high=exact(row[CANDLE_HIGH]),
+                low=exact(row[CANDLE_LOW]),
+                close=exact(row[CANDLE_CLOSE]),
+                volume=exact(row[volume_field]),
+                quote_volume=exact(row[CANDLE_VOLUME_QUOTE]),
+                closed=CANDLE_CLOSED[confirm],
+                event_timestamp=start,
+                atom_timestamp=atom_timestamp,
+            )
             outputs.append(Output(CANDLE, key, record))
         return outputs
 
@@ -250,17 +245,15 @@ class OkxStandardiser(Standardiser):
             Output(
                 FUNDING_RATE,
                 key,
-                {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "rate": exact(funding["fundingRate"]),
-                    "predicted_rate": blank_exact(funding.get("nextFundingRate")),
-                    "mark_price": None,
-                    "index_price": None,
-                    "next_funding_timestamp": ms(funding["fundingTime"]),
-                    "event_timestamp": ms(funding["ts"]),
-                    "atom_timestamp": atom_timestamp,
-                },
+                records_build.funding_rate(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    rate=exact(funding["fundingRate"]),
+                    predicted_rate=blank_exact(funding.get("nextFundingRate")),
+                    next_funding_timestamp=ms(funding["fundingTime"]),
+                    event_timestamp=ms(funding["ts"]),
+                    atom_timestamp=atom_timestamp,
+                ),
             )
             for funding in data
         ]
@@ -272,13 +265,13 @@ class OkxStandardiser(Standardiser):
             Output(
                 OPEN_INTEREST,
                 key,
-                {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "open_interest": exact(interest["oiCcy"]),
-                    "event_timestamp": ms(interest["ts"]),
-                    "atom_timestamp": atom_timestamp,
-                },
+                records_build.open_interest(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    open_interest=exact(interest["oiCcy"]),
+                    event_timestamp=ms(interest["ts"]),
+                    atom_timestamp=atom_timestamp,
+                ),
             )
             for interest in data
         ]

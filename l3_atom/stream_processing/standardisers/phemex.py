@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
 
+from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.topics import CANDLE, LOB, TRADES, normalised_key
 
@@ -189,17 +190,17 @@ class PhemexStandardiser(Standardiser):
             Output(
                 LOB,
                 key,
-                {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "side": side,
-                    "price": price(level[LEVEL_PRICE]),
-                    "size": size(level[LEVEL_SIZE]),
-                    "is_snapshot": snapshot,
-                    "sequence": sequence,
-                    "event_timestamp": event_timestamp,
-                    "atom_timestamp": atom_timestamp,
-                },
+                records_build.lob_level(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    side=side,
+                    price=price(level[LEVEL_PRICE]),
+                    size=size(level[LEVEL_SIZE]),
+                    is_snapshot=snapshot,
+                    sequence=sequence,
+                    event_timestamp=event_timestamp,
+                    atom_timestamp=atom_timestamp,
+                ),
             )
             for side, levels in (("bid", book["bids"]), ("ask", book["asks"]))
             for level in levels
@@ -229,17 +230,17 @@ class PhemexStandardiser(Standardiser):
             Output(
                 TRADES,
                 key,
-                {
-                    "exchange": SOURCE,
-                    "symbol": symbol,
-                    "trade_id": None,
-                    "price": price(trade[TRADE_PRICE]),
-                    "size": size(trade[TRADE_SIZE]),
-                    "taker_side": self._taker_side(trade[TRADE_SIDE]),
-                    "sequence": sequence,
-                    "event_timestamp": ms_from_ns(trade[TRADE_TIME]),
-                    "atom_timestamp": atom_timestamp,
-                },
+                records_build.trade(
+                    exchange=SOURCE,
+                    symbol=symbol,
+                    trade_id=None,
+                    price=price(trade[TRADE_PRICE]),
+                    size=size(trade[TRADE_SIZE]),
+                    taker_side=self._taker_side(trade[TRADE_SIDE]),
+                    sequence=sequence,
+                    event_timestamp=ms_from_ns(trade[TRADE_TIME]),
+                    atom_timestamp=atom_timestamp,
+                ),
             )
             for trade in trades
         ]
@@ -281,27 +282,22 @@ class PhemexStandardiser(Standardiser):
                 Output(
                     CANDLE,
                     key,
-                    {
-                        "exchange": SOURCE,
-                        "symbol": symbol,
-                        "origin": "exchange",
-                        "interval": interval_name(interval_s),
-                        "start": start,
-                        "end": start + interval_s * MS_PER_S,
-                        "open": price(kline[K_OPEN]),
-                        "high": price(kline[K_HIGH]),
-                        "low": price(kline[K_LOW]),
-                        "close": price(kline[K_CLOSE]),
-                        "volume": volume(kline[K_VOLUME]),
-                        "quote_volume": None if turnover is None else turnover(kline[K_TURNOVER]),
-                        "trade_count": None,
-                        "vwap": None,
-                        "first_trade_timestamp": None,
-                        "last_trade_timestamp": None,
-                        "closed": start_s < newest,
-                        "event_timestamp": start,
-                        "atom_timestamp": atom_timestamp,
-                    },
+                    records_build.exchange_candle(
+                        exchange=SOURCE,
+                        symbol=symbol,
+                        interval=interval_name(interval_s),
+                        start=start,
+                        end=start + interval_s * MS_PER_S,
+                        open=price(kline[K_OPEN]),
+                        high=price(kline[K_HIGH]),
+                        low=price(kline[K_LOW]),
+                        close=price(kline[K_CLOSE]),
+                        volume=volume(kline[K_VOLUME]),
+                        quote_volume=None if turnover is None else turnover(kline[K_TURNOVER]),
+                        closed=start_s < newest,
+                        event_timestamp=start,
+                        atom_timestamp=atom_timestamp,
+                    ),
                 )
             )
         return records

@@ -1,0 +1,189 @@
+"""Builders of the normalised records that the exchange standardisers emit.
+
+One place knows each record's shape: every builder returns a dict with
+exactly its schema's fields (``static/schemas/<topic>.avsc``) in schema order,
+so a standardiser only extracts and converts the exchange's values and cannot
+misspell, forget or reorder a field.  ``tests/test_records_build.py`` checks
+the builders against the schemas.
+
+The builders copy their arguments unchanged: converting exchange values
+(``exact``, ``integer``, ...) stays with each standardiser.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+EXCHANGE_ORIGIN = "exchange"
+
+
+def lob_level(
+    *,
+    exchange: str,
+    symbol: str,
+    side: str,
+    price: Decimal,
+    size: Decimal,
+    is_snapshot: bool,
+    atom_timestamp: int,
+    sequence: int | None = None,
+    event_timestamp: int | None = None,
+) -> dict[str, Any]:
+    """A ``lob`` record: one price level of one side of a book."""
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "side": side,
+        "price": price,
+        "size": size,
+        "is_snapshot": is_snapshot,
+        "sequence": sequence,
+        "event_timestamp": event_timestamp,
+        "atom_timestamp": atom_timestamp,
+    }
+
+
+def trade(
+    *,
+    exchange: str,
+    symbol: str,
+    trade_id: str | None,
+    price: Decimal,
+    size: Decimal,
+    taker_side: str,
+    event_timestamp: int,
+    atom_timestamp: int,
+    sequence: int | None = None,
+) -> dict[str, Any]:
+    """A ``trades`` record."""
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "trade_id": trade_id,
+        "price": price,
+        "size": size,
+        "taker_side": taker_side,
+        "sequence": sequence,
+        "event_timestamp": event_timestamp,
+        "atom_timestamp": atom_timestamp,
+    }
+
+
+def ticker(
+    *,
+    exchange: str,
+    symbol: str,
+    event_timestamp: int,
+    atom_timestamp: int,
+    bid_price: Decimal | None = None,
+    bid_size: Decimal | None = None,
+    ask_price: Decimal | None = None,
+    ask_size: Decimal | None = None,
+    last_price: Decimal | None = None,
+    last_size: Decimal | None = None,
+    sequence: int | None = None,
+) -> dict[str, Any]:
+    """A ``ticker`` record: best bid and ask, and the last trade."""
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "bid_price": bid_price,
+        "bid_size": bid_size,
+        "ask_price": ask_price,
+        "ask_size": ask_size,
+        "last_price": last_price,
+        "last_size": last_size,
+        "sequence": sequence,
+        "event_timestamp": event_timestamp,
+        "atom_timestamp": atom_timestamp,
+    }
+
+
+def exchange_candle(
+    *,
+    exchange: str,
+    symbol: str,
+    interval: str,
+    start: int,
+    end: int,
+    open: Decimal,
+    high: Decimal,
+    low: Decimal,
+    close: Decimal,
+    volume: Decimal,
+    closed: bool,
+    event_timestamp: int,
+    atom_timestamp: int,
+    quote_volume: Decimal | None = None,
+    trade_count: int | None = None,
+    vwap: Decimal | None = None,
+    first_trade_timestamp: int | None = None,
+    last_trade_timestamp: int | None = None,
+) -> dict[str, Any]:
+    """A ``candle`` record as the exchange publishes it (origin ``exchange``)."""
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "origin": EXCHANGE_ORIGIN,
+        "interval": interval,
+        "start": start,
+        "end": end,
+        "open": open,
+        "high": high,
+        "low": low,
+        "close": close,
+        "volume": volume,
+        "quote_volume": quote_volume,
+        "trade_count": trade_count,
+        "vwap": vwap,
+        "first_trade_timestamp": first_trade_timestamp,
+        "last_trade_timestamp": last_trade_timestamp,
+        "closed": closed,
+        "event_timestamp": event_timestamp,
+        "atom_timestamp": atom_timestamp,
+    }
+
+
+def funding_rate(
+    *,
+    exchange: str,
+    symbol: str,
+    rate: Decimal,
+    event_timestamp: int,
+    atom_timestamp: int,
+    predicted_rate: Decimal | None = None,
+    mark_price: Decimal | None = None,
+    index_price: Decimal | None = None,
+    next_funding_timestamp: int | None = None,
+) -> dict[str, Any]:
+    """A ``funding_rate`` record of a perpetual."""
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "rate": rate,
+        "predicted_rate": predicted_rate,
+        "mark_price": mark_price,
+        "index_price": index_price,
+        "next_funding_timestamp": next_funding_timestamp,
+        "event_timestamp": event_timestamp,
+        "atom_timestamp": atom_timestamp,
+    }
+
+
+def open_interest(
+    *,
+    exchange: str,
+    symbol: str,
+    open_interest: Decimal,
+    event_timestamp: int,
+    atom_timestamp: int,
+) -> dict[str, Any]:
+    """An ``open_interest`` record of a derivative."""
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "open_interest": open_interest,
+        "event_timestamp": event_timestamp,
+        "atom_timestamp": atom_timestamp,
+    }
