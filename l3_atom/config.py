@@ -90,6 +90,7 @@ class ProcessorSettings:
     batch_size: int
     batch_within_s: float
     web_port: int
+    web_host: str
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class Settings:
             batch_size=r.integer("processor", "batch_size", minimum=1),
             batch_within_s=r.number("processor", "batch_within_s"),
             web_port=r.integer("processor", "web_port", minimum=1),
+            web_host=os.environ.get("L3_ATOM_WEB_HOST") or r.text("processor", "web_host", "127.0.0.1"),
         )
 
     def _candle_settings(self) -> CandleSettings:

@@ -12,7 +12,7 @@ from l3_atom.config import DEFAULT_CONFIG_PATH, ConfigError, Settings
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "L3_ATOM_PROFILE", "KAFKA_SASL_KEY", "KAFKA_SASL_SECRET",
-                 "SCHEMA_REGISTRY_URL", "L3_ATOM_CONFIG"):
+                 "SCHEMA_REGISTRY_URL", "L3_ATOM_CONFIG", "L3_ATOM_WEB_HOST"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -70,3 +70,9 @@ def test_unknown_profile(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     env.setenv("L3_ATOM_PROFILE", "kafak")
     with pytest.raises(ConfigError, match="broker profile 'kafak' is not defined; known profiles: "):
         Settings(env_path=tmp_path / "none.env")
+
+
+def test_web_host_defaults_to_loopback_and_follows_the_environment(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert Settings(env_path=tmp_path / "none.env").processor.web_host == "127.0.0.1"
+    env.setenv("L3_ATOM_WEB_HOST", "0.0.0.0")
+    assert Settings(env_path=tmp_path / "none.env").processor.web_host == "0.0.0.0"

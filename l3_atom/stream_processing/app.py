@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from typing import Any
 
@@ -34,6 +35,7 @@ STATS_INTERVAL_S = 10.0
 FETCH_WAIT_ATTEMPTS = 600
 FETCH_WAIT_RETRY_S = 0.05
 MS_PER_S = 1000.0
+ALL_INTERFACES = "0.0.0.0"
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -58,14 +60,17 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
     ensure_topics(kafka, [raw_topic(s) for s in sources] + output_topics)
     encoders = register_encoders(settings.schema_registry.client_config(), output_topics)
 
+    host, port = settings.processor.web_host, web_port or settings.processor.web_port
     app = faust.App(
         settings.processor.app_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
         broker_credentials=_broker_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
-        web_port=web_port or settings.processor.web_port,
-        web_host="127.0.0.1",
+        web_port=port,
+        web_host=host,
+        # Where other workers forward queries for symbols this worker holds.
+        canonical_url=f"http://{socket.gethostname() if host == ALL_INTERFACES else host}:{port}",
         table_standby_replicas=0,
         broker_session_timeout=kafka.session_timeout_ms / MS_PER_S,
         broker_heartbeat_interval=kafka.heartbeat_interval_ms / MS_PER_S,
