@@ -12,10 +12,16 @@ The builders copy their arguments unchanged: converting exchange values
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from l3_atom.stream_processing.standardiser import Output, exact
+from l3_atom.topics import LOB
+
 EXCHANGE_ORIGIN = "exchange"
+# Most exchanges send a book level as [price, size, ...].
+LEVEL_PRICE, LEVEL_SIZE = range(2)
 
 
 def lob_level(
@@ -42,6 +48,35 @@ def lob_level(
         "event_timestamp": event_timestamp,
         "atom_timestamp": atom_timestamp,
     }
+
+
+def book_levels(
+    *,
+    exchange: str,
+    symbol: str,
+    key: str,
+    bids: Iterable[Sequence[Any]],
+    asks: Iterable[Sequence[Any]],
+    is_snapshot: bool,
+    atom_timestamp: int,
+    sequence: int | None = None,
+    event_timestamp: int | None = None,
+    price: Callable[[Any], Decimal] = exact,
+    size: Callable[[Any], Decimal] = exact,
+) -> list[Output]:
+    """``lob`` outputs of a book message whose sides are lists of ``[price, size, ...]`` levels.
+
+    ``price`` and ``size`` convert the exchange's values (exact decimal strings by default).
+    """
+    return [
+        Output(LOB, key, lob_level(
+            exchange=exchange, symbol=symbol, side=side, price=price(level[LEVEL_PRICE]),
+            size=size(level[LEVEL_SIZE]), is_snapshot=is_snapshot, sequence=sequence,
+            event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+        ))
+        for side, levels in (("bid", bids), ("ask", asks))
+        for level in levels
+    ]
 
 
 def trade(

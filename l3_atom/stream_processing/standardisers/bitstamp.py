@@ -32,8 +32,6 @@ BOOK_SIDE = {0: "bid", 1: "ask"}
 TAKER_SIDE = {0: "buy", 1: "sell"}
 EVENT_TYPE = {"order_created": "open", "order_changed": "change", "order_deleted": "done"}
 ZERO = exact("0")
-# A book level is [price, amount].
-LEVEL_PRICE, LEVEL_AMOUNT = range(2)
 US_PER_MS = 1000
 DIFF_ORDER_BOOK = "diff_order_book"
 
@@ -123,22 +121,8 @@ class BitstampStandardiser(Standardiser):
         key = normalised_key(SOURCE, symbol)
         data = message["data"]
         event_timestamp = ms_from_microtimestamp(data["microtimestamp"])
-        outputs = [
-            Output(
-                LOB,
-                key,
-                records_build.lob_level(
-                    exchange=SOURCE,
-                    symbol=symbol,
-                    side=side,
-                    price=exact(level[LEVEL_PRICE]),
-                    size=exact(level[LEVEL_AMOUNT]),
-                    is_snapshot=False,
-                    event_timestamp=event_timestamp,
-                    atom_timestamp=atom_timestamp,
-                ),
-            )
-            for side, levels in (("bid", data["bids"]), ("ask", data["asks"]))
-            for level in levels
-        ]
+        outputs = records_build.book_levels(
+            exchange=SOURCE, symbol=symbol, key=key, bids=data["bids"], asks=data["asks"], is_snapshot=False,
+            event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+        )
         return outputs or self.skip("book diff without levels")

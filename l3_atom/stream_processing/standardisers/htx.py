@@ -34,8 +34,6 @@ from l3_atom.topics import CANDLE, LOB, TICKER, TRADES, normalised_key
 SOURCE = "htx"
 GZIP_WBITS = 16 + zlib.MAX_WBITS
 TAKER_SIDES = frozenset({"buy", "sell"})
-# A book level is [price, size].
-LEVEL_PRICE, LEVEL_SIZE = range(2)
 # A channel is market.<symbol>.<kind>, the kind possibly dotted (depth.step0, kline.1min).
 CHANNEL_PARTS = 3
 CHANNEL_SYMBOL, CHANNEL_KIND = 1, 2
@@ -120,25 +118,10 @@ class HtxStandardiser(Standardiser):
     ) -> list[Output]:
         symbol = self.symbol_of(split_channel(channel)[0])
         key = normalised_key(SOURCE, symbol)
-        outputs = [
-            Output(
-                LOB,
-                key,
-                records_build.lob_level(
-                    exchange=SOURCE,
-                    symbol=symbol,
-                    side=side,
-                    price=exact(level[LEVEL_PRICE]),
-                    size=exact(level[LEVEL_SIZE]),
-                    is_snapshot=snapshot,
-                    sequence=sequence,
-                    event_timestamp=event_timestamp,
-                    atom_timestamp=atom_timestamp,
-                ),
-            )
-            for side, levels in (("bid", bids), ("ask", asks))
-            for level in levels
-        ]
+        outputs = records_build.book_levels(
+            exchange=SOURCE, symbol=symbol, key=key, bids=bids, asks=asks, is_snapshot=snapshot,
+            sequence=sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+        )
         if not outputs:
             return self.skip("snapshot of an empty book" if snapshot else "book update without levels")
         return outputs

@@ -27,9 +27,6 @@ EVENT_PREFIX = "event:"
 CANDLE_TYPE = "candle"
 
 BOOK_ACTIONS = {"snapshot": True, "update": False}
-BOOK_SIDES = (("bid", "bids"), ("ask", "asks"))
-# A book level is [price, size, "0" (deprecated), number of orders].
-LEVEL_PRICE, LEVEL_SIZE = range(2)
 TAKER_SIDES = ("buy", "sell")
 # A candle is [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm].
 (
@@ -134,20 +131,10 @@ class OkxStandardiser(Standardiser):
         for book in data:
             sequence = integer(book["seqId"])
             event_timestamp = ms(book["ts"])
-            for side, field in BOOK_SIDES:
-                for level in book[field]:
-                    record = records_build.lob_level(
-                        exchange=SOURCE,
-                        symbol=symbol,
-                        side=side,
-                        price=exact(level[LEVEL_PRICE]),
-                        size=exact(level[LEVEL_SIZE]),
-                        is_snapshot=snapshot,
-                        sequence=sequence,
-                        event_timestamp=event_timestamp,
-                        atom_timestamp=atom_timestamp,
-                    )
-                    outputs.append(Output(LOB, key, record))
+            outputs += records_build.book_levels(
+                exchange=SOURCE, symbol=symbol, key=key, bids=book["bids"], asks=book["asks"], is_snapshot=snapshot,
+                sequence=sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+            )
         if not outputs:
             return self.skip("books: empty snapshot" if snapshot else "books: update without changes (keepalive)")
         return outputs

@@ -68,8 +68,7 @@ SNAPSHOT, INCREMENTAL = "snapshot", "incremental"
 TAKER_SIDE = {"Buy": "buy", "Sell": "sell"}
 NS_PER_MS = 1_000_000
 MS_PER_S = 1000
-# A book level is [price, size]; a trade [timestamp ns, taker side, price, size].
-LEVEL_PRICE, LEVEL_SIZE = range(2)
+# A trade is [timestamp ns, taker side, price, size].
 TRADE_TIME, TRADE_SIDE, TRADE_PRICE, TRADE_SIZE = range(4)
 # A kline is [window start s, interval s, last close, open, high, low, close, volume, turnover].
 K_START, K_INTERVAL, K_LAST_CLOSE, K_OPEN, K_HIGH, K_LOW, K_CLOSE, K_VOLUME, K_TURNOVER = range(9)
@@ -186,25 +185,10 @@ class PhemexStandardiser(Standardiser):
         sequence = integer(message["sequence"])
         timestamp = message.get("timestamp")
         event_timestamp = None if timestamp is None else ms_from_ns(timestamp)
-        return [
-            Output(
-                LOB,
-                key,
-                records_build.lob_level(
-                    exchange=SOURCE,
-                    symbol=symbol,
-                    side=side,
-                    price=price(level[LEVEL_PRICE]),
-                    size=size(level[LEVEL_SIZE]),
-                    is_snapshot=snapshot,
-                    sequence=sequence,
-                    event_timestamp=event_timestamp,
-                    atom_timestamp=atom_timestamp,
-                ),
-            )
-            for side, levels in (("bid", book["bids"]), ("ask", book["asks"]))
-            for level in levels
-        ]
+        return records_build.book_levels(
+            exchange=SOURCE, symbol=symbol, key=key, bids=book["bids"], asks=book["asks"], is_snapshot=snapshot,
+            sequence=sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp, price=price, size=size,
+        )
 
     # -- trades ----------------------------------------------------------------------------
 
