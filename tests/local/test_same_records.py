@@ -56,7 +56,9 @@ def journal_times(journal: Path) -> dict[tuple[str, str, int], int]:
         try:
             message = json.loads(json.loads(line)["data"])
             topic = TOPIC_OF_TYPE[message["type"]]
-            times[(topic, message["product_id"].replace("-", "."), message["sequence"])] = ms_of_iso(message["time"])
+            key = (topic, message["product_id"].replace("-", "."), message["sequence"])
+            # Injected bad frames copy the last real message's sequence with a later time: the real one comes first.
+            times.setdefault(key, ms_of_iso(message["time"]))
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # heartbeats, acks, received, injected bad frames
     return times
