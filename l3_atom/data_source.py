@@ -11,8 +11,16 @@ Optional hooks, for protocols that need them:
 on every reconnect), ``reply`` (answer application-level pings, or return
 ``RECONNECT`` when the exchange asks for one), ``ping`` with
 ``ping_interval_s`` (a ping the client must send), ``connection_groups``
-(which symbols share a connection), and ``rest_polls`` (REST endpoints polled
-into the raw topic, e.g. open interest).
+(which symbols share a connection), ``rest_polls`` (REST endpoints polled
+into the raw topic, e.g. open interest) and ``snapshot_polls`` (REST book
+snapshots).
+
+Book snapshots: sources whose websocket sends a snapshot on subscribe need
+nothing; sources with REST snapshots declare ``snapshot_polls``, fetched
+after every (re)connect of the connection that carries the symbol.  When the
+processor finds a book wrong it asks for a resync (:meth:`DataFeed.resync`):
+a fresh REST snapshot, or else a reconnect of the symbol's connection, whose
+subscription brings one.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
@@ -33,6 +42,8 @@ from l3_atom.topics import split_raw_key
 
 LOG = logging.getLogger(__name__)
 STATS_INTERVAL_S = 10.0
+# Resync requests for one book closer together than this are one request (several detectors, one problem).
+RESYNC_MIN_INTERVAL_S = 2.0
 SINK_POLL_INTERVAL_S = 0.1
 NEAR_MATCHES = 5
 
@@ -85,7 +96,13 @@ class DataFeed(ABC):
         # Exchange symbol -> normalised, for the symbols this connector streams.
         self.normalised_of: dict[str, str] = {}
         self.connections: list[WebsocketConnection] = []
+        # Exchange symbol -> the connection that carries it (for resyncs).
+        self.connection_of: dict[str, WebsocketConnection] = {}
         self.dead_letters = 0
+        self.resyncs: dict[str, int] = {}
+        self._last_resync: dict[str, float] = {}
+        self._snapshot_client: RestClient | None = None
+        self._snapshot_lock = asyncio.Lock()
 
     # -- pure, per source ------------------------------------------------------------------
 
@@ -124,6 +141,15 @@ class DataFeed(ABC):
 
     def rest_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
         """REST endpoints to poll into the raw topic (none by default)."""
+        return []
+
+    def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
+        """REST book snapshots of ``exchange_symbols`` (none by default: the websocket sends them).
+
+        Each is fetched once after every connect of the symbols' connection and on
+        every resync, and archived under its ``key``: the key of the symbol's book
+        frames, so snapshot and updates share a partition and stay in order.
+        """
         return []
 
     # -- I/O -------------------------------------------------------------------------------
@@ -183,9 +209,13 @@ class DataFeed(ABC):
         for index, chunk in enumerate(self.connection_groups(exchange_symbols)):
             messages = self.subscribe_messages(chunk)
 
-            async def subscribe(connection: WebsocketConnection, messages: list[str] = messages) -> None:
+            async def subscribe(
+                connection: WebsocketConnection, messages: list[str] = messages, chunk: list[str] = chunk
+            ) -> None:
                 for message in messages:
                     await connection.send(message)
+                if self.snapshot_polls(chunk):
+                    connection.spawn(self.fetch_snapshots(chunk))
 
             async def url(chunk: list[str] = chunk) -> str:
                 return await self.connection_url(chunk)
@@ -202,6 +232,7 @@ class DataFeed(ABC):
                     room=self.sink.room,
                 )
             )
+            self.connection_of.update(dict.fromkeys(chunk, self.connections[-1]))
         LOG.info("%s: streaming %s on %d connection(s)", self.name, ", ".join(self.requested), len(self.connections))
         tasks = [asyncio.create_task(c.run()) for c in self.connections]
         tasks += [asyncio.create_task(self._poll(poll)) for poll in self.rest_polls(exchange_symbols)]
@@ -212,6 +243,47 @@ class DataFeed(ABC):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._snapshot_client is not None:
+                await self._snapshot_client.close()
+
+    async def fetch_snapshots(self, exchange_symbols: Sequence[str]) -> None:
+        """Fetch the REST book snapshots of ``exchange_symbols`` one at a time, each into the raw topic."""
+        async with self._snapshot_lock:
+            if self._snapshot_client is None:
+                self._snapshot_client = self.rest_client()
+            for poll in self.snapshot_polls(exchange_symbols):
+                try:
+                    body = (await self._snapshot_client.get_text(poll.path, poll.params)).encode()
+                except (TimeoutError, OSError, ConnectionError) as exc:
+                    # The processor asks again when no snapshot comes: nothing waits forever.
+                    LOG.warning("%s: book snapshot GET %s failed: %s", self.name, poll.path, exc)
+                    continue
+                self._on_frame(body, now_us(), REST_CONNECTION_ID, poll.key)
+                wait = self.sink.room()
+                if wait is not None:
+                    await wait
+
+    def resync(self, symbol: str, reason: str = "") -> bool:
+        """Get a fresh snapshot of normalised ``symbol``'s book; False when it is not this feed's or too soon.
+
+        A REST snapshot where the source has one; otherwise the symbol's connection
+        reconnects, and its subscription brings a new snapshot (of every book on it).
+        """
+        exchange_symbol = self.symbol_map.get(symbol)
+        connection = self.connection_of.get(exchange_symbol or "")
+        if connection is None:
+            return False
+        now = time.monotonic()
+        if now - self._last_resync.get(symbol, -RESYNC_MIN_INTERVAL_S) < RESYNC_MIN_INTERVAL_S:
+            return False
+        self._last_resync[symbol] = now
+        self.resyncs[reason] = self.resyncs.get(reason, 0) + 1
+        LOG.info("%s: resync of %s (%s)", self.name, symbol, reason or "asked")
+        if self.snapshot_polls([exchange_symbol]):
+            connection.spawn(self.fetch_snapshots([exchange_symbol]))
+        else:
+            connection.reconnect_now()
+        return True
 
     async def _poll(self, poll: RestPoll) -> None:
         """Fetch ``poll`` every interval and write each body as a raw frame; failures are logged and retried."""

@@ -12,8 +12,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import websockets
@@ -28,6 +29,8 @@ LOG = logging.getLogger(__name__)
 HARD_FRAME_LIMIT_FACTOR = 32
 # A connection that stayed up this long resets the backoff to its start.
 STABLE_CONNECTION_S = 30.0
+# A connection this young already brought fresh snapshots: a resync does not reconnect it again.
+RESYNC_GRACE_S = 2.0
 WATCHDOG_CHECKS_PER_TIMEOUT = 4
 # Frames websockets may buffer before it stops reading the socket; large, so bursts do not stall it.
 INCOMING_QUEUE_FRAMES = 4096
@@ -103,6 +106,10 @@ class WebsocketConnection:
         self._closing = False
         # Reading is paused for backpressure: a quiet socket then is not a silent source.
         self._paused = False
+        self._connected_at = 0.0
+        self._skip_backoff = False
+        # Work started for this connection (book snapshots after a subscribe), cancelled when it ends.
+        self._tasks: set[asyncio.Task] = set()
 
     async def send(self, message: str | bytes) -> None:
         if self._ws is None:
@@ -111,6 +118,13 @@ class WebsocketConnection:
 
     async def run(self) -> None:
         """Connect, subscribe and read until closed, reconnecting on any failure."""
+        try:
+            await self._keep_connected()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def _keep_connected(self) -> None:
         attempt = 0
         while not self._closing:
             started = time.monotonic()
@@ -123,6 +137,9 @@ class WebsocketConnection:
                 LOG.warning("%s: connection %s lost: %s", self.name, self.connection_id, exc)
             if self._closing:
                 break
+            if self._skip_backoff:
+                self._skip_backoff = False
+                continue
             attempt = 0 if time.monotonic() - started > STABLE_CONNECTION_S else attempt + 1
             delay = backoff_delay(
                 attempt, self.settings.reconnect_initial_delay_s, self.settings.reconnect_max_delay_s
@@ -135,6 +152,7 @@ class WebsocketConnection:
         url = self.url if isinstance(self.url, str) else await self.url()
         async with connect(url, max_size=max_size, max_queue=INCOMING_QUEUE_FRAMES, compression=None) as ws:
             self._ws = ws
+            self._connected_at = time.monotonic()
             self.stats.connects += 1
             self.connection_id = f"{self.name}.{self.stats.connects}"
             self._last_frame = time.monotonic()
@@ -201,8 +219,28 @@ class WebsocketConnection:
                 await ws.close(code=1000, reason="silence watchdog")
                 return
 
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the connection (e.g. a REST snapshot after subscribing); cancelled by :meth:`close`."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def reconnect_now(self) -> bool:
+        """Reconnect at once, without backoff, so the subscription brings fresh snapshots.
+
+        A connection younger than ``RESYNC_GRACE_S`` just brought them: nothing is done, False.
+        """
+        ws = self._ws
+        if ws is None or time.monotonic() - self._connected_at < RESYNC_GRACE_S:
+            return False
+        self._skip_backoff = True
+        self.spawn(ws.close(code=1000, reason="book resync"))
+        return True
+
     async def close(self) -> None:
         self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
         if self._ws is not None:
             await self._ws.close()
 

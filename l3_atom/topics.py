@@ -21,6 +21,9 @@ CANDLE = "candle"
 FUNDING_RATE = "funding_rate"
 OPEN_INTEREST = "open_interest"
 
+# Control topic: the processor asks a source's connector for a fresh book snapshot (schema book_resync.avsc).
+BOOK_RESYNC = "book_resync"
+
 # Normalised topics of exchanges (each has a schema in static/schemas/).
 NORMALISED_TOPICS = (LOB_L3, LOB, TRADES_L3, TRADES, TICKER, CANDLE, FUNDING_RATE, OPEN_INTEREST)
 

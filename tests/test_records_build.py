@@ -14,6 +14,8 @@ from l3_atom.stream_processing.codecs import schema_text
 
 BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "lob": records_build.lob_level,
+    "lob_l3": records_build.lob_l3_event,
+    "book_resync": records_build.book_resync,
     "trades": records_build.trade,
     "ticker": records_build.ticker,
     "candle": records_build.exchange_candle,

@@ -34,6 +34,8 @@ def lob_level(
     is_snapshot: bool,
     atom_timestamp: int,
     sequence: int | None = None,
+    prev_sequence: int | None = None,
+    checksum: int | None = None,
     event_timestamp: int | None = None,
 ) -> dict[str, Any]:
     """A ``lob`` record: one price level of one side of a book."""
@@ -45,6 +47,8 @@ def lob_level(
         "size": size,
         "is_snapshot": is_snapshot,
         "sequence": sequence,
+        "prev_sequence": prev_sequence,
+        "checksum": checksum,
         "event_timestamp": event_timestamp,
         "atom_timestamp": atom_timestamp,
     }
@@ -60,6 +64,8 @@ def book_levels(
     is_snapshot: bool,
     atom_timestamp: int,
     sequence: int | None = None,
+    prev_sequence: int | None = None,
+    checksum: int | None = None,
     event_timestamp: int | None = None,
     price: Callable[[Any], Decimal] = exact,
     size: Callable[[Any], Decimal] = exact,
@@ -67,16 +73,65 @@ def book_levels(
     """``lob`` outputs of a book message whose sides are lists of ``[price, size, ...]`` levels.
 
     ``price`` and ``size`` convert the exchange's values (exact decimal strings by default).
+    ``checksum`` (the book's after the whole message) goes on the last record only.
     """
-    return [
+    outputs = [
         Output(LOB, key, lob_level(
             exchange=exchange, symbol=symbol, side=side, price=price(level[LEVEL_PRICE]),
             size=size(level[LEVEL_SIZE]), is_snapshot=is_snapshot, sequence=sequence,
-            event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+            prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
         ))
         for side, levels in (("bid", bids), ("ask", asks))
         for level in levels
     ]
+    if checksum is not None and outputs:
+        outputs[-1].record["checksum"] = checksum
+    return outputs
+
+
+def lob_l3_event(
+    *,
+    exchange: str,
+    symbol: str,
+    event_type: str,
+    order_id: str,
+    side: str,
+    price: Decimal | None,
+    size: Decimal,
+    event_timestamp: int,
+    atom_timestamp: int,
+    reason: str | None = None,
+    is_snapshot: bool = False,
+    sequence: int | None = None,
+    prev_sequence: int | None = None,
+) -> dict[str, Any]:
+    """A ``lob_l3`` record: one order opened, changed or done (snapshot orders are ``open``)."""
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "event_type": event_type,
+        "order_id": order_id,
+        "side": side,
+        "price": price,
+        "size": size,
+        "reason": reason,
+        "is_snapshot": is_snapshot,
+        "sequence": sequence,
+        "prev_sequence": prev_sequence,
+        "event_timestamp": event_timestamp,
+        "atom_timestamp": atom_timestamp,
+    }
+
+
+def book_resync(*, exchange: str, symbol: str, reason: str, detail: str, atom_timestamp: int) -> dict[str, Any]:
+    """A ``book_resync`` request: the connector should fetch a fresh snapshot of this book."""
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "reason": reason,
+        "detail": detail,
+        "atom_timestamp": atom_timestamp,
+    }
 
 
 def trade(
