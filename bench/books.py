@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from l3_atom.books.engine import ASK, BID, L2Feed, L3Feed, SequenceRule
+from l3_atom.books.engine import ASK, BID, L2Feed, L3Feed
 from l3_atom.sim.orderflow import OrderFlow
 from l3_atom.sources import standardiser_class
 from l3_atom.topics import LOB_L3
@@ -39,7 +39,7 @@ def l2_records(count: int) -> list[dict[str, Any]]:
         price = MID - ticks * TICK if side == BID else MID + ticks * TICK
         size = Decimal(0) if rng.random() < REMOVE_SHARE else Decimal(rng.randint(1, 10**8)).scaleb(-8)
         records.append({"side": side, "price": price, "size": size, "is_snapshot": False, "sequence": sequence,
-                        "atom_timestamp": ATOM + sequence})
+                        "prev_sequence": sequence - 1, "atom_timestamp": ATOM + sequence})
     return records
 
 
@@ -65,13 +65,13 @@ def measure(add: Callable, repeat: Callable, repeats: int) -> None:
     l3 = l3_records(L3_MESSAGES)
 
     def apply_l2() -> L2Feed:
-        feed = L2Feed(SequenceRule.CONSECUTIVE)
+        feed = L2Feed()
         for record in l2:
             feed.apply(record)
         return feed
 
     def apply_l3() -> L3Feed:
-        feed = L3Feed(SequenceRule.INCREASING)
+        feed = L3Feed()
         for record in l3:
             feed.apply(record)
         return feed

@@ -2,7 +2,8 @@
 
 Sets up the topics and the dead-letter schema, then runs the source's
 ``DataFeed`` into a ``KafkaRawSink`` until SIGINT/SIGTERM, and delivers what
-is still queued before it exits.
+is still queued before it exits.  Beside it, a :class:`ResyncListener` acts on
+the processor's requests for fresh book snapshots.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from l3_atom.config import Settings
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
 from l3_atom.raw_sink import FrameSink, KafkaRawSink
+from l3_atom.resync_listener import ResyncListener
 from l3_atom.sources import connector_class
 from l3_atom.stream_processing.codecs import register_encoders
 from l3_atom.tokens import Symbol
 from l3_atom.topic_admin import ensure_topics
-from l3_atom.topics import DEAD_LETTER, raw_topic
+from l3_atom.topics import BOOK_RESYNC, DEAD_LETTER, raw_topic
 
 LOG = logging.getLogger(__name__)
 
@@ -72,10 +74,12 @@ async def run_connector(
     # Check what the user typed before touching Kafka.
     make_feed = feed_factory(settings, source, symbols, ws_url, rest_url, channels)
     kafka = settings.kafka
-    ensure_topics(kafka, [raw_topic(source), DEAD_LETTER])
-    encoders = register_encoders(settings.schema_registry.client_config(), [DEAD_LETTER])
+    ensure_topics(kafka, [raw_topic(source), DEAD_LETTER, BOOK_RESYNC])
+    encoders = register_encoders(settings.schema_registry.client_config(), [DEAD_LETTER, BOOK_RESYNC])
     sink = KafkaRawSink(source, kafka, encoders[DEAD_LETTER])
     feed = make_feed(sink)
+    listener = ResyncListener(kafka, source, encoders[BOOK_RESYNC].schema_id)
+    listening = asyncio.create_task(listener.run(feed))
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -85,5 +89,9 @@ async def run_connector(
     except asyncio.CancelledError:
         LOG.info("%s: stopping", source)
     finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        if feed.resyncs:
+            LOG.info("%s: book resyncs by reason %s; requests %s", source, feed.resyncs, dict(listener.counts))
         sink.close()
         LOG.info("%s: %d frames written to %s, %d dead letters", source, sink.produced, sink.topic, sink.dead_letters)

@@ -103,6 +103,8 @@ class DataFeed(ABC):
         self._last_resync: dict[str, float] = {}
         self._snapshot_client: RestClient | None = None
         self._snapshot_lock = asyncio.Lock()
+        # Raw key -> its frames that arrived while its REST snapshot was being fetched.
+        self._held: dict[str, list[tuple[bytes, int, str]]] = {}
 
     # -- pure, per source ------------------------------------------------------------------
 
@@ -197,6 +199,10 @@ class DataFeed(ABC):
             self.sink.dead_letter(key or self.key_of(frame[:limit], connection_id), frame, error, atom_timestamp)
             return
         key = key or self.key_of(frame, connection_id)
+        held = self._held.get(key) if self._held else None
+        if held is not None and connection_id != REST_CONNECTION_ID:
+            held.append((frame, atom_timestamp, connection_id))
+            return
         self.sink.write(key, frame, atom_timestamp, connection_id, self.normalised_of.get(split_raw_key(key)[1]))
 
     async def run(self) -> None:
@@ -247,18 +253,29 @@ class DataFeed(ABC):
                 await self._snapshot_client.close()
 
     async def fetch_snapshots(self, exchange_symbols: Sequence[str]) -> None:
-        """Fetch the REST book snapshots of ``exchange_symbols`` one at a time, each into the raw topic."""
+        """Fetch the REST book snapshots of ``exchange_symbols`` one at a time, each into the raw topic.
+
+        While a snapshot is on its way, the frames of its key are held back and written after it, as
+        exchanges document (buffer the stream, fetch the snapshot, then apply what follows it): in the
+        raw topic every update the snapshot may lack comes after it, never before.
+        """
         async with self._snapshot_lock:
             if self._snapshot_client is None:
                 self._snapshot_client = self.rest_client()
             for poll in self.snapshot_polls(exchange_symbols):
+                self._held[poll.key] = []
+                body = None
                 try:
                     body = (await self._snapshot_client.get_text(poll.path, poll.params)).encode()
                 except (TimeoutError, OSError, ConnectionError) as exc:
                     # The processor asks again when no snapshot comes: nothing waits forever.
                     LOG.warning("%s: book snapshot GET %s failed: %s", self.name, poll.path, exc)
-                    continue
-                self._on_frame(body, now_us(), REST_CONNECTION_ID, poll.key)
+                finally:
+                    held = self._held.pop(poll.key)
+                    if body is not None:
+                        self._on_frame(body, now_us(), REST_CONNECTION_ID, poll.key)
+                    for frame, atom_timestamp, connection_id in held:
+                        self._on_frame(frame, atom_timestamp, connection_id)
                 wait = self.sink.room()
                 if wait is not None:
                     await wait

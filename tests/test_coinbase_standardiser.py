@@ -40,8 +40,8 @@ def test_open(std: CoinbaseStandardiser) -> None:
     assert out.key == "coinbase_BTC.USD"
     assert out.record == {
         "exchange": "coinbase", "symbol": "BTC.USD", "event_type": "open", "order_id": "o-1", "side": "ask",
-        "price": Decimal("30000.01"), "size": Decimal("1.00000001"), "reason": None, "sequence": 10,
-        "event_timestamp": TIME_MS, "atom_timestamp": ATOM,
+        "price": Decimal("30000.01"), "size": Decimal("1.00000001"), "reason": None, "is_snapshot": False,
+        "sequence": 10, "prev_sequence": None, "event_timestamp": TIME_MS, "atom_timestamp": ATOM,
     }
 
 
@@ -160,3 +160,111 @@ def test_skips_are_counted_by_reason(std: CoinbaseStandardiser) -> None:
 def test_bad_input_raises_a_precise_error(std: CoinbaseStandardiser, raw: bytes, error: str) -> None:
     with pytest.raises(StandardiseError, match=error.replace("(", r"\(").replace("[", r"\[")):
         std.standardise(raw, ATOM)
+
+
+# ---------------------------------------------------------------- level-3 book integrity
+
+SECOND = 1_000_000
+FULL_KEY = "coinbase_BTC-USD_full"
+
+
+def received(sequence: int) -> bytes:
+    return frame(type="received", time=TIME, product_id="BTC-USD", sequence=sequence, order_id=f"r-{sequence}",
+                 order_type="limit", size="1", price="1", side="buy")
+
+
+def opened(sequence: int) -> bytes:
+    return frame(type="open", time=TIME, product_id="BTC-USD", sequence=sequence, order_id=f"o-{sequence}",
+                 price="100.5", remaining_size="2", side="buy")
+
+
+def match(sequence: int) -> bytes:
+    return frame(type="match", time=TIME, product_id="BTC-USD", sequence=sequence, trade_id=sequence,
+                 maker_order_id="m", taker_order_id="t", side="sell", size="1", price="100.5")
+
+
+def l3_snapshot(sequence: int) -> bytes:
+    return json.dumps({
+        "bids": [["100.50", "1.5", "b-1"], ["100.40", "2", "b-2"]], "asks": [["101", "0.25", "a-1"]],
+        "sequence": sequence, "auction_mode": False, "auction": None, "time": TIME,
+    }).encode()
+
+
+def topics(outputs: list) -> list[str]:
+    return [out.topic for out in outputs]
+
+
+def test_the_rest_level3_snapshot_replaces_the_book(std: CoinbaseStandardiser) -> None:
+    outputs = std.standardise(l3_snapshot(50), ATOM, FULL_KEY)
+    assert [(o.record["order_id"], o.record["side"], o.record["price"], o.record["size"]) for o in outputs] == [
+        ("b-1", "bid", Decimal("100.50"), Decimal("1.5")), ("b-2", "bid", Decimal("100.40"), Decimal(2)),
+        ("a-1", "ask", Decimal(101), Decimal("0.25")),
+    ]
+    assert {(o.topic, o.key, o.record["event_type"], o.record["is_snapshot"], o.record["sequence"],
+             o.record["event_timestamp"]) for o in outputs} == {("lob_l3", "coinbase_BTC.USD", "open", True, 50, TIME_MS)}
+    # Book events the snapshot already holds are skipped; trades are news whatever the book holds.
+    assert std.standardise(received(49), ATOM) == []
+    assert std.standardise(opened(50), ATOM) == []
+    assert topics(std.standardise(match(51), ATOM)) == ["trades_l3"]
+    [after] = std.standardise(opened(52), ATOM)
+    assert (after.record["sequence"], after.record["prev_sequence"]) == (52, 50)
+    assert std.skipped["book event already in the book snapshot"] == 1
+    assert std.book_checks.stats()["snapshots"] == 1
+
+
+def test_a_gap_asks_for_a_snapshot_and_shows_in_prev_sequence(std: CoinbaseStandardiser) -> None:
+    std.standardise(l3_snapshot(10), ATOM, FULL_KEY)
+    [first] = std.standardise(opened(11), ATOM)
+    assert first.record["prev_sequence"] == 10
+    std.standardise(received(12), ATOM)
+    record, request = std.standardise(opened(15), ATOM + 1)
+    # The consumer's book is at 11; prev_sequence 14 says messages are missing.
+    assert (record.topic, record.record["prev_sequence"]) == ("lob_l3", 14)
+    assert request.topic == "book_resync"
+    assert request.record == {
+        "exchange": "coinbase", "symbol": "BTC.USD", "reason": "gap",
+        "detail": "expected an update after 12, got 14->15", "atom_timestamp": ATOM + 1,
+    }
+    # Asked once; asked again only when no snapshot came within the retry interval.
+    assert topics(std.standardise(opened(16), ATOM + 2)) == ["lob_l3"]
+    assert topics(std.standardise(opened(17), ATOM + 11 * SECOND)) == ["lob_l3", "book_resync"]
+    std.standardise(l3_snapshot(30), ATOM + 12 * SECOND, FULL_KEY)
+    assert topics(std.standardise(opened(31), ATOM + 30 * SECOND)) == ["lob_l3"]
+
+
+def test_repeated_and_late_messages_are_skipped_never_published_twice(std: CoinbaseStandardiser) -> None:
+    std.standardise(l3_snapshot(10), ATOM, FULL_KEY)
+    assert topics(std.standardise(match(11), ATOM)) == ["trades_l3"]
+    assert std.standardise(match(11), ATOM) == []
+    assert std.skipped["repeated full-channel message"] == 1
+    # 13 before 12: a gap at once (12 is missing), then 12 is late and skipped.
+    assert topics(std.standardise(opened(13), ATOM)) == ["lob_l3", "book_resync"]
+    assert std.standardise(opened(12), ATOM) == []
+    assert std.skipped["full-channel message older than one already seen"] == 1
+
+
+def test_updates_without_a_snapshot_ask_for_one_after_the_retry_interval(std: CoinbaseStandardiser) -> None:
+    assert topics(std.standardise(opened(1), ATOM)) == ["lob_l3"]
+    assert topics(std.standardise(opened(2), ATOM + 9 * SECOND)) == ["lob_l3"]
+    outputs = std.standardise(opened(3), ATOM + 10 * SECOND)
+    assert topics(outputs) == ["lob_l3", "book_resync"]
+    assert outputs[1].record["reason"] == "no_snapshot"
+
+
+def test_the_matches_channel_skips_numbers_without_gaps(std: CoinbaseStandardiser) -> None:
+    # Only the full channel numbers every message; a matches-only product has no book to lose.
+    assert topics(std.standardise(match(5), ATOM)) == ["trades_l3"]
+    assert topics(std.standardise(match(9), ATOM)) == ["trades_l3"]
+    assert std.book_checks.stats() == {}
+
+
+def test_a_snapshot_older_than_published_events_is_not_trusted(std: CoinbaseStandardiser) -> None:
+    std.standardise(l3_snapshot(10), ATOM, FULL_KEY)
+    std.standardise(opened(11), ATOM)
+    std.standardise(opened(12), ATOM)
+    # Events 11 and 12 reached the processor before a snapshot taken at 11: it wiped 12.
+    outputs = std.standardise(l3_snapshot(11), ATOM + 1, FULL_KEY)
+    assert topics(outputs)[-1] == "book_resync"
+    assert outputs[-1].record["detail"] == "snapshot 11 is older than book event 12"
+    [after] = std.standardise(opened(13), ATOM + 2)
+    assert after.record["prev_sequence"] == 12  # a consumer at 11 sees the hole too

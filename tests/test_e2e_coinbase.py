@@ -2,8 +2,11 @@
 connector and processor worker(s); an independent confluent-kafka consumer checks the topics.
 
 Expected records are computed here from the simulator's journal (every frame it
-actually sent), without the pipeline's code: every open/change/done/match/ticker
-must appear exactly once, with exact values, in per-symbol sequence order.
+actually sent, and every level-3 REST book it served), without the pipeline's
+code: every match/ticker must appear exactly once, with exact values, in
+per-symbol sequence order; every REST book's orders appear as snapshot
+records; every open/change/done appears once, except those a snapshot already
+held when they reached the processor (their sequence at or below it).
 """
 
 from __future__ import annotations
@@ -76,6 +79,46 @@ def expected_records(journal: Path) -> dict[str, Counter]:
     return expected
 
 
+def journal_snapshots(journal: Path) -> tuple[Counter, dict[str, int]]:
+    """The orders of every level-3 REST book the simulator served, and each symbol's last book sequence."""
+    orders: Counter = Counter()
+    last: dict[str, int] = {}
+    for line in journal.read_text().splitlines():
+        entry = json.loads(line)
+        if not str(entry["conn"]).startswith("rest:"):
+            continue
+        symbol = entry["conn"].removeprefix("rest:").replace("-", ".")
+        book = json.loads(entry["data"])
+        for side, levels in (("bid", book["bids"]), ("ask", book["asks"])):
+            for price, size, order_id in levels:
+                orders[(symbol, order_id, side, _dec(price), _dec(size), book["sequence"])] += 1
+        last[symbol] = max(last.get(symbol, 0), book["sequence"])
+    return orders, last
+
+
+def check_book(found: dict[str, Counter], expected: dict[str, Counter], journal: Path) -> None:
+    """Snapshots exactly as served; book events once each, missing only where a snapshot held them."""
+    snapshot_orders, last_snapshot = journal_snapshots(journal)
+    assert last_snapshot, "the connector fetched level-3 book snapshots"
+    assert found["lob_l3_snapshot"] == snapshot_orders, "snapshot records differ from the REST books served"
+    events, sent = found["lob_l3"], expected["lob_l3"]
+    assert not events - sent, f"book events nobody sent: {list(events - sent)[:3]}"
+    assert max(events.values()) == 1, "a book event was published twice"
+    missing = sent - events
+    unexplained = [event for event in missing if event[-1] > last_snapshot.get(event[0], -1)]
+    assert not unexplained, f"book events lost, not inside any snapshot: {unexplained[:3]}"
+    print(f"\nbook: {len(snapshot_orders)} snapshot orders, {sum(events.values())} events, "
+          f"{sum(missing.values())} already inside a snapshot")
+
+
+def must_publish(expected: dict[str, Counter], journal: Path) -> int:
+    """The least number of records the pipeline publishes for ``expected`` (book events a snapshot held may go)."""
+    snapshot_orders, last_snapshot = journal_snapshots(journal)
+    certain_events = sum(n for event, n in expected["lob_l3"].items() if event[-1] > last_snapshot.get(event[0], -1))
+    return certain_events + sum(snapshot_orders.values()) + sum(expected["trades_l3"].values()) + sum(
+        expected["ticker"].values())
+
+
 def published(records: list[Received]) -> dict[str, Counter]:
     found: dict[str, Counter] = defaultdict(Counter)
     for r in records:
@@ -83,7 +126,10 @@ def published(records: list[Received]) -> dict[str, Counter]:
             continue
         v = r.value
         assert r.key == f"coinbase_{v['symbol']}"
-        if r.topic == "lob_l3":
+        if r.topic == "lob_l3" and v["is_snapshot"]:
+            found["lob_l3_snapshot"][(v["symbol"], v["order_id"], v["side"], v["price"], v["size"],
+                                      v["sequence"])] += 1
+        elif r.topic == "lob_l3":
             found["lob_l3"][(v["symbol"], v["event_type"], v["order_id"], v["side"], v["price"], v["size"],
                              v["reason"], v["sequence"])] += 1
         elif r.topic == "trades_l3":
@@ -95,12 +141,32 @@ def published(records: list[Received]) -> dict[str, Counter]:
 
 
 def assert_per_symbol_order(records: list[Received]) -> None:
-    """Within a topic, each symbol's records arrive in the exchange's sequence order."""
+    """Within a topic, each symbol's records arrive in the exchange's sequence order.
+
+    A snapshot's records share its sequence, which is at least that of the events before it: the
+    connector holds the stream back while it fetches the snapshot.
+    """
     last: dict[tuple[str, str], int] = {}
     for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
         marker = (r.topic, r.key)
-        assert r.value["sequence"] > last.get(marker, -1), f"{marker} out of order at offset {r.offset}"
+        if r.value.get("is_snapshot"):
+            assert r.value["sequence"] >= last.get(marker, -1), f"{marker} snapshot out of order at {r.offset}"
+        else:
+            assert r.value["sequence"] > last.get(marker, -1), f"{marker} out of order at offset {r.offset}"
         last[marker] = r.value["sequence"]
+
+
+def assert_book_continuity(records: list[Received]) -> None:
+    """Each book event's prev_sequence is the book's last sequence in the topic: a consumer sees no gap."""
+    last: dict[str, int] = {}
+    checked = 0
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        value = r.value
+        if not value["is_snapshot"] and value["prev_sequence"] is not None and r.key in last:
+            assert value["prev_sequence"] == last[r.key], f"{r.key}: gap before offset {r.offset}: {value}"
+            checked += 1
+        last[r.key] = value["sequence"]
+    assert checked > 0, "book events carry prev_sequence"
 
 
 def raw_partitions(worker_log: str) -> set[int]:
@@ -136,7 +202,8 @@ def check_raw_topic(pipeline: LocalPipeline) -> int:
     for message in raw:
         headers = dict(message.headers())
         assert int(headers["atom_timestamp"]) > 1_600_000_000_000_000  # µs since the epoch
-        assert headers["connection_id"].startswith(b"coinbase.0.")
+        # Websocket frames name their connection; REST book snapshots come from "rest".
+        assert headers["connection_id"].startswith(b"coinbase.0.") or headers["connection_id"] == b"rest"
         assert re.fullmatch(r"coinbase_(BTC-USD|ETH-USD|all)_(full|ticker|control|unparsed)", message.key().decode())
     return len(raw)
 
@@ -159,7 +226,7 @@ def run_pipeline(
                 assert sim_post(pipeline, "/_sim/disconnect", {"missed": DISCONNECT_MISSED}) == {"disconnected": 1}
             reader.read_until(lambda _: sim_stats(pipeline)["messages_generated"] >= FLOW_MESSAGES, 60)
             expected = expected_records(pipeline.journal)
-            total = sum(sum(c.values()) for c in expected.values()) + len(faults)
+            total = must_publish(expected, pipeline.journal) + len(faults)
             reader.read_until(lambda records: len(records) >= total, READ_TIMEOUT_S)
             # Anything published twice would arrive now.
             reader.read_until(lambda _: False, SETTLE_S)
@@ -174,11 +241,13 @@ def run_pipeline(
 
 @pytest.mark.timeout(300)
 def test_every_event_once_exact_and_in_order_with_bad_frames_dead_lettered(tmp_path: Path) -> None:
-    _, reader, expected = run_pipeline(tmp_path, workers=1, faults=FAULTS)
+    pipeline, reader, expected = run_pipeline(tmp_path, workers=1, faults=FAULTS)
     found = published(reader.records)
-    for topic in ("lob_l3", "trades_l3", "ticker"):
+    for topic in ("trades_l3", "ticker"):
         assert found[topic] == expected[topic], f"{topic}: published records differ from what was sent"
         assert max(found[topic].values()) == 1, f"{topic}: a record was published twice"
+    check_book(found, expected, pipeline.journal)
+    assert_book_continuity(reader.by_topic("lob_l3"))
     counts = {topic: sum(c.values()) for topic, c in found.items()}
     assert counts["lob_l3"] > 1000 and counts["trades_l3"] > 100 and counts["ticker"] > 100, counts
     assert_per_symbol_order(reader.by_topic("lob_l3") + reader.by_topic("trades_l3"))
@@ -204,11 +273,13 @@ def test_every_event_once_exact_and_in_order_with_bad_frames_dead_lettered(tmp_p
 def test_two_workers_share_partitions_and_publish_each_record_once_across_a_reconnect(tmp_path: Path) -> None:
     pipeline, reader, expected = run_pipeline(tmp_path, workers=2, faults=(), disconnect=True)
     found = published(reader.records)
-    for topic in ("lob_l3", "trades_l3", "ticker"):
+    for topic in ("trades_l3", "ticker"):
         assert found[topic] == expected[topic], f"{topic}: published records differ from what was sent"
+    check_book(found, expected, pipeline.journal)
+    assert_book_continuity(reader.by_topic("lob_l3"))
     assert_per_symbol_order(reader.by_topic("lob_l3") + reader.by_topic("trades_l3"))
     connections = {json.loads(line)["conn"] for line in pipeline.journal.read_text().splitlines()}
-    assert len(connections) == 2, "the connector reconnected and resubscribed after the drop"
+    assert len({c for c in connections if isinstance(c, int)}) == 2, "the connector reconnected and resubscribed"
     assert "connected to ws://127.0.0.1" in pipeline.log_path("connector").read_text()
     assigned = [raw_partitions(pipeline.log_path(f"processor{i}").read_text()) for i in range(2)]
     assert all(assigned), f"each worker holds raw partitions: {assigned}"

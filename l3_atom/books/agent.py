@@ -11,12 +11,18 @@ together).  Answers are O(depth) (``/volume``: O(levels in the price range))
 and run between stream batches on the same event loop: they never block it
 for long.
 
+Integrity: each book checks its records' ``sequence``/``prev_sequence`` as
+any consumer of the topic can (:class:`~l3_atom.books.engine.L2Feed`); a book
+out of sync (a gap, or updates and no snapshot) answers ``in_sync: false`` and
+asks the source's connector for a fresh snapshot on ``book_resync``.
+
 State: books live in memory only, not in a Faust table.  A book changes with
 every record; a changelog write per update (batch size 1 on Tansu) would cost
-more than the book itself.  The price: a worker that takes over a partition
-starts its books empty and they are complete again from the next snapshot
-(``snapshot_seen`` in the answer says so); a revoked partition's books are
-dropped.  Rebuilding from the topic on assignment is not done yet.
+more than the book itself.  Instead, a worker that takes over a partition
+(or restarts) rebuilds its books from fresh snapshots: the first updates of a
+book it has never seen a snapshot of make it ask for one (``no_snapshot``),
+after one retry interval that leaves room for the connector's own; a revoked
+partition's books are dropped.
 """
 
 from __future__ import annotations
@@ -32,17 +38,19 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from l3_atom.books.engine import (
-    SEQUENCE_RULES,
+    BOOK,
     SIDES,
     SUBSCRIBED_DEPTHS,
     VOLUME_OPS,
     L2Feed,
     L3Feed,
     Level,
-    SequenceRule,
 )
-from l3_atom.stream_processing.codecs import decode_wire, parsed_schema
-from l3_atom.topics import LOB, LOB_L3
+from l3_atom.books.integrity import DEFAULT_RETRY_US, Continuity
+from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
+from l3_atom.stream_processing.publisher import RecordPublisher
+from l3_atom.stream_processing.records_build import book_resync
+from l3_atom.topics import BOOK_RESYNC, LOB, LOB_L3, normalised_key
 
 LOG = logging.getLogger(__name__)
 L2 = "l2"
@@ -105,32 +113,40 @@ def parse_choice(name: str, text: str | None, choices: tuple[str, ...]) -> str:
 class BookStore:
     """Every book of the partitions this worker holds, by (exchange, symbol); pure, no Faust."""
 
-    def __init__(
-        self,
-        rules: Mapping[str, SequenceRule] = SEQUENCE_RULES,
-        depths: Mapping[str, int] = SUBSCRIBED_DEPTHS,
-    ):
-        self.rules = rules
+    def __init__(self, depths: Mapping[str, int] = SUBSCRIBED_DEPTHS, retry_us: int = DEFAULT_RETRY_US):
         self.depths = depths
+        self.retry_us = retry_us
         self.l2: dict[BookKey, L2Feed] = {}
         self.l3: dict[BookKey, L3Feed] = {}
         self._partitions: dict[BookKey, int] = {}
+        # book_resync records to send (exchange, symbol, request), taken by whoever publishes them.
+        self.resync_requests: list[dict[str, Any]] = []
 
     def apply(self, topic: str, partition: int, record: Mapping[str, Any]) -> bool:
-        """One decoded record of ``lob`` or ``lob_l3``; False when stale and dropped."""
+        """One decoded record of ``lob`` or ``lob_l3``; False when it was dropped (stale or a repeat)."""
         exchange = record["exchange"]
         key = (exchange, record["symbol"])
-        self._partitions[key] = partition
-        rule = self.rules.get(exchange, SequenceRule.INCREASING)
+        feed: L2Feed | L3Feed | None
         if topic == LOB:
             feed = self.l2.get(key)
             if feed is None:
-                feed = self.l2[key] = L2Feed(rule, self.depths.get(exchange))
-            return feed.apply(record)
-        l3 = self.l3.get(key)
-        if l3 is None:
-            l3 = self.l3[key] = L3Feed(rule)
-        return l3.apply(record)
+                feed = self.l2[key] = L2Feed(self.depths.get(exchange), Continuity(self.retry_us))
+                self._partitions[key] = partition
+        else:
+            feed = self.l3.get(key)
+            if feed is None:
+                feed = self.l3[key] = L3Feed(Continuity(self.retry_us))
+                self._partitions[key] = partition
+        applied = feed.apply(record)
+        atom = record["atom_timestamp"]
+        due = feed.continuity.resync_due(BOOK, atom)
+        if due is not None:
+            reason, detail = due
+            self.resync_requests.append(book_resync(
+                exchange=exchange, symbol=key[1], reason=reason.value, detail=f"books: {detail}",
+                atom_timestamp=atom,
+            ))
+        return applied
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget the books of partitions this worker no longer holds."""
@@ -142,12 +158,12 @@ class BookStore:
 
     def stats(self) -> dict[str, int]:
         feeds: list[Any] = [*self.l2.values(), *self.l3.values()]
-        return {
-            "books": len(feeds),
-            "gaps": sum(f.check.gaps for f in feeds),
-            "stale": sum(f.check.stale for f in feeds),
-            "unknown_orders": sum(f.book.unknown_orders for f in self.l3.values()),
-        }
+        totals: dict[str, int] = {"books": len(feeds), "in_sync": sum(f.in_sync for f in feeds)}
+        for feed in feeds:
+            for name, count in feed.continuity.counts.items():
+                totals[name] = totals.get(name, 0) + count
+        totals["unknown_orders"] = sum(f.book.unknown_orders for f in self.l3.values())
+        return totals
 
     def _feed(self, exchange: str, symbol: str, level: str | None) -> L2Feed | L3Feed | None:
         key = (exchange, symbol)
@@ -174,13 +190,14 @@ class BookStore:
             "sequence": feed.book.sequence,
             "bids": _levels(top["bid"]),
             "asks": _levels(top["ask"]),
+            "in_sync": feed.in_sync,
+            "snapshots": feed.snapshots,
             "updates": feed.applied,
-            "gaps": feed.check.gaps,
-            "stale": feed.check.stale,
+            "dropped": feed.dropped,
+            "gaps": feed.continuity.counts["gaps"],
+            "out_of_order": feed.continuity.counts["out_of_order"],
         }
-        if isinstance(feed, L2Feed):
-            body["snapshot_seen"] = feed.snapshots > 0
-        else:
+        if isinstance(feed, L3Feed):
             body["orders"] = len(feed.book.orders)
             body["unknown_orders"] = feed.book.unknown_orders
         return Answer(HTTP_OK, body)
@@ -225,10 +242,12 @@ class BookService:
         schemas_by_id: dict[int, dict[str, Any]],
         batch_size: int,
         batch_within_s: float,
+        resync: tuple[AvroEncoder, RecordPublisher] | None = None,
     ):
         self.app = app
         self.store = BookStore()
         self.undecodable = 0
+        self.resync = resync
         # One agent reads every book topic, so Faust assigns their partitions together: any one routes.
         self.route_topic = app.topic(topics[0], key_serializer="raw", value_serializer="raw")
         source = app.topic(*topics, key_serializer="raw", value_serializer="raw")
@@ -245,6 +264,8 @@ class BookService:
                     except (KeyError, ValueError, TypeError):
                         # Another schema id or a malformed record: counted, never a stopped stream.
                         self.undecodable += 1
+                if store.resync_requests:
+                    self._send_resync_requests()
 
         app.agent(source, name="keep_books")(keep_books)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -252,6 +273,17 @@ class BookService:
         app.page("/book/{exchange}/{symbol}")(self._view(store.book))
         app.page("/volume/{exchange}/{symbol}")(self._view(store.volume))
         app.page("/orders/{exchange}/{symbol}/{order_id}")(self._order_view())
+
+    def _send_resync_requests(self) -> None:
+        requests, self.store.resync_requests = self.store.resync_requests, []
+        if self.resync is None:
+            return
+        encoder, publisher = self.resync
+        for request in requests:
+            LOG.info("books: asking %s for a snapshot of %s (%s)", request["exchange"], request["symbol"],
+                     request["reason"])
+            publisher.produce(BOOK_RESYNC, normalised_key(request["exchange"], request["symbol"]),
+                              encoder.encode(request))
 
     async def _on_revoked(self, sender: Any, revoked: set[Any], **_: Any) -> None:
         self.store.drop_partitions({tp.partition for tp in revoked if tp.topic in (LOB, LOB_L3)})
@@ -292,10 +324,19 @@ class BookService:
         return OrderView
 
 
-def add_books(app: faust.App, schema_ids: dict[str, int], batch_size: int, batch_within_s: float) -> BookService:
-    """Keep the books of the book topics in ``schema_ids`` (topic -> registry id; ``lob``, ``lob_l3``) on ``app``."""
+def add_books(
+    app: faust.App,
+    schema_ids: dict[str, int],
+    batch_size: int,
+    batch_within_s: float,
+    resync: tuple[AvroEncoder, RecordPublisher] | None = None,
+) -> BookService:
+    """Keep the books of the book topics in ``schema_ids`` (topic -> registry id; ``lob``, ``lob_l3``) on ``app``.
+
+    ``resync`` (the ``book_resync`` encoder and a publisher) sends the books' snapshot requests.
+    """
     topics = [topic for topic in BOOK_TOPICS if topic in schema_ids]
     if not topics:
         raise ValueError(f"no book topic among {sorted(schema_ids)}; books read {', '.join(BOOK_TOPICS)}")
     schemas_by_id = {schema_ids[topic]: parsed_schema(topic) for topic in topics}
-    return BookService(app, topics, schemas_by_id, batch_size, batch_within_s)
+    return BookService(app, topics, schemas_by_id, batch_size, batch_within_s, resync)

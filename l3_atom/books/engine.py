@@ -7,22 +7,23 @@ search and a C ``memmove``.  Measured on 200 000 random updates: 2.2x the
 speed of a ``SortedList`` index at ~120 levels, 2x at ~1 200, on par at ~24 000;
 reading the top N levels is a slice.  ``bench/books.py`` measures the result.
 
-Sequence numbers: records of one exchange message share their ``sequence``,
-so an equal number is the same message, never a gap.  What ``sequence`` means
-differs per source (see :data:`SEQUENCE_RULES`); the normalised records carry
-neither Binance's first update id ``U`` nor OKX's ``prevSeqId``, so for most
-sources only order can be checked, not continuity.
+Sequence numbers: records of one exchange message share their ``sequence`` and
+``atom_timestamp``.  Continuity is checked with the records' ``prev_sequence``
+(the exchange's own previous number, where it states one) by
+:mod:`l3_atom.books.integrity`; the same rules let any consumer rebuild the
+book from the topic alone and hold exactly what the processor holds.
 """
 
 from __future__ import annotations
 
-import enum
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation
 from itertools import islice
 from typing import Any
+
+from l3_atom.books.integrity import Continuity, Verdict
 
 BID = "bid"
 ASK = "ask"
@@ -39,6 +40,7 @@ VOLUME_OPS = (EQ, LTE, GTE)
 OPEN = "open"
 CHANGE = "change"
 DONE = "done"
+L3_EVENTS = (OPEN, CHANGE, DONE)
 
 Level = tuple[Decimal, Decimal]
 
@@ -56,100 +58,11 @@ def exact_sum(values: Iterable[Decimal]) -> Decimal:
     return total
 
 
-class SequenceRule(enum.Enum):
-    """How consecutive messages' ``sequence`` numbers relate for one source."""
-
-    # Each message is exactly one more than the last: a jump is a gap.
-    CONSECUTIVE = "consecutive"
-    # Numbers only grow (the exchange skips numbers): a smaller one is out of order, gaps are invisible.
-    INCREASING = "increasing"
-    # Nothing to check: no sequence, or records not in sequence order.
-    UNCHECKED = "unchecked"
-
-
-# What each source's normalised ``sequence`` is, as its standardiser fills it in:
-#   coinbase        lob_l3: the product's sequence, shared with received/match/... messages that are not
-#                   on lob_l3, so numbers are skipped; lob (level2): null.
-#   binance(-futures) ``u``, the diff's last update id; a REST snapshot's ``lastUpdateId``.  ``U``/``pu`` are
-#                   not carried, so only order is checked; diffs up to the snapshot's id are stale.
-#   bybit           ``u``, the update id; a snapshot with ``u`` = 1 follows a Bybit restart (a snapshot resets).
-#   okx             ``seqId``; ``prevSeqId`` is not carried.
-#   deribit         ``change_id``; ``prev_change_id`` is not carried.
-#   bitfinex        SEQ_ALL: one counter per connection across all channels, so per symbol it skips numbers.
-#   dydx            the frame's ``message_id``, per connection.
-#   phemex          the book message's ``sequence``.
-#   htx             mbp ``seqNum`` (``prevSeqNum`` not carried); depth.step0 ``version``, every message a snapshot.
-#   kraken-futures  the subscription's ``seq``.
-#   kucoin          each change's own sequence, but a message lists bids then asks, so records are not in
-#                   sequence order: unchecked.
-#   kraken, gemini, bitstamp: null (Kraken proves its books with checksums instead: ``checksums.py``).
-SEQUENCE_RULES: dict[str, SequenceRule] = {
-    "coinbase": SequenceRule.INCREASING,
-    "binance": SequenceRule.INCREASING,
-    "binance-futures": SequenceRule.INCREASING,
-    "bybit": SequenceRule.INCREASING,
-    "okx": SequenceRule.INCREASING,
-    "deribit": SequenceRule.INCREASING,
-    "bitfinex": SequenceRule.INCREASING,
-    "dydx": SequenceRule.INCREASING,
-    "phemex": SequenceRule.INCREASING,
-    "htx": SequenceRule.INCREASING,
-    "kraken-futures": SequenceRule.INCREASING,
-    "kucoin": SequenceRule.UNCHECKED,
-}
 # The depth a source's connector subscribes to, where the exchange stops sending removals for
 # levels pushed out of it (Kraken: "truncate your book to the subscribed depth").
 SUBSCRIBED_DEPTHS: dict[str, int] = {"kraken": 1000}
-
-
-class Verdict(enum.Enum):
-    """What a sequence check says about one record."""
-
-    NEXT = "next"
-    SAME_MESSAGE = "same message"
-    GAP = "gap"
-    STALE = "stale"
-
-
-@dataclass
-class SequenceCheck:
-    """Tracks one book's last sequence and counts gaps and out-of-order (stale) records."""
-
-    rule: SequenceRule
-    last: int | None = None
-    gaps: int = 0
-    stale: int = 0
-    # Just reset by a snapshot: an update with the snapshot's own number is already in it.
-    fresh: bool = False
-
-    def check(self, sequence: int | None) -> Verdict:
-        """The verdict for an update; the caller applies NEXT, SAME_MESSAGE and GAP, and drops STALE."""
-        last = self.last
-        if sequence is None or last is None or self.rule is SequenceRule.UNCHECKED:
-            if sequence is not None:
-                self.last = sequence
-            return Verdict.NEXT
-        if sequence < last or sequence == last and self.fresh:
-            self.stale += 1
-            return Verdict.STALE
-        if sequence == last:
-            return Verdict.SAME_MESSAGE
-        self.fresh = False
-        self.last = sequence
-        if self.rule is SequenceRule.CONSECUTIVE and sequence != last + 1:
-            self.gaps += 1
-            return Verdict.GAP
-        return Verdict.NEXT
-
-    def reset(self, sequence: int | None) -> None:
-        """A snapshot: its sequence is the new starting point."""
-        self.last = sequence
-        self.fresh = sequence is not None
-
-
-def expect_next(last: int | None, sequence: int) -> bool:
-    """The generic rule: the next message is numbered one more than the last (any number starts)."""
-    return last is None or sequence == last + 1
+# Key of a feed's one book in its own Continuity.
+BOOK = "book"
 
 
 class BookSide:
@@ -363,72 +276,105 @@ class L3Book:
         return self._counts[side].get(price, 0)
 
 
-class L2Feed:
-    """Applies one symbol's ``lob`` records to an :class:`L2Book`, checking sequences.
+class _Feed:
+    """What L2 and L3 feeds share: message boundaries, snapshots, and the continuity of the records' sequences.
 
-    The schema has no snapshot-start marker: a snapshot begins with an ``is_snapshot`` record that
-    does not continue the previous one (a record of the same snapshot follows a snapshot record
-    with the same ``sequence`` and ``atom_timestamp``, i.e. from the same frame).  Updates numbered
-    at or below the snapshot's sequence are stale (Binance: drop diffs with ``u`` <= ``lastUpdateId``).
+    Records of one exchange message share their ``sequence`` and ``atom_timestamp``: the first
+    record of a message is checked (:class:`~l3_atom.books.integrity.Continuity`), the others follow it.
+    A snapshot starts with an ``is_snapshot`` record that is not from the same message as the one
+    before, and clears the book.  Updates at or below the snapshot's sequence, repeats and older
+    updates are dropped; a gap (``prev_sequence`` beyond the book) is applied but leaves the book
+    out of sync until the next snapshot, exactly as a consumer rebuilding from the topic would.
     """
 
-    __slots__ = ("_snapshot_of", "applied", "book", "check", "snapshots")
+    __slots__ = ("_dropping", "_message", "applied", "continuity", "dropped", "snapshots")
 
-    def __init__(self, rule: SequenceRule = SequenceRule.INCREASING, max_depth: int | None = None):
-        self.book = L2Book(max_depth)
-        self.check = SequenceCheck(rule)
+    def __init__(self, continuity: Continuity | None = None):
+        self.continuity = continuity or Continuity()
         self.snapshots = 0
         self.applied = 0
-        # (sequence, atom_timestamp) of the snapshot being received, None after an update.
-        self._snapshot_of: tuple[int | None, int] | None = None
+        self.dropped = 0
+        # (sequence, atom_timestamp, is_snapshot) of the message being applied, and whether it is dropped.
+        self._message: tuple[int | None, int, bool] | None = None
+        self._dropping = False
 
-    def apply(self, record: Mapping[str, Any]) -> bool:
-        """Apply one record; False when it was stale and dropped."""
+    @property
+    def in_sync(self) -> bool:
+        return self.continuity.in_sync(BOOK)
+
+    def _admit(self, record: Mapping[str, Any]) -> bool:
+        """Whether to apply ``record``; a new snapshot message clears the book first."""
         sequence = record["sequence"]
-        book = self.book
-        if record["is_snapshot"]:
-            frame = (sequence, record["atom_timestamp"])
-            if frame != self._snapshot_of:
-                self._snapshot_of = frame
-                book.clear()
-                self.check.reset(sequence)
+        snapshot = record.get("is_snapshot", False)
+        message = (sequence, record["atom_timestamp"], snapshot)
+        if message != self._message:
+            self._message = message
+            atom = record["atom_timestamp"]
+            if snapshot:
+                self._clear()
+                self.continuity.snapshot(BOOK, sequence, atom)
                 self.snapshots += 1
-            book.update(record["side"], record["price"], record["size"], sequence)
-        else:
-            self._snapshot_of = None
-            if self.check.check(sequence) is Verdict.STALE:
-                return False
-            book.update(record["side"], record["price"], record["size"], sequence)
+                self._dropping = False
+            else:
+                verdict = self.continuity.update(BOOK, sequence, record.get("prev_sequence"), atom)
+                self._dropping = verdict is Verdict.STALE or verdict is Verdict.DUPLICATE
+        if self._dropping:
+            self.dropped += 1
+            return False
         self.applied += 1
         return True
 
+    def _clear(self) -> None:
+        raise NotImplementedError
 
-class L3Feed:
-    """Applies one symbol's ``lob_l3`` records to an :class:`L3Book`, checking sequences."""
 
-    __slots__ = ("applied", "book", "check")
+class L2Feed(_Feed):
+    """Applies one symbol's ``lob`` records to an :class:`L2Book`."""
 
-    def __init__(self, rule: SequenceRule = SequenceRule.INCREASING):
-        self.book = L3Book()
-        self.check = SequenceCheck(rule)
-        self.applied = 0
+    __slots__ = ("book",)
+
+    def __init__(self, max_depth: int | None = None, continuity: Continuity | None = None):
+        super().__init__(continuity)
+        self.book = L2Book(max_depth)
 
     def apply(self, record: Mapping[str, Any]) -> bool:
-        """Apply one record; False when it was stale and dropped."""
-        sequence = record["sequence"]
-        if self.check.check(sequence) is Verdict.STALE:
+        """Apply one record; False when it was dropped (stale or a repeat)."""
+        if not self._admit(record):
+            return False
+        self.book.update(record["side"], record["price"], record["size"], record["sequence"])
+        return True
+
+    def _clear(self) -> None:
+        self.book.clear()
+
+
+class L3Feed(_Feed):
+    """Applies one symbol's ``lob_l3`` records to an :class:`L3Book`; snapshot orders are ``open`` events."""
+
+    __slots__ = ("book",)
+
+    def __init__(self, continuity: Continuity | None = None):
+        super().__init__(continuity)
+        self.book = L3Book()
+
+    def apply(self, record: Mapping[str, Any]) -> bool:
+        """Apply one record; False when it was dropped (stale or a repeat)."""
+        event = record["event_type"]
+        if event not in L3_EVENTS:
+            raise ValueError(f"event_type must be open, change or done, got {event!r}")
+        if not self._admit(record):
             return False
         book = self.book
-        event = record["event_type"]
         if event == OPEN:
             book.open(record["order_id"], record["side"], record["price"], record["size"])
         elif event == CHANGE:
             book.change(record["order_id"], record["size"], record["price"])
-        elif event == DONE:
-            book.done(record["order_id"])
         else:
-            raise ValueError(f"event_type must be open, change or done, got {event!r}")
+            book.done(record["order_id"])
+        sequence = record["sequence"]
         if sequence is not None:
             book.sequence = sequence
-        self.applied += 1
         return True
+
+    def _clear(self) -> None:
+        self.book.clear()

@@ -122,6 +122,10 @@ class Continuity:
         self.counts["checksum_mismatches"] += 1
         self._lose(self.state(book, atom_timestamp), Reason.CHECKSUM, detail)
 
+    def lost(self, book: str, reason: Reason, detail: str, atom_timestamp: int) -> None:
+        """Something outside the book's own numbers shows it is wrong (e.g. a gap in a wider stream)."""
+        self._lose(self.state(book, atom_timestamp), reason, detail)
+
     def verified(self) -> None:
         self.counts["checksums_verified"] += 1
 

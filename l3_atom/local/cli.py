@@ -239,7 +239,7 @@ def _outputs(
         websocket.register(runtime.http_app)
         outputs.append(websocket)
         # The processor's book and candle APIs, over the feeds this run outputs.
-        queries = QueryOutput(candles.intervals, candles.grace_ms)
+        queries = QueryOutput(candles.intervals, candles.grace_ms, runtime.resync)
         queries.register(runtime.http_app)
         outputs.append(queries)
     if args.stdout or not outputs:

@@ -37,7 +37,7 @@ from l3_atom.raw_sink import FrameSink
 from l3_atom.sources import standardiser_class
 from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
-from l3_atom.topics import DEAD_LETTER, normalised_key, raw_topic
+from l3_atom.topics import BOOK_RESYNC, DEAD_LETTER, normalised_key, raw_topic
 
 LOG = logging.getLogger(__name__)
 # Frames standardised per batch: large enough to amortise the hand-over, small enough to keep latency low.
@@ -96,12 +96,18 @@ class SourceRuntime:
                 encoded = process(item.frame, item.headers, raw_name, None, self.offset, item.key)
                 self.offset += 1
                 for out in encoded:
+                    if out.topic == BOOK_RESYNC:
+                        self.resync(decode_wire(out.value, schemas))
                     if out.topic in wanted:
                         records.append(LocalRecord(out.topic, out.key, decode_wire(out.value, schemas)))
             else:
                 value = self._dead_letter_encoder.encode(item.record)
                 records.append(LocalRecord(DEAD_LETTER, item.key, decode_wire(value, schemas)))
         return records
+
+    def resync(self, request: dict[str, Any]) -> None:
+        """A book of this source needs a fresh snapshot: the feed fetches one (as the connector does on Kafka)."""
+        self.feed.resync(request["symbol"], request["reason"])
 
     def stats(self) -> dict[str, Any]:
         dead_letters = dict(self.processor.dead_letters)
@@ -114,6 +120,7 @@ class SourceRuntime:
             "bus_high_water": self.bus.high_water,
             "paused": self.bus.pauses,
             "skipped": dict(self.processor.standardiser.skipped),
+            "book_resyncs": dict(self.feed.resyncs),
             "dead_letters": dead_letters,
         }
 
@@ -168,6 +175,12 @@ class Runtime:
 
     def add_output(self, output: Output) -> None:
         self.workers.append(OutputWorker(output))
+
+    def resync(self, request: dict[str, Any]) -> None:
+        """A ``book_resync`` request from an output that keeps books: to the source it names."""
+        for source in self.sources:
+            if source.source == request["exchange"]:
+                source.resync(request)
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop (safe from a signal handler)."""

@@ -1,5 +1,9 @@
 """Coinbase Exchange: ``full`` (level 3) and ``ticker`` channels of the ws-feed.
 
+The level-3 book starts from ``GET /products/{id}/book?level=3``, fetched
+after every (re)connect and on every resync request, and archived under the
+product's ``full`` key so it sits in order among the full channel's frames.
+
 Coinbase now asks for an authenticated subscribe on ``full`` and ``level2``:
 when ``COINBASE_API_KEY``, ``COINBASE_API_SECRET`` and
 ``COINBASE_API_PASSPHRASE`` are set (keys/.env), the subscribe is signed as
@@ -17,7 +21,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, RestPoll
 from l3_atom.tokens import Symbol
 from l3_atom.topics import raw_key
 
@@ -43,6 +47,7 @@ FEED_OF_TYPE = {
     "heartbeat": HEARTBEAT,
 }
 SIGNATURE_PATH = "/users/self/verify"
+L3_BOOK = {"level": "3"}
 CREDENTIAL_VARIABLES = ("COINBASE_API_KEY", "COINBASE_API_SECRET", "COINBASE_API_PASSPHRASE")
 
 
@@ -65,6 +70,12 @@ class Coinbase(DataFeed):
         message = {"type": "subscribe", "product_ids": list(exchange_symbols), "channels": list(self.active_channels)}
         message.update(signed_fields(os.environ))
         return [orjson.dumps(message).decode()]
+
+    def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
+        """The level-3 REST book of each product, for the full channel."""
+        if FULL not in self.active_channels:
+            return []
+        return [RestPoll(f"/products/{p}/book", L3_BOOK, raw_key(self.name, p, FULL), 0.0) for p in exchange_symbols]
 
     def frame_key(self, frame: bytes) -> str:
         try:

@@ -10,8 +10,12 @@ misses the start, and it runs at a chosen rate of 1 to 100,000 messages/s
 (as far as the CPU allows).
 
 Test hooks (not part of Coinbase's API): ``--journal`` records every frame
-sent; ``POST /_sim/inject`` sends a bad frame, ``POST /_sim/disconnect``
-drops every connection and ``GET /_sim/stats`` reports counts.
+sent (and every level-3 REST book served, as connection ``rest``);
+``POST /_sim/inject`` sends a bad frame, ``POST /_sim/book_fault`` makes a
+product's next full-channel message go missing, arrive twice or arrive late
+(``{"kind": "gap"|"duplicate"|"reorder", "product_id": ...}``),
+``POST /_sim/disconnect`` drops every connection and ``GET /_sim/stats``
+reports counts.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, Self
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from l3_atom.sim.book_faults import SequenceFaults
 from l3_atom.sim.orderflow import DEFAULT_PRODUCTS, IsoClock, OrderFlow
 
 DEFAULT_HOST = "127.0.0.1"
@@ -58,6 +63,8 @@ MAX_OVERSIZE_BYTES = 64 << 20
 DEFAULT_FAULT_EVERY = 1000
 # Flow messages that go to nobody after POST /_sim/disconnect, so reconnecting clients see a gap.
 DEFAULT_DISCONNECT_MISSED = 100
+# The journal's "connection" for level-3 REST book bodies served: "rest:<product id>".
+REST_JOURNAL_CONN = "rest"
 
 FULL = "full"
 TICKER = "ticker"
@@ -132,7 +139,7 @@ class _Journal:
     def __init__(self, path: Path) -> None:
         self._file = path.open("ab")
 
-    def write(self, conn_id: int, frames: Iterable[bytes]) -> None:
+    def write(self, conn_id: int | str, frames: Iterable[bytes]) -> None:
         self._file.write(b"".join(orjson.dumps({"conn": conn_id, "data": frame.decode()}) + b"\n" for frame in frames))
         self._file.flush()
 
@@ -173,6 +180,7 @@ class CoinbaseSimulator:
         self._faults = list(faults)
         self._fault_every = fault_every
         self._faults_sent = 0
+        self.book_faults = SequenceFaults(lambda message: message["type"] != TICKER)
         self._clients: dict[int, _Client] = {}
         self._frames_sent: dict[int, int] = {}
         self._next_conn_id = 1
@@ -202,6 +210,7 @@ class CoinbaseSimulator:
         app.router.add_get("/products/{product_id}/book", self._handle_book)
         app.router.add_get("/products/{product_id}/ticker", self._handle_ticker)
         app.router.add_post("/_sim/inject", self._handle_inject)
+        app.router.add_post("/_sim/book_fault", self._handle_book_fault)
         app.router.add_post("/_sim/disconnect", self._handle_disconnect)
         app.router.add_get("/_sim/stats", self._handle_stats)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -249,6 +258,7 @@ class CoinbaseSimulator:
             "connections_total": self._next_conn_id - 1,
             "frames_sent": {str(conn_id): count for conn_id, count in self._frames_sent.items()},
             "faults_sent": self._faults_sent,
+            "book_faults": dict(self.book_faults.applied),
             "sequences": {pid: self.flow.sequence(pid) for pid in self.flow.product_ids},
         }
 
@@ -321,6 +331,7 @@ class CoinbaseSimulator:
 
     async def _publish(self, messages: list[dict]) -> None:
         dumps = orjson.dumps
+        messages = self.book_faults.apply(messages)
         encoded = [(message["product_id"], message["type"] == TICKER, dumps(message)) for message in messages]
         for client in list(self._clients.values()):
             full = client.products(FULL)
@@ -553,7 +564,10 @@ class CoinbaseSimulator:
             return _json_response({"message": "Invalid level"}, status=400)
         book = self.flow.book(product_id, int(level))
         book.update({"auction_mode": False, "auction": None, "time": self._clock(_now_us())})
-        return _json_response(book)
+        response = _json_response(book)
+        if level == "3" and self._journal is not None:
+            self._journal.write(f"{REST_JOURNAL_CONN}:{product_id}", [response.body])
+        return response
 
     async def _handle_ticker(self, request: web.Request) -> web.Response:
         product_id = self._product_or_404(request)
@@ -580,6 +594,16 @@ class CoinbaseSimulator:
         except (KeyError, TypeError, ValueError) as error:
             return _json_response({"message": f"bad inject request: {error}"}, status=400)
         return _json_response(result)
+
+    async def _handle_book_fault(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json(loads=orjson.loads)
+            if body["product_id"] not in self.flow.product_ids:
+                raise ValueError(f"{body['product_id']} is not a valid product")
+            self.book_faults.arm(body["kind"], body["product_id"])
+        except (KeyError, TypeError, ValueError) as error:
+            return _json_response({"message": f"bad book_fault request: {error}"}, status=400)
+        return _json_response({"armed": body["kind"], "product_id": body["product_id"]})
 
     async def _handle_disconnect(self, request: web.Request) -> web.Response:
         try:

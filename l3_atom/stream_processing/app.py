@@ -28,7 +28,7 @@ from l3_atom.stream_processing.codecs import register_encoders
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
 from l3_atom.topic_admin import ensure_topics
-from l3_atom.topics import CANDLE, DEAD_LETTER, LOB, LOB_L3, TRADES, TRADES_L3, raw_topic
+from l3_atom.topics import BOOK_RESYNC, CANDLE, DEAD_LETTER, LOB, LOB_L3, TRADES, TRADES_L3, raw_topic
 
 LOG = logging.getLogger(__name__)
 STATS_INTERVAL_S = 10.0
@@ -56,7 +56,10 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
     standardisers = {source: standardiser_class(source)() for source in sources}
     candles = settings.candles
     candle_topics = {TRADES, TRADES_L3, CANDLE} if candles.intervals else set()
-    output_topics = sorted({topic for s in standardisers.values() for topic in s.topics} | {DEAD_LETTER} | candle_topics)
+    produced = {topic for s in standardisers.values() for topic in s.topics} | {DEAD_LETTER} | candle_topics
+    if produced & {LOB, LOB_L3}:
+        produced.add(BOOK_RESYNC)  # the books ask connectors for snapshots
+    output_topics = sorted(produced)
     ensure_topics(kafka, [raw_topic(s) for s in sources] + output_topics)
     encoders = register_encoders(settings.schema_registry.client_config(), output_topics)
 
@@ -97,7 +100,10 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
         )
     book_schema_ids = {topic: encoders[topic].schema_id for topic in (LOB, LOB_L3) if topic in encoders}
     if book_schema_ids:
-        add_books(app, book_schema_ids, settings.processor.batch_size, settings.processor.batch_within_s)
+        add_books(
+            app, book_schema_ids, settings.processor.batch_size, settings.processor.batch_within_s,
+            (encoders[BOOK_RESYNC], publisher),
+        )
 
     @app.timer(STATS_INTERVAL_S)
     async def log_stats() -> None:

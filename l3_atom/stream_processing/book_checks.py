@@ -10,12 +10,12 @@ the standardiser whether a message continues its book (see
 
 from __future__ import annotations
 
-from l3_atom.books.integrity import Continuity, Verdict
+from l3_atom.books.integrity import Continuity, Reason, Verdict
 from l3_atom.stream_processing.records_build import book_resync
 from l3_atom.stream_processing.standardiser import Output
 from l3_atom.topics import BOOK_RESYNC, normalised_key
 
-__all__ = ["BookChecks", "Verdict"]
+__all__ = ["BookChecks", "Reason", "Verdict"]
 
 
 class BookChecks:
@@ -33,6 +33,9 @@ class BookChecks:
 
     def mismatch(self, symbol: str, detail: str, atom_timestamp: int) -> None:
         self.continuity.mismatch(symbol, detail, atom_timestamp)
+
+    def lost(self, symbol: str, reason: Reason, detail: str, atom_timestamp: int) -> None:
+        self.continuity.lost(symbol, reason, detail, atom_timestamp)
 
     def requests(self, symbol: str, atom_timestamp: int) -> list[Output]:
         """A ``book_resync`` output when ``symbol``'s book needs a snapshot now (rate-limited), else none."""

@@ -26,7 +26,9 @@ class LobL3(_Normalised, serializer="json"):
     price: Decimal | None
     size: Decimal
     reason: str | None
+    is_snapshot: bool
     sequence: int | None
+    prev_sequence: int | None
     event_timestamp: int
     atom_timestamp: int
 
@@ -107,7 +109,15 @@ class Lob(_Normalised, serializer="json"):
     size: Decimal
     is_snapshot: bool
     sequence: int | None
+    prev_sequence: int | None
+    checksum: int | None
     event_timestamp: int | None
+    atom_timestamp: int
+
+
+class BookResync(_Normalised, serializer="json"):
+    reason: str
+    detail: str
     atom_timestamp: int
 
 
@@ -136,4 +146,5 @@ RECORDS: dict[str, type[faust.Record]] = {
     "ticker": Ticker,
     "lob": Lob,
     "dead_letter": DeadLetter,
+    "book_resync": BookResync,
 }

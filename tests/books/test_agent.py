@@ -18,7 +18,6 @@ from l3_atom.books.agent import (
     BookStore,
     add_books,
 )
-from l3_atom.books.engine import SequenceRule
 from l3_atom.off_chain.kraken import Kraken
 from l3_atom.sim.orderflow import OrderFlow
 from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
@@ -63,11 +62,14 @@ def test_kraken_recording_books_after_avro(recordings: Path) -> None:
     answer = store.book("kraken", "ADA.BTC", {"depth": "3"})
     assert answer.status == HTTP_OK
     body = answer.body
-    assert (body["level"], body["snapshot_seen"], body["sequence"], body["gaps"]) == ("l2", True, None, 0)
+    assert (body["level"], body["in_sync"], body["sequence"], body["gaps"]) == ("l2", True, None, 0)
+    assert body["snapshots"] >= 1
     assert len(body["bids"]) == len(body["asks"]) == 3
     best_bid, best_ask = Decimal(body["bids"][0][0]), Decimal(body["asks"][0][0])
     assert best_bid < best_ask
-    assert store.stats() == {"books": 10, "gaps": 0, "stale": 0, "unknown_orders": 0}
+    stats = store.stats()
+    assert (stats["books"], stats["in_sync"], stats.get("gaps", 0), stats["unknown_orders"]) == (10, 10, 0, 0)
+    assert store.resync_requests == []
     # Kraken's book is kept at its subscribed depth.
     assert max(len(f.book.bids) for f in store.l2.values()) <= 1000
     total = store.volume("kraken", "ADA.BTC", {"side": "ask", "price": body["asks"][2][0], "op": "lte"})
@@ -82,7 +84,7 @@ def test_l3_book_orders_and_queries() -> None:
     body = answer.body
     last = [r for r in records if r["symbol"] == symbol][-1]
     assert body["level"] == "l3" and body["sequence"] == last["sequence"]
-    assert body["stale"] == 0 and body["orders"] > 0
+    assert body["dropped"] == 0 and body["orders"] > 0
     feed = store.l3[("coinbase", symbol)]
     order_id, order = next(iter(feed.book.orders.items()))
     found = store.order("coinbase", symbol, order_id)
@@ -95,14 +97,17 @@ def test_l3_book_orders_and_queries() -> None:
 
 
 def test_a_replayed_record_is_stale() -> None:
-    """A redelivered older event (a replay after a crash) is counted and not applied twice."""
+    """An older event arriving again is counted, not applied twice, and the book is no longer trusted."""
     store, records = coinbase_store()
     symbol = records[0]["symbol"]
     before = store.book("coinbase", symbol, {"depth": str(MAX_QUERY_DEPTH)}).body
     assert not store.apply(LOB_L3, PARTITION, records[0])
     after = store.book("coinbase", symbol, {"depth": str(MAX_QUERY_DEPTH)}).body
-    assert after["stale"] == before["stale"] + 1
+    assert (after["dropped"], after["out_of_order"]) == (before["dropped"] + 1, before["out_of_order"] + 1)
     assert (after["bids"], after["asks"]) == (before["bids"], before["asks"])
+    assert after["in_sync"] is False
+    [request] = store.resync_requests
+    assert (request["exchange"], request["symbol"], request["reason"]) == ("coinbase", symbol, "out_of_order")
 
 
 @pytest.mark.parametrize(
@@ -144,7 +149,7 @@ def test_unknown_symbols_are_404() -> None:
 
 
 def test_revoked_partitions_drop_their_books() -> None:
-    store = BookStore({"x": SequenceRule.INCREASING}, {})
+    store = BookStore({})
     record = {"exchange": "x", "symbol": "A.B", "side": "bid", "price": Decimal(1), "size": Decimal(1),
               "is_snapshot": True, "sequence": 1, "atom_timestamp": 1}
     store.apply(LOB, 0, record)

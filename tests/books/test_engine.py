@@ -22,9 +22,6 @@ from l3_atom.books.engine import (
     L2Feed,
     L3Book,
     L3Feed,
-    SequenceCheck,
-    SequenceRule,
-    expect_next,
 )
 
 ZERO = Decimal(0)
@@ -216,34 +213,16 @@ def test_l3_order_lookup_and_moves() -> None:
     assert book.order("a") is None and book.unknown_orders == 1
 
 
-@pytest.mark.parametrize(
-    ("rule", "numbers", "verdicts", "gaps", "stale"),
-    [
-        (SequenceRule.CONSECUTIVE, [5, 6, 6, 8, 7, 9], ["next", "next", "same message", "gap", "stale", "next"], 1, 1),
-        (SequenceRule.INCREASING, [5, 9, 9, 4, 10], ["next", "next", "same message", "stale", "next"], 0, 1),
-        (SequenceRule.UNCHECKED, [5, 3, 9], ["next", "next", "next"], 0, 0),
-        (SequenceRule.CONSECUTIVE, [None, 1, None], ["next", "next", "next"], 0, 0),
-    ],
-)
-def test_sequence_rules(rule: SequenceRule, numbers: list, verdicts: list, gaps: int, stale: int) -> None:
-    check = SequenceCheck(rule)
-    assert [check.check(n).value for n in numbers] == verdicts
-    assert (check.gaps, check.stale) == (gaps, stale)
-
-
-def test_expect_next() -> None:
-    assert expect_next(None, 10) and expect_next(9, 10)
-    assert not expect_next(9, 11) and not expect_next(9, 9)
-
-
-def lob(side: str, price: str, size: str, sequence: int | None, atom: int, snapshot: bool = False) -> dict:
+def lob(
+    side: str, price: str, size: str, sequence: int | None, atom: int, snapshot: bool = False, prev: int | None = None
+) -> dict:
     return {"side": side, "price": Decimal(price), "size": Decimal(size), "is_snapshot": snapshot,
-            "sequence": sequence, "atom_timestamp": atom}
+            "sequence": sequence, "prev_sequence": prev, "atom_timestamp": atom}
 
 
 def test_l2_feed_snapshot_then_stale_diffs_like_binance() -> None:
     """A REST snapshot (lastUpdateId 100) after diffs: it replaces them; diffs with u <= 100 are stale."""
-    feed = L2Feed(SequenceRule.INCREASING)
+    feed = L2Feed()
     feed.apply(lob(BID, "1", "5", 90, atom=1))
     for record in (lob(BID, "2", "1", 100, atom=2, snapshot=True), lob(ASK, "3", "1", 100, atom=2, snapshot=True)):
         feed.apply(record)
@@ -252,12 +231,35 @@ def test_l2_feed_snapshot_then_stale_diffs_like_binance() -> None:
     assert feed.apply(lob(BID, "2", "4", 101, atom=5))
     assert feed.apply(lob(ASK, "3", "0", 101, atom=5))
     assert feed.book.top(5) == {BID: [(Decimal(2), Decimal(4))], ASK: []}
-    assert (feed.snapshots, feed.check.stale, feed.book.sequence) == (1, 2, 101)
+    assert (feed.snapshots, feed.dropped, feed.book.sequence, feed.in_sync) == (1, 2, 101, True)
+
+
+def test_l2_feed_gap_by_prev_sequence_leaves_the_book_out_of_sync_until_a_snapshot() -> None:
+    feed = L2Feed()
+    feed.apply(lob(BID, "2", "1", 100, atom=1, snapshot=True))
+    assert feed.apply(lob(BID, "2", "2", 105, atom=2, prev=100))
+    assert feed.in_sync
+    # Applied (a consumer of the topic does the same), but the book is no longer trusted.
+    assert feed.apply(lob(BID, "2", "3", 110, atom=3, prev=107))
+    assert not feed.in_sync and feed.continuity.counts["gaps"] == 1
+    feed.apply(lob(ASK, "4", "1", 200, atom=4, snapshot=True))
+    assert feed.in_sync and feed.book.top(5) == {BID: [], ASK: [(Decimal(4), Decimal(1))]}
+
+
+def test_l2_feed_records_of_one_message_are_checked_once() -> None:
+    feed = L2Feed()
+    feed.apply(lob(BID, "2", "1", 100, atom=1, snapshot=True))
+    assert feed.apply(lob(BID, "2", "2", 101, atom=2, prev=100))
+    assert feed.apply(lob(ASK, "3", "2", 101, atom=2, prev=100))
+    # The same message again (another frame): a repeat, dropped whole.
+    assert not feed.apply(lob(BID, "2", "2", 101, atom=3, prev=100))
+    assert not feed.apply(lob(ASK, "3", "2", 101, atom=3, prev=100))
+    assert (feed.applied, feed.dropped, feed.continuity.counts["duplicates"]) == (3, 2, 1)
 
 
 def test_l2_feed_back_to_back_snapshots_replace_each_other() -> None:
     """HTX depth.step0: every message is a whole book; a new frame is a new snapshot."""
-    feed = L2Feed(SequenceRule.INCREASING)
+    feed = L2Feed()
     feed.apply(lob(BID, "1", "1", 10, atom=1, snapshot=True))
     feed.apply(lob(BID, "2", "1", 10, atom=1, snapshot=True))
     feed.apply(lob(BID, "3", "1", 11, atom=2, snapshot=True))
@@ -266,13 +268,25 @@ def test_l2_feed_back_to_back_snapshots_replace_each_other() -> None:
 
 
 def test_l3_feed_applies_events_and_drops_stale() -> None:
-    feed = L3Feed(SequenceRule.INCREASING)
-    base = {"side": BID, "price": Decimal(5), "size": Decimal(2)}
+    feed = L3Feed()
+    base = {"side": BID, "price": Decimal(5), "size": Decimal(2), "atom_timestamp": 1}
     assert feed.apply({**base, "event_type": "open", "order_id": "x", "sequence": 3})
     assert not feed.apply({**base, "event_type": "done", "order_id": "x", "sequence": 2})
     assert feed.apply({**base, "event_type": "change", "order_id": "x", "size": Decimal(1), "price": None,
                        "sequence": 9})
     assert feed.book.top(1)[BID] == [(Decimal(5), Decimal(1))]
-    assert (feed.book.sequence, feed.check.stale) == (9, 1)
+    assert (feed.book.sequence, feed.dropped, feed.continuity.counts["out_of_order"]) == (9, 1, 1)
     with pytest.raises(ValueError, match="event_type"):
         feed.apply({**base, "event_type": "match", "order_id": "x", "sequence": 10})
+
+
+def test_l3_feed_snapshot_replaces_the_book() -> None:
+    feed = L3Feed()
+    order = {"side": BID, "price": Decimal(5), "size": Decimal(2), "event_type": "open", "prev_sequence": None}
+    feed.apply({**order, "order_id": "old", "sequence": 1, "atom_timestamp": 1})
+    for order_id in ("a", "b"):
+        feed.apply({**order, "order_id": order_id, "sequence": 50, "atom_timestamp": 2, "is_snapshot": True})
+    assert sorted(feed.book.orders) == ["a", "b"] and feed.in_sync
+    assert not feed.apply({**order, "order_id": "c", "sequence": 50, "atom_timestamp": 3})
+    assert feed.apply({**order, "order_id": "c", "sequence": 52, "atom_timestamp": 4, "prev_sequence": 50})
+    assert feed.book.volume(BID, Decimal(5), EQ) == Decimal(6)

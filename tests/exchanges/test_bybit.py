@@ -31,6 +31,7 @@ from l3_atom.off_chain.bybit import ARGS_CHARS_PER_CONNECTION, Bybit
 from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.bybit import BybitStandardiser, candle_interval
+from tests.exchanges.book_order import order_events
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
 from tests.sinks import ListSink
 
@@ -93,6 +94,16 @@ def expected_counts(folder: Path) -> dict[str, int]:
             counts["funding_rate"] += bool(funding_rate[key]) and any(f in data for f in FUNDING_FIELDS)
             counts["open_interest"] += "openInterest" in data
     return dict(counts)
+
+
+def book_messages(folder: Path) -> list[tuple[str, int, bool]]:
+    """(connection and symbol, ``u``, is snapshot) of every book frame; spot and linear share symbol names."""
+    return [
+        (f"{entry['conn']}/{message['data']['s']}", message["data"]["u"], message["type"] == "snapshot")
+        for entry in ws_entries(folder) if entry["t"] == "recv"
+        for message in [orjson.loads(entry["data"])]
+        if message.get("topic", "").startswith("orderbook.") and not message["topic"].startswith("orderbook.1.")
+    ]
 
 
 class FakeConnection:
@@ -285,7 +296,8 @@ def test_orderbook_snapshot_and_delta(std: BybitStandardiser) -> None:
     ]
     assert snapshot[0] == Output("lob", "bybit_BTC.USDT-PERP", {
         "exchange": "bybit", "symbol": "BTC.USDT-PERP", "side": "bid", "price": Decimal("16493.50"),
-        "size": Decimal("0.006"), "is_snapshot": True, "sequence": 18521288, "event_timestamp": 1672304484976,
+        "size": Decimal("0.006"), "is_snapshot": True, "sequence": 18521288, "prev_sequence": None, "checksum": None,
+        "event_timestamp": 1672304484976,
         "atom_timestamp": ATOM,
     })
     delta = standardise(std, fixture_frame("orderbook.50.BTCUSDT", "ws.2.0", "delta"), "linear/BTCUSDT",
@@ -293,7 +305,8 @@ def test_orderbook_snapshot_and_delta(std: BybitStandardiser) -> None:
     assert len(delta) == 12
     assert delta[4].record == {
         "exchange": "bybit", "symbol": "BTC.USDT-PERP", "side": "bid", "price": Decimal("30240.00"),
-        "size": Decimal(0), "is_snapshot": False, "sequence": 177400507, "event_timestamp": 1687940967464,
+        "size": Decimal(0), "is_snapshot": False, "sequence": 177400507, "prev_sequence": None, "checksum": None,
+        "event_timestamp": 1687940967464,
         "atom_timestamp": ATOM,
     }
 
@@ -430,6 +443,9 @@ def test_fixture_is_fully_understood() -> None:
     produced = Counter(o.topic for o in outputs)
     assert produced == expected_counts(FIXTURE)
     assert produced == {"lob": 20, "ticker": 3, "trades": 2, "candle": 2, "funding_rate": 2, "open_interest": 1}
+    # Each book starts with its snapshot and its u rise: no update is skipped and no book_resync is asked for.
+    assert order_events(book_messages(FIXTURE)) == Counter()
+    assert std.book_checks.stats() == {"snapshots": 2}
     assert dict(std.skipped) == {
         "subscription ack": 2, "pong": 2, "tickers update without ticker, funding or open-interest changes": 1,
     }

@@ -31,6 +31,7 @@ from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_sc
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.dydx import DydxStandardiser
 from l3_atom.topics import split_raw_key
+from tests.exchanges.book_order import order_events
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
 
 SOURCE = "dydx"
@@ -77,6 +78,14 @@ def expected_counts(folder: Path) -> dict[str, int]:
     return dict(counts)
 
 
+def book_messages(folder: Path) -> list[tuple[str, int, bool]]:
+    """(market, message_id, is snapshot) of every book frame."""
+    return [
+        (message["id"], message["message_id"], message["type"] == "subscribed")
+        for message in map(orjson.loads, ws_frames(folder)) if message.get("channel") == "v4_orderbook"
+    ]
+
+
 def markets_body() -> str:
     return http_bodies(FIXTURE)[MARKETS_URL]
 
@@ -117,6 +126,10 @@ def test_every_documented_frame_becomes_records_or_a_named_skip(outputs) -> None
     assert dict(Counter(out.topic for out in produced)) == expected_counts(FIXTURE)
     assert expected_counts(FIXTURE) == {"lob": 18, "trades": 4, "candle": 2, "funding_rate": 4, "open_interest": 2}
     assert dict(std.skipped) == {"connection ack": 1, TRADE_HISTORY: 1}
+    # The book starts with its snapshot (message_id 2) and the update comes later (484): nothing is skipped and
+    # no book_resync is asked for.
+    assert order_events(book_messages(FIXTURE)) == Counter()
+    assert std.book_checks.stats() == {"snapshots": 1}
     for out in produced:
         schema = parsed_schema(out.topic)
         assert set(out.record) == {field["name"] for field in schema["fields"]}
@@ -136,7 +149,8 @@ def test_book_snapshot_and_update(outputs) -> None:
     # Initial book, first bid {"price": "28194", "size": "4.764826096"}; dYdX books carry no time.
     assert book[0] == {
         "exchange": "dydx", "symbol": "BTC.USD-PERP", "side": "bid", "price": Decimal(28194),
-        "size": Decimal("4.764826096"), "is_snapshot": True, "sequence": 2, "event_timestamp": None,
+        "size": Decimal("4.764826096"), "is_snapshot": True, "sequence": 2, "prev_sequence": None, "checksum": None,
+        "event_timestamp": None,
         "atom_timestamp": ATOM,
     }
     assert [(r["side"], r["price"]) for r in book[12:17]] == [("ask", Decimal(p)) for p in range(28195, 28200)]

@@ -28,6 +28,7 @@ from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.gemini import GeminiStandardiser
 from l3_atom.topics import split_raw_key
+from tests.exchanges.book_order import order_events
 from tests.sinks import ListSink
 
 SOURCE = "gemini"
@@ -37,6 +38,7 @@ SYMBOLS = ["GRT.USD", "ETH.EUR", "ANKR.USD", "LINK.ETH", "LTC.ETH", "BTC.GBP", "
 ATOM = 1_624_493_657_000_000
 SETTINGS = ConnectorSettings(0.01, 0.1, 30.0, 1 << 20)
 RECORDED_FRAMES = 678
+US_PER_S = 1_000_000
 DETAILS_PREFIX = "/v1/symbols/details/"
 
 
@@ -59,6 +61,11 @@ def expected_counts(folder: Path) -> dict[str, int]:
     return dict(counts)
 
 
+def book_messages(folder: Path) -> list[tuple[str, None, bool]]:
+    """(symbol, no number, is snapshot) of every ``l2_updates``: the subscription's first, the book, has trades."""
+    return [(m["symbol"], None, "trades" in m) for m in received_messages(folder) if m["type"] == "l2_updates"]
+
+
 def recorded_details(folder: Path) -> str:
     """The recorded ``/v1/symbols/details/*`` bodies as one JSON array, what ``parse_symbols`` reads."""
     bodies = Recording(folder).bodies
@@ -76,9 +83,11 @@ def recorded_feed(folder: Path) -> Gemini:
     return connector
 
 
-def standardise_like_the_pipeline(std: GeminiStandardiser, connector: Gemini, frame: bytes) -> list[Output]:
+def standardise_like_the_pipeline(
+    std: GeminiStandardiser, connector: Gemini, frame: bytes, atom: int = ATOM
+) -> list[Output]:
     key = connector.frame_key(frame)
-    outputs = std.standardise(frame, ATOM, key, connector.normalised_of.get(split_raw_key(key)[1]))
+    outputs = std.standardise(frame, atom, key, connector.normalised_of.get(split_raw_key(key)[1]))
     for out in outputs:
         assert fastavro.validate(out.record, parsed_schema(out.topic), raise_errors=True)
     return outputs
@@ -92,13 +101,21 @@ def test_recording_is_fully_understood(recordings: Path) -> None:
     connector = recorded_feed(folder)
     std = GeminiStandardiser()
     produced: Counter[str] = Counter()
-    frames = [f.text.encode() for c in Recording(folder).connections for f in c.frames]
+    # Each frame at its recorded time, so the book checks' stream-time waits run as they would live.
+    frames = [(f.text.encode(), round(f.ts * US_PER_S)) for c in Recording(folder).connections for f in c.frames]
     assert len(frames) == RECORDED_FRAMES
-    for frame in frames:
-        produced.update(out.topic for out in standardise_like_the_pipeline(std, connector, frame))
+    for frame, atom in frames:
+        produced.update(out.topic for out in standardise_like_the_pipeline(std, connector, frame, atom))
     assert dict(produced) == expected_counts(folder)
     assert produced == {"lob": 4574, "trades": 516}
     assert dict(std.skipped) == {"heartbeat": 7}
+    # Gemini v2 books carry no numbers, so nothing can be a repeat or stale: no update is skipped.  Every
+    # symbol's first l2_updates is its snapshot (counted from the frames): no book waits for one, so no
+    # book_resync (the produced topics above have none).
+    assert order_events(book_messages(folder)) == Counter()
+    snapshots = sum(snapshot for _, _, snapshot in book_messages(folder))
+    assert snapshots == len(SYMBOLS)
+    assert std.book_checks.stats() == {"snapshots": snapshots}
 
 
 def test_recorded_book_snapshot_by_hand(recordings: Path) -> None:
@@ -113,7 +130,8 @@ def test_recorded_book_snapshot_by_hand(recordings: Path) -> None:
     assert len(trades) == 50
     assert levels[0] == Output("lob", "gemini_ALCX.USD", {
         "exchange": "gemini", "symbol": "ALCX.USD", "side": "bid", "price": Decimal("302.75"),
-        "size": Decimal("0.00001"), "is_snapshot": True, "sequence": None, "event_timestamp": None,
+        "size": Decimal("0.00001"), "is_snapshot": True, "sequence": None, "prev_sequence": None, "checksum": None,
+        "event_timestamp": None,
         "atom_timestamp": ATOM,
     })
     assert trades[0].record == {

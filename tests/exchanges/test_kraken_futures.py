@@ -17,13 +17,16 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
+import fastavro
 import orjson
 import pytest
 
 from l3_atom.config import ConnectorSettings
 from l3_atom.off_chain.kraken_futures import KrakenFutures, normalised_product
+from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import StandardiseError
 from l3_atom.stream_processing.standardisers.kraken_futures import KrakenFuturesStandardiser
+from tests.exchanges.book_order import order_events
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
 from tests.sinks import NullSink
 
@@ -55,6 +58,15 @@ def expected_counts(folder: Path) -> dict[str, int]:
     return dict(counts)
 
 
+def book_messages(folder: Path) -> list[tuple[str, int, bool]]:
+    """(product, seq, is snapshot) of every book frame."""
+    return [
+        (message["product_id"], message["seq"], message["feed"] == "book_snapshot")
+        for message in map(json.loads, ws_frames(folder))
+        if "event" not in message and message.get("feed") in ("book", "book_snapshot")
+    ]
+
+
 def standardise_all() -> tuple[KrakenFuturesStandardiser, list]:
     std = KrakenFuturesStandardiser()
     feed = KrakenFutures(SYMBOLS, NullSink(), SETTINGS)
@@ -75,6 +87,13 @@ def test_documented_frames_are_fully_understood() -> None:
     assert dict(produced) == expected_counts(FIXTURE)
     assert produced == {"lob": 5, "trades": 3, "ticker": 2, "open_interest": 2, "funding_rate": 1}
     assert dict(std.skipped) == {"subscription ack": 2, "heartbeat": 1}
+    # The book starts with its snapshot and the delta's seq is higher: nothing is skipped, no book_resync.
+    assert order_events(book_messages(FIXTURE)) == Counter()
+    assert std.book_checks.stats() == {"snapshots": 1}
+    for out in outputs:
+        schema = parsed_schema(out.topic)
+        assert set(out.record) == {field["name"] for field in schema["fields"]}, out.topic
+        assert fastavro.validate(out.record, schema, raise_errors=True)
 
 
 def test_book_records_match_the_documented_frames() -> None:
@@ -83,7 +102,8 @@ def test_book_records_match_the_documented_frames() -> None:
     # Snapshot: seq 326072249 at 1612269825817, first bid {"price": 34892.5, "qty": 6385}.
     assert book[0] == {
         "exchange": "kraken-futures", "symbol": "BTC.USD-PERP", "side": "bid", "price": Decimal("34892.5"),
-        "size": Decimal(6385), "is_snapshot": True, "sequence": 326072249, "event_timestamp": 1_612_269_825_817,
+        "size": Decimal(6385), "is_snapshot": True, "sequence": 326072249, "prev_sequence": None, "checksum": None,
+        "event_timestamp": 1_612_269_825_817,
         "atom_timestamp": ATOM,
     }
     assert [(r["side"], r["price"]) for r in book[1:4]] == [
@@ -91,7 +111,8 @@ def test_book_records_match_the_documented_frames() -> None:
     # Delta: {"side": "sell", "seq": 326094134, "price": 34981, "qty": 0, "timestamp": 1612269953629}.
     assert book[4] == {
         "exchange": "kraken-futures", "symbol": "BTC.USD-PERP", "side": "ask", "price": Decimal(34981),
-        "size": Decimal(0), "is_snapshot": False, "sequence": 326094134, "event_timestamp": 1_612_269_953_629,
+        "size": Decimal(0), "is_snapshot": False, "sequence": 326094134, "prev_sequence": None, "checksum": None,
+        "event_timestamp": 1_612_269_953_629,
         "atom_timestamp": ATOM,
     }
 

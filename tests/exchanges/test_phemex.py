@@ -40,6 +40,7 @@ from l3_atom.stream_processing.standardisers.phemex import (
     unscale,
 )
 from l3_atom.topics import split_raw_key
+from tests.exchanges.book_order import NO_SNAPSHOT, order_events
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
 
 SOURCE = "phemex"
@@ -72,6 +73,14 @@ def expected_counts(folder: Path) -> dict[str, int]:
             if key in message:
                 counts["candle"] += len(message[key])
     return dict(counts)
+
+
+def book_messages(folder: Path) -> list[tuple[str, int, bool]]:
+    """(symbol, sequence, is snapshot) of every book frame."""
+    return [
+        (message["symbol"], message["sequence"], message["type"] == "snapshot")
+        for message in map(orjson.loads, ws_frames(folder)) if any(key in message for key in BOOK_KEYS)
+    ]
 
 
 def products_body() -> str:
@@ -123,6 +132,11 @@ def test_every_documented_frame_becomes_records_or_a_named_skip(outputs) -> None
     produced, std = outputs
     assert dict(Counter(out.topic for out in produced)) == expected_counts(FIXTURE)
     assert expected_counts(FIXTURE) == {"lob": 260, "trades": 3, "candle": 11}
+    # The spot and inverse books start with their snapshot and their sequences rise: nothing is skipped.  The
+    # documented BTCUSDT updates have no snapshot before them, but every frame is standardised at one time
+    # (ATOM): the 10 s the connector's own snapshot is given to come never pass, so no book_resync either.
+    assert order_events(book_messages(FIXTURE)) == {NO_SNAPSHOT: 2}
+    assert std.book_checks.stats() == {"snapshots": 2}
     assert dict(std.skipped) == {
         "subscription ack": 9,
         "trade snapshot: history replayed on subscribe (no trade ids to deduplicate)": 3,
@@ -154,8 +168,8 @@ def test_spot_book_levels_are_unscaled_exactly(outputs) -> None:
     # Snapshot, first bid: [892376000000, 6866500] with price scale 8, BTC value scale 8.
     assert first(produced, "lob", "BTC.USDT") == {
         "exchange": "phemex", "symbol": "BTC.USDT", "side": "bid", "price": Decimal("8923.76"),
-        "size": Decimal("0.068665"), "is_snapshot": True, "sequence": 677996311,
-        "event_timestamp": 1590570810187, "atom_timestamp": ATOM,
+        "size": Decimal("0.068665"), "is_snapshot": True, "sequence": 677996311, "prev_sequence": None,
+        "checksum": None, "event_timestamp": 1590570810187, "atom_timestamp": ATOM,
     }
     # Second update: the level [892226000000, 0] is removed.
     removed = first(produced, "lob", "BTC.USDT", sequence=677996941, price=Decimal("8922.26"))
@@ -166,8 +180,8 @@ def test_usdt_perpetual_book_is_real_valued(outputs) -> None:
     produced, _ = outputs
     assert first(produced, "lob", "BTC.USDT-PERP", side="ask") == {
         "exchange": "phemex", "symbol": "BTC.USDT-PERP", "side": "ask", "price": Decimal("20702.9"),
-        "size": Decimal("0.718"), "is_snapshot": False, "sequence": 77668172,
-        "event_timestamp": 1666854171201, "atom_timestamp": ATOM,
+        "size": Decimal("0.718"), "is_snapshot": False, "sequence": 77668172, "prev_sequence": None,
+        "checksum": None, "event_timestamp": 1666854171201, "atom_timestamp": ATOM,
     }
 
 
@@ -175,8 +189,8 @@ def test_inverse_book_is_in_contracts_and_its_snapshot_has_no_time(outputs) -> N
     produced, _ = outputs
     assert first(produced, "lob", "BTC.USD-PERP") == {
         "exchange": "phemex", "symbol": "BTC.USD-PERP", "side": "bid", "price": Decimal(8676),
-        "size": Decimal(18995), "is_snapshot": True, "sequence": 1191904,
-        "event_timestamp": None, "atom_timestamp": ATOM,
+        "size": Decimal(18995), "is_snapshot": True, "sequence": 1191904, "prev_sequence": None,
+        "checksum": None, "event_timestamp": None, "atom_timestamp": ATOM,
     }
 
 

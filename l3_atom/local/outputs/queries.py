@@ -9,6 +9,7 @@ the processor's (``/book``, ``/volume``, ``/orders``, ``/candles``).
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -30,8 +31,10 @@ class QueryOutput:
 
     name = "queries"
 
-    def __init__(self, intervals: list[str], grace_ms: int):
+    def __init__(self, intervals: list[str], grace_ms: int, on_resync: Callable[[dict[str, Any]], None] | None = None):
         self.books = BookStore()
+        # Where the books' snapshot requests go (the runtime's sources), as on book_resync in Kafka.
+        self.on_resync = on_resync
         self.intervals = intervals
         self.candles = CandleBuilder(intervals, grace_ms)
         self.closed: dict[tuple[str, str, str], deque] = defaultdict(lambda: deque(maxlen=HISTORY_LENGTH))
@@ -57,6 +60,11 @@ class QueryOutput:
                 for candle in self.candles.add(trade):
                     self.closed[(candle["exchange"], candle["symbol"], candle["interval"])].append(candle_json(candle))
             self.records += 1
+        if self.books.resync_requests:
+            requests, self.books.resync_requests = self.books.resync_requests, []
+            if self.on_resync is not None:
+                for request in requests:
+                    self.on_resync(request)
 
     async def close(self) -> None:
         """Nothing to flush."""

@@ -1,8 +1,16 @@
 """Bybit v5 public streams -> ``lob``, ``ticker``, ``trades``, ``candle``, ``funding_rate``, ``open_interest``.
 
 - ``orderbook.50`` (and deeper): ``snapshot``/``delta`` levels, ``sequence`` = the
-  update id ``u`` (a snapshot with ``u`` = 1 follows a Bybit restart);
-  ``event_timestamp`` = the matching engine's ``cts`` where given, else ``ts``.
+  update id ``u``; ``event_timestamp`` = the matching engine's ``cts`` where
+  given, else ``ts``.  The book's snapshot comes over the websocket: on
+  subscribe, again whenever Bybit has had a problem, and with ``u`` = 1 after a
+  Bybit service restart; each replaces the book (``is_snapshot``), so a resync
+  is a reconnect.  ``prev_sequence`` is null: Bybit's v5 documentation calls
+  ``u`` an update id and promises no step of one between deltas (``seq``, the
+  cross sequence, only orders books of different depths), so only the order of
+  ``u`` is checked.  A delta whose ``u`` repeats the last one or is inside the
+  snapshot is skipped, named; an older one after a newer is published and asks
+  for a resync (``book_resync``), as does a book with deltas and no snapshot.
 - ``orderbook.1``: the best bid and offer, so a ``ticker`` (spot ``tickers`` have none).
 - ``publicTrade``: ``S`` is the taker's side; ``seq`` is Bybit's cross sequence.
 - ``tickers``: linear sends a snapshot, then deltas holding only what changed.
@@ -23,6 +31,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks, Verdict
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -31,7 +40,17 @@ from l3_atom.stream_processing.standardiser import (
     integer,
     optional_exact,
 )
-from l3_atom.topics import CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key, split_raw_key
+from l3_atom.topics import (
+    BOOK_RESYNC,
+    CANDLE,
+    FUNDING_RATE,
+    LOB,
+    OPEN_INTEREST,
+    TICKER,
+    TRADES,
+    normalised_key,
+    split_raw_key,
+)
 
 SOURCE = "bybit"
 CATEGORY_SEPARATOR = "/"
@@ -46,6 +65,9 @@ TICKER_FIELDS = ("bid1Price", "bid1Size", "ask1Price", "ask1Size", "lastPrice")
 FUNDING_FIELDS = ("fundingRate", "nextFundingTime", "markPrice", "indexPrice")
 OPEN_INTEREST_FIELD = "openInterest"
 NO_VALUE = ""
+# Why a book update the book already holds is skipped.
+DUPLICATE_UPDATE = "duplicate book update"
+STALE_UPDATE = "stale: already in the book snapshot"
 
 
 def text(value: Any) -> str:
@@ -79,6 +101,27 @@ def candle_interval(interval: Any) -> str:
     return f"{minutes}m"
 
 
+def check_order(checks: BookChecks, symbol: str, sequence: int | None, snapshot: bool, atom: int) -> str | None:
+    """Enter a book message in ``checks``; the reason to skip it when the book already holds it, else None.
+
+    For sources whose updates carry one number each and no documented predecessor
+    (only order is checked): a repeat of the last number, or a number at or below
+    the last snapshot's, is already in the book.  An older update above the
+    snapshot (out of order) may hold a change the book lacks: it is published, and
+    its book stays out of sync, asking for a resync, until a snapshot.
+    """
+    if snapshot:
+        checks.snapshot(symbol, sequence, atom)
+        return None
+    verdict = checks.update(symbol, sequence, None, atom)
+    if verdict is not Verdict.DUPLICATE and verdict is not Verdict.STALE:
+        return None
+    held = checks.continuity.books[symbol].snapshot_sequence
+    if held is not None and sequence is not None and sequence <= held:
+        return STALE_UPDATE
+    return DUPLICATE_UPDATE if verdict is Verdict.DUPLICATE else None
+
+
 def boolean(value: Any) -> bool:
     if type(value) is not bool:
         raise TypeError(f"expected a boolean, got {type(value).__name__} {value!r}")
@@ -87,7 +130,7 @@ def boolean(value: Any) -> bool:
 
 class BybitStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB, TICKER, TRADES, CANDLE, FUNDING_RATE, OPEN_INTEREST)
+    topics = (LOB, TICKER, TRADES, CANDLE, FUNDING_RATE, OPEN_INTEREST, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         "orderbook": "_orderbook",
         "bookTicker": "_book_ticker",
@@ -106,6 +149,7 @@ class BybitStandardiser(Standardiser):
         super().__init__()
         # Normalised symbol -> the last value of every tickers field seen.
         self._tickers: dict[str, dict[str, Any]] = {}
+        self.book_checks = BookChecks(SOURCE)
 
     def message_type(self, message: Any) -> str:
         topic = message.get("topic")
@@ -139,25 +183,15 @@ class BybitStandardiser(Standardiser):
             raise ValueError(f"orderbook type must be snapshot or delta, got {kind!r}")
         book = message["data"]
         symbol = self._symbol(book["s"])
-        key = self._key(symbol)
         sequence = integer(book["u"])
-        time = self._time(message)
-        records = [
-            Output(LOB, key, records_build.lob_level(
-                exchange=SOURCE,
-                symbol=symbol,
-                side=side,
-                price=exact(level[PRICE]),
-                size=exact(level[SIZE]),
-                is_snapshot=kind == SNAPSHOT,
-                sequence=sequence,
-                event_timestamp=time,
-                atom_timestamp=atom_timestamp,
-            ))
-            for side, levels in (("bid", book["b"]), ("ask", book["a"]))
-            for level in levels
-        ]
-        return records or self.skip(f"orderbook {kind} without levels")
+        records = records_build.book_levels(
+            exchange=SOURCE, symbol=symbol, key=self._key(symbol), bids=book["b"], asks=book["a"],
+            is_snapshot=kind == SNAPSHOT, sequence=sequence, event_timestamp=self._time(message),
+            atom_timestamp=atom_timestamp,
+        )
+        held = check_order(self.book_checks, symbol, sequence, kind == SNAPSHOT, atom_timestamp)
+        outputs = self.skip(held) if held else records or self.skip(f"orderbook {kind} without levels")
+        return outputs + self.book_checks.requests(symbol, atom_timestamp)
 
     def _book_ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
         """Level 1 of the book: the best bid and offer (either side may be empty)."""

@@ -5,13 +5,30 @@ Full channel: ``open``/``change``/``done`` change the level-3 book;
 the taker is the other side); ``received`` and ``activate`` are not on the
 book yet and are skipped, counted.  The level2 channel (``snapshot``,
 ``l2update``) feeds ``lob``.
+
+Level-3 book integrity, as Coinbase documents it: the book starts from the
+REST snapshot ``GET /products/{id}/book?level=3`` (the connector fetches it
+after subscribing and on every resync, under the product's ``full`` key), and
+every full-channel message carries the product's next ``sequence``.  So:
+- a message numbered at or below one already seen is a repeat or arrived out
+  of order: skipped, counted (never published twice);
+- a jump in the numbers is a gap: the book is lost and a ``book_resync`` asks
+  the connector for a new snapshot (again every retry interval until one comes);
+- book events numbered at or below the snapshot's sequence are already inside
+  it: skipped (trades are not: a trade is news whatever the book holds).
+Book events skip numbers (``received`` and ``match`` take some), so each
+``lob_l3`` record's ``prev_sequence`` is the previous book event this
+standardiser published (or the snapshot), and after a gap the number just
+before the message that revealed it, so a consumer sees the gap too.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from l3_atom.books.integrity import Continuity
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks, Reason, Verdict
 from l3_atom.stream_processing.standardiser import (
     Output,
     Standardiser,
@@ -20,7 +37,7 @@ from l3_atom.stream_processing.standardiser import (
     ms_from_iso,
     optional_exact,
 )
-from l3_atom.topics import LOB, LOB_L3, TICKER, TRADES_L3, normalised_key
+from l3_atom.topics import BOOK_RESYNC, LOB, LOB_L3, TICKER, TRADES_L3, normalised_key, split_raw_key
 
 SOURCE = "coinbase"
 BOOK_SIDE = {"buy": "bid", "sell": "ask"}
@@ -28,8 +45,11 @@ TAKER_SIDE_OF_MAKER = {"buy": "sell", "sell": "buy"}
 ZERO = exact("0")
 # A level2 change is [side, price, size].
 CHANGE_SIDE, CHANGE_PRICE, CHANGE_SIZE = range(3)
-# A snapshot level is [price, size].
-LEVEL_PRICE, LEVEL_SIZE = range(2)
+# A snapshot level is [price, size]; a level-3 REST snapshot's order is [price, size, order_id].
+LEVEL_PRICE, LEVEL_SIZE, LEVEL_ORDER_ID = range(3)
+# The level-3 REST book snapshot has no "type": it dispatches as this.
+L3_SNAPSHOT = "l3_snapshot"
+OPEN = "open"
 
 
 def book_side(side: Any) -> str:
@@ -41,8 +61,11 @@ def book_side(side: Any) -> str:
 
 class CoinbaseStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB_L3, TRADES_L3, TICKER, LOB)
+    topics = (LOB_L3, TRADES_L3, TICKER, LOB, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
+        L3_SNAPSHOT: "_l3_snapshot",
+        "received": "_off_book",
+        "activate": "_off_book",
         "open": "_open",
         "change": "_change",
         "done": "_done",
@@ -53,8 +76,6 @@ class CoinbaseStandardiser(Standardiser):
         "l2update": "_l2update",
     }
     skips: ClassVar[dict[str, str]] = {
-        "received": "received: order not on the book yet",
-        "activate": "activate: stop order not on the book yet",
         "subscriptions": "subscription ack",
         "heartbeat": "heartbeat",
     }
@@ -62,9 +83,76 @@ class CoinbaseStandardiser(Standardiser):
     def __init__(self) -> None:
         super().__init__()
         self._symbols: dict[str, str] = {}
+        self.book_checks = BookChecks(SOURCE)
+        # The full channel's sequence per product, over every message type (received, match, ...).
+        self._stream = Continuity()
+        # Per symbol: the prev_sequence the next lob_l3 record carries.
+        self._book_prev: dict[str, int] = {}
 
     def message_type(self, message: Any) -> str:
+        if "type" not in message and "bids" in message and "sequence" in message:
+            return L3_SNAPSHOT
         return message["type"]
+
+    def _follow(self, symbol: str, sequence: int, atom_timestamp: int) -> Verdict:
+        """The verdict on a full-channel message of ``symbol``; a gap loses its book.
+
+        A symbol is followed from its first book message (received, open, ...): only the full channel sends those.
+        """
+        verdict = self._stream.update(symbol, sequence, sequence - 1, atom_timestamp)
+        if verdict is Verdict.GAP and not self._in_snapshot(symbol, sequence - 1):
+            detail = self._stream.books[symbol].detail
+            self.book_checks.lost(symbol, Reason.GAP, detail, atom_timestamp)
+            self._book_prev[symbol] = sequence - 1
+        return verdict
+
+    def _in_snapshot(self, symbol: str, sequence: int) -> bool:
+        """Whether the book's last snapshot holds everything up to ``sequence`` (missed messages did not hurt it)."""
+        state = self.book_checks.continuity.books.get(symbol)
+        return state is not None and state.snapshot_sequence is not None and state.snapshot_sequence >= sequence
+
+    def _repeat(self, verdict: Verdict) -> list[Output] | None:
+        """The skip of a repeated or late message, or None for one that is new."""
+        if verdict is Verdict.DUPLICATE:
+            return self.skip("repeated full-channel message")
+        if verdict is Verdict.STALE:
+            return self.skip("full-channel message older than one already seen")
+        return None
+
+    def _off_book(self, message: dict, atom_timestamp: int) -> list[Output]:
+        symbol = self.symbol(message["product_id"])
+        repeat = self._repeat(self._follow(symbol, integer(message["sequence"]), atom_timestamp))
+        if repeat is not None:
+            return repeat
+        self.skipped[f"{message['type']}: order not on the book yet"] += 1
+        return self.book_checks.requests(symbol, atom_timestamp)
+
+    def _l3_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """The REST level-3 book: every resting order, as ``open`` events that replace the book."""
+        symbol = self.symbol_of(split_raw_key(self.raw_key or "")[1])
+        sequence = integer(message["sequence"])
+        event_timestamp = ms_from_iso(message["time"]) if "time" in message else atom_timestamp // 1000
+        key = normalised_key(SOURCE, symbol)
+        outputs = [
+            Output(LOB_L3, key, records_build.lob_l3_event(
+                exchange=SOURCE, symbol=symbol, event_type=OPEN, order_id=order[LEVEL_ORDER_ID], side=side,
+                price=exact(order[LEVEL_PRICE]), size=exact(order[LEVEL_SIZE]), is_snapshot=True,
+                sequence=sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+            ))
+            for side, orders in (("bid", message["bids"]), ("ask", message["asks"]))
+            for order in orders
+        ]
+        self.book_checks.snapshot(symbol, sequence, atom_timestamp)
+        published = self._book_prev.get(symbol)
+        if published is not None and published > sequence:
+            # Book events after the snapshot's point came first: the snapshot wiped them.  Say so, ask again.
+            self.book_checks.lost(
+                symbol, Reason.GAP, f"snapshot {sequence} is older than book event {published}", atom_timestamp
+            )
+        else:
+            self._book_prev[symbol] = sequence
+        self._stream.state(symbol, atom_timestamp)  # the product is on the full channel: follow its numbers
+        return outputs + self.book_checks.requests(symbol, atom_timestamp)
 
     def symbol(self, product_id: Any) -> str:
         """``BTC-USD`` -> ``BTC.USD`` (cached: products repeat)."""
@@ -84,21 +172,31 @@ class CoinbaseStandardiser(Standardiser):
     ) -> list[Output]:
         if reason is not None and type(reason) is not str:
             raise TypeError(f"reason must be a string, got {reason!r}")
+        # Read every field first: a malformed message is an error (dead letter) even when it is a repeat.
         symbol = self.symbol(message["product_id"])
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "event_type": event_type,
-            "order_id": message["order_id"],
-            "side": book_side(message["side"]),
-            "price": price,
-            "size": size,
-            "reason": reason,
-            "sequence": integer(message["sequence"]),
-            "event_timestamp": ms_from_iso(message["time"]),
-            "atom_timestamp": atom_timestamp,
-        }
-        return [Output(LOB_L3, normalised_key(SOURCE, symbol), record)]
+        sequence = integer(message["sequence"])
+        record = records_build.lob_l3_event(
+            exchange=SOURCE,
+            symbol=symbol,
+            event_type=event_type,
+            order_id=message["order_id"],
+            side=book_side(message["side"]),
+            price=price,
+            size=size,
+            reason=reason,
+            sequence=sequence,
+            event_timestamp=ms_from_iso(message["time"]),
+            atom_timestamp=atom_timestamp,
+        )
+        repeat = self._repeat(self._follow(symbol, sequence, atom_timestamp))
+        if repeat is not None:
+            return repeat
+        # The stream let it through, so at or below the book's number means inside the snapshot.
+        if self.book_checks.update(symbol, sequence, None, atom_timestamp) in (Verdict.STALE, Verdict.DUPLICATE):
+            return self.skip("book event already in the book snapshot")
+        record["prev_sequence"] = self._book_prev.get(symbol)
+        self._book_prev[symbol] = sequence
+        return [Output(LOB_L3, normalised_key(SOURCE, symbol), record), *self.book_checks.requests(symbol, atom_timestamp)]
 
     def _open(self, message: dict, atom_timestamp: int) -> list[Output]:
         return self._order_event(
@@ -120,6 +218,7 @@ class CoinbaseStandardiser(Standardiser):
         symbol = self.symbol(message["product_id"])
         maker_side = message["side"]
         book_side(maker_side)
+        sequence = integer(message["sequence"])
         record = {
             "exchange": SOURCE,
             "symbol": symbol,
@@ -129,11 +228,17 @@ class CoinbaseStandardiser(Standardiser):
             "taker_side": TAKER_SIDE_OF_MAKER[maker_side],
             "maker_order_id": message["maker_order_id"],
             "taker_order_id": message["taker_order_id"],
-            "sequence": integer(message["sequence"]),
+            "sequence": sequence,
             "event_timestamp": ms_from_iso(message["time"]),
             "atom_timestamp": atom_timestamp,
         }
-        return [Output(TRADES_L3, normalised_key(SOURCE, symbol), record)]
+        # Matches join the full channel's numbering only on it (the matches channel skips numbers);
+        # last_match is the last trade before subscribing, outside the numbering.
+        if message["type"] == "match" and symbol in self._stream.books:
+            repeat = self._repeat(self._follow(symbol, sequence, atom_timestamp))
+            if repeat is not None:
+                return repeat
+        return [Output(TRADES_L3, normalised_key(SOURCE, symbol), record), *self.book_checks.requests(symbol, atom_timestamp)]
 
     def _ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol(message["product_id"])

@@ -5,11 +5,17 @@ Every frame is ``{"type", "channel", "id", "message_id", "contents"}``:
 and ``channel_batch_data`` a list of updates (batched subscriptions).  All
 numbers are decimal strings.
 
-- ``v4_orderbook``: the initial book (levels ``{"price", "size"}``) is a
-  snapshot; updates are ``[price, size]`` (an optional third element, the
-  offset of ``includeOffsets`` subscriptions, is accepted).  dYdX books carry
-  no time; ``sequence`` is the frame's ``message_id``, dYdX's sequence number
-  of the connection, which orders updates between two snapshots.
+- ``v4_orderbook``: the ``subscribed`` frame's book (levels ``{"price",
+  "size"}``) is the snapshot, sent on every subscribe, so a resync is a
+  reconnect; ``channel_data`` (or a batch of them) are updates, ``[price,
+  size]`` (an optional third element, the offset of ``includeOffsets``
+  subscriptions, is accepted).  dYdX books carry no time.  ``sequence`` is the
+  frame's ``message_id``: numbered per connection across all its channels, it
+  orders a book's frames between two snapshots but skips the numbers of other
+  channels, so ``prev_sequence`` is null and only order is checked (a batch is
+  one frame, one number).  An update repeating the last number or inside the
+  snapshot is skipped, named; an older one after a newer is published and asks
+  for a resync (``book_resync``), as does a book with updates and no snapshot.
 - ``v4_trades``: ``side`` is the taker's; the initial history is skipped,
   counted (replayed on every subscribe; the raw topic keeps it).
 - ``v4_candles``: no "closed" flag; a candle is closed when a later window is
@@ -30,6 +36,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -39,7 +46,8 @@ from l3_atom.stream_processing.standardiser import (
     ms_from_iso,
     optional_exact,
 )
-from l3_atom.topics import CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TRADES, normalised_key
+from l3_atom.stream_processing.standardisers.bybit import check_order
+from l3_atom.topics import BOOK_RESYNC, CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TRADES, normalised_key
 
 SOURCE = "dydx"
 ORDERBOOK, TRADES_CHANNEL, CANDLES, MARKETS = "v4_orderbook", "v4_trades", "v4_candles", "v4_markets"
@@ -67,6 +75,8 @@ TAKER_SIDE = {"BUY": "buy", "SELL": "sell"}
 US_PER_MS = 1000
 # An update level is [price, size] or [price, size, offset].
 LEVEL_PRICE, LEVEL_SIZE = range(2)
+# The book contents' keys of each side.
+SIDES = ("bids", "asks")
 
 Handler = Callable[[dict, Any, int], list[Output]]
 
@@ -82,7 +92,7 @@ def level_of(level: Any) -> tuple[Any, Any]:
 
 class DydxStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB, TRADES, CANDLE, FUNDING_RATE, OPEN_INTEREST)
+    topics = (LOB, TRADES, CANDLE, FUNDING_RATE, OPEN_INTEREST, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         f"{SUBSCRIBED}:{ORDERBOOK}": "_book_snapshot",
         f"{CHANNEL_DATA}:{ORDERBOOK}": "_book_update",
@@ -103,6 +113,10 @@ class DydxStandardiser(Standardiser):
         f"{SUBSCRIBED}:{TRADES_CHANNEL}": "trade history replayed on subscribe",
     }
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.book_checks = BookChecks(SOURCE)
+
     def message_type(self, message: Any) -> str:
         kind = message["type"]
         if kind == ERROR:
@@ -117,48 +131,43 @@ class DydxStandardiser(Standardiser):
             raise ValueError(f"market must look like BASE-QUOTE, got {exchange_symbol!r}")
         return exchange_symbol.replace(TICKER_SEPARATOR, ".") + PERPETUAL_SUFFIX
 
-    def _batch(self, message: dict, atom_timestamp: int, one: Handler) -> list[Output]:
-        """A batched frame's updates, each as its own ``channel_data`` would give."""
+    @staticmethod
+    def _updates(message: dict) -> list:
+        """The updates of a ``channel_batch_data`` frame."""
         updates = message["contents"]
         if type(updates) is not list:
             raise TypeError(f"batched contents must be a list, got {type(updates).__name__}")
-        return [out for contents in updates for out in one(message, contents, atom_timestamp)]
+        return updates
+
+    def _batch(self, message: dict, atom_timestamp: int, one: Handler) -> list[Output]:
+        """A batched frame's updates, each as its own ``channel_data`` would give."""
+        return [out for contents in self._updates(message) for out in one(message, contents, atom_timestamp)]
 
     # -- order book ------------------------------------------------------------------------
 
     def _book_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
-        contents = message["contents"]
-        return self._levels(message, contents["bids"], contents["asks"], True, atom_timestamp)
+        return self._book(message, [message["contents"]], True, atom_timestamp)
 
     def _book_update(self, message: dict, atom_timestamp: int) -> list[Output]:
-        return self._book_changes(message, message["contents"], atom_timestamp)
+        return self._book(message, [message["contents"]], False, atom_timestamp)
 
     def _book_batch(self, message: dict, atom_timestamp: int) -> list[Output]:
-        return self._batch(message, atom_timestamp, self._book_changes)
+        """Updates batched in one frame: one ``message_id``, so one step of the book's order."""
+        return self._book(message, self._updates(message), False, atom_timestamp)
 
-    def _book_changes(self, message: dict, contents: dict, atom_timestamp: int) -> list[Output]:
-        return self._levels(message, contents.get("bids", []), contents.get("asks", []), False, atom_timestamp)
-
-    def _levels(self, message: dict, bids: list, asks: list, snapshot: bool, atom_timestamp: int) -> list[Output]:
+    def _book(self, message: dict, parts: list, snapshot: bool, atom_timestamp: int) -> list[Output]:
+        """``lob`` records of one frame's book contents (``parts``), checked for order as one message."""
         symbol = self.symbol_of(message["id"])
         key = normalised_key(SOURCE, symbol)
         sequence = integer(message["message_id"])
-        outputs = []
-        for side, levels in (("bid", bids), ("ask", asks)):
-            for level in levels:
-                price, size = level_of(level)
-                record = records_build.lob_level(
-                    exchange=SOURCE,
-                    symbol=symbol,
-                    side=side,
-                    price=exact(price),
-                    size=exact(size),
-                    is_snapshot=snapshot,
-                    sequence=sequence,
-                    atom_timestamp=atom_timestamp,
-                )
-                outputs.append(Output(LOB, key, record))
-        return outputs
+        # Within a side, the parts' order is kept: a later change of a level wins.
+        bids, asks = ([level_of(level) for contents in parts for level in contents.get(side, [])] for side in SIDES)
+        records = records_build.book_levels(
+            exchange=SOURCE, symbol=symbol, key=key, bids=bids, asks=asks, is_snapshot=snapshot, sequence=sequence,
+            atom_timestamp=atom_timestamp,
+        )
+        held = check_order(self.book_checks, symbol, sequence, snapshot, atom_timestamp)
+        return (self.skip(held) if held else records) + self.book_checks.requests(symbol, atom_timestamp)
 
     # -- trades ----------------------------------------------------------------------------
 
@@ -214,10 +223,7 @@ class DydxStandardiser(Standardiser):
         return self._candles(message, [message["contents"]], atom_timestamp)
 
     def _candles_batch(self, message: dict, atom_timestamp: int) -> list[Output]:
-        updates = message["contents"]
-        if type(updates) is not list:
-            raise TypeError(f"batched contents must be a list, got {type(updates).__name__}")
-        return self._candles(message, updates, atom_timestamp)
+        return self._candles(message, self._updates(message), atom_timestamp)
 
     def _candles(self, message: dict, candles: list, atom_timestamp: int) -> list[Output]:
         ticker, _, resolution = message["id"].partition(CANDLE_ID_SEPARATOR)

@@ -1,12 +1,17 @@
 """Gemini market data v2 -> ``lob``, ``trades``, ``candle``.
 
 ``l2_updates``: ``changes`` are ``[side, price, quantity]`` (side ``buy`` is a
-bid; quantity 0 removes the level).  The first message of a subscription is the
-whole book, and only it carries ``trades`` (the last 50) and
-``auction_events``: its levels are ``is_snapshot``, its trades are published
-like live ones (``sequence`` = ``event_id`` lets a consumer drop repeats after
-a reconnect).  Gemini's book messages carry no time and no sequence number:
-``event_timestamp`` and ``sequence`` are null on ``lob``.
+bid; quantity 0 removes the level).  The first message of a symbol's
+subscription is its whole book, sent on every subscribe (so a resync is a
+reconnect), and only it carries ``trades`` (the last 50) and
+``auction_events``: that is how it is told apart, here and after a reconnect.
+Its levels are ``is_snapshot``, its trades are published like live ones
+(``sequence`` = ``event_id`` lets a consumer drop repeats after a reconnect).
+Gemini's v2 book messages carry no time and no sequence number (only v1 sends a
+``socket_sequence``; the v2 recording has none): ``event_timestamp``,
+``sequence`` and ``prev_sequence`` are null on ``lob``, so no gap, repeat or
+reordering can be seen and none is skipped.  A book with updates and no
+snapshot asks for a resync (``book_resync``).
 
 ``trade``: ``side`` is the taker's.  ``tid`` (the trade id) is newer than the
 2021 recording; where it is absent ``trade_id`` is null.
@@ -25,6 +30,7 @@ from typing import Any, ClassVar
 import orjson
 
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -33,7 +39,7 @@ from l3_atom.stream_processing.standardiser import (
     exact,
     integer,
 )
-from l3_atom.topics import CANDLE, LOB, TRADES, normalised_key
+from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, TRADES, normalised_key
 
 SOURCE = "gemini"
 BOOK_SIDE = {"buy": "bid", "sell": "ask"}
@@ -66,13 +72,17 @@ def book_side(side: Any) -> str:
 
 class GeminiStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB, TRADES, CANDLE)
+    topics = (LOB, TRADES, CANDLE, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         "l2_updates": "_l2_updates",
         "trade": "_trade",
         **{f"{CANDLE_TYPE_PREFIX}{interval}{CANDLE_TYPE_SUFFIX}": "_candles" for interval in CANDLE_INTERVALS},
     }
     skips: ClassVar[dict[str, str]] = {"heartbeat": "heartbeat"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.book_checks = BookChecks(SOURCE)
 
     def decode(self, frame: bytes) -> Any:
         if CANDLE_MARKER in frame:
@@ -126,7 +136,11 @@ class GeminiStandardiser(Standardiser):
         ]
         if snapshot:
             outputs += [Output(TRADES, key, self._trade_record(symbol, t, atom_timestamp)) for t in message["trades"]]
-        return outputs or self.skip("l2_updates without changes")
+            self.book_checks.snapshot(symbol, None, atom_timestamp)
+        else:
+            # No number to check: this only notes that the book has updates (and whether a snapshot came).
+            self.book_checks.update(symbol, None, None, atom_timestamp)
+        return (outputs or self.skip("l2_updates without changes")) + self.book_checks.requests(symbol, atom_timestamp)
 
     def _trade(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol_of(message["symbol"])

@@ -1,14 +1,24 @@
 """Kraken futures websocket -> ``lob``, ``trades``, ``ticker``, ``funding_rate``, ``open_interest``.
 
-Numbers arrive as JSON numbers: decoded as exact decimals.  Book snapshots
-and deltas carry Kraken's per-subscription ``seq`` (kept as ``sequence``) and
-their own time.  Trades: ``side`` is the taker's.  A ticker gives a ticker
-record and an open-interest record (in contracts, as Kraken reports it); for
-perpetuals (``tag: perpetual``) also a funding-rate record: the rate is
+Numbers arrive as JSON numbers: decoded as exact decimals.
+
+Books: Kraken sends a ``book_snapshot`` on every subscribe (so a resync is a
+reconnect), then a ``book`` message per changed level; both carry their own
+time and ``seq``, kept as ``sequence``.  Kraken documents ``seq`` only as "the
+subscription message sequence number", never as stepping by one per product
+(some clients assume it does), and its documented examples (snapshot 326072249,
+delta 326094134) show no such step: ``prev_sequence`` is null and only order is
+checked.  A delta repeating the last ``seq`` or inside the snapshot is skipped,
+named; an older one after a newer is published and asks for a resync
+(``book_resync``), as does a book with deltas and no snapshot.
+
+Trades: ``side`` is the taker's.  A ticker gives a ticker record and an
+open-interest record (in contracts, as Kraken reports it); for perpetuals
+(``tag: perpetual``) also a funding-rate record: the rate is
 ``relative_funding_rate`` (a fraction of the price; ``funding_rate`` is an
-amount of quote currency), and Kraken leaves the rate fields out when they
-are zero.  Funding rates are computed values that can carry more decimal
-places than the schema's 18: only those are rounded, half-even, to 18.
+amount of quote currency), and Kraken leaves the rate fields out when they are
+zero.  Funding rates are computed values that can carry more decimal places
+than the schema's 18: only those are rounded, half-even, to 18.
 """
 
 from __future__ import annotations
@@ -17,6 +27,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, ClassVar
 
 from l3_atom.off_chain.kraken_futures import normalised_product
+from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -26,8 +38,9 @@ from l3_atom.stream_processing.standardiser import (
     integer,
     optional_exact,
 )
+from l3_atom.stream_processing.standardisers.bybit import check_order
 from l3_atom.stream_processing.standardisers.kraken import taker_side
-from l3_atom.topics import FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
+from l3_atom.topics import BOOK_RESYNC, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
 
 SOURCE = "kraken-futures"
 BOOK_SIDE = {"buy": "bid", "sell": "ask"}
@@ -56,7 +69,7 @@ def rate(value: Any) -> Decimal:
 
 class KrakenFuturesStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB, TRADES, TICKER, FUNDING_RATE, OPEN_INTEREST)
+    topics = (LOB, TRADES, TICKER, FUNDING_RATE, OPEN_INTEREST, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         "book_snapshot": "_book_snapshot",
         "book": "_book",
@@ -70,6 +83,10 @@ class KrakenFuturesStandardiser(Standardiser):
         "subscribed": "subscription ack",
         "unsubscribed": "subscription ack",
     }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.book_checks = BookChecks(SOURCE)
 
     def decode(self, frame: bytes) -> Any:
         """Prices and sizes are JSON numbers: exact decimals, never floats."""
@@ -96,33 +113,30 @@ class KrakenFuturesStandardiser(Standardiser):
                   "atom_timestamp": atom}
         return Output(topic, normalised_key(SOURCE, symbol), record)
 
-    def _level(self, symbol: str, side: str, level: dict, snapshot: bool, seq: int, time: int, atom: int) -> Output:
-        fields = {
-            "side": side,
-            "price": exact(level["price"]),
-            "size": exact(level["qty"]),
-            "is_snapshot": snapshot,
-            "sequence": seq,
-        }
-        return self._record(LOB, symbol, fields, time, atom)
-
     def _book_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
-        symbol = self.symbol_of(message["product_id"])
-        seq, time = integer(message["seq"]), millis(message["timestamp"])
-        return [
-            self._level(symbol, side, level, True, seq, time, atom_timestamp)
-            for side, levels in (("bid", message["bids"]), ("ask", message["asks"]))
-            for level in levels
-        ]
+        sides = (("bid", message["bids"]), ("ask", message["asks"]))
+        return self._levels(message, [(side, level) for side, levels in sides for level in levels], True, atom_timestamp)
 
     def _book(self, message: dict, atom_timestamp: int) -> list[Output]:
         side = BOOK_SIDE.get(message["side"])
         if side is None:
             raise ValueError(f"side must be 'buy' or 'sell', got {message['side']!r}")
+        return self._levels(message, [(side, message)], False, atom_timestamp)
+
+    def _levels(self, message: dict, levels: list[tuple[str, dict]], snapshot: bool, atom: int) -> list[Output]:
+        """``lob`` records of a book message's ``(side, {"price", "qty"})`` levels, checked for order."""
         symbol = self.symbol_of(message["product_id"])
-        return [self._level(
-            symbol, side, message, False, integer(message["seq"]), millis(message["timestamp"]), atom_timestamp
-        )]
+        key = normalised_key(SOURCE, symbol)
+        sequence, time = integer(message["seq"]), millis(message["timestamp"])
+        records = [
+            Output(LOB, key, records_build.lob_level(
+                exchange=SOURCE, symbol=symbol, side=side, price=exact(level["price"]), size=exact(level["qty"]),
+                is_snapshot=snapshot, sequence=sequence, event_timestamp=time, atom_timestamp=atom,
+            ))
+            for side, level in levels
+        ]
+        held = check_order(self.book_checks, symbol, sequence, snapshot, atom)
+        return (self.skip(held) if held else records) + self.book_checks.requests(symbol, atom)
 
     def _trade_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
         return [out for trade in message["trades"] for out in self._trade(trade, atom_timestamp)]

@@ -16,6 +16,16 @@ scales REST gives for every product it is asked to stream with these
 defaults and refuses to start on a mismatch, so a wrong power of ten can
 never reach a topic silently.
 
+Books: Phemex sends the book's snapshot on subscribe (``type: snapshot``,
+``is_snapshot`` records), so a resync is a reconnect; ``incremental`` messages
+change it.  ``sequence`` is the message's ``sequence``, which Phemex documents
+only as the "latest message sequence": it orders a symbol's book messages but
+does not step by one between them (the documented spot updates jump from
+677996548 to 677996941), so ``prev_sequence`` is null and only order is checked.
+An update repeating the last sequence or inside the snapshot is skipped, named;
+an older one after a newer is published and asks for a resync (``book_resync``),
+as does a book with updates and no snapshot.
+
 Trade snapshots (the history Phemex replays on every subscribe) are skipped,
 counted: Phemex trades carry no id, so replayed history could not be told
 apart from new trades after a reconnect.  Kline snapshots (history) are kept:
@@ -32,8 +42,10 @@ from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
 
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
-from l3_atom.topics import CANDLE, LOB, TRADES, normalised_key
+from l3_atom.stream_processing.standardisers.bybit import check_order
+from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, TRADES, normalised_key
 
 SOURCE = "phemex"
 
@@ -112,7 +124,7 @@ def interval_name(seconds: Any) -> str:
 
 class PhemexStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB, TRADES, CANDLE)
+    topics = (LOB, TRADES, CANDLE, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         BOOK: "_book",
         BOOK_REAL: "_book_real",
@@ -130,6 +142,7 @@ class PhemexStandardiser(Standardiser):
         """``scales``: exchange symbol -> scales, for products whose scales differ from their class default."""
         super().__init__()
         self.scales = dict(scales or {})
+        self.book_checks = BookChecks(SOURCE)
 
     def message_type(self, message: Any) -> str:
         if type(message) is not dict:
@@ -185,10 +198,12 @@ class PhemexStandardiser(Standardiser):
         sequence = integer(message["sequence"])
         timestamp = message.get("timestamp")
         event_timestamp = None if timestamp is None else ms_from_ns(timestamp)
-        return records_build.book_levels(
+        records = records_build.book_levels(
             exchange=SOURCE, symbol=symbol, key=key, bids=book["bids"], asks=book["asks"], is_snapshot=snapshot,
             sequence=sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp, price=price, size=size,
         )
+        held = check_order(self.book_checks, symbol, sequence, snapshot, atom_timestamp)
+        return (self.skip(held) if held else records) + self.book_checks.requests(symbol, atom_timestamp)
 
     # -- trades ----------------------------------------------------------------------------
 
