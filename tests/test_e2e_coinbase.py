@@ -5,8 +5,9 @@ Expected records are computed here from the simulator's journal (every frame it
 actually sent, and every level-3 REST book it served), without the pipeline's
 code: every match/ticker must appear exactly once, with exact values, in
 per-symbol sequence order; every REST book's orders appear as snapshot
-records; every open/change/done appears once, except those a snapshot already
-held when they reached the processor (their sequence at or below it).
+records; every open/change/done appears once, and so does the change a partial fill
+makes to its resting maker order, except those a snapshot already held when
+they reached the processor (their sequence at or below it).
 """
 
 from __future__ import annotations
@@ -43,11 +44,28 @@ def _dec(value: object) -> Decimal:
 
 
 def expected_records(journal: Path) -> dict[str, Counter]:
-    """What the pipeline must publish for the frames the simulator sent; bad frames expect nothing."""
+    """What the pipeline must publish for the frames the simulator sent; bad frames expect nothing.
+
+    Resting orders are followed from the REST books served and the messages, so that a match that
+    fills its maker order partly expects a ``change`` of that order (reason ``match``); messages a
+    book already held (numbered at or below it) do not move them.  ``expected["book"]`` is the
+    exchange's book at the end, (symbol, side, price) -> size, from the simulator's side alone.
+    """
     expected: dict[str, Counter] = defaultdict(Counter)
+    resting: dict[str, dict[str, list]] = defaultdict(dict)
+    held_up_to: dict[str, int] = {}
     for line in journal.read_text().splitlines():
-        data = json.loads(line)["data"]
+        entry = json.loads(line)
+        data = entry["data"]
         if len(data.encode()) > MAX_FRAME_BYTES:
+            continue
+        if str(entry["conn"]).startswith("rest:"):
+            book = json.loads(data)
+            symbol = entry["conn"].removeprefix("rest:").replace("-", ".")
+            resting[symbol] = {order_id: [side, _dec(price), _dec(size)]
+                               for side, levels in (("bid", book["bids"]), ("ask", book["asks"]))
+                               for price, size, order_id in levels}
+            held_up_to[symbol] = book["sequence"]
             continue
         try:
             message = json.loads(data)
@@ -58,17 +76,32 @@ def expected_records(journal: Path) -> dict[str, Counter]:
                 if kind == "change" and "new_size" not in message:
                     continue
                 price = message.get("price")
+                remaining = _dec(message[size]) if size else Decimal(0)
                 expected["lob_l3"][(
                     symbol, kind, message["order_id"], BOOK_SIDE[message["side"]],
-                    None if price is None else _dec(price), _dec(message[size]) if size else Decimal(0),
-                    message.get("reason"), message["sequence"],
+                    None if price is None else _dec(price), remaining, message.get("reason"), message["sequence"],
                 )] += 1
+                if message["sequence"] <= held_up_to.get(symbol, -1):
+                    continue
+                if kind == "done":
+                    resting[symbol].pop(message["order_id"], None)
+                elif kind == "open":
+                    resting[symbol][message["order_id"]] = [BOOK_SIDE[message["side"]], _dec(price), remaining]
+                elif message["order_id"] in resting[symbol]:
+                    resting[symbol][message["order_id"]][2] = remaining
             elif kind in ("match", "last_match"):
                 expected["trades_l3"][(
                     symbol, str(message["trade_id"]), _dec(message["price"]), _dec(message["size"]),
                     OTHER_SIDE[message["side"]], message["maker_order_id"], message["taker_order_id"],
                     message["sequence"],
                 )] += 1
+                maker = message["maker_order_id"]
+                if kind == "match" and maker in resting[symbol] and message["sequence"] > held_up_to.get(symbol, -1):
+                    left = resting[symbol][maker][2] - _dec(message["size"])
+                    if left > 0:
+                        resting[symbol][maker][2] = left
+                        expected["lob_l3"][(symbol, "change", maker, BOOK_SIDE[message["side"]],
+                                            _dec(message["price"]), left, "match", message["sequence"])] += 1
             elif kind == "ticker":
                 expected["ticker"][(
                     symbol, _dec(message["best_bid"]), _dec(message["best_ask"]), _dec(message["price"]),
@@ -76,6 +109,9 @@ def expected_records(journal: Path) -> dict[str, Counter]:
                 )] += 1
         except (ValueError, KeyError, TypeError, InvalidOperation):
             continue  # an injected bad frame: it must end in dead_letter, checked separately
+    for symbol, orders in resting.items():
+        for side, price, size in orders.values():
+            expected["book"][(symbol, side, price)] += size
     return expected
 
 

@@ -4,8 +4,11 @@ The streams are named in the URL (``/stream?streams=a/b/c``), so the connector s
 nothing after connecting (Binance counts every client frame against its 5 messages/s
 limit) and every reconnect subscribes again by itself.  A connection carries at most
 1024 streams.  The diff depth stream is only a book with a snapshot to start from:
-``GET /api/v3/depth`` is polled into the raw topic under the same key as the symbol's
-depth frames, so a snapshot and the diffs around it stay in one partition, in order.
+``GET /api/v3/depth`` is fetched (``snapshot_polls``) after every connect of a
+connection that carries depth streams and on every resync the processor asks for,
+and archived in the raw topic under the same key as the symbol's depth frames, so a
+snapshot and the diffs around it stay in one partition, in order.  Binance's rule for
+joining them (drop diffs with ``u`` <= ``lastUpdateId``) is the standardiser's.
 
 :class:`BinanceStreams` is what Binance spot and USD-M futures (``binance_futures``)
 share; each subclass declares its endpoints, channels and symbol list.
@@ -28,8 +31,8 @@ CONTROL = "control"
 DEPTH = "depth"
 # Levels per side of a REST book snapshot.
 SNAPSHOT_LEVELS = "1000"
-# A fresh snapshot now and then repairs a book that a reconnect left with a gap.
-SNAPSHOT_INTERVAL_S = 600.0
+# Book snapshots are fetched on (re)connect and resync, not on a timer.
+SNAPSHOT_POLL_INTERVAL_S = 0.0
 # Binance sends this event before it closes a connection for maintenance: reconnect at once.
 SHUTDOWN_NOTICE = b'"serverShutdown"'
 
@@ -70,7 +73,6 @@ class BinanceStreams(DataFeed):
     max_streams_per_connection: ClassVar[int]
     # Channels served by REST polls rather than streams.
     rest_channels: ClassVar[tuple[str, ...]] = ()
-    snapshot_interval_s: ClassVar[float] = SNAPSHOT_INTERVAL_S
 
     def route(self, channel: str) -> str:
         """URL path of the endpoint that serves ``channel`` (the root by default)."""
@@ -119,13 +121,21 @@ class BinanceStreams(DataFeed):
     def reply(self, frame: bytes) -> bytes | None:
         return RECONNECT if SHUTDOWN_NOTICE in frame else None
 
-    def rest_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
-        """Book snapshots for the diff depth stream, keyed like the symbol's depth frames."""
-        if not any(stream_kind(c) == DEPTH for c in self.stream_channels()):
+    def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
+        """Book snapshots for the diff depth stream, keyed like the symbol's depth frames.
+
+        A connection group without depth streams (futures' ``/market`` route) fetches none
+        when it connects; a resync names plain symbols and gets theirs.
+        """
+        if isinstance(exchange_symbols, StreamGroup):
+            carries_depth = any(feed_of_stream(s) == DEPTH for s in exchange_symbols.streams)
+        else:
+            carries_depth = any(stream_kind(c) == DEPTH for c in self.stream_channels())
+        if not carries_depth:
             return []
         return [
             RestPoll(self.depth_path, {"symbol": s, "limit": SNAPSHOT_LEVELS}, raw_key(self.name, s, DEPTH),
-                     self.snapshot_interval_s)
+                     SNAPSHOT_POLL_INTERVAL_S)
             for s in exchange_symbols
         ]
 

@@ -4,9 +4,10 @@ The protocol is Binance spot's (:mod:`l3_atom.off_chain.binance`), with three
 differences.  Since 2026 ``fstream.binance.com`` routes streams by category:
 book streams (``depth``, ``bookTicker``) are served under ``/public`` and the
 others (``aggTrade``, ``kline``, ``markPrice``) under ``/market``, so each group
-of symbols needs one connection per route.  A connection carries at most 200
-streams.  Open interest has no stream: ``GET /fapi/v1/openInterest`` is polled
-into the raw topic (feed ``openinterest``).
+of symbols needs one connection per route; book snapshots (``GET /fapi/v1/depth``)
+are fetched when a ``/public`` connection connects and on resync.  A connection
+carries at most 200 streams.  Open interest has no stream: ``GET
+/fapi/v1/openInterest`` is polled on a timer into the raw topic (feed ``openinterest``).
 """
 
 from __future__ import annotations
@@ -70,11 +71,11 @@ class BinanceFutures(BinanceStreams):
         return PUBLIC_ROUTE if kind.startswith(PUBLIC_STREAMS) else MARKET_ROUTE
 
     def rest_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
-        polls = super().rest_polls(exchange_symbols)
-        if OPEN_INTEREST in self.active_channels:
-            polls += [
-                RestPoll("/fapi/v1/openInterest", {"symbol": s}, raw_key(self.name, s, OPEN_INTEREST_FEED),
-                         OPEN_INTEREST_INTERVAL_S)
-                for s in exchange_symbols
-            ]
-        return polls
+        """Open interest, on a timer (book snapshots are ``snapshot_polls``)."""
+        if OPEN_INTEREST not in self.active_channels:
+            return []
+        return [
+            RestPoll("/fapi/v1/openInterest", {"symbol": s}, raw_key(self.name, s, OPEN_INTEREST_FEED),
+                     OPEN_INTEREST_INTERVAL_S)
+            for s in exchange_symbols
+        ]

@@ -6,6 +6,15 @@ a few seconds later: :meth:`Bitstamp.reply` asks the connection to reconnect at
 once, to a server that is staying up.  Bitstamp needs no client pings, but a
 quiet pair can be silent for longer than the silence watchdog allows: the
 connector sends Bitstamp's ``bts:heartbeat``, which the server answers.
+
+Book snapshots come from REST (``snapshot_polls``), fetched after every
+connect and on every resync and archived under the key of the channel they
+start: ``GET /api/v2/order_book/{pair}/`` (levels) under the pair's
+``diff_order_book`` frames, and the same with ``group=2`` (every order with
+its id) under its ``live_orders`` frames.  They are the whole book: the
+``group=2`` answer for btcusd has been reported at about 8,700 orders, roughly
+400 kB, under ``max_frame_bytes`` (512 KiB by default); a larger one would be
+dead-lettered, and the processor asks again every 10 s.
 """
 
 from __future__ import annotations
@@ -15,8 +24,9 @@ from collections.abc import Sequence
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, RestPoll
 from l3_atom.feed import RECONNECT
+from l3_atom.stream_processing.standardisers.bitstamp import FEED_BOOK, FEED_ORDERS
 from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import raw_key
 
@@ -24,7 +34,12 @@ LIVE_ORDERS = "live_orders"
 DIFF_ORDER_BOOK = "diff_order_book"
 LIVE_TRADES = "live_trades"
 # Channel kind -> raw-topic feed (feeds have no underscores).
-FEED_OF_CHANNEL = {LIVE_ORDERS: "orders", DIFF_ORDER_BOOK: "book", LIVE_TRADES: "trades"}
+FEED_OF_CHANNEL = {LIVE_ORDERS: FEED_ORDERS, DIFF_ORDER_BOOK: FEED_BOOK, LIVE_TRADES: "trades"}
+ORDER_BOOK_PATH = "/api/v2/order_book/{pair}/"
+# The REST book's parameters for each book channel: aggregated levels, or every order with its id.
+SNAPSHOT_PARAMS = {DIFF_ORDER_BOOK: {}, LIVE_ORDERS: {"group": "2"}}
+# Book snapshots are fetched on (re)connect and resync, not on a timer.
+SNAPSHOT_POLL_INTERVAL_S = 0.0
 HEARTBEAT_EVENT = "bts:heartbeat"
 RECONNECT_EVENT = "bts:request_reconnect"
 # Cheap test before parsing a frame in ``reply``: only frames containing this can ask for a reconnect.
@@ -67,6 +82,16 @@ class Bitstamp(DataFeed):
         return [
             orjson.dumps({"event": "bts:subscribe", "data": {"channel": f"{channel}_{pair}"}}).decode()
             for channel in self.active_channels
+            for pair in exchange_symbols
+        ]
+
+    def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
+        """The REST book of each streamed book channel and pair, keyed like the channel's frames."""
+        return [
+            RestPoll(ORDER_BOOK_PATH.format(pair=pair), dict(params), raw_key(self.name, pair, FEED_OF_CHANNEL[channel]),
+                     SNAPSHOT_POLL_INTERVAL_S)
+            for channel, params in SNAPSHOT_PARAMS.items()
+            if channel in self.active_channels
             for pair in exchange_symbols
         ]
 

@@ -5,7 +5,8 @@ Deribit serves its ``raw`` (unaggregated) channels to authorised connections onl
 (``public/auth``, client credentials) and subscribes ``book|trades|ticker.{instrument}.raw``; without them
 it subscribes the public ``100ms`` channels, which have the same messages.  Heartbeats are switched on
 (``public/set_heartbeat``) and Deribit's ``test_request`` is answered with ``public/test``.  Instruments
-come from ``public/get_instruments`` per currency.
+come from ``public/get_instruments`` per currency.  A ``book`` channel's first message after subscribing is a
+full snapshot: a book resync is a reconnect of the symbol's connection (the ``DataFeed`` default).
 """
 
 from __future__ import annotations

@@ -10,6 +10,12 @@ KuCoin drops a connection whose client has sent nothing for about
 ``pingInterval`` + ``pingTimeout``, however much data flows in: every
 connection sends ``{"id": ..., "type": "ping"}`` every ``ping_interval_s``
 (the ``DataFeed.ping`` hook).
+
+``/market/level2`` sends increments only: the book snapshot is
+``GET /api/v1/market/orderbook/level2_100`` (public, the best 100 levels a
+side), fetched after every connect and on every resync (``snapshot_polls``)
+and archived under the key of the symbol's level2 frames, so that snapshot
+and increments share a partition and stay in order.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, RestPoll
 from l3_atom.feed import REST_TIMEOUT_S
 from l3_atom.stream_processing.standardisers.kucoin import CANDLES, LEVEL2, MATCH, TICKER_CHANNEL, split_topic
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
 
 TOKEN_PATH = "/api/v1/bullet-public"
+BOOK_SNAPSHOT_PATH = "/api/v1/market/orderbook/level2_100"
+# Book snapshots are fetched on (re)connect and resync, not on a timer.
+SNAPSHOT_POLL_INTERVAL_S = 0.0
 CODE_OK = "200000"
 MESSAGE = "message"
 CONTROL = "control"
@@ -145,6 +154,16 @@ class Kucoin(DataFeed):
                 }
                 messages.append(orjson.dumps(message).decode())
         return messages
+
+    def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
+        """The REST book snapshot of each symbol whose level2 increments are streamed, keyed like them."""
+        if LEVEL2 not in self.active_channels:
+            return []
+        return [
+            RestPoll(BOOK_SNAPSHOT_PATH, {"symbol": symbol}, raw_key(self.name, symbol, LEVEL2),
+                     SNAPSHOT_POLL_INTERVAL_S)
+            for symbol in exchange_symbols
+        ]
 
     def ping(self) -> str:
         """KuCoin drops a client that does not ping every ``pingInterval`` (18 s), however much data flows."""

@@ -10,6 +10,10 @@ OKX closes a connection that has been quiet for 30 s unless the client sends
 the text ``ping`` (answered by the text ``pong``, archived and skipped by the
 standardiser); the connector sends it every ``ping_interval_s`` through the
 ``DataFeed.ping`` hook.
+
+``books`` sends a full snapshot after every subscribe, then updates: a book
+resync is a reconnect of the symbol's connection (the ``DataFeed`` default,
+there is no REST snapshot to fetch).
 """
 
 from __future__ import annotations

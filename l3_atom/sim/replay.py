@@ -8,6 +8,21 @@ recorded connection: after the client's first frame (its subscribe) when the
 recording shows one, at recorded speed or as fast as possible.  It never
 closes a connection itself once the frames are sent, as a quiet exchange
 would not either.
+
+A client that connects after every recorded connection was served is refused
+(1013), unless ``replay_reconnects``: then it gets the recorded connection
+whose subscribe shares the most words with its own first frame (the channel
+name decides: ``book``), from the start, so a connector that reconnects to
+resync a book gets its snapshot again.
+
+Faults on demand (:class:`FaultSpec`) make a recording misbehave the way a
+network or an exchange can: ``drop`` a frame (a gap), ``duplicate`` it,
+``reorder`` it (swap it with the connection's next frame) or
+``corrupt_checksum`` (add 1 to a Kraken book checksum: v1 ``"c":"<digits>"``,
+v2 ``"checksum":<int>``).  They hit every Nth frame of a connection that
+contains ``match``, optionally only on the first N connections served, so a
+resync's new connection replays clean and the book can be seen to recover.
+``GET /_replay/stats`` counts the faults injected.
 """
 
 from __future__ import annotations
@@ -16,16 +31,20 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import enum
 import gzip
 import json
+import re
 import signal
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import WSMsgType, web
+
+from l3_atom.errors import UserError
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_SPEED = "max"
@@ -35,6 +54,60 @@ SUBSCRIBE_WAIT_S = 2.0
 # Frames larger than aiohttp's default limit exist (big snapshots); accept and send them.
 MAX_FRAME_BYTES = 64 << 20
 NO_MORE_CONNECTIONS = 1013  # "try again later": the recording has no connection left to serve
+# Kraken's book checksum in a text frame: v1 ``"c":"<digits>"`` (in the book object), v2 ``"checksum":<int>``.
+CHECKSUM = re.compile(r'(?P<head>"c":"|"checksum":\s*)(?P<value>\d+)(?P<tail>"?)')
+CRC32_LIMIT = 1 << 32
+# Words of a subscribe, to find the recorded connection a reconnecting client asks for again.
+WORD = re.compile(r"\w+")
+
+
+class Fault(enum.StrEnum):
+    """What to do to a chosen frame."""
+
+    DROP = "drop"
+    DUPLICATE = "duplicate"
+    REORDER = "reorder"
+    CORRUPT_CHECKSUM = "corrupt_checksum"
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """Which frames get a fault: every ``every``-th frame of a connection that contains ``match``.
+
+    ``connections``: only the first N connections served get faults (0: all), so the
+    connection a resync opens replays clean.  ``corrupt_checksum`` counts only frames
+    that carry a checksum; binary frames are chosen only when ``match`` is empty.
+    """
+
+    kind: Fault
+    every: int = 1
+    match: str = ""
+    connections: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", Fault(self.kind))
+        if self.every < 1:
+            raise ValueError(f"fault every must be at least 1, got {self.every}")
+        if self.connections < 0:
+            raise ValueError(f"fault connections must be 0 (all) or more, got {self.connections}")
+
+    def __str__(self) -> str:
+        frames = f"1 frame in {self.every}" if self.every > 1 else "every frame"
+        match = f" containing {self.match!r}" if self.match else ""
+        where = f" of the first {self.connections} connection(s)" if self.connections else ""
+        return f"{self.kind} on {frames}{match}{where}"
+
+    def on_connection(self, index: int) -> bool:
+        """Whether the ``index``-th connection served (from 0) gets faults."""
+        return not self.connections or index < self.connections
+
+    def chooses(self, frame: RecordedFrame) -> bool:
+        """Whether ``frame`` is one the faults count (every Nth of these gets one)."""
+        if frame.text is None:
+            return not self.match and self.kind is not Fault.CORRUPT_CHECKSUM
+        if self.match not in frame.text:
+            return False
+        return self.kind is not Fault.CORRUPT_CHECKSUM or CHECKSUM.search(frame.text) is not None
 
 
 @dataclass
@@ -52,6 +125,61 @@ class RecordedConnection:
     frames: list[RecordedFrame] = field(default_factory=list)
     # The recorder sent something before the exchange's first frame (a subscribe).
     subscribes_first: bool = False
+    # What the recorder sent (its subscribes), text frames only.
+    sent: list[str] = field(default_factory=list)
+
+
+def corrupt_checksum(frame: RecordedFrame) -> RecordedFrame:
+    """``frame`` with its first checksum one more (mod 2**32), written as before."""
+
+    def plus_one(found: re.Match[str]) -> str:
+        value = (int(found["value"]) + 1) % CRC32_LIMIT
+        return f"{found['head']}{value}{found['tail']}"
+
+    return replace(frame, text=CHECKSUM.sub(plus_one, frame.text or "", count=1))
+
+
+class FaultInjector:
+    """Applies one :class:`FaultSpec` to the frames of connections, counting the faults injected."""
+
+    def __init__(self, spec: FaultSpec):
+        self.spec = spec
+        self.injected = 0
+
+    def apply(self, frames: Iterable[RecordedFrame]) -> Iterator[RecordedFrame]:
+        """One connection's frames, with faults.  The frame a reordered one swaps with is never faulted itself."""
+        spec = self.spec
+        chosen = 0
+        held: RecordedFrame | None = None
+        for frame in frames:
+            if held is not None:
+                self.injected += 1
+                yield frame
+                yield held
+                held = None
+                continue
+            if not spec.chooses(frame):
+                yield frame
+                continue
+            chosen += 1
+            if chosen % spec.every:
+                yield frame
+            elif spec.kind is Fault.REORDER:
+                held = frame
+            else:
+                self.injected += 1
+                if spec.kind is Fault.DUPLICATE:
+                    yield frame
+                    yield frame
+                elif spec.kind is Fault.CORRUPT_CHECKSUM:
+                    yield corrupt_checksum(frame)
+        if held is not None:
+            # The connection's last frame: nothing to swap with, sent as it was.
+            yield held
+
+
+def words(text: str) -> set[str]:
+    return set(WORD.findall(text))
 
 
 def _lines(folder: Path, stem: str) -> Iterator[dict]:
@@ -88,8 +216,10 @@ class Recording:
             connection = by_id.setdefault(conn, RecordedConnection(entry.get("url", "")))
             if connection not in self.connections:
                 self.connections.append(connection)
-            if kind == "send" and not connection.frames:
-                connection.subscribes_first = True
+            if kind == "send":
+                connection.subscribes_first = connection.subscribes_first or not connection.frames
+                if "data" in entry:
+                    connection.sent.append(entry["data"])
             elif kind == "recv":
                 binary = base64.b64decode(entry["b64"]) if "b64" in entry else None
                 connection.frames.append(RecordedFrame(entry["ts"], entry.get("data"), binary))
@@ -102,20 +232,40 @@ class Recording:
     def body(self, path: str, query: str) -> str | None:
         return self.bodies.get(_query_key(f"{path}?{query}"))
 
+    def asked_for(self, first_frame: str | None) -> RecordedConnection:
+        """The recorded connection whose subscribes share the most words with ``first_frame`` (ties: the first)."""
+        asked = words(first_frame or "")
+        return max(self.connections, key=lambda connection: len(asked & words(" ".join(connection.sent))))
+
 
 class ReplayServer:
     """Serves one recording on a loopback port; websocket and REST share the port."""
 
-    def __init__(self, folder: Path, host: str = DEFAULT_HOST, port: int = 0, speed: str = MAX_SPEED):
+    def __init__(
+        self,
+        folder: Path,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        speed: str = MAX_SPEED,
+        fault: FaultSpec | None = None,
+        replay_reconnects: bool = False,
+    ):
         if speed not in (MAX_SPEED, RECORDED_SPEED):
             raise ValueError(f"speed must be {MAX_SPEED!r} or {RECORDED_SPEED!r}, not {speed!r}")
         self.recording = Recording(folder)
         self.host = host
         self.port = port
         self.speed = speed
+        self.faults = FaultInjector(fault) if fault is not None else None
+        self.replay_reconnects = replay_reconnects
         self.served_connections = 0
+        self.reconnects_replayed = 0
         self.frames_sent = 0
         self._runner: web.AppRunner | None = None
+
+    @property
+    def faults_injected(self) -> int:
+        return self.faults.injected if self.faults is not None else 0
 
     @property
     def ws_url(self) -> str:
@@ -148,6 +298,9 @@ class ReplayServer:
                 "connections_served": self.served_connections,
                 "frames_recorded": self.recording.frame_count,
                 "frames_sent": self.frames_sent,
+                "reconnects_replayed": self.reconnects_replayed,
+                "fault": asdict(self.faults.spec) if self.faults is not None else None,
+                "faults_injected": self.faults_injected,
             }
         )
 
@@ -164,35 +317,45 @@ class ReplayServer:
         await ws.prepare(request)
         index = self.served_connections
         self.served_connections += 1
-        if index >= len(self.recording.connections):
+        connections = self.recording.connections
+        again = index >= len(connections)
+        if not connections or again and not self.replay_reconnects:
             await ws.close(code=NO_MORE_CONNECTIONS, message=b"the recording has no more connections")
             return ws
-        recorded = self.recording.connections[index]
-        subscribed = asyncio.Event()
-        reader = asyncio.create_task(self._drain(ws, subscribed))
+        first_frame: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        reader = asyncio.create_task(self._drain(ws, first_frame))
         try:
-            if recorded.subscribes_first:
+            recorded = connections[index % len(connections)]
+            if again or recorded.subscribes_first:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(subscribed.wait(), SUBSCRIBE_WAIT_S)
-            await self._send(ws, recorded)
+                    await asyncio.wait_for(asyncio.shield(first_frame), SUBSCRIBE_WAIT_S)
+            if again:
+                recorded = self.recording.asked_for(first_frame.result() if first_frame.done() else None)
+                self.reconnects_replayed += 1
+            frames: Iterable[RecordedFrame] = recorded.frames
+            if self.faults is not None and self.faults.spec.on_connection(index):
+                frames = self.faults.apply(frames)
+            await self._send(ws, frames)
             await reader
         finally:
             reader.cancel()
         return ws
 
     @staticmethod
-    async def _drain(ws: web.WebSocketResponse, subscribed: asyncio.Event) -> None:
+    async def _drain(ws: web.WebSocketResponse, first_frame: asyncio.Future[str]) -> None:
         """Read (and ignore) what the client sends until it leaves; its first frame is the subscribe."""
         async for message in ws:
-            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                subscribed.set()
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not first_frame.done():
+                data = message.data
+                first_frame.set_result(data if isinstance(data, str) else data.decode(errors="replace"))
 
-    async def _send(self, ws: web.WebSocketResponse, recorded: RecordedConnection) -> None:
-        previous = recorded.frames[0].ts if recorded.frames else 0.0
-        for frame in recorded.frames:
-            if self.speed == RECORDED_SPEED and frame.ts > previous:
+    async def _send(self, ws: web.WebSocketResponse, frames: Iterable[RecordedFrame]) -> None:
+        previous: float | None = None
+        for frame in frames:
+            if self.speed == RECORDED_SPEED and previous is not None and frame.ts > previous:
                 await asyncio.sleep(frame.ts - previous)
-            previous = frame.ts
+            # A reordered frame is older than the one before it: time never runs backwards.
+            previous = frame.ts if previous is None else max(previous, frame.ts)
             if ws.closed:
                 return
             if frame.binary is not None:
@@ -210,6 +373,8 @@ async def _serve_until_signal(server: ReplayServer) -> None:
     await server.start()
     try:
         print(f"replay of {server.recording.folder} listening on {server.ws_url} rest {server.rest_url}", flush=True)
+        if server.faults is not None:
+            print(f"injecting faults: {server.faults.spec}; counts at {server.rest_url}/_replay/stats", flush=True)
         await stop.wait()
     finally:
         await server.stop()
@@ -225,7 +390,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--speed", choices=[MAX_SPEED, RECORDED_SPEED], default=MAX_SPEED,
         help="send frames as fast as possible, or with their recorded spacing",
     )
+    parser.add_argument(
+        "--replay-reconnects", action="store_true",
+        help="a client connecting after every recorded connection was served gets the one its subscribe asks for"
+        " again (default: refused with 1013)",
+    )
+    faults = parser.add_argument_group("faults", "e.g. --fault corrupt_checksum --fault-every 500 --fault-match"
+                                       " '\"c\":\"' --fault-connections 3 --replay-reconnects")
+    faults.add_argument("--fault", choices=[f.value for f in Fault], help="what to do to the chosen frames")
+    faults.add_argument("--fault-every", type=int, default=1, metavar="N",
+                        help="every Nth matching frame of a connection (default 1: each)")
+    faults.add_argument("--fault-match", default="", metavar="TEXT",
+                        help="only frames containing TEXT count (default: every frame)")
+    faults.add_argument("--fault-connections", type=int, default=0, metavar="N",
+                        help="only the first N connections served get faults (default 0: all)")
+
+
+def fault_spec(args: argparse.Namespace) -> FaultSpec | None:
+    """The CLI's fault, or None; fault options without ``--fault`` are a mistake, not silence."""
+    if args.fault is None:
+        if args.fault_every != 1 or args.fault_match or args.fault_connections:
+            raise UserError("--fault-every, --fault-match and --fault-connections need --fault")
+        return None
+    try:
+        return FaultSpec(Fault(args.fault), args.fault_every, args.fault_match, args.fault_connections)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def main(args: argparse.Namespace) -> None:
-    asyncio.run(_serve_until_signal(ReplayServer(args.recording, args.host, args.port, args.speed)))
+    server = ReplayServer(
+        args.recording, args.host, args.port, args.speed, fault_spec(args), args.replay_reconnects
+    )
+    asyncio.run(_serve_until_signal(server))

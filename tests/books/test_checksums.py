@@ -3,7 +3,8 @@
 Kraken's 2021 recording (API v1, depth 1000) is replayed through ``KrakenStandardiser``; each
 symbol's book is rebuilt from the ``lob`` records alone, and after every frame that carried a
 checksum (read from ``book_checksums``, cleared before each frame) the rebuilt top 10 must hash
-to it.  From the standardiser's Decimals, which keep the exchange's strings (trailing zeros
+to it.  The standardiser proves the same checksums on its own books (``book_checks``): both
+proofs must count the same checksums, with no mismatch and no resync request.  From the standardiser's Decimals, which keep the exchange's strings (trailing zeros
 included), every checksum matches.  After an Avro round trip (18 decimal places) the strings
 must be formatted back with the pair's precision *on the websocket*: the recording shows that v1
 sends more decimals than REST AssetPairs' ``pair_decimals`` (XMR/USD: 8 on the wire, 2 in
@@ -23,11 +24,11 @@ import orjson
 import pytest
 
 from l3_atom.books.checksums import kraken_checksum, kraken_checksum_text, okx_checksum, okx_checksum_text
-from l3_atom.books.engine import SUBSCRIBED_DEPTHS, L2Feed, SequenceRule
+from l3_atom.books.engine import SUBSCRIBED_DEPTHS, L2Feed
 from l3_atom.off_chain.kraken import Kraken
 from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser
-from l3_atom.topics import LOB
+from l3_atom.topics import BOOK_RESYNC, LOB
 from tests.exchanges.doc_fixtures import ws_frames as doc_frames
 from tests.exchanges.test_kraken import SETTINGS, NullSink
 from tests.recorded import http_bodies, ws_frames
@@ -46,18 +47,21 @@ Places = dict[str, tuple[int, int]]
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def replay_kraken(frames: Iterator[bytes], depth: int, transform: Transform, places: Places) -> tuple[int, list]:
+def replay_kraken(
+    frames: Iterator[bytes], depth: int, transform: Transform, places: Places, std: KrakenStandardiser | None = None
+) -> tuple[int, list]:
     """(checksums verified, mismatches as (frame index, symbol, expected, computed))."""
-    std = KrakenStandardiser()
+    std = std or KrakenStandardiser()
     keys = Kraken([], NullSink(), SETTINGS)
     feeds: dict[str, L2Feed] = {}
     verified, mismatches = 0, []
     for index, raw in enumerate(frames):
         std.book_checksums.clear()
         for out in std.standardise(raw, FIRST_ATOM + index, keys.frame_key(raw)):
+            assert out.topic != BOOK_RESYNC, out.record
             if out.topic == LOB:
                 record = transform(out.record)
-                feed = feeds.setdefault(record["symbol"], L2Feed(SequenceRule.UNCHECKED, depth))
+                feed = feeds.setdefault(record["symbol"], L2Feed(depth))
                 feed.apply(record)
         for symbol, expected in std.book_checksums.items():
             book = feeds[symbol].book
@@ -88,10 +92,15 @@ def kraken_places(recordings: Path) -> Places:
 
 
 def test_kraken_recording_checksums_from_standardised_decimals(recordings: Path) -> None:
-    verified, mismatches = replay_kraken(ws_frames(recordings / "kraken"), KRAKEN_DEPTH, dict, {})
-    print(f"\nkraken recording, standardiser Decimals: {verified} checksums verified, {len(mismatches)} mismatches")
+    std = KrakenStandardiser()
+    verified, mismatches = replay_kraken(ws_frames(recordings / "kraken"), KRAKEN_DEPTH, dict, {}, std)
+    inside = std.book_checks.stats()
+    print(f"\nkraken recording, standardiser Decimals: {verified} checksums verified, {len(mismatches)} mismatches;"
+          f" inside the standardiser: {inside}")
     assert mismatches == []
     assert verified >= MIN_KRAKEN_CHECKSUMS
+    # The standardiser's own proof: the same checksums, every one verified, none asked to resync.
+    assert inside == {"snapshots": 10, "checksums_verified": verified}
 
 
 def wire_places(recordings: Path) -> Places:
@@ -130,8 +139,12 @@ def test_kraken_recording_checksums_after_avro(recordings: Path) -> None:
 def test_kraken_v2_documented_frames() -> None:
     """API v2 numbers lose trailing zeros (0.566 for 0.5660): the instrument's precision restores them."""
     frames = doc_frames(V2_FIXTURE)
-    verified, mismatches = replay_kraken(frames, 10, dict, {"MATIC.USD": MATIC_PLACES})
+    std = KrakenStandardiser()
+    verified, mismatches = replay_kraken(frames, 10, dict, {"MATIC.USD": MATIC_PLACES}, std)
     assert (verified, mismatches) == (2, [])
+    # Inside the standardiser the precision is found from the snapshot's checksum: AssetPairs' own.
+    assert std.book_checks.stats() == {"snapshots": 1, "checksums_verified": 2}
+    assert std.books["MATIC.USD"].places == MATIC_PLACES
     unformatted, wrong = replay_kraken(doc_frames(V2_FIXTURE), 10, dict, {})
     assert unformatted == 0 and len(wrong) == 2
 

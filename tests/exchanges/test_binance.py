@@ -2,8 +2,13 @@
 
 The recording subscribed to ``@aggTrade``; the connector now streams ``@trade``
 (every trade, not aggregated) by default, and the standardiser understands both.
-The connector also polls ``GET /api/v3/depth`` into the raw topic (the recording's
-REST snapshots), so the expected ``lob`` count includes the snapshots' levels.
+The connector also fetches ``GET /api/v3/depth`` into the raw topic after it
+connects (the recording's REST snapshots, fetched by the recorder just after each
+symbol's first diff), so the expected ``lob`` count includes the snapshots' levels.
+
+Replayed offline, every frame and snapshot comes at its recorded time (its
+``atom_timestamp``), so diffs that the snapshot already holds are skipped, as
+Binance documents; the independent count applies that rule to the raw frames.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import math
 from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import fastavro
 import orjson
@@ -37,6 +44,7 @@ SYMBOLS = ["NKN.USDT", "BLZ.ETH", "LRC.BTC", "RUNE.EUR"]
 # Besides the recorded websocket frames, the raw topic gets one REST depth snapshot per symbol (connection "rest").
 REST_FRAMES = len(SYMBOLS)
 ATOM = 1_633_998_512_100_000
+US_PER_S = 1_000_000
 SETTINGS = ConnectorSettings(0.01, 0.1, 30.0, 1 << 20)
 RECORDED_CHANNELS = ("depth@100ms", "bookTicker", "kline_1m", "aggTrade")
 # Stream type (the part after the symbol) -> normalised topic; depth frames count one record per level.
@@ -45,56 +53,155 @@ TOPIC_OF_STREAM = {
     "markPrice": "funding_rate",
 }
 SNAPSHOT_PATHS = ("/api/v3/depth", "/fapi/v1/depth")
+# Binance: a diff whose final update id u is at or below the snapshot's lastUpdateId is already in it.
+IN_SNAPSHOT = "stale: already in the book snapshot"
+# A book that has seen diffs but no snapshot for this long (stream time) asks for one.
+NO_SNAPSHOT_WAIT_S = 10.0
 
 
-def count_frames(folder: Path) -> Counter[str]:
-    """Records per topic, counted from the raw frames and REST snapshot bodies, without any project code."""
+def entries(folder: Path, stem: str) -> Iterator[dict]:
+    """The recorded entries of ``<stem>.jsonl.gz`` (format: the recordings' README), in recorded order."""
+    with gzip.open(folder / f"{stem}.jsonl.gz", "rt") as lines:
+        yield from map(json.loads, lines)
+
+
+def received(folder: Path) -> Iterator[dict]:
+    return (entry for entry in entries(folder, "ws") if entry["t"] == "recv")
+
+
+def count_frames(folder: Path, snapshots_last: bool = False) -> tuple[Counter[str], Counter[str]]:
+    """(records per topic, skips per reason), from the raw frames and REST bodies, without any project code.
+
+    Frames and snapshots are taken in recorded time order (``snapshots_last``: every REST body after every
+    frame).
+    """
+    events = [(e["ts"], None, json.loads(e["data"])) for e in received(folder)]
+    for e in entries(folder, "http"):
+        url = urlsplit(e["url"])
+        symbol = parse_qs(url.query)["symbol"][0] if url.path in SNAPSHOT_PATHS else None
+        events.append((math.inf if snapshots_last else e["ts"], (url.path, symbol), json.loads(e["body"])))
+    return count_events(sorted(events, key=lambda event: event[0]))
+
+
+def count_raw(raw: list) -> Counter[str]:
+    """Records per topic for the raw topic's messages in their order (the end-to-end replay), as ``count_events``."""
+    events = []
+    for message in sorted(raw, key=lambda m: (m.partition(), m.offset())):
+        headers = dict(message.headers())
+        ts = int(headers["atom_timestamp"]) / US_PER_S
+        _, symbol, feed = message.key().decode().split("_", 2)
+        rest = (SNAPSHOT_PATHS[0] if feed == "depth" else "/openInterest", symbol) if headers["connection_id"] == b"rest" \
+            else None
+        events.append((ts, rest, json.loads(message.value())))
+    return count_events(events)[0]
+
+
+def count_events(events: list[tuple[float, tuple[str, str | None] | None, dict]]) -> tuple[Counter[str], Counter[str]]:
+    """(records per topic, skips per reason) of (time, REST (path, symbol) or None, message) in processing order.
+
+    Binance's documented rule decides which diffs are dropped: ``u`` <= the last snapshot's
+    ``lastUpdateId``.  A diff whose first update (spot ``U``, futures ``pu`` + 1) is beyond the book's last
+    ``u`` is a gap, and a book with diffs but no snapshot asks for one every 10 s: each is a ``book_resync``
+    (further requests of a book already out of sync are not modelled).
+    """
     counts: Counter[str] = Counter()
-    for raw in ws_frames(folder):
-        message = json.loads(raw)
-        if "stream" not in message:
-            continue
-        data = message["data"]
-        topic = TOPIC_OF_STREAM[message["stream"].split("@")[1].split("_")[0]]
-        if topic == "lob":
-            counts[topic] += len(data["b"]) + len(data["a"])
-        elif topic != "funding_rate" or data["r"] != "":
-            counts[topic] += 1
-    for url, body in http_bodies(folder).items():
-        if urlsplit(url).path in SNAPSHOT_PATHS:
-            snapshot = json.loads(body)
-            counts["lob"] += len(snapshot["bids"]) + len(snapshot["asks"])
-        elif urlsplit(url).path.endswith("/openInterest"):
+    skips: Counter[str] = Counter()
+    snapshot_id: dict[str, int] = {}
+    last: dict[str, int] = {}
+    # When a book without a snapshot started waiting for one (its first diff, then its last request).
+    waiting_since: dict[str, float] = {}
+    for ts, rest, message in events:
+        if rest is not None and rest[0] in SNAPSHOT_PATHS:
+            symbol = rest[1]
+            snapshot_id[symbol] = last[symbol] = message["lastUpdateId"]
+            counts["lob"] += len(message["bids"]) + len(message["asks"])
+        elif rest is not None and rest[0].endswith("/openInterest"):
             counts["open_interest"] += 1
-    return counts
+        elif rest is None and "stream" in message:
+            topic, data = TOPIC_OF_STREAM[message["stream"].split("@")[1].split("_")[0]], message["data"]
+            if topic != "lob":
+                if topic != "funding_rate" or data["r"] != "":  # a dated future's markPrice has no funding
+                    counts[topic] += 1
+                continue
+            symbol, final = data["s"], data["u"]
+            if symbol in snapshot_id and final <= snapshot_id[symbol]:
+                skips[IN_SNAPSHOT] += 1
+                continue
+            first = data["pu"] + 1 if "pu" in data else data["U"]
+            if symbol in last and first > last[symbol] + 1:
+                counts["book_resync"] += 1
+            if symbol not in snapshot_id and ts - waiting_since.setdefault(symbol, ts) >= NO_SNAPSHOT_WAIT_S:
+                waiting_since[symbol] = ts
+                counts["book_resync"] += 1
+            last[symbol] = final
+            counts["lob"] += len(data["b"]) + len(data["a"])
+    return counts, skips
 
 
 def expected_counts(folder: Path) -> dict[str, int]:
-    return dict(count_frames(folder))
+    """What the end-to-end replay publishes: its server sends the whole recording within milliseconds, before
+    the connector's snapshots (fetched once it has connected) come back, so no diff is inside a snapshot."""
+    counts, _ = count_frames(folder, snapshots_last=True)
+    return {topic: n for topic, n in counts.items() if topic != "book_resync"}
 
 
 def opened_url(folder: Path) -> str:
-    with gzip.open(folder / "ws.jsonl.gz", "rt") as lines:
-        return next(e["url"] for e in map(json.loads, lines) if e["t"] == "open")
+    return next(e["url"] for e in entries(folder, "ws") if e["t"] == "open")
 
 
-def replay(feed_class: type[DataFeed], std: Standardiser, folder: Path, symbols: list[str]) -> list[Output]:
-    """Every recorded frame and REST snapshot through the connector's keys and header, then the standardiser."""
+def replay_frames(
+    feed_class: type[DataFeed], std: Standardiser, folder: Path, symbols: list[str], snapshots_last: bool = False
+) -> list[list[Output]]:
+    """The outputs of every recorded frame and REST snapshot, through the connector's keys and header.
+
+    Each comes at its recorded time, which is its ``atom_timestamp``: the snapshots the connector fetches
+    (``snapshot_polls`` of its connections) land between the diffs where the recorder received them
+    (``snapshots_last``: after every frame, as in the end-to-end replay).
+    """
     bodies = http_bodies(folder)
     symbols_url = next(u for u in bodies if urlsplit(u).path == feed_class.symbols_path)
     feed = feed_class(symbols, NullSink(), SETTINGS)
     exchange_symbols = feed.resolve(feed_class.parse_symbols(bodies[symbols_url]))
     normalised_of = dict(zip(exchange_symbols, symbols, strict=True))
-    outputs = []
-    for raw in ws_frames(folder):
-        key = feed.frame_key(raw)
-        outputs += std.standardise(raw, ATOM, key, normalised_of.get(split_raw_key(key)[1]))
-    recorded = {(urlsplit(u).path, tuple(parse_qsl(urlsplit(u).query))): body for u, body in bodies.items()}
-    for poll in feed.rest_polls(exchange_symbols):
-        body = recorded.get((poll.path, tuple(poll.params.items())))
-        if body is not None:  # like the replay server, which answers only what was recorded
-            outputs += std.standardise(body.encode(), ATOM, poll.key, normalised_of[split_raw_key(poll.key)[1]])
-    return outputs
+    frames = [(e["ts"], e["data"].encode()) for e in received(folder)]
+    keyed = [(ts, raw, feed.frame_key(raw)) for ts, raw in frames]
+    recorded = {
+        (urlsplit(e["url"]).path, tuple(parse_qsl(urlsplit(e["url"]).query))): e for e in entries(folder, "http")
+    }
+    last = max(ts for ts, _ in frames)
+    for group in feed.connection_groups(exchange_symbols):
+        for poll in feed.snapshot_polls(group):
+            found = recorded.get((poll.path, tuple(poll.params.items())))
+            if found is not None:  # like the replay server, which answers only what was recorded
+                keyed.append((last if snapshots_last else found["ts"], found["body"].encode(), poll.key))
+    return [
+        std.standardise(raw, round(ts * US_PER_S), key, normalised_of.get(split_raw_key(key)[1]))
+        for ts, raw, key in sorted(keyed, key=lambda frame: frame[0])
+    ]
+
+
+def replay(feed_class: type[DataFeed], std: Standardiser, folder: Path, symbols: list[str]) -> list[Output]:
+    """:func:`replay_frames`, flat."""
+    return [out for outputs in replay_frames(feed_class, std, folder, symbols) for out in outputs]
+
+
+def replay_checked(
+    feed_class: type[DataFeed], std: Standardiser, folder: Path, symbols: list[str], snapshots_last: bool = False
+) -> tuple[Counter[str], list[list[Output]]]:
+    """:func:`replay_frames`, checked against the independent count (records per topic, skips per reason),
+    with each frame giving records or a named skip, never both (a skip may carry a resync request), and every
+    record of a requested symbol and fit for its schema."""
+    per_frame = replay_frames(feed_class, std, folder, symbols, snapshots_last)
+    outputs = [out for outs in per_frame for out in outs]
+    assert {o.record["symbol"] for o in outputs} == set(symbols)
+    assert_fits_schemas(outputs)
+    produced = Counter(o.topic for o in outputs)
+    counts, skips = count_frames(folder, snapshots_last)
+    assert produced == counts
+    assert std.skipped == skips
+    with_records = [outputs for outputs in per_frame if any(o.topic != "book_resync" for o in outputs)]
+    assert len(with_records) + sum(std.skipped.values()) == len(per_frame)
+    return produced, per_frame
 
 
 def assert_fits_schemas(outputs: list[Output]) -> None:
@@ -193,13 +300,17 @@ def test_server_shutdown_asks_for_a_reconnect() -> None:
     assert binance.reply(b'{"stream":"nknusdt@trade","data":{"e":"trade"}}') is None
 
 
-def test_depth_snapshots_are_polled_under_the_depth_key(recordings: Path) -> None:
-    polls = feed("NKN.USDT").rest_polls(["NKNUSDT"])
-    assert [(p.path, p.params, p.key) for p in polls] == [
-        ("/api/v3/depth", {"symbol": "NKNUSDT", "limit": "1000"}, "binance_NKNUSDT_depth")
-    ]
+def test_depth_snapshots_are_fetched_on_connect_under_the_depth_key(recordings: Path) -> None:
+    """Snapshots are fetched when a connection connects and on resync (``snapshot_polls``), not on a timer."""
+    binance = feed("NKN.USDT")
+    [group] = binance.connection_groups(["NKNUSDT"])
+    for symbols in (group, ["NKNUSDT"]):
+        assert [(p.path, p.params, p.key) for p in binance.snapshot_polls(symbols)] == [
+            ("/api/v3/depth", {"symbol": "NKNUSDT", "limit": "1000"}, "binance_NKNUSDT_depth")
+        ]
+    assert binance.rest_polls(["NKNUSDT"]) == []
     assert "https://api.binance.com/api/v3/depth?symbol=NKNUSDT&limit=1000" in http_bodies(recordings / RECORDING)
-    assert feed("NKN.USDT", channels=("trade",)).rest_polls(["NKNUSDT"]) == []
+    assert feed("NKN.USDT", channels=("trade",)).snapshot_polls(["NKNUSDT"]) == []
 
 
 # -- standardiser ------------------------------------------------------------------------------------
@@ -221,8 +332,8 @@ def test_depth_update_field_by_field(recordings: Path, std: BinanceStandardiser)
     assert [o.record["price"] for o in outputs] == [Decimal("0.35130000"), Decimal("0.34750000"), Decimal("0.34640000")]
     assert outputs[0] == Output("lob", "binance_NKN.USDT", {
         "exchange": "binance", "symbol": "NKN.USDT", "side": "bid", "price": Decimal("0.35130000"),
-        "size": Decimal("6195.00000000"), "is_snapshot": False, "sequence": 499869752,
-        "event_timestamp": 1633998512068, "atom_timestamp": ATOM,
+        "size": Decimal("6195.00000000"), "is_snapshot": False, "sequence": 499869752, "prev_sequence": 499869749,
+        "checksum": None, "event_timestamp": 1633998512068, "atom_timestamp": ATOM,
     })
 
 
@@ -282,8 +393,8 @@ def test_rest_snapshot_field_by_field(recordings: Path, std: BinanceStandardiser
     assert len(outputs) == len(snapshot["bids"]) + len(snapshot["asks"])
     assert outputs[0].record == {
         "exchange": "binance", "symbol": "NKN.USDT", "side": "bid", "price": Decimal("0.35210000"),
-        "size": Decimal("672.00000000"), "is_snapshot": True, "sequence": 499869752, "event_timestamp": None,
-        "atom_timestamp": ATOM,
+        "size": Decimal("672.00000000"), "is_snapshot": True, "sequence": 499869752, "prev_sequence": None,
+        "checksum": None, "event_timestamp": None, "atom_timestamp": ATOM,
     }
     assert {o.record["side"] for o in outputs[len(snapshot["bids"]):]} == {"ask"}
 
@@ -325,8 +436,10 @@ def test_names_need_the_connector_symbol_header(std: BinanceStandardiser) -> Non
          None, r"m \(buyer is maker\) must be a boolean"),
         (b'{"stream":"nknusdt@depth","data":{"e":"depthUpdate","E":1,"s":"NKNUSDT","u":"2","b":[],"a":[]}}', None,
          "expected an integer, got str"),
-        (b'{"stream":"nknusdt@depth","data":{"e":"depthUpdate","E":1,"s":"NKNUSDT","u":2,"b":[["1"]],"a":[]}}', None,
-         "depthUpdate message has a mistyped field: list index out of range"),
+        (b'{"stream":"nknusdt@depth","data":{"e":"depthUpdate","E":1,"s":"NKNUSDT","U":1,"u":2,"b":[["1"]],"a":[]}}',
+         None, "depthUpdate message has a mistyped field: list index out of range"),
+        (b'{"stream":"nknusdt@depth","data":{"e":"depthUpdate","E":1,"s":"NKNUSDT","u":2,"b":[],"a":[]}}', None,
+         "depthUpdate message lacks field 'U'"),
         (b'{"lastUpdateId":1,"bids":[["1","1"]],"asks":[]}', "binance_all_depth",
          "a REST depth snapshot names no symbol"),
     ],
@@ -336,13 +449,113 @@ def test_bad_input_raises_a_precise_error(std: BinanceStandardiser, raw: bytes, 
         std.standardise(raw, ATOM, key or feed("NKN.USDT").frame_key(raw), "NKN.USDT")
 
 
-def test_recording_is_fully_understood(recordings: Path) -> None:
-    """Every frame and REST snapshot becomes records (no skips, no errors); counts match the raw count."""
+# -- book integrity (hand-written frames) ---------------------------------------------------------------
+
+SECOND_US = 1_000_000
+DEPTH_KEY = raw_key(SOURCE, "NKNUSDT", "depth")
+
+
+def diff(first: int, final: int, bids: list | None = None) -> bytes:
+    data = {"e": "depthUpdate", "E": 1, "s": "NKNUSDT", "U": first, "u": final, "b": bids or [["1.5", "2"]], "a": []}
+    return orjson.dumps({"stream": "nknusdt@depth@100ms", "data": data})
+
+
+def snapshot(last_update_id: int) -> bytes:
+    return orjson.dumps({"lastUpdateId": last_update_id, "bids": [["1.0", "5"]], "asks": [["2.0", "5"]]})
+
+
+def book_std(last_update_id: int | None = 100) -> BinanceStandardiser:
+    """A standardiser whose NKN.USDT book starts from a snapshot at ``last_update_id`` (None: no snapshot)."""
     std = BinanceStandardiser()
-    outputs = replay(Binance, std, recordings / RECORDING, SYMBOLS)
-    produced = Counter(o.topic for o in outputs)
-    assert produced == count_frames(recordings / RECORDING)
-    assert produced == {"lob": 4648 + 422, "ticker": 84, "trades": 2, "candle": 2}
-    assert dict(std.skipped) == {}
-    assert {o.record["symbol"] for o in outputs} == set(SYMBOLS)
+    if last_update_id is not None:
+        std.standardise(snapshot(last_update_id), ATOM, DEPTH_KEY, "NKN.USDT")
+    return std
+
+
+def resyncs(outputs: list[Output]) -> list[tuple[str, str]]:
+    return [(o.record["reason"], o.record["detail"]) for o in outputs if o.topic == "book_resync"]
+
+
+def test_diffs_inside_the_snapshot_are_skipped_and_the_overlapping_one_applied() -> None:
+    """Binance: drop diffs with u <= lastUpdateId; the first applied has U <= lastUpdateId + 1 <= u."""
+    std = book_std(100)
+    assert standardise(std, diff(95, 99)) == []
+    assert standardise(std, diff(98, 100)) == []
+    [first] = standardise(std, diff(99, 103))
+    assert (first.record["sequence"], first.record["prev_sequence"]) == (103, 98)
+    assert [o.topic for o in standardise(std, diff(104, 105))] == ["lob"]
+    assert standardise(std, diff(104, 105)) == []
+    assert dict(std.skipped) == {IN_SNAPSHOT: 2, "duplicate book update": 1}
+    assert std.book_checks.continuity.in_sync("NKN.USDT")
+
+
+def test_a_gap_is_published_and_asks_for_a_resync_until_a_snapshot_comes() -> None:
+    std = book_std(100)
+    standardise(std, diff(101, 102))
+    outputs = standardise(std, diff(105, 106))
+    assert [o.topic for o in outputs] == ["lob", "book_resync"]
+    assert resyncs(outputs) == [("gap", "expected an update after 102, got 104->106")]
+    assert outputs[-1] == Output("book_resync", "binance_NKN.USDT", {
+        "exchange": "binance", "symbol": "NKN.USDT", "reason": "gap",
+        "detail": "expected an update after 102, got 104->106", "atom_timestamp": ATOM,
+    })
     assert_fits_schemas(outputs)
+    # Rate-limited while no snapshot comes; the snapshot that comes puts the book back in sync.
+    assert resyncs(standardise(std, diff(107, 108))) == []
+    std.standardise(snapshot(200), ATOM, DEPTH_KEY, "NKN.USDT")
+    assert resyncs(std.standardise(diff(150, 201), ATOM + 20 * SECOND_US, "binance_NKNUSDT_depth", "NKN.USDT")) == []
+    assert std.book_checks.stats()["gaps"] == 1
+
+
+def test_an_older_diff_after_the_snapshot_is_published_and_asks_for_a_resync() -> None:
+    """Out of order is new to the book (not inside the snapshot): published, and the book asks for a snapshot."""
+    std = book_std(100)
+    standardise(std, diff(101, 105))
+    outputs = standardise(std, diff(102, 103))
+    assert [o.topic for o in outputs] == ["lob", "book_resync"]
+    assert resyncs(outputs) == [("out_of_order", "sequence 103 after 105")]
+
+
+def test_diffs_without_a_snapshot_ask_for_one_after_10_s_of_stream_time() -> None:
+    std = book_std(None)
+    assert resyncs(std.standardise(diff(1, 2), ATOM, "binance_NKNUSDT_depth", "NKN.USDT")) == []
+    later = std.standardise(diff(3, 4), ATOM + 10 * SECOND_US, "binance_NKNUSDT_depth", "NKN.USDT")
+    assert resyncs(later) == [("no_snapshot", "updates before any snapshot")]
+
+
+def test_a_diff_without_levels_still_moves_the_book() -> None:
+    """Otherwise the next diff, which starts after it, would look like a gap."""
+    std = book_std(100)
+    empty = orjson.loads(diff(101, 102))
+    empty["data"]["b"] = []
+    assert standardise(std, orjson.dumps(empty)) == []
+    assert resyncs(standardise(std, diff(103, 104))) == []
+    assert dict(std.skipped) == {"depthUpdate without level changes": 1}
+
+
+def test_recording_is_fully_understood(recordings: Path) -> None:
+    """Every frame and REST snapshot becomes records or a named skip; counts match the independent count.
+
+    At their recorded times, one LRCBTC diff (``u`` 259345543, 4 levels) comes after the snapshot that
+    already holds it (``lastUpdateId`` 259345543): Binance says drop it, and it is skipped.  No diff leaves
+    a gap and each snapshot comes within a second of its symbol's first diff, so no resync is requested.
+    """
+    std = BinanceStandardiser()
+    produced, per_frame = replay_checked(Binance, std, recordings / RECORDING, SYMBOLS)
+    assert produced == {"lob": 4648 + 422 - 4, "ticker": 84, "trades": 2, "candle": 2}
+    assert dict(std.skipped) == {IN_SNAPSHOT: 1}
+    assert len(per_frame) == 265 + REST_FRAMES
+    assert std.book_checks.stats() == {"snapshots": 4, "duplicates": 1}
+
+
+def test_snapshots_after_every_frame_as_in_the_end_to_end_replay(recordings: Path) -> None:
+    """The end-to-end replay's count: its snapshots come back after the frames, so every diff is published.
+
+    At the recorded times the books then wait up to 30 s for a snapshot and ask for one every 10 s (7
+    requests); end to end the frames come within milliseconds, and ``book_resync`` is no normalised topic.
+    """
+    std = BinanceStandardiser()
+    produced, _ = replay_checked(Binance, std, recordings / RECORDING, SYMBOLS, snapshots_last=True)
+    assert dict(std.skipped) == {}
+    assert produced["book_resync"] == 7
+    assert expected_counts(recordings / RECORDING) == {"lob": 4648 + 422, "ticker": 84, "trades": 2, "candle": 2}

@@ -7,12 +7,14 @@ The recording predates two protocol changes, and the connector follows today's:
   symbols where the recorder opened one;
 - it streams ``markPrice`` (funding) and polls open interest, which the
   recording lacks: those are checked on the documentation's examples.
+
+Replayed offline at the recorded times, 11 diffs (41 levels) come after the
+snapshot that already holds them (``u`` <= ``lastUpdateId``) and are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -26,14 +28,17 @@ from l3_atom.stream_processing.standardisers.binance_futures import BinanceFutur
 from l3_atom.topics import raw_key
 from tests.exchanges.test_binance import (
     ATOM,
+    IN_SNAPSHOT,
     RECORDED_CHANNELS,
     SETTINGS,
     NullSink,
     assert_fits_schemas,
     count_frames,
+    count_raw,  # noqa: F401 - the end-to-end replay counts this source's raw topic with it
     first,
     opened_url,
-    replay,
+    replay_checked,
+    resyncs,
 )
 from tests.recorded import http_bodies, ws_frames
 
@@ -55,7 +60,9 @@ OPEN_INTEREST = {"openInterest": "10659.509", "symbol": "BTCUSDT", "time": 15894
 
 
 def expected_counts(folder: Path) -> dict[str, int]:
-    return dict(count_frames(folder))
+    """What the end-to-end replay publishes (see ``test_binance.expected_counts``: no diff inside a snapshot)."""
+    counts, _ = count_frames(folder, snapshots_last=True)
+    return {topic: n for topic, n in counts.items() if topic != "book_resync"}
 
 
 def feed(*symbols: str, channels: tuple[str, ...] | None = None) -> BinanceFutures:
@@ -120,13 +127,18 @@ def test_connections_carry_at_most_200_streams() -> None:
     assert all(len(g.streams) <= 200 for g in groups)
 
 
-def test_rest_polls_snapshots_and_open_interest() -> None:
-    polls = feed("BTC.USDT-PERP").rest_polls(["BTCUSDT"])
-    assert [(p.path, p.params, p.key) for p in polls] == [
-        ("/fapi/v1/depth", {"symbol": "BTCUSDT", "limit": "1000"}, "binance-futures_BTCUSDT_depth"),
-        ("/fapi/v1/openInterest", {"symbol": "BTCUSDT"}, "binance-futures_BTCUSDT_openinterest"),
+def test_snapshots_on_connect_of_the_public_route_and_open_interest_on_a_timer() -> None:
+    futures = feed("BTC.USDT-PERP")
+    public, market = futures.connection_groups(["BTCUSDT"])
+    depth = [("/fapi/v1/depth", {"symbol": "BTCUSDT", "limit": "1000"}, "binance-futures_BTCUSDT_depth")]
+    assert [(p.path, p.params, p.key) for p in futures.snapshot_polls(public)] == depth
+    assert futures.snapshot_polls(market) == []  # its connects bring no book
+    assert [(p.path, p.params, p.key) for p in futures.snapshot_polls(["BTCUSDT"])] == depth  # a resync
+    assert [(p.path, p.params, p.key, p.interval_s) for p in futures.rest_polls(["BTCUSDT"])] == [
+        ("/fapi/v1/openInterest", {"symbol": "BTCUSDT"}, "binance-futures_BTCUSDT_openinterest", 30.0),
     ]
     assert feed("BTC.USDT-PERP", channels=("aggTrade",)).rest_polls(["BTCUSDT"]) == []
+    assert feed("BTC.USDT-PERP", channels=("aggTrade",)).snapshot_polls(["BTCUSDT"]) == []
 
 
 def test_frame_key() -> None:
@@ -161,8 +173,8 @@ def test_depth_update_uses_the_transaction_time(recordings: Path, std: BinanceFu
     ]
     assert outputs[1] == Output("lob", "binance-futures_SUSHI.USDT-PERP", {
         "exchange": "binance-futures", "symbol": "SUSHI.USDT-PERP", "side": "bid", "price": Decimal("7.6090"),
-        "size": Decimal(0), "is_snapshot": False, "sequence": 600859600917, "event_timestamp": 1626992741024,
-        "atom_timestamp": ATOM,
+        "size": Decimal(0), "is_snapshot": False, "sequence": 600859600917, "prev_sequence": 600859598061,
+        "checksum": None, "event_timestamp": 1626992741024, "atom_timestamp": ATOM,
     })
 
 
@@ -209,8 +221,8 @@ def test_rest_snapshot_has_a_time(recordings: Path, std: BinanceFuturesStandardi
     outputs = std.standardise(body.encode(), ATOM, raw_key(SOURCE, "SUSHIUSDT", "depth"), "SUSHI.USDT-PERP")
     assert outputs[0].record == {
         "exchange": "binance-futures", "symbol": "SUSHI.USDT-PERP", "side": "bid", "price": Decimal("7.6110"),
-        "size": Decimal(6), "is_snapshot": True, "sequence": 600859605926, "event_timestamp": 1626992741261,
-        "atom_timestamp": ATOM,
+        "size": Decimal(6), "is_snapshot": True, "sequence": 600859605926, "prev_sequence": None, "checksum": None,
+        "event_timestamp": 1626992741261, "atom_timestamp": ATOM,
     }
 
 
@@ -257,13 +269,46 @@ def test_bad_input_raises_a_precise_error(std: BinanceFuturesStandardiser, messa
         std.standardise(raw, ATOM, key, "BTC.USDT-PERP")
 
 
-def test_recording_is_fully_understood(recordings: Path) -> None:
-    """Every frame and REST snapshot becomes records (no skips, no errors); counts match the raw count."""
+def diff(previous: int, first: int, final: int) -> bytes:
+    data = {"e": "depthUpdate", "E": 1, "T": 1, "s": "BTCUSDT", "U": first, "u": final, "pu": previous,
+            "b": [["1.5", "2"]], "a": []}
+    return orjson.dumps({"stream": "btcusdt@depth@100ms", "data": data})
+
+
+def test_pu_chains_the_diffs() -> None:
+    """``pu`` is the previous diff's ``u``: the prev_sequence; a diff that does not chain on is a gap."""
     std = BinanceFuturesStandardiser()
-    outputs = replay(BinanceFutures, std, recordings / RECORDING, SYMBOLS)
-    produced = Counter(o.topic for o in outputs)
-    assert produced == count_frames(recordings / RECORDING)
-    assert produced == {"lob": 6297 + 5613, "ticker": 613, "trades": 91, "candle": 67}
+    snapshot = orjson.dumps({"lastUpdateId": 100, "E": 1, "T": 1, "bids": [["1", "1"]], "asks": []})
+    std.standardise(snapshot, ATOM, raw_key(SOURCE, "BTCUSDT", "depth"), "BTC.USDT-PERP")
+    assert standardise(std, diff(80, 85, 95), "BTC.USDT-PERP") == []  # inside the snapshot
+    [applied] = standardise(std, diff(95, 96, 110), "BTC.USDT-PERP")  # U <= lastUpdateId <= u
+    assert (applied.record["prev_sequence"], applied.record["sequence"]) == (95, 110)
+    assert resyncs(standardise(std, diff(110, 111, 120), "BTC.USDT-PERP")) == []
+    gap = standardise(std, diff(125, 126, 130), "BTC.USDT-PERP")
+    assert [o.topic for o in gap] == ["lob", "book_resync"]
+    assert resyncs(gap) == [("gap", "expected an update after 120, got 125->130")]
+    assert dict(std.skipped) == {IN_SNAPSHOT: 1}
+
+
+def test_recording_is_fully_understood(recordings: Path) -> None:
+    """Every frame and REST snapshot becomes records or a named skip; counts match the independent count.
+
+    At their recorded times, 11 diffs (41 levels) come after the snapshot that holds them, 3 of them with
+    ``u`` equal to ``lastUpdateId``: skipped.  No diff breaks the ``pu`` chain and every snapshot comes
+    within a second of its symbol's first diff, so no resync is requested.
+    """
+    std = BinanceFuturesStandardiser()
+    produced, per_frame = replay_checked(BinanceFutures, std, recordings / RECORDING, SYMBOLS)
+    assert produced == {"lob": 6297 + 5613 - 41, "ticker": 613, "trades": 91, "candle": 67}
+    assert dict(std.skipped) == {IN_SNAPSHOT: 11}
+    assert len(per_frame) == 1535 + REST_FRAMES
+    assert std.book_checks.stats() == {"snapshots": 4, "duplicates": 3}
+
+
+def test_snapshots_after_every_frame_as_in_the_end_to_end_replay(recordings: Path) -> None:
+    """The end-to-end count: every diff published (at recorded times the books ask 8 times for a snapshot)."""
+    std = BinanceFuturesStandardiser()
+    produced, _ = replay_checked(BinanceFutures, std, recordings / RECORDING, SYMBOLS, snapshots_last=True)
     assert dict(std.skipped) == {}
-    assert {o.record["symbol"] for o in outputs} == set(SYMBOLS)
-    assert_fits_schemas(outputs)
+    assert produced["book_resync"] == 8
+    assert expected_counts(recordings / RECORDING) == {"lob": 6297 + 5613, "ticker": 613, "trades": 91, "candle": 67}

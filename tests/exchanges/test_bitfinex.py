@@ -4,7 +4,8 @@ The recording (April 2021) subscribed ``book`` with ``prec: P0`` (aggregated lev
 and ``ticker`` with the ``SEQ_ALL`` conf flag only, so its frames end with a sequence number and carry no
 exchange time.  Today's connector subscribes raw books (``prec: R0`` -> ``lob_l3``) and asks for
 ``SEQ_ALL | TIMESTAMP``; those shapes are tested with frames quoted from docs.bitfinex.com (ws-public-raw-books,
-ws-public-trades, ws-public-candles), with the sequence and time the flags append.
+ws-public-trades, ws-public-candles), with the sequence and time the flags append.  The books' sequence
+checks are tested in ``test_bitfinex_books.py``.
 """
 
 from __future__ import annotations
@@ -50,25 +51,14 @@ def frame(value: Any) -> bytes:
 # -- independent count ---------------------------------------------------------------------
 
 
-def _count_raw_book(known: dict[int, tuple], body: list) -> tuple[int, dict[int, tuple]]:
-    """lob_l3 records of one raw-book frame, and the order ids known after it."""
-    if body and not isinstance(body[0], list):
-        order_id, price, amount = body
-        if price == 0:
-            known.pop(order_id, None)
-        else:
-            known[order_id] = (price, amount)
-        return 1, known
-    current = {order_id: (price, amount) for order_id, price, amount in body}
-    gone = sum(1 for order_id in known if order_id not in current)
-    new_or_changed = sum(1 for order_id, state in current.items() if known.get(order_id) != state)
-    return gone + new_or_changed, current
+def is_snapshot_body(body: list) -> bool:
+    """Snapshots are lists of entries, updates one entry."""
+    return not body or isinstance(body[0], list)
 
 
 def expected_counts(folder: Path) -> dict[str, int]:
     """Records per topic from the frames: channel ids resolved per connection from its ``subscribed`` events."""
     counts: Counter[str] = Counter()
-    orders: dict[str, dict[int, tuple]] = {}
     for connection in Recording(folder).connections:
         channels: dict[int, dict] = {}
         for recorded in connection.frames:
@@ -81,11 +71,10 @@ def expected_counts(folder: Path) -> dict[str, int]:
                 counts["trades"] += message[1] == "te"
                 continue
             channel, body = channels[message[0]], message[1]
-            size = 1 if body and not isinstance(body[0], list) else len(body)
+            # A raw-book snapshot lists every order (open), an update is one order's event; P0 likewise by level.
+            size = len(body) if is_snapshot_body(body) else 1
             if channel["channel"] == "book" and channel.get("prec") == "R0":
-                symbol = channel["symbol"]
-                records, orders[symbol] = _count_raw_book(orders.get(symbol, {}), body)
-                counts["lob_l3"] += records
+                counts["lob_l3"] += size
             elif channel["channel"] == "book":
                 counts["lob"] += size
             elif channel["channel"] == "trades":
@@ -125,12 +114,30 @@ def recorded_symbol_map(folder: Path) -> dict[str, str]:
     return symbol_map
 
 
+def book_snapshots(folder: Path) -> int:
+    """P0 book snapshots among the frames: the first data frame of each book channel (heartbeats aside)."""
+    snapshots = 0
+    for connection in Recording(folder).connections:
+        books: set[int] = set()
+        for recorded in connection.frames:
+            message = decode_exact(recorded.text)
+            if isinstance(message, dict) and message.get("event") == "subscribed" and message["channel"] == "book":
+                books.add(message["chanId"])
+            elif isinstance(message, list) and message[0] in books and isinstance(message[1], list):
+                snapshots += is_snapshot_body(message[1])
+    return snapshots
+
+
 def test_recording_is_fully_understood(recordings: Path) -> None:
+    """Every frame gives records or a named skip.  Each book starts with its snapshot and its numbers rise,
+    so no update is skipped and no ``book_resync`` is asked for (it would be a topic the count has not)."""
     std, outputs, produced, frames = replay(recordings / RECORDING)
     assert frames == 1693
     assert dict(produced) == expected_counts(recordings / RECORDING)
     assert produced == {"lob": 2926, "trades": 210, "ticker": 21}
     assert dict(std.skipped) == {"info event": 1, "conf ack": 1, "subscription ack": 21, "heartbeat": 42}
+    assert std.level_checks.stats() == {"snapshots": book_snapshots(recordings / RECORDING)} == {"snapshots": 7}
+    assert std.book_checks.stats() == {}
     assert {o.record["symbol"] for o in outputs} == set(SYMBOLS)
 
 
@@ -164,7 +171,8 @@ def test_recorded_records_match_their_frames(recordings: Path) -> None:
     removed = next(r for r in levels if r["symbol"] == "DOG.USD" and r["sequence"] == 18)
     assert removed == {
         "exchange": "bitfinex", "symbol": "DOG.USD", "side": "bid", "price": Decimal(215350), "size": Decimal(0),
-        "is_snapshot": False, "sequence": 18, "event_timestamp": None, "atom_timestamp": ATOM,
+        "is_snapshot": False, "sequence": 18, "prev_sequence": None, "checksum": None, "event_timestamp": None,
+        "atom_timestamp": ATOM,
     }
 
 
@@ -330,8 +338,8 @@ def test_raw_book_snapshot_then_updates(std: BitfinexStandardiser) -> None:
     assert opened.key == "bitfinex_BTC.USD"
     assert opened.record == {
         "exchange": "bitfinex", "symbol": "BTC.USD", "event_type": "open", "order_id": "34753002978",
-        "side": "bid", "price": Decimal("7294.7"), "size": Decimal("1.54340371"), "reason": None, "sequence": 1,
-        "event_timestamp": TIME, "atom_timestamp": ATOM,
+        "side": "bid", "price": Decimal("7294.7"), "size": Decimal("1.54340371"), "reason": None,
+        "is_snapshot": True, "sequence": 1, "prev_sequence": None, "event_timestamp": TIME, "atom_timestamp": ATOM,
     }
     [new] = records(std, b"[433290,[34753006045,7295.1,-0.5],2,1574694475040]")
     assert (new["event_type"], new["side"], new["size"], new["event_timestamp"]) == (
@@ -342,24 +350,30 @@ def test_raw_book_snapshot_then_updates(std: BitfinexStandardiser) -> None:
     [done] = records(std, b"[433290,[34753006045,0,-1],4,1574694475042]")
     assert done == {
         "exchange": "bitfinex", "symbol": "BTC.USD", "event_type": "done", "order_id": "34753006045",
-        "side": "ask", "price": Decimal("7295.1"), "size": Decimal(0), "reason": None, "sequence": 4,
-        "event_timestamp": TIME + 3, "atom_timestamp": ATOM,
+        "side": "ask", "price": Decimal("7295.1"), "size": Decimal(0), "reason": None, "is_snapshot": False,
+        "sequence": 4, "prev_sequence": None, "event_timestamp": TIME + 3, "atom_timestamp": ATOM,
     }
     # An order removed that this state never saw (e.g. after a processor restart): done, price unknown.
     [unknown] = records(std, b"[433290,[1,0,1],5,1574694475043]")
     assert (unknown["event_type"], unknown["side"], unknown["price"]) == ("done", "bid", None)
 
 
-def test_a_new_raw_snapshot_is_diffed_against_the_known_orders(std: BitfinexStandardiser) -> None:
+def test_a_new_raw_snapshot_replaces_the_book(std: BitfinexStandardiser) -> None:
+    """After a resubscribe the snapshot lists every order again, ``open`` with ``is_snapshot``: a consumer
+    replaces its book, so orders gone meanwhile are gone; updates then follow the new order ids."""
     records(std, b"[9,[[1,100.5,2],[2,101,-3],[3,99,1]],1,1574694475039]")
     resnapshot = records(std, b"[9,[[1,100.5,2],[2,101,-1],[4,98,5]],50,1574694475100]")
-    assert [(r["event_type"], r["order_id"], r["size"], r["reason"]) for r in resnapshot] == [
-        ("done", "3", Decimal(0), "snapshot"),
-        ("change", "2", Decimal(1), "snapshot"),
-        ("open", "4", Decimal(5), None),
+    assert [(r["event_type"], r["order_id"], r["size"], r["is_snapshot"], r["sequence"]) for r in resnapshot] == [
+        ("open", "1", Decimal(2), True, 50),
+        ("open", "2", Decimal(1), True, 50),
+        ("open", "4", Decimal(5), True, 50),
     ]
-    assert records(std, b"[9,[[1,100.5,2],[2,101,-1],[4,98,5]],51,1574694475101]") == []
-    assert std.skipped["raw book snapshot: no order changed"] == 1
+    [done] = records(std, b"[9,[3,0,1],51,1574694475101]")
+    assert (done["event_type"], done["price"]) == ("done", None)
+    [changed] = records(std, b"[9,[4,98,2],52,1574694475102]")
+    assert (changed["event_type"], changed["size"]) == ("change", Decimal(2))
+    assert records(std, b"[9,[],53,1574694475103]") == []
+    assert std.skipped == {"raw book snapshot: empty book": 1}
 
 
 def test_recorded_flags_only_sequence_time_falls_back_to_receipt(std: BitfinexStandardiser) -> None:

@@ -10,7 +10,8 @@ exactly the documented fields, as other open-source clients keep them in their
 tests: ``order_created`` (gocryptotrader), ``order_changed`` and the newer
 ``order_deleted`` with ``amount_traded``/``amount_at_create``/``event_id``,
 ``trade`` and ``diff_order_book`` (crypto-msg-parser).  They span 2020-2026,
-all on ``btcusd``.
+all on ``btcusd``.  The books' REST snapshots and sequence checks are tested
+in ``test_bitstamp_books.py``.
 """
 
 from __future__ import annotations
@@ -111,8 +112,8 @@ def test_order_events_by_hand() -> None:
     [created] = standardise_like_the_pipeline(std, connector, frame_with("order_created"))
     assert created == Output("lob_l3", "bitstamp_BTC.USD", {
         "exchange": "bitstamp", "symbol": "BTC.USD", "event_type": "open", "order_id": "4621332237", "side": "bid",
-        "price": Decimal("9350.49"), "size": Decimal("0.63470860"), "reason": None, "sequence": None,
-        "event_timestamp": 1580336940972, "atom_timestamp": ATOM,
+        "price": Decimal("9350.49"), "size": Decimal("0.63470860"), "reason": None, "is_snapshot": False,
+        "sequence": None, "prev_sequence": None, "event_timestamp": 1580336940972, "atom_timestamp": ATOM,
     })
     [changed] = standardise_like_the_pipeline(std, connector, frame_with("order_changed"))
     assert (changed.record["event_type"], changed.record["side"], changed.record["size"]) == (
@@ -120,8 +121,8 @@ def test_order_events_by_hand() -> None:
     [deleted] = standardise_like_the_pipeline(std, connector, frame_with("order_deleted"))
     assert deleted.record == {
         "exchange": "bitstamp", "symbol": "BTC.USD", "event_type": "done", "order_id": "1994262360649728",
-        "side": "bid", "price": Decimal(71009), "size": Decimal(0), "reason": None, "sequence": None,
-        "event_timestamp": 1775715433800, "atom_timestamp": ATOM,
+        "side": "bid", "price": Decimal(71009), "size": Decimal(0), "reason": None, "is_snapshot": False,
+        "sequence": None, "prev_sequence": None, "event_timestamp": 1775715433800, "atom_timestamp": ATOM,
     }
 
 
@@ -145,13 +146,14 @@ def test_sell_taker_swaps_the_orders() -> None:
 
 
 def test_book_diff_by_hand() -> None:
+    """No sequence number on diff_order_book: its microtimestamp "1622520011989838" stands in, prev unknown."""
     outputs = standardise_like_the_pipeline(BitstampStandardiser(), fixture_feed(), frame_with("data"))
     assert [(o.record["side"], o.record["price"], o.record["size"]) for o in outputs] == [
         ("bid", Decimal("36653.62"), Decimal("0.75")), ("ask", Decimal("36665.20"), Decimal(0)),
         ("ask", Decimal("36669.76"), Decimal("0.75")),
     ]
-    assert {(o.record["is_snapshot"], o.record["sequence"], o.record["event_timestamp"]) for o in outputs} == {
-        (False, None, 1622520011989)}
+    assert {(o.record["is_snapshot"], o.record["sequence"], o.record["prev_sequence"], o.record["event_timestamp"])
+            for o in outputs} == {(False, 1622520011989838, None, 1622520011989)}
 
 
 def test_symbol_map_from_the_documented_trading_pairs_info() -> None:

@@ -24,7 +24,7 @@ from l3_atom.data_source import UnknownSymbol
 from l3_atom.errors import UserError
 from l3_atom.off_chain.deribit import Deribit, subscribe_requests
 from l3_atom.sim.replay import Recording
-from l3_atom.stream_processing.standardiser import StandardiseError, decode_exact
+from l3_atom.stream_processing.standardiser import Output, StandardiseError, decode_exact
 from l3_atom.stream_processing.standardisers.deribit import DeribitStandardiser, normalise_instrument
 from tests.recorded import http_bodies
 
@@ -80,6 +80,23 @@ def expected_counts(folder: Path) -> dict[str, int]:
     return dict(counts)
 
 
+def book_breaks(folder: Path) -> int:
+    """Book changes whose ``prev_change_id`` is not the instrument's last ``change_id``: each asks for a resync."""
+    breaks = 0
+    last: dict[str, int] = {}
+    for connection in Recording(folder).connections:
+        for recorded in connection.frames:
+            message = decode_exact(recorded.text)
+            channel = message.get("params", {}).get("channel", "")
+            if message.get("method") != "subscription" or not channel.startswith("book."):
+                continue
+            data = message["params"]["data"]
+            if data["type"] == "change" and data["prev_change_id"] != last.get(channel, data["prev_change_id"]):
+                breaks += 1
+            last[channel] = data["change_id"]
+    return breaks
+
+
 # -- the recording -------------------------------------------------------------------------
 
 
@@ -90,36 +107,40 @@ def recorded_symbol_map(folder: Path) -> dict[str, str]:
     return symbol_map
 
 
-def replay(folder: Path) -> tuple[DeribitStandardiser, list, Counter[str], int]:
-    """Every recorded frame through the connector's keys, its symbol header and the standardiser."""
+def replay(folder: Path) -> tuple[DeribitStandardiser, list[list[Output]]]:
+    """The outputs of every recorded frame, through the connector's keys, its symbol header and the standardiser."""
     connector = feed(*SYMBOLS)
     symbol_map = recorded_symbol_map(folder)
     normalised_of = {symbol_map[s]: s for s in SYMBOLS}
     std = DeribitStandardiser()
-    outputs = []
-    frames = 0
+    per_frame = []
     for connection in Recording(folder).connections:
         for recorded in connection.frames:
             raw = recorded.text.encode()
             key = connector.frame_key(raw)
-            outputs += std.standardise(raw, ATOM, key, normalised_of.get(key.split("_")[1]))
-            frames += 1
-    return std, outputs, Counter(o.topic for o in outputs), frames
+            per_frame.append(std.standardise(raw, ATOM, key, normalised_of.get(key.split("_")[1])))
+    return std, per_frame
 
 
 def test_recording_is_fully_understood(recordings: Path) -> None:
-    std, outputs, produced, frames = replay(recordings / RECORDING)
-    assert frames == 136
+    """Every frame gives records or a named skip; each book's changes chain on its snapshot: no resync."""
+    std, per_frame = replay(recordings / RECORDING)
+    outputs = [out for outs in per_frame for out in outs]
+    produced = Counter(o.topic for o in outputs)
+    assert len(per_frame) == 136 == sum(1 for outs in per_frame if outs) + sum(std.skipped.values())
     assert dict(produced) == expected_counts(recordings / RECORDING)
     assert produced == {"lob": 149, "ticker": 89, "open_interest": 10}
+    assert book_breaks(recordings / RECORDING) == produced["book_resync"] == 0
     assert dict(std.skipped) == {"rpc result (subscribe, set_heartbeat, test, auth)": 1,
                                  "book snapshot without levels": 1}
+    assert std.book_checks.stats() == {"snapshots": 10}
     assert {o.record["symbol"] for o in outputs} == set(SYMBOLS)
 
 
 def test_recorded_records_match_their_frames(recordings: Path) -> None:
     """Values checked by hand against the recorded frames."""
-    _, outputs, _, _ = replay(recordings / RECORDING)
+    _, per_frame = replay(recordings / RECORDING)
+    outputs = [out for outs in per_frame for out in outs]
     # ticker.ETH-30JUL21-2800-C.raw: timestamp 1626993723632, best_bid 0.0015 x 4714.0, best_ask 0.0025 x 873.0,
     # last_price 0.002, open_interest 12685.0
     ticker, open_interest = outputs[0], outputs[1]
@@ -139,14 +160,16 @@ def test_recorded_records_match_their_frames(recordings: Path) -> None:
     # book.ETH-30JUL21-2800-C.raw snapshot, change_id 13169025645: bids [["new",0.0015,4714.0],...]
     assert levels[0] == {
         "exchange": "deribit", "symbol": "ETH.USD-20210730-2800-C", "side": "bid", "price": Decimal("0.0015"),
-        "size": Decimal("4714.0"), "is_snapshot": True, "sequence": 13169025645, "event_timestamp": 1626993723632,
-        "atom_timestamp": ATOM,
+        "size": Decimal("4714.0"), "is_snapshot": True, "sequence": 13169025645, "prev_sequence": None,
+        "checksum": None, "event_timestamp": 1626993723632, "atom_timestamp": ATOM,
     }
     # book.BTC-24SEP21-8000-P.raw change, change_id 33195894355: asks [["new",0.001,2.6]]
+    # (prev_change_id 33195894164, the snapshot's)
     [change] = [r for r in levels if r["sequence"] == 33195894355]
     assert (change["symbol"], change["side"], change["price"], change["size"], change["is_snapshot"]) == (
         "BTC.USD-20210924-8000-P", "ask", Decimal("0.001"), Decimal("2.6"), False
     )
+    assert change["prev_sequence"] == 33195894164
     assert any(r["size"] == 0 and not r["is_snapshot"] for r in levels)  # the recorded "delete" actions
 
 
@@ -336,6 +359,38 @@ def test_book_snapshot_and_change(std: DeribitStandardiser) -> None:
     ]
 
 
+def book_message(kind: str, change_id: int, prev_change_id: int | None = None, bids: list | None = None) -> bytes:
+    data = {"type": kind, "timestamp": 1554373962454, "instrument_name": "BTC-PERPETUAL", "change_id": change_id,
+            "bids": [["new", 5042.34, 30]] if bids is None else bids, "asks": []}
+    if prev_change_id is not None:
+        data["prev_change_id"] = prev_change_id
+    return notification("book.BTC-PERPETUAL.100ms", data)
+
+
+def test_a_change_that_does_not_follow_the_book_asks_for_a_resync(std: DeribitStandardiser) -> None:
+    std.standardise(book_message("snapshot", 100), ATOM)
+    assert [t for t, _ in records(std, book_message("change", 101, 100))] == ["lob"]
+    outputs = records(std, book_message("change", 105, 103))
+    assert [t for t, _ in outputs] == ["lob", "book_resync"]
+    assert outputs[-1][1] == {"exchange": "deribit", "symbol": "BTC.USD-PERP", "reason": "gap",
+                              "detail": "expected an update after 101, got 103->105", "atom_timestamp": ATOM}
+    # A new snapshot (the reconnect's) puts the book back in sync.
+    std.standardise(book_message("snapshot", 200), ATOM)
+    assert [t for t, _ in records(std, book_message("change", 201, 200))] == ["lob"]
+
+
+def test_repeats_and_changes_inside_the_snapshot_are_skipped(std: DeribitStandardiser) -> None:
+    std.standardise(book_message("snapshot", 100), ATOM)
+    assert records(std, book_message("change", 100, 99)) == []
+    records(std, book_message("change", 101, 100))
+    assert records(std, book_message("change", 101, 100)) == []
+    assert dict(std.skipped) == {"stale: already in the book snapshot": 1, "duplicate book update": 1}
+    # A change without levels still moves the book: the next one follows it.
+    assert records(std, book_message("change", 102, 101, bids=[])) == []
+    assert [t for t, _ in records(std, book_message("change", 103, 102))] == ["lob"]
+    assert std.skipped["book change without levels"] == 1
+
+
 def test_chart_candles(std: DeribitStandardiser) -> None:
     """docs.deribit.com chart.trades.{instrument_name}.{resolution} example."""
     raw = notification("chart.trades.BTC-PERPETUAL.1", (
@@ -383,9 +438,13 @@ def test_rpc_results_and_heartbeats_are_counted_skips(std: DeribitStandardiser) 
         (notification("book.BTC-PERPETUAL.raw", {"type": "reset", "timestamp": 1, "change_id": 1, "bids": [],
                                                  "asks": []}), "book type must be 'snapshot' or 'change'"),
         (notification("book.BTC-PERPETUAL.raw", {"type": "change", "timestamp": 1, "change_id": 1,
-                                                 "bids": [["move", 1, 1]], "asks": []}), "book action must be one of"),
+                                                 "prev_change_id": 0, "bids": [["move", 1, 1]], "asks": []}),
+         "book action must be one of"),
         (notification("book.BTC-PERPETUAL.raw", {"type": "change", "timestamp": 1, "change_id": 1,
-                                                 "bids": [["new", "x", 1]], "asks": []}), "mistyped field"),
+                                                 "prev_change_id": 0, "bids": [["new", "x", 1]], "asks": []}),
+         "mistyped field"),
+        (notification("book.BTC-PERPETUAL.raw", {"type": "change", "timestamp": 1, "change_id": 1, "bids": [],
+                                                 "asks": []}), "book message lacks field 'prev_change_id'"),
         (notification("trades.BTC-PERPETUAL.raw", [{"trade_id": "1", "price": 1, "amount": 1, "direction": "up",
                                                     "trade_seq": 1, "timestamp": 1}]), "direction must be"),
         (notification("ticker.BTC-PERPETUAL.raw", {"best_bid_price": 1}), "ticker message lacks field 'timestamp'"),

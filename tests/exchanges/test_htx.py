@@ -7,7 +7,8 @@ Protocol change since the recording: the 2021 recorder subscribed to
 serves on ``/feed``, plus ``bbo`` and ``kline.1min`` on ``/ws``.  The
 standardiser understands both book shapes: the recorded ``depth.step0`` frames
 are checked here, the ``mbp.150`` update and refresh against HTX's documented
-examples.  Frames are gzip-compressed JSON with prices as JSON numbers.
+examples (and the book's sequence checks in ``test_htx_books.py``).  Frames
+are gzip-compressed JSON with prices as JSON numbers.
 """
 
 from __future__ import annotations
@@ -72,6 +73,14 @@ def expected_counts(folder: Path) -> dict[str, int]:
     return dict(counts)
 
 
+def book_snapshots(folder: Path) -> int:
+    """Full books among the frames: every depth.step0 push and MBP refresh is one."""
+    return sum(
+        1 for message in received_messages(folder)
+        if ".depth." in message.get("ch", "") or (message.get("status") == "ok" and ".mbp." in message.get("rep", ""))
+    )
+
+
 def gz(message: dict | str) -> bytes:
     return gzip.compress((message if isinstance(message, str) else json.dumps(message)).encode())
 
@@ -116,9 +125,11 @@ def test_recording_is_fully_understood(recordings: Path) -> None:
         outputs = standardise_like_the_pipeline(std, connector, frame)
         assert_fits_schema(outputs)
         produced.update(out.topic for out in outputs)
+    # A book_resync output would be a topic that the independent count has not: every book is a snapshot.
     assert dict(produced) == expected_counts(folder)
     assert produced == {"lob": 58996, "trades": 73}
     assert dict(std.skipped) == {"subscription ack": 20, "heartbeat": 6}
+    assert std.book_checks.stats() == {"snapshots": book_snapshots(folder)} == {"snapshots": 292}
 
 
 def test_recorded_depth_snapshot_by_hand(recordings: Path) -> None:
@@ -130,7 +141,7 @@ def test_recorded_depth_snapshot_by_hand(recordings: Path) -> None:
     first_bid = next(o for o in outputs if o.record["side"] == "bid")
     first_ask = next(o for o in outputs if o.record["side"] == "ask")
     common = {"exchange": "htx", "symbol": "TRIO.ETH", "is_snapshot": True, "sequence": 100182534697,
-              "event_timestamp": 1618678069868, "atom_timestamp": ATOM}
+              "prev_sequence": None, "checksum": None, "event_timestamp": 1618678069868, "atom_timestamp": ATOM}
     assert first_bid == Output("lob", "htx_TRIO.ETH", {
         **common, "side": "bid", "price": Decimal("9.121E-7"), "size": Decimal("92730.24")})
     assert first_ask.record == {**common, "side": "ask", "price": Decimal("9.28E-7"), "size": Decimal("4342.25")}
@@ -238,7 +249,7 @@ def test_mbp_update_carries_seq_num(std: HtxStandardiser) -> None:
     assert ask == Output("lob", "htx_BTC.USDT", {
         "exchange": "htx", "symbol": "BTC.USDT", "side": "ask", "price": Decimal("645.14"),
         "size": Decimal("26.75597395914065"), "is_snapshot": False, "sequence": 100020146795,
-        "event_timestamp": 1573199608679, "atom_timestamp": ATOM,
+        "prev_sequence": 100020146794, "checksum": None, "event_timestamp": 1573199608679, "atom_timestamp": ATOM,
     })
 
 

@@ -6,11 +6,17 @@ names), on three connections, one per channel (book depth 1000, trade,
 ticker).  The connector speaks v2 (``wss://ws.kraken.com/v2``); the
 standardiser understands both, so the recording proves v1 and the v2 frames
 quoted from Kraken's documentation (tests/fixtures/kraken/ws.jsonl) prove v2.
+
+Books: the standardiser proves every checksum Kraken sends on its own copy of
+the book; the counts of checksums and snapshots below are read off the raw
+frames.  Hand-written frames show what a lost, repeated or corrupted message
+does (Kraken numbers nothing: the checksum is the only witness).
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -18,10 +24,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from l3_atom.books.engine import SUBSCRIBED_DEPTHS
 from l3_atom.config import ConnectorSettings
-from l3_atom.off_chain.kraken import Kraken, normalise_asset, normalised_pair
+from l3_atom.off_chain.kraken import BOOK_DEPTH, Kraken, normalise_asset, normalised_pair
 from l3_atom.stream_processing.standardiser import StandardiseError
-from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser, interval_name
+from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser, hashing_places, interval_name
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
 from tests.sinks import NullSink
 
@@ -56,6 +63,21 @@ def expected_counts(folder: Path) -> dict[str, int]:
     return dict(counts)
 
 
+def book_counts(folder: Path) -> dict[str, int]:
+    """Book snapshots and checksums, counted from the frames themselves (v1 ``as``/``c``, v2 type/checksum)."""
+    counts: Counter[str] = Counter()
+    for raw in ws_frames(folder):
+        message = json.loads(raw)
+        if isinstance(message, list) and message[-2].startswith("book"):
+            parts = message[1:-2]
+            counts["snapshots"] += any("as" in part or "bs" in part for part in parts)
+            counts["checksums_verified"] += any("c" in part for part in parts)
+        elif isinstance(message, dict) and message.get("channel") == "book":
+            counts["snapshots"] += len(message["data"]) if message["type"] == "snapshot" else 0
+            counts["checksums_verified"] += sum("checksum" in book for book in message["data"])
+    return dict(counts)
+
+
 def standardise_all(folder: Path) -> tuple[KrakenStandardiser, list]:
     std = KrakenStandardiser()
     feed = Kraken([], NullSink(), SETTINGS)
@@ -82,6 +104,10 @@ def test_recording_is_fully_understood(recordings: Path) -> None:
     assert dict(std.skipped) == {"heartbeat": 92, "subscription ack": 30, "system status": 3}
     assert {o.record["symbol"] for o in outputs} == set(SYMBOLS)
     assert len(std.book_checksums) == len(SYMBOLS)
+    # Every checksum proved on the standardiser's own books: none mismatched, so no resync request.
+    assert std.book_checks.stats() == book_counts(recordings / RECORDING)
+    assert std.book_checks.stats() == {"snapshots": 10, "checksums_verified": 4269}
+    print(f"\nkraken recording: {std.book_checks.stats()['checksums_verified']} checksums verified, 0 mismatches")
 
 
 def test_recorded_records_match_their_frames(recordings: Path) -> None:
@@ -104,8 +130,8 @@ def test_recorded_records_match_their_frames(recordings: Path) -> None:
     # The ADA/XBT snapshot starts [1360,{"as":[["0.000022900","13355.87450757","1618678123.481570"],...
     assert first(outputs, "lob", "ADA.BTC") == {
         "exchange": "kraken", "symbol": "ADA.BTC", "side": "ask", "price": Decimal("0.000022900"),
-        "size": Decimal("13355.87450757"), "is_snapshot": True, "sequence": None,
-        "event_timestamp": 1_618_678_123_481, "atom_timestamp": ATOM,
+        "size": Decimal("13355.87450757"), "is_snapshot": True, "sequence": None, "prev_sequence": None,
+        "checksum": None, "event_timestamp": 1_618_678_123_481, "atom_timestamp": ATOM,
     }
     book = [o.record for o in outputs if o.topic == "lob" and o.record["symbol"] == "ADA.BTC"]
     snapshot = [r for r in book if r["is_snapshot"]]
@@ -121,6 +147,7 @@ def test_recorded_update_with_both_sides() -> None:
     assert (ask["side"], ask["price"], ask["size"], ask["is_snapshot"]) == (
         "ask", Decimal("0.042990"), Decimal("364630.28272081"), False)
     assert (bid["side"], bid["size"], bid["event_timestamp"]) == ("bid", Decimal("0E-8"), 1_618_678_145_920)
+    assert (ask["checksum"], bid["checksum"]) == (None, 4105471083)
     assert std.book_checksums == {"SC.EUR": 4105471083}
 
 
@@ -173,6 +200,9 @@ def test_v2_documented_frames_are_fully_understood() -> None:
     assert produced == {"lob": 21, "trades": 3, "ticker": 1, "candle": 3}
     assert dict(std.skipped) == {"system status": 3, "subscription ack": 3, "heartbeat": 3}
     assert std.book_checksums == {"MATIC.USD": 2114181697}
+    assert std.book_checks.stats() == book_counts(V2_FIXTURE) == {"snapshots": 1, "checksums_verified": 2}
+    # v2 numbers lost their trailing zeros (0.566 for 0.5660): the precision found is AssetPairs' for MATIC/USD.
+    assert std.books["MATIC.USD"].places == (4, 8)
 
 
 def test_v2_records_match_the_documented_frames() -> None:
@@ -181,10 +211,13 @@ def test_v2_records_match_the_documented_frames() -> None:
     # Snapshot: first bid {"price": 0.5666, "qty": 4831.75496356}, at "2023-10-06T17:35:55.440295Z".
     assert book[0] == {
         "exchange": "kraken", "symbol": "MATIC.USD", "side": "bid", "price": Decimal("0.5666"),
-        "size": Decimal("4831.75496356"), "is_snapshot": True, "sequence": None,
-        "event_timestamp": 1_696_613_755_440, "atom_timestamp": ATOM,
+        "size": Decimal("4831.75496356"), "is_snapshot": True, "sequence": None, "prev_sequence": None,
+        "checksum": None, "event_timestamp": 1_696_613_755_440, "atom_timestamp": ATOM,
     }
     assert [r["side"] for r in book[:20]] == ["bid"] * 10 + ["ask"] * 10
+    # Each message's checksum rides on its last record: "checksum":2439117997, then "checksum":2114181697.
+    assert [r["checksum"] for r in book if r["checksum"] is not None] == [2439117997, 2114181697]
+    assert (book[19]["checksum"], book[20]["checksum"]) == (2439117997, 2114181697)
     # Update: bids [{"price": 0.5657, "qty": 1098.3947558}].
     assert (book[20]["price"], book[20]["size"], book[20]["is_snapshot"]) == (
         Decimal("0.5657"), Decimal("1098.3947558"), False)
@@ -246,6 +279,142 @@ def test_header_symbol_is_used_when_the_key_names_the_pair() -> None:
     assert std.symbol_of("XBT/EUR") == "BTC.EUR"
 
 
+# -- book integrity (hand-written frames) -----------------------------------------------------
+
+# The 10 s of stream time Continuity gives a book's own snapshot to arrive.
+SNAPSHOT_WAIT_US = 10_000_000
+
+
+def kraken_crc(asks: list[tuple[str, str]], bids: list[tuple[str, str]]) -> int:
+    """Kraken's documented checksum, written out: each price then size, point and leading zeros removed."""
+    def digits(value: str) -> str:
+        return value.replace(".", "").lstrip("0")
+
+    return zlib.crc32("".join(digits(price) + digits(size) for price, size in asks + bids).encode())
+
+
+V1_ASKS = [("0.5100", "1.00000000"), ("0.5200", "2.00000000")]
+V1_BIDS = [("0.5000", "3.00000000")]
+# Ask 0.5100 becomes 4.0: the book after it.
+V1_ASKS_AFTER = [("0.5100", "4.00000000"), ("0.5200", "2.00000000")]
+# Then bid 0.4900 x 5.0 joins.
+V1_BIDS_AFTER = [("0.5000", "3.00000000"), ("0.4900", "5.00000000")]
+
+
+def v1_book_frame(payload: dict, depth: int = 10) -> bytes:
+    return orjson.dumps([7, payload, f"book-{depth}", "XBT/USD"])
+
+
+def v1_levels(levels: list[tuple[str, str]]) -> list[list[str]]:
+    return [[price, size, "1618678123.481570"] for price, size in levels]
+
+
+V1_SNAPSHOT = v1_book_frame({"as": v1_levels(V1_ASKS), "bs": v1_levels(V1_BIDS)})
+V1_FIRST = v1_book_frame({"a": v1_levels(V1_ASKS_AFTER[:1]), "c": str(kraken_crc(V1_ASKS_AFTER, V1_BIDS))})
+V1_SECOND = v1_book_frame({"b": v1_levels(V1_BIDS_AFTER[1:]), "c": str(kraken_crc(V1_ASKS_AFTER, V1_BIDS_AFTER))})
+
+
+def run(std: KrakenStandardiser, *frames: bytes) -> list:
+    """Outputs of ``frames`` received 1 µs apart."""
+    return [out for index, raw in enumerate(frames) for out in std.standardise(raw, ATOM + index)]
+
+
+def resyncs(outputs: list) -> list[tuple[str, str]]:
+    return [(o.record["reason"], o.record["detail"]) for o in outputs if o.topic == "book_resync"]
+
+
+def test_book_messages_verify_their_checksums() -> None:
+    std = KrakenStandardiser()
+    outputs = run(std, V1_SNAPSHOT, V1_FIRST, V1_SECOND)
+    assert resyncs(outputs) == []
+    assert std.book_checks.stats() == {"snapshots": 1, "checksums_verified": 2}
+    assert [o.record["checksum"] for o in outputs] == [None] * 3 + [kraken_crc(V1_ASKS_AFTER, V1_BIDS),
+                                                                   kraken_crc(V1_ASKS_AFTER, V1_BIDS_AFTER)]
+    assert {(o.record["sequence"], o.record["prev_sequence"]) for o in outputs} == {(None, None)}
+
+
+def test_corrupted_checksum_asks_for_a_resync() -> None:
+    std = KrakenStandardiser()
+    good = kraken_crc(V1_ASKS_AFTER, V1_BIDS)
+    corrupted = v1_book_frame({"a": v1_levels(V1_ASKS_AFTER[:1]), "c": str(good + 1)})
+    outputs = run(std, V1_SNAPSHOT, corrupted)
+    assert resyncs(outputs) == [("checksum", f"expected {good + 1}, computed {good}")]
+    assert outputs[-1].key == "kraken_BTC.USD"
+    assert std.book_checks.stats() == {"snapshots": 1, "checksum_mismatches": 1, "resyncs_requested": 1}
+    # The book stays lost (not checked, not asked again within 10 s) until a snapshot; then it is proved again.
+    assert resyncs(run(std, V1_SECOND)) == []
+    assert resyncs(run(std, V1_SNAPSHOT, V1_FIRST, V1_SECOND)) == []
+    assert std.book_checks.stats() == {
+        "snapshots": 2, "checksum_mismatches": 1, "resyncs_requested": 1, "checksums_verified": 2}
+
+
+def test_lost_update_shows_as_a_checksum_mismatch() -> None:
+    """Kraken numbers nothing: a lost message (a gap) is seen when the next checksum disagrees."""
+    std = KrakenStandardiser()
+    outputs = run(std, V1_SNAPSHOT, V1_SECOND)
+    detail = f"expected {kraken_crc(V1_ASKS_AFTER, V1_BIDS_AFTER)}, computed {kraken_crc(V1_ASKS, V1_BIDS_AFTER)}"
+    assert resyncs(outputs) == [("checksum", detail)]
+
+
+def test_repeated_update_still_verifies() -> None:
+    """Kraken sends sizes, not changes: a repeated message sets the same sizes and is no harm, so nothing is skipped."""
+    std = KrakenStandardiser()
+    outputs = run(std, V1_SNAPSHOT, V1_FIRST, V1_FIRST, V1_SECOND)
+    assert resyncs(outputs) == []
+    assert std.book_checks.stats() == {"snapshots": 1, "checksums_verified": 3}
+    assert sum(o.topic == "lob" for o in outputs) == 6
+    assert dict(std.skipped) == {}
+
+
+def test_book_is_truncated_to_the_subscribed_depth() -> None:
+    """book-2: a better ask pushes the worst out of the book, and Kraken sends no removal for it."""
+    std = KrakenStandardiser()
+    better = [("0.5050", "1.00000000")]
+    snapshot = v1_book_frame({"as": v1_levels(V1_ASKS), "bs": v1_levels(V1_BIDS)}, depth=2)
+    update = v1_book_frame({"a": v1_levels(better), "c": str(kraken_crc(better + V1_ASKS[:1], V1_BIDS))}, depth=2)
+    assert resyncs(run(std, snapshot, update)) == []
+    assert std.book_checks.stats() == {"snapshots": 1, "checksums_verified": 1}
+
+
+def test_updates_without_a_snapshot_ask_for_one_after_a_wait() -> None:
+    """No checksum is checked on a book never snapshotted; after 10 s of stream time a snapshot is requested."""
+    std = KrakenStandardiser()
+    assert resyncs(std.standardise(V1_FIRST, ATOM)) == []
+    assert resyncs(std.standardise(V1_SECOND, ATOM + SNAPSHOT_WAIT_US)) == [
+        ("no_snapshot", "updates before any snapshot")]
+    assert "checksums_verified" not in std.book_checks.stats()
+
+
+def v2_book_frames(snapshot_checksum: int | None = None, update_checksum: int | None = None) -> list[bytes]:
+    """The documented MATIC/USD snapshot and update, checksums replaced where given."""
+    frames = [json.loads(raw) for raw in ws_frames(V2_FIXTURE)]
+    snapshot, update = [m for m in frames if m.get("channel") == "book"]
+    for message, value in ((snapshot, snapshot_checksum), (update, update_checksum)):
+        if value is not None:
+            message["data"][0]["checksum"] = value
+    return [json.dumps(snapshot).encode(), json.dumps(update).encode()]
+
+
+def test_v2_corrupted_checksums_ask_for_a_resync() -> None:
+    std = KrakenStandardiser()
+    assert resyncs(run(std, *v2_book_frames(update_checksum=2114181698))) == [
+        ("checksum", "expected 2114181698, computed 2114181697")]
+    # A wrong snapshot checksum: no precision hashes the book to it.
+    std = KrakenStandardiser()
+    [(reason, detail)] = resyncs(run(std, *v2_book_frames(snapshot_checksum=2439117998)))
+    assert (reason, detail.partition(",")[0]) == ("checksum", "expected 2439117998")
+    assert std.books["MATIC.USD"].places is None
+
+
+def test_hashing_places_are_the_fewest_that_hash() -> None:
+    """0.566 written, 0.5660 hashed: the trailing zero Kraken's v2 numbers drop is found again."""
+    asks = [(Decimal("0.566"), Decimal("2.5"))]
+    assert hashing_places(asks, [], zlib.crc32(b"566025000")) == (4, 4)
+    assert hashing_places(asks, [], zlib.crc32(b"56625")) == (3, 1)
+    assert hashing_places(asks, [], 0) is None
+    assert hashing_places([], [], 0) is None
+
+
 # -- connector -------------------------------------------------------------------------------
 
 
@@ -263,6 +432,11 @@ def test_parse_symbols_maps_legacy_codes_and_aliases() -> None:
 def test_parse_symbols_refuses_an_error_answer() -> None:
     with pytest.raises(ValueError, match="EGeneral:Too many requests"):
         Kraken.parse_symbols('{"error":["EGeneral:Too many requests"]}')
+
+
+def test_subscribed_depth_is_the_books_truncation_depth() -> None:
+    """The v2 book carries no depth: the standardiser truncates its books to the depth the connector asks for."""
+    assert BOOK_DEPTH == SUBSCRIBED_DEPTHS["kraken"]
 
 
 def test_subscribe_messages_per_connection() -> None:

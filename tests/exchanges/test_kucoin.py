@@ -7,10 +7,11 @@ push examples of Orderbook - Increment (``/market/level2``), Trade
 (``/market/match``), Ticker (``/market/ticker``; the example spells its time
 ``Time`` where the schema says ``time``: both are read) and Klines
 (``/market/candles``, a 1-hour candle).  ``http.jsonl`` holds the examples of
-Get All Symbols (``/api/v2/symbols``) and Get Public Token
+Get All Symbols (``/api/v2/symbols``), Get Public Token
 (``POST /api/v1/bullet-public``; recorded under its URL although the replay
 server answers GETs only: with ``--ws-url`` given, the connector skips the
-handshake and connects there).
+handshake and connects there).  The book's REST snapshot and sequence checks
+are tested in ``test_kucoin_books.py``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def test_records_match_the_documented_frames() -> None:
     assert by_topic["lob"] == Output("lob", "kucoin_BTC.USDT", {
         "exchange": "kucoin", "symbol": "BTC.USDT", "side": "ask", "price": Decimal("67993.3"),
         "size": Decimal("1.21427407"), "is_snapshot": False, "sequence": 14701689783,
-        "event_timestamp": 1729816425625, "atom_timestamp": ATOM,
+        "prev_sequence": 14701689782, "checksum": None, "event_timestamp": 1729816425625, "atom_timestamp": ATOM,
     })
     assert by_topic["trades"].record == {
         "exchange": "kucoin", "symbol": "BTC.USDT", "trade_id": "11067996711960577", "price": Decimal(67523),
@@ -293,12 +294,13 @@ TICKER = {"sequence": "1", "price": "1", "size": "1", "bestAsk": "2", "bestAskSi
 CANDLE = {"symbol": "BTC-USDT", "candles": ["1729839600", "1", "2", "3", "0.5", "10", "20"], "time": 1729842192785164840}
 
 
-def test_level2_with_several_changes_keeps_each_change_sequence() -> None:
+def test_level2_records_carry_the_message_numbers() -> None:
+    """sequence = sequenceEnd and prev_sequence = sequenceStart - 1 on every record of the message."""
     outputs = KucoinStandardiser().standardise(message("/market/level2:BTC-USDT", LEVEL2), ATOM)
-    assert [(o.record["side"], o.record["size"], o.record["sequence"]) for o in outputs] == [
-        ("bid", Decimal("0.15688"), 14103847),
-        ("ask", Decimal("0.00331"), 14103845),
-        ("ask", Decimal(0), 14103844),
+    assert [(o.record["side"], o.record["size"], o.record["sequence"], o.record["prev_sequence"]) for o in outputs] == [
+        ("bid", Decimal("0.15688"), 14103847, 14103843),
+        ("ask", Decimal("0.00331"), 14103847, 14103843),
+        ("ask", Decimal(0), 14103847, 14103843),
     ]
 
 

@@ -11,11 +11,17 @@ connection.  ``http.jsonl`` answers ``/api/v5/public/instruments``: the SPOT
 body is the documentation's example; the docs print none for SWAP or FUTURES,
 so those bodies follow the documented fields (linear BTC-USDT-SWAP, inverse
 BTC-USD-SWAP, inverse BTC-USD-250926 delivered 2025-09-26 08:00 UTC).
+
+The documentation's ``books`` examples carry ``"checksum": 0``, a placeholder that
+is not the CRC32 of their levels: the standardiser finds the mismatch and asks
+for a resync, as it must.  Checksums that match are shown on hand-written books
+whose checksums this file computes itself from OKX's description.
 """
 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -44,6 +50,45 @@ TOPIC_OF_CHANNEL = {
     "funding-rate": "funding_rate",
     "open-interest": "open_interest",
 }
+
+
+# OKX's checksum: the top 25 levels per side, "bidPx:bidSz:askPx:askSz:..." alternating, CRC32 as a signed int.
+CHECKSUM_DEPTH = 25
+SIGNED_LIMIT = 1 << 31
+
+
+def okx_crc(bids: dict[str, str], asks: dict[str, str]) -> int:
+    """OKX's book checksum, computed here from the price and size strings as sent (independent of project code)."""
+    best_bids = sorted(bids.items(), key=lambda level: -Decimal(level[0]))[:CHECKSUM_DEPTH]
+    best_asks = sorted(asks.items(), key=lambda level: Decimal(level[0]))[:CHECKSUM_DEPTH]
+    parts: list[str] = []
+    for index in range(max(len(best_bids), len(best_asks))):
+        for levels in (best_bids, best_asks):
+            if index < len(levels):
+                parts += levels[index]
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - 2 * SIGNED_LIMIT if crc >= SIGNED_LIMIT else crc
+
+
+def checksum_mismatches(folder: Path) -> int:
+    """Book messages whose checksum is not the CRC32 of the book after them, from the frames alone."""
+    books: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+    mismatches = 0
+    for raw in ws_frames(folder):
+        message = {} if raw == b"pong" else orjson.loads(raw)
+        if message.get("arg", {}).get("channel") != "books" or "event" in message:
+            continue
+        for book in message["data"]:
+            if message["action"] == "snapshot":
+                books[message["arg"]["instId"]] = ({}, {})
+            bids, asks = books[message["arg"]["instId"]]
+            for side, levels in ((bids, book["bids"]), (asks, book["asks"])):
+                for price, size, *_ in levels:
+                    side[price] = size
+                    if Decimal(size) == 0:
+                        del side[price]
+            mismatches += okx_crc(bids, asks) != book["checksum"]
+    return mismatches
 
 
 def expected_counts(folder: Path) -> dict[str, int]:
@@ -93,26 +138,35 @@ def assert_fits_schema(out: Output) -> None:
 
 
 def test_fixture_is_fully_understood() -> None:
+    """Every frame gives records or a named skip; the documented placeholder checksum asks for one resync.
+
+    The snapshot's checksum (0) does not match its levels: the book is out of sync and asks at once; the
+    update after it (checksum 0 too) is not checked again while the request is pending (rate-limited).
+    """
     connector = feed(*SYMBOLS)
     connector.normalised_of = dict(zip(connector.resolve(fixture_symbol_map()), SYMBOLS, strict=True))
     with_headers, without_headers = OkxStandardiser(), OkxStandardiser()
     produced: Counter[str] = Counter()
-    frames = 0
+    frames = understood = 0
     for raw in ws_frames(FIXTURE):
         frames += 1
         outputs = standardise_as_processor(with_headers, connector, raw)
         assert outputs == without_headers.standardise(raw, ATOM)
+        understood += any(out.topic != "book_resync" for out in outputs)
         for out in outputs:
             assert_fits_schema(out)
             produced[out.topic] += 1
-    assert frames == 16
-    assert dict(produced) == expected_counts(FIXTURE)
-    assert produced == {"lob": 32, "trades": 1, "ticker": 1, "candle": 2, "funding_rate": 1, "open_interest": 1}
+    assert frames == 16 == understood + sum(with_headers.skipped.values())
+    assert checksum_mismatches(FIXTURE) == 2
+    assert dict(produced) == {**expected_counts(FIXTURE), "book_resync": 1}
+    assert produced == {"lob": 32, "trades": 1, "ticker": 1, "candle": 2, "funding_rate": 1, "open_interest": 1,
+                        "book_resync": 1}
     assert dict(with_headers.skipped) == {
         "subscription ack": 6,
         "notice: connection to close for a service upgrade": 1,
         "pong": 1,
     }
+    assert with_headers.book_checks.stats() == {"snapshots": 1, "checksum_mismatches": 1, "resyncs_requested": 1}
 
 
 def fixture_outputs() -> list[Output]:
@@ -125,13 +179,17 @@ def test_book_levels_match_the_documented_frames() -> None:
     snapshot, update = lob[:16], lob[16:]
     assert snapshot[0] == Output("lob", "okx_BTC.USDT", {
         "exchange": "okx", "symbol": "BTC.USDT", "side": "bid", "price": Decimal("8476.97"), "size": Decimal(256),
-        "is_snapshot": True, "sequence": 123456, "event_timestamp": 1597026383085, "atom_timestamp": ATOM,
+        "is_snapshot": True, "sequence": 123456, "prev_sequence": None, "checksum": None,
+        "event_timestamp": 1597026383085, "atom_timestamp": ATOM,
     })
+    assert [o.record["checksum"] for o in snapshot].count(None) == len(snapshot) - 1
+    assert snapshot[-1].record["checksum"] == 0 == update[-1].record["checksum"]
     assert [(o.record["side"], o.record["price"], o.record["size"]) for o in snapshot[7:9]] == [
         ("bid", Decimal(8446), Decimal(95)),
         ("ask", Decimal("8476.98"), Decimal(415)),
     ]
     assert all(o.record["is_snapshot"] is False and o.record["sequence"] == 123457 for o in update)
+    assert {o.record["prev_sequence"] for o in update} == {123456}
 
 
 def test_other_records_match_the_documented_frames() -> None:
@@ -395,3 +453,116 @@ def test_trades_without_seq_id_have_no_sequence() -> None:
 def test_bad_input_raises_a_precise_error(raw: bytes, error: str) -> None:
     with pytest.raises(StandardiseError, match=error.replace("(", r"\(").replace("[", r"\[")):
         OkxStandardiser().standardise(raw, ATOM)
+
+
+# -- book integrity (hand-written books, checksums computed here) --------------------------------------
+
+
+class OkxBook:
+    """One instrument's book as OKX keeps it, pushing ``books`` messages with their seqIds and checksums."""
+
+    def __init__(self, inst_id: str = "BTC-USDT") -> None:
+        self.inst_id = inst_id
+        self.bids: dict[str, str] = {}
+        self.asks: dict[str, str] = {}
+        self.seq_id = 1000
+
+    def push(self, bids: list[list[str]], asks: list[list[str]], snapshot: bool = False,
+             next_seq_id: int | None = None, checksum: int | None = None) -> bytes:
+        """The next message: ``bids``/``asks`` are [price, size] changes (size "0" removes a level)."""
+        if snapshot:
+            self.bids, self.asks = {}, {}
+        for side, levels in ((self.bids, bids), (self.asks, asks)):
+            for price, size in levels:
+                side[price] = size
+                if Decimal(size) == 0:
+                    del side[price]
+        prev_seq_id = -1 if snapshot else self.seq_id
+        self.seq_id = self.seq_id + 1 if next_seq_id is None else next_seq_id
+        book = {
+            "asks": [[p, s, "0", "1"] for p, s in asks], "bids": [[p, s, "0", "1"] for p, s in bids],
+            "ts": "1597026383085", "checksum": okx_crc(self.bids, self.asks) if checksum is None else checksum,
+            "prevSeqId": prev_seq_id, "seqId": self.seq_id,
+        }
+        return push("books", self.inst_id, [book], action="snapshot" if snapshot else "update")
+
+    def snapshot(self, levels: int = 30) -> bytes:
+        """A book deeper than the checksum's 25 levels, with prices written with trailing zeros."""
+        bids = [[f"{100 - i * 0.5:.2f}", f"{1 + i}.000"] for i in range(levels)]
+        asks = [[f"{101 + i * 0.5:.2f}", f"{2 + i}.10"] for i in range(levels)]
+        return self.push(bids, asks, snapshot=True)
+
+
+def topics(outputs: list[Output]) -> list[str]:
+    return sorted({out.topic for out in outputs})
+
+
+def resync_requests(outputs: list[Output]) -> list[tuple[str, str]]:
+    return [(out.record["reason"], out.record["detail"]) for out in outputs if out.topic == "book_resync"]
+
+
+def test_a_book_that_follows_okx_verifies_every_checksum() -> None:
+    """Removals bring levels from beyond the top 25 into the checksum; every message verifies."""
+    okx, std = OkxBook(), OkxStandardiser()
+    outputs = std.standardise(okx.snapshot(), ATOM)
+    changes = [
+        ([["100.00", "0"], ["99.50", "0"]], []),  # two best bids removed: levels 26 and 27 enter the checksum
+        ([["100.25", "4.5"]], [["101.00", "0"]]),  # a new best bid; the best ask removed
+        ([], [["100.75", "0.0100"], ["102.00", "7.70"]]),  # a new best ask, a size change
+        ([["85.50", "3"], ["99.00", "0"]], [["114.50", "1"]]),  # changes deep in the book and beyond the top 25
+    ]
+    for bids, asks in changes:
+        outputs += std.standardise(okx.push(bids, asks), ATOM)
+    assert resync_requests(outputs) == []
+    assert std.book_checks.stats() == {"snapshots": 1, "checksums_verified": 1 + len(changes)}
+    last = [out for out in outputs if out.topic == "lob"][-1].record
+    assert (last["checksum"], last["sequence"], last["prev_sequence"]) == (okx_crc(okx.bids, okx.asks), 1005, 1004)
+
+
+def test_a_wrong_checksum_asks_for_a_resync() -> None:
+    okx, std = OkxBook(), OkxStandardiser()
+    std.standardise(okx.snapshot(), ATOM)
+    expected = okx_crc({**okx.bids, "100.00": "2"}, okx.asks)
+    outputs = std.standardise(okx.push([["100.00", "2"]], [], checksum=12345), ATOM)
+    assert topics(outputs) == ["book_resync", "lob"]
+    assert resync_requests(outputs) == [("checksum", f"expected 12345, computed {expected}")]
+    assert std.book_checks.stats()["checksum_mismatches"] == 1
+    # The reconnect's snapshot puts the book right again.
+    assert resync_requests(std.standardise(okx.snapshot(), ATOM)) == []
+    assert std.book_checks.continuity.in_sync("BTC.USDT")
+
+
+def test_a_gap_in_seq_ids_asks_for_a_resync() -> None:
+    okx, std = OkxBook(), OkxStandardiser()
+    std.standardise(okx.snapshot(), ATOM)
+    okx.push([["100.00", "2"]], [])  # never delivered
+    outputs = std.standardise(okx.push([["99.50", "3"]], []), ATOM)
+    assert topics(outputs) == ["book_resync", "lob"]
+    assert resync_requests(outputs) == [("gap", "expected an update after 1001, got 1002->1003")]
+
+
+def test_repeats_are_skipped_and_keepalives_are_no_repeat() -> None:
+    """OKX's keepalive repeats the last seqId with empty sides: skipped as such, neither duplicate nor gap."""
+    okx, std = OkxBook(), OkxStandardiser()
+    std.standardise(okx.snapshot(), ATOM)
+    update = okx.push([["100.00", "2"]], [])
+    assert topics(std.standardise(update, ATOM)) == ["lob"]
+    assert std.standardise(update, ATOM) == []
+    keepalive = push("books", "BTC-USDT", [{"asks": [], "bids": [], "ts": "1597026443085",
+                                            "checksum": okx_crc(okx.bids, okx.asks), "prevSeqId": 1002,
+                                            "seqId": 1002}], action="update")
+    assert std.standardise(keepalive, ATOM) == []
+    assert topics(std.standardise(okx.push([], [["101.00", "1"]]), ATOM)) == ["lob"]
+    assert dict(std.skipped) == {"duplicate book update": 1, "books: update without changes (keepalive)": 1}
+    assert std.book_checks.stats() == {"snapshots": 1, "duplicates": 1, "checksums_verified": 3}
+
+
+def test_a_restarted_seq_id_continues_the_book() -> None:
+    """After maintenance OKX may restart seqId (below prevSeqId): the book goes on from the new number."""
+    okx, std = OkxBook(), OkxStandardiser()
+    std.standardise(okx.snapshot(), ATOM)
+    restarted = std.standardise(okx.push([["100.00", "2"]], [], next_seq_id=3), ATOM)
+    assert [(o.record["prev_sequence"], o.record["sequence"]) for o in restarted] == [(1001, 3)]
+    outputs = std.standardise(okx.push([["99.50", "3"]], []), ATOM)
+    assert [(o.topic, o.record["prev_sequence"], o.record["sequence"]) for o in outputs] == [("lob", 3, 4)]
+    assert std.book_checks.stats() == {"snapshots": 1, "checksums_verified": 3}

@@ -44,7 +44,9 @@ def raw(message: dict | bytes) -> RawFrame:
 
 def test_records_are_the_decoded_avro_records_of_the_wanted_feeds() -> None:
     runtime = source(["trades_l3"])
-    records = runtime.standardise([raw(MATCH), raw(OPEN), raw({"type": "received"})])
+    received = {"type": "received", "product_id": "BTC-USD", "sequence": 7, "order_id": "r", "order_type": "limit",
+                "side": "buy", "price": "1", "size": "1", "time": "2023-11-14T22:13:20.6Z"}
+    records = runtime.standardise([raw(MATCH), raw(OPEN), raw(received)])
     assert [(r.topic, r.key) for r in records] == [("trades_l3", "coinbase_BTC.USD")], "lob_l3 is not wanted"
     assert records[0].value == {
         "exchange": "coinbase", "symbol": "BTC.USD", "trade_id": "10",
@@ -61,7 +63,7 @@ def test_records_are_the_decoded_avro_records_of_the_wanted_feeds() -> None:
 def test_a_bad_frame_is_a_dead_letter_with_its_bytes_and_place_and_the_stream_goes_on() -> None:
     runtime = source(["trades_l3"])
     broken = orjson.dumps({**MATCH, "price": [1]})
-    records = runtime.standardise([raw(OPEN), raw(broken), raw(MATCH)])
+    records = runtime.standardise([raw(OPEN), raw(broken), raw({**MATCH, "sequence": 7})])
     assert [r.topic for r in records] == ["dead_letter", "trades_l3"]
     dead = records[0].value
     assert dead["stage"] == "processor" and dead["error"].startswith("match message has a mistyped field")

@@ -69,9 +69,11 @@ def journal_times(journal: Path) -> dict[tuple[str, str, int], int]:
         try:
             message = json.loads(json.loads(line)["data"])
             topic = TOPIC_OF_TYPE[message["type"]]
-            key = (topic, message["product_id"].replace("-", "."), message["sequence"])
+            numbered = message["product_id"].replace("-", "."), message["sequence"]
             # Injected bad frames copy the last real message's sequence with a later time: the real one comes first.
-            times.setdefault(key, ms_of_iso(message["time"]))
+            times.setdefault((topic, *numbered), ms_of_iso(message["time"]))
+            if message["type"] == "match":  # a partial fill is also a lob_l3 change of the maker order
+                times.setdefault(("lob_l3", *numbered), ms_of_iso(message["time"]))
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # heartbeats, acks, received, injected bad frames
     return times

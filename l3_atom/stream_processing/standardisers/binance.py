@@ -1,15 +1,21 @@
-"""Binance spot streams -> ``lob``, ``trades``, ``ticker``, ``candle``.
+"""Binance spot streams -> ``lob``, ``trades``, ``ticker``, ``candle`` (and ``book_resync`` requests).
 
 Frames come wrapped as combined streams (``{"stream": ..., "data": {...}}``); raw
 ``/ws`` payloads are understood too.  ``depthUpdate`` diffs and REST book snapshots
-(``{"lastUpdateId", "bids", "asks"}``, archived by the connector under the symbol's
-depth key, which is how their symbol is known) feed ``lob`` with ``sequence`` = the
-final update id (``u``, or ``lastUpdateId`` for a snapshot): a consumer drops diffs
-with ``u`` <= the snapshot's id.  ``trade`` and ``aggTrade`` are trades (``m`` = the
-buyer is the maker, so the taker sold).  ``bookTicker`` is the best bid and offer;
-spot's carries no time, so its ``event_timestamp`` is the receive time.  Klines are
-relayed as candles.  Binance symbols (``NKNUSDT``) cannot be split without the
-symbol list, so names come from the connector's symbol header.
+(``{"lastUpdateId", "bids", "asks"}``, fetched by the connector after every connect and
+on resync and archived under the symbol's depth key, which is how their symbol is
+known) feed ``lob``.  A diff's ``sequence`` is its final update id ``u`` and its
+``prev_sequence`` the update before its first, ``U`` - 1 (futures: ``pu``, the previous
+diff's ``u``); a snapshot's ``sequence`` is ``lastUpdateId``.  Binance's rule for
+joining them: diffs with ``u`` <= ``lastUpdateId`` are already in the snapshot and are
+skipped, the first one applied has ``U`` <= ``lastUpdateId`` + 1 <= ``u``; a diff that
+does not start where the book ends is a gap, published, with a ``book_resync``
+request (:class:`~l3_atom.stream_processing.book_checks.BookChecks`).  ``trade`` and
+``aggTrade`` are trades (``m`` = the buyer is the maker, so the taker sold).
+``bookTicker`` is the best bid and offer; spot's carries no time, so its
+``event_timestamp`` is the receive time.  Klines are relayed as candles.  Binance
+symbols (``NKNUSDT``) cannot be split without the symbol list, so names come from
+the connector's symbol header.
 
 :class:`BinanceStandardiser` is also the base of ``binance_futures``: the protocol is
 the same.
@@ -20,16 +26,18 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks, Verdict
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
-from l3_atom.topics import CANDLE, LOB, NO_SYMBOL, TICKER, TRADES, normalised_key, split_raw_key
+from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, NO_SYMBOL, TICKER, TRADES, normalised_key, split_raw_key
 
-# A book level is [price, size].
-PRICE, SIZE = range(2)
 MS_PER_US = 1000
 DEPTH_SNAPSHOT = "depthSnapshot"
 BOOK_TICKER = "bookTicker"
 OPEN_INTEREST = "openInterest"
 SUBSCRIPTION_ACK = "result"
+# Why a book update is dropped: it holds nothing the book does not have.
+IN_SNAPSHOT = "stale: already in the book snapshot"
+DUPLICATE_UPDATE = "duplicate book update"
 
 
 def taker_side(buyer_is_maker: Any) -> str:
@@ -53,6 +61,22 @@ def boolean(value: Any) -> bool:
     return value
 
 
+def repeat_reason(checks: BookChecks, symbol: str, sequence: int, verdict: Verdict) -> str | None:
+    """Why a book update is dropped, or None to publish it.
+
+    Only updates that are surely not new are dropped: those numbered at or below the
+    book's last snapshot, and repeats of the update just applied.  An older update
+    above the snapshot (out of order) is new to the book: it is published, and the
+    book, now out of sync, asks for a snapshot.
+    """
+    if verdict is not Verdict.DUPLICATE and verdict is not Verdict.STALE:
+        return None
+    state = checks.continuity.books.get(symbol)
+    if state is not None and state.snapshot_sequence is not None and sequence <= state.snapshot_sequence:
+        return IN_SNAPSHOT
+    return DUPLICATE_UPDATE if verdict is Verdict.DUPLICATE else None
+
+
 def event_time(message: dict) -> int:
     """The matching engine's time ``T`` where the payload has one, else the event time ``E``."""
     return integer(message["T"] if "T" in message else message["E"])
@@ -60,7 +84,7 @@ def event_time(message: dict) -> int:
 
 class BinanceStandardiser(Standardiser):
     source = "binance"
-    topics = (LOB, TRADES, TICKER, CANDLE)
+    topics = (LOB, TRADES, TICKER, CANDLE, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         "depthUpdate": "_depth_update",
         DEPTH_SNAPSHOT: "_depth_snapshot",
@@ -73,6 +97,10 @@ class BinanceStandardiser(Standardiser):
         SUBSCRIPTION_ACK: "subscription ack",
         "serverShutdown": "server shutdown notice (the connector reconnects)",
     }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.book_checks = BookChecks(self.source)
 
     def decode(self, frame: bytes) -> Any:
         """The payload: combined-stream frames are unwrapped (a wrapper without ``data`` has no type)."""
@@ -101,31 +129,34 @@ class BinanceStandardiser(Standardiser):
         return normalised_key(self.source, symbol)
 
     def _levels(
-        self, symbol: str, sides: tuple[tuple[str, Any], ...], snapshot: bool, sequence: int, time: int | None,
-        atom_timestamp: int,
+        self, symbol: str, bids: Any, asks: Any, snapshot: bool, sequence: int, prev_sequence: int | None,
+        time: int | None, atom_timestamp: int,
     ) -> list[Output]:
-        key = self._key(symbol)
-        return [
-            Output(LOB, key, records_build.lob_level(
-                exchange=self.source,
-                symbol=symbol,
-                side=side,
-                price=exact(level[PRICE]),
-                size=exact(level[SIZE]),
-                is_snapshot=snapshot,
-                sequence=sequence,
-                event_timestamp=time,
-                atom_timestamp=atom_timestamp,
-            ))
-            for side, levels in sides
-            for level in levels
-        ]
+        return records_build.book_levels(
+            exchange=self.source, symbol=symbol, key=self._key(symbol), bids=bids, asks=asks, is_snapshot=snapshot,
+            sequence=sequence, prev_sequence=prev_sequence, event_timestamp=time, atom_timestamp=atom_timestamp,
+        )
+
+    @staticmethod
+    def previous_update_id(message: dict) -> int:
+        """The update id just before this diff's first one (spot: ``U`` - 1)."""
+        return integer(message["U"]) - 1
 
     def _depth_update(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """Read in full first (a malformed diff moves no book); then even a diff without levels moves the book."""
         symbol = self.symbol_of(message["s"])
-        sides = (("bid", message["b"]), ("ask", message["a"]))
-        records = self._levels(symbol, sides, False, integer(message["u"]), event_time(message), atom_timestamp)
-        return records or self.skip("depthUpdate without level changes")
+        sequence = integer(message["u"])
+        prev_sequence = self.previous_update_id(message)
+        records = self._levels(
+            symbol, message["b"], message["a"], False, sequence, prev_sequence, event_time(message), atom_timestamp
+        )
+        verdict = self.book_checks.update(symbol, sequence, prev_sequence, atom_timestamp)
+        repeat = repeat_reason(self.book_checks, symbol, sequence, verdict)
+        if repeat is not None:
+            records = self.skip(repeat)
+        elif not records:
+            records = self.skip("depthUpdate without level changes")
+        return records + self.book_checks.requests(symbol, atom_timestamp)
 
     def _depth_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
         """A REST snapshot names no symbol: the connector archived it under the symbol's depth key."""
@@ -133,10 +164,13 @@ class BinanceStandardiser(Standardiser):
         if not exchange_symbol or exchange_symbol == NO_SYMBOL:
             raise ValueError(f"a REST depth snapshot names no symbol and its raw key {self.raw_key!r} gives none")
         symbol = self.symbol_of(exchange_symbol)
+        sequence = integer(message["lastUpdateId"])
         time = event_time(message) if "T" in message or "E" in message else None
-        sides = (("bid", message["bids"]), ("ask", message["asks"]))
-        records = self._levels(symbol, sides, True, integer(message["lastUpdateId"]), time, atom_timestamp)
-        return records or self.skip("depth snapshot of an empty book")
+        records = self._levels(symbol, message["bids"], message["asks"], True, sequence, None, time, atom_timestamp)
+        self.book_checks.snapshot(symbol, sequence, atom_timestamp)
+        if not records:
+            records = self.skip("depth snapshot of an empty book")
+        return records + self.book_checks.requests(symbol, atom_timestamp)
 
     def _trade(self, message: dict, atom_timestamp: int) -> list[Output]:
         return self._trade_record(message, message["t"], atom_timestamp)

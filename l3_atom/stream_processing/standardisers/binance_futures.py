@@ -1,11 +1,15 @@
 """Binance USD-M futures -> ``lob``, ``trades``, ``ticker``, ``candle``, ``funding_rate``, ``open_interest``.
 
 Book, trade, ticker and kline payloads are spot's (:mod:`.binance`), with the
-matching engine's time ``T`` on depth and bookTicker frames.  ``markPriceUpdate``
-gives the funding rate (``r``), mark price (``p``; ``P`` is only the estimated
-settle price), index price (``i``) and next funding time (``T``); dated futures
-have no funding (``r`` is ``""``) and are skipped.  Open interest comes from the
-connector's polls of ``GET /fapi/v1/openInterest``.
+matching engine's time ``T`` on depth and bookTicker frames.  A diff names the
+previous diff's final update id (``pu``): that is its ``prev_sequence`` (``u`` is
+its ``sequence``); diffs with ``u`` <= the REST snapshot's ``lastUpdateId`` hold only
+updates already in it and are skipped (Binance documents dropping ``u`` <
+``lastUpdateId``; one with ``u`` equal to it is inside the snapshot too).
+``markPriceUpdate`` gives the funding rate (``r``), mark price (``p``; ``P`` is
+only the estimated settle price), index price (``i``) and next funding time
+(``T``); dated futures have no funding (``r`` is ``""``) and are skipped.  Open
+interest comes from the connector's polls of ``GET /fapi/v1/openInterest``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ class BinanceFuturesStandardiser(BinanceStandardiser):
         "markPriceUpdate": "_mark_price",
         OPEN_INTEREST: "_open_interest",
     }
+
+    @staticmethod
+    def previous_update_id(message: dict) -> int:
+        """``pu``: the final update id of the diff before this one."""
+        return integer(message["pu"])
 
     def _mark_price(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol_of(message["s"])

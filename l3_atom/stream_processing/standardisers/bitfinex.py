@@ -1,4 +1,5 @@
-"""Bitfinex websocket v2 -> ``lob_l3`` (raw books), ``lob`` (P0 books), ``trades``, ``ticker``, ``candle``.
+"""Bitfinex websocket v2 -> ``lob_l3`` (raw books), ``lob`` (P0 books), ``trades``, ``ticker``, ``candle``
+(and ``book_resync`` requests).
 
 Data frames are arrays ``[CHAN_ID, BODY, SEQ, TIME]`` (``[CHAN_ID, TAG, BODY, SEQ, TIME]`` for tagged ones
 such as trade executions ``te``) that do not name their symbol or channel: the connector tracks the
@@ -8,9 +9,14 @@ connector asks for both, older recordings have ``SEQ`` only. Where a record need
 none, the receive time stands in (``atom_timestamp`` in ms); ``lob`` then carries null, as its schema allows.
 
 Raw books (``prec: R0``) list orders ``[ORDER_ID, PRICE, AMOUNT]``: the sign of the amount is the side,
-price 0 removes the order.  Turning them into open/change/done needs the order ids already seen per symbol,
-kept here (small, pure state: ARCHITECTURE principle 2); a later snapshot (after a resubscribe) is diffed
-against it, so that orders gone meanwhile end with ``done``.
+price 0 removes the order.  A subscription's first message is the snapshot: every order an ``open`` event
+with ``is_snapshot``, which replaces the book.  Turning updates into open/change/done needs the order ids
+known per symbol, kept here (small, pure state: ARCHITECTURE principle 2).  P0 books (``lob``) start the
+same way.  Book integrity: a record's ``sequence`` is its frame's ``SEQ``, which numbers every frame of the
+connection (all channels together), so a book's numbers rise with gaps that lose nothing: only their order
+is checked, and ``prev_sequence`` is null.  A repeat of the last number, or a number at or below the
+snapshot's, is skipped; updates and no snapshot ask for a ``book_resync``, which the connector answers by
+reconnecting (the new subscriptions bring new snapshots).
 
 Trades: ``te`` (execution, sent at once) is published; ``tu`` repeats the same trade (same id) once it is in
 Bitfinex's database and is skipped, counted.  The amount's sign is the taker's side.  The ticker's
@@ -25,6 +31,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -33,8 +40,9 @@ from l3_atom.stream_processing.standardiser import (
     exact,
     integer,
 )
+from l3_atom.stream_processing.standardisers.kucoin import repeat_reason
 from l3_atom.tokens import InstrumentType, Symbol
-from l3_atom.topics import CANDLE, LOB, LOB_L3, TICKER, TRADES, normalised_key, split_raw_key
+from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, LOB_L3, TICKER, TRADES, normalised_key, split_raw_key
 
 SOURCE = "bitfinex"
 
@@ -86,7 +94,7 @@ TIMEFRAMES = {
     "1W": ("1w", 7 * 1440 * MINUTE_MS),
     "14D": ("14d", 14 * 1440 * MINUTE_MS),
 }
-SNAPSHOT_REASON = "snapshot"
+OPEN, CHANGE, DONE = "open", "change", "done"
 
 
 def normalise_asset(code: str) -> str:
@@ -149,7 +157,7 @@ def is_snapshot(body: Any) -> bool:
 
 class BitfinexStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB_L3, LOB, TRADES, TICKER, CANDLE)
+    topics = (LOB_L3, LOB, TRADES, TICKER, CANDLE, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         FEED_RAW_BOOK: "_raw_book",
         FEED_BOOK: "_book",
@@ -174,6 +182,9 @@ class BitfinexStandardiser(Standardiser):
         self._symbols: dict[str, str] = {}
         # Normalised symbol -> order id -> (side, price, size) of the orders on its raw book.
         self._orders: dict[str, dict[int, tuple[str, Decimal, Decimal]]] = {}
+        # Raw books (lob_l3) and P0 books (lob) are checked apart: a symbol may have both.
+        self.book_checks = BookChecks(SOURCE)
+        self.level_checks = BookChecks(SOURCE)
 
     def decode(self, frame: bytes) -> Any:
         return decode_exact(frame)
@@ -220,84 +231,95 @@ class BitfinexStandardiser(Standardiser):
     def _raw_book(self, message: list, atom_timestamp: int) -> list[Output]:
         body, sequence, time = self._parts(message, BODY)
         symbol = self._symbol()
-        base = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "sequence": sequence,
-            "event_timestamp": atom_timestamp // 1000 if time is None else time,
-            "atom_timestamp": atom_timestamp,
-        }
-        key = normalised_key(SOURCE, symbol)
+        event_timestamp = atom_timestamp // 1000 if time is None else time
         if is_snapshot(body):
-            records = self._order_snapshot(symbol, body, base)
+            outputs = self._order_snapshot(symbol, body, sequence, event_timestamp, atom_timestamp)
         else:
-            records = self._order_update(symbol, body, base)
-        if not records:
-            return self.skip("raw book snapshot: no order changed")
-        return [Output(LOB_L3, key, record) for record in records]
+            outputs = self._order_update(symbol, body, sequence, event_timestamp, atom_timestamp)
+        return outputs + self.book_checks.requests(symbol, atom_timestamp)
 
     @staticmethod
     def _order(
-        base: dict, event_type: str, order_id: int, side: str, price: Decimal | None, size: Decimal, reason: str | None
-    ) -> dict[str, Any]:
-        return {
-            **base,
-            "event_type": event_type,
-            "order_id": str(order_id),
-            "side": side,
-            "price": price,
-            "size": size,
-            "reason": reason,
-        }
+        symbol: str,
+        event_type: str,
+        order_id: int,
+        side: str,
+        price: Decimal | None,
+        size: Decimal,
+        snapshot: bool,
+        sequence: int | None,
+        event_timestamp: int,
+        atom_timestamp: int,
+    ) -> Output:
+        record = records_build.lob_l3_event(
+            exchange=SOURCE, symbol=symbol, event_type=event_type, order_id=str(order_id), side=side, price=price,
+            size=size, is_snapshot=snapshot, sequence=sequence, event_timestamp=event_timestamp,
+            atom_timestamp=atom_timestamp,
+        )
+        return Output(LOB_L3, normalised_key(SOURCE, symbol), record)
 
-    def _order_update(self, symbol: str, entry: list, base: dict) -> list[dict[str, Any]]:
-        orders = self._orders.setdefault(symbol, {})
+    def _order_snapshot(
+        self, symbol: str, entries: list, sequence: int | None, event_timestamp: int, atom_timestamp: int
+    ) -> list[Output]:
+        """The book anew: every order ``open``, and the orders known from now on."""
+        orders: dict[int, tuple[str, Decimal, Decimal]] = {}
+        for entry in entries:
+            amount = exact(entry[ORDER_AMOUNT])
+            orders[integer(entry[ORDER_ID])] = (book_side(amount), exact(entry[ORDER_PRICE]), abs(amount))
+        self._orders[symbol] = orders
+        self.book_checks.snapshot(symbol, sequence, atom_timestamp)
+        outputs = [
+            self._order(symbol, OPEN, order_id, side, price, size, True, sequence, event_timestamp, atom_timestamp)
+            for order_id, (side, price, size) in orders.items()
+        ]
+        return outputs or self.skip("raw book snapshot: empty book")
+
+    def _order_update(
+        self, symbol: str, entry: list, sequence: int | None, event_timestamp: int, atom_timestamp: int
+    ) -> list[Output]:
+        """Read in full first (a malformed update moves no book); a repeat changes no order."""
         order_id = integer(entry[ORDER_ID])
         price = exact(entry[ORDER_PRICE])
         amount = exact(entry[ORDER_AMOUNT])
         side = book_side(amount)
+        verdict = self.book_checks.update(symbol, sequence, None, atom_timestamp)
+        repeat = repeat_reason(self.book_checks, symbol, sequence, verdict)
+        if repeat is not None:
+            return self.skip(repeat)
+        orders = self._orders.setdefault(symbol, {})
         if price == 0:
             known = orders.pop(order_id, None)
-            return [self._order(base, "done", order_id, side, None if known is None else known[1], ZERO, None)]
-        event_type = "change" if order_id in orders else "open"
+            # An order this state never saw (e.g. after a processor restart): done, price unknown.
+            price_of_known = None if known is None else known[1]
+            return [self._order(symbol, DONE, order_id, side, price_of_known, ZERO, False, sequence, event_timestamp,
+                                atom_timestamp)]
+        event_type = CHANGE if order_id in orders else OPEN
         orders[order_id] = (side, price, abs(amount))
-        return [self._order(base, event_type, order_id, side, price, abs(amount), None)]
-
-    def _order_snapshot(self, symbol: str, entries: list, base: dict) -> list[dict[str, Any]]:
-        """The book anew: orders gone since the last state are done, new ones open, altered ones change."""
-        known = self._orders.pop(symbol, {})
-        current: dict[int, tuple[str, Decimal, Decimal]] = {}
-        for entry in entries:
-            amount = exact(entry[ORDER_AMOUNT])
-            current[integer(entry[ORDER_ID])] = (book_side(amount), exact(entry[ORDER_PRICE]), abs(amount))
-        records = [
-            self._order(base, "done", order_id, side, price, ZERO, SNAPSHOT_REASON)
-            for order_id, (side, price, _) in known.items()
-            if order_id not in current
-        ]
-        for order_id, state in current.items():
-            side, price, size = state
-            previous = known.get(order_id)
-            if previous is None:
-                records.append(self._order(base, "open", order_id, side, price, size, None))
-            elif previous != state:
-                records.append(self._order(base, "change", order_id, side, price, size, SNAPSHOT_REASON))
-        self._orders[symbol] = current
-        return records
+        return [self._order(symbol, event_type, order_id, side, price, abs(amount), False, sequence, event_timestamp,
+                            atom_timestamp)]
 
     # -- P0 books: lob -------------------------------------------------------------------
 
     def _book(self, message: list, atom_timestamp: int) -> list[Output]:
+        """Read in full first; a snapshot replaces the book, an update is checked against it."""
         body, sequence, time = self._parts(message, BODY)
         symbol = self._symbol()
         key = normalised_key(SOURCE, symbol)
         snapshot = is_snapshot(body)
-        if snapshot and not body:
-            return self.skip("book: empty snapshot")
-        return [
+        outputs = [
             Output(LOB, key, self._level(symbol, entry, snapshot, sequence, time, atom_timestamp))
             for entry in (body if snapshot else [body])
         ]
+        if snapshot:
+            self.level_checks.snapshot(symbol, sequence, atom_timestamp)
+            if not outputs:
+                outputs = self.skip("book: empty snapshot")
+        else:
+            verdict = self.level_checks.update(symbol, sequence, None, atom_timestamp)
+            repeat = repeat_reason(self.level_checks, symbol, sequence, verdict)
+            if repeat is not None:
+                outputs = self.skip(repeat)
+        return outputs + self.level_checks.requests(symbol, atom_timestamp)
 
     @staticmethod
     def _level(

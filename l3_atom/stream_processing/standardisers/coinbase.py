@@ -2,8 +2,10 @@
 
 Full channel: ``open``/``change``/``done`` change the level-3 book;
 ``match``/``last_match`` are trades (Coinbase's ``side`` is the maker's, so
-the taker is the other side); ``received`` and ``activate`` are not on the
-book yet and are skipped, counted.  The level2 channel (``snapshot``,
+the taker is the other side), and a match that fills the resting maker order
+partly is also a ``change`` of that order (reason ``match``: Coinbase sends no
+message of its own for it); ``received`` and ``activate`` are not on the book
+yet and are skipped, counted.  The level2 channel (``snapshot``,
 ``l2update``) feeds ``lob``.
 
 Level-3 book integrity, as Coinbase documents it: the book starts from the
@@ -24,6 +26,7 @@ before the message that revealed it, so a consumer sees the gap too.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from l3_atom.books.integrity import Continuity
@@ -50,6 +53,10 @@ LEVEL_PRICE, LEVEL_SIZE, LEVEL_ORDER_ID = range(3)
 # The level-3 REST book snapshot has no "type": it dispatches as this.
 L3_SNAPSHOT = "l3_snapshot"
 OPEN = "open"
+CHANGE = "change"
+DONE = "done"
+# The reason of the change a partial fill makes to the maker order.
+MATCH_REASON = "match"
 
 
 def book_side(side: Any) -> str:
@@ -88,6 +95,8 @@ class CoinbaseStandardiser(Standardiser):
         self._stream = Continuity()
         # Per symbol: the prev_sequence the next lob_l3 record carries.
         self._book_prev: dict[str, int] = {}
+        # Per symbol: the size of each resting order, from the snapshot on (partial fills change it).
+        self._resting: dict[str, dict[str, Decimal]] = {}
 
     def message_type(self, message: Any) -> str:
         if "type" not in message and "bids" in message and "sequence" in message:
@@ -143,6 +152,7 @@ class CoinbaseStandardiser(Standardiser):
             for order in orders
         ]
         self.book_checks.snapshot(symbol, sequence, atom_timestamp)
+        self._resting[symbol] = {o.record["order_id"]: o.record["size"] for o in outputs}
         published = self._book_prev.get(symbol)
         if published is not None and published > sequence:
             # Book events after the snapshot's point came first: the snapshot wiped them.  Say so, ask again.
@@ -191,7 +201,18 @@ class CoinbaseStandardiser(Standardiser):
         repeat = self._repeat(self._follow(symbol, sequence, atom_timestamp))
         if repeat is not None:
             return repeat
-        # The stream let it through, so at or below the book's number means inside the snapshot.
+        outputs = self._book_event(symbol, record, atom_timestamp)
+        if outputs:
+            resting = self._resting.setdefault(symbol, {})
+            if event_type == DONE:
+                resting.pop(record["order_id"], None)
+            elif event_type == OPEN or record["order_id"] in resting:
+                resting[record["order_id"]] = size
+        return outputs
+
+    def _book_event(self, symbol: str, record: dict[str, Any], atom_timestamp: int) -> list[Output]:
+        """The ``lob_l3`` output of a book event the stream let through, or a skip when the snapshot holds it."""
+        sequence = record["sequence"]
         if self.book_checks.update(symbol, sequence, None, atom_timestamp) in (Verdict.STALE, Verdict.DUPLICATE):
             return self.skip("book event already in the book snapshot")
         record["prev_sequence"] = self._book_prev.get(symbol)
@@ -200,7 +221,7 @@ class CoinbaseStandardiser(Standardiser):
 
     def _open(self, message: dict, atom_timestamp: int) -> list[Output]:
         return self._order_event(
-            message, atom_timestamp, "open", exact(message["price"]), exact(message["remaining_size"])
+            message, atom_timestamp, OPEN, exact(message["price"]), exact(message["remaining_size"])
         )
 
     def _change(self, message: dict, atom_timestamp: int) -> list[Output]:
@@ -208,11 +229,11 @@ class CoinbaseStandardiser(Standardiser):
             return self.skip("change: funds of a market order, not on the book")
         price = optional_exact(message.get("price"))
         reason = message.get("reason")
-        return self._order_event(message, atom_timestamp, "change", price, exact(message["new_size"]), reason)
+        return self._order_event(message, atom_timestamp, CHANGE, price, exact(message["new_size"]), reason)
 
     def _done(self, message: dict, atom_timestamp: int) -> list[Output]:
         reason = message["reason"]
-        return self._order_event(message, atom_timestamp, "done", optional_exact(message.get("price")), ZERO, reason)
+        return self._order_event(message, atom_timestamp, DONE, optional_exact(message.get("price")), ZERO, reason)
 
     def _match(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol(message["product_id"])
@@ -232,13 +253,39 @@ class CoinbaseStandardiser(Standardiser):
             "event_timestamp": ms_from_iso(message["time"]),
             "atom_timestamp": atom_timestamp,
         }
+        outputs = [Output(TRADES_L3, normalised_key(SOURCE, symbol), record)]
         # Matches join the full channel's numbering only on it (the matches channel skips numbers);
         # last_match is the last trade before subscribing, outside the numbering.
         if message["type"] == "match" and symbol in self._stream.books:
             repeat = self._repeat(self._follow(symbol, sequence, atom_timestamp))
             if repeat is not None:
                 return repeat
-        return [Output(TRADES_L3, normalised_key(SOURCE, symbol), record), *self.book_checks.requests(symbol, atom_timestamp)]
+            outputs += self._partial_fill(symbol, record, maker_side)
+        return outputs + self.book_checks.requests(symbol, atom_timestamp)
+
+    def _partial_fill(self, symbol: str, trade: dict[str, Any], maker_side: str) -> list[Output]:
+        """A match shrinks the resting maker order with no message of its own: a ``change`` says so.
+
+        Coinbase sends ``done`` when an order is filled completely; a partial fill is only the
+        match, so the book's size of the maker order comes from following the orders (from the
+        snapshot on).  An unknown maker (no snapshot yet) gives nothing.
+        """
+        resting = self._resting.get(symbol)
+        order_id = trade["maker_order_id"]
+        if resting is None or order_id not in resting:
+            return []
+        remaining = resting[order_id] - trade["size"]
+        if remaining <= 0:
+            return []  # its done follows
+        change = records_build.lob_l3_event(
+            exchange=SOURCE, symbol=symbol, event_type=CHANGE, order_id=order_id, side=BOOK_SIDE[maker_side],
+            price=trade["price"], size=remaining, reason=MATCH_REASON, sequence=trade["sequence"],
+            event_timestamp=trade["event_timestamp"], atom_timestamp=trade["atom_timestamp"],
+        )
+        outputs = self._book_event(symbol, change, trade["atom_timestamp"])
+        if outputs:
+            resting[order_id] = remaining
+        return [output for output in outputs if output.topic == LOB_L3]
 
     def _ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol(message["product_id"])

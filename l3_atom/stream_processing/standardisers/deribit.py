@@ -2,10 +2,14 @@
 
 Notifications are ``{"method": "subscription", "params": {"channel": ..., "data": ...}}``; the channel names
 its kind and instrument (``book.BTC-PERPETUAL.raw``, ``chart.trades.BTC-PERPETUAL.1``).  Books carry
-``[action, price, amount]`` levels (``delete`` removes one) and ``change_id`` as the sequence.  A public
-trade's ``direction`` is the taker's.  The ticker gives ``open_interest`` (derivatives) and, for
-perpetuals, ``current_funding``: each is published when it differs from the last one published for the
-instrument (small, pure state; ARCHITECTURE principle 2), not with every ticker.  Deribit's ``funding_8h``
+``[action, price, amount]`` levels (``delete`` removes one); the first book message after subscribing is
+a ``snapshot`` (a resync reconnects), then ``change``s.  ``change_id`` is the sequence and a change's
+``prev_change_id`` (the previous message's ``change_id``) its ``prev_sequence``: a change that does not
+follow the book is a gap and asks for a resync (``book_resync``); a repeat, or a change already inside
+the snapshot, is skipped.  A public trade's ``direction`` is the taker's.  The ticker gives
+``open_interest`` (derivatives) and, for perpetuals, ``current_funding``: each is published when it
+differs from the last one published for the instrument (small, pure state; ARCHITECTURE principle 2),
+not with every ticker.  Deribit's ``funding_8h``
 (funding realised over the last 8 hours) has no field in ``funding_rate`` and is not published.  Candles
 (``chart.trades``) have no closed flag and no event time: the receive time stands in, and a candle is
 closed once that time is past its window.  RPC results and heartbeats are counted skips; a JSON-RPC error
@@ -23,6 +27,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -32,8 +37,9 @@ from l3_atom.stream_processing.standardiser import (
     integer,
     optional_exact,
 )
+from l3_atom.stream_processing.standardisers.binance import repeat_reason
 from l3_atom.tokens import InstrumentType, Symbol
-from l3_atom.topics import CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
+from l3_atom.topics import BOOK_RESYNC, CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
 
 SOURCE = "deribit"
 
@@ -62,6 +68,9 @@ OPTION_TYPES = ("C", "P")
 # A book level: [action, price, amount].
 LEVEL_ACTION, LEVEL_PRICE, LEVEL_AMOUNT = range(3)
 LEVEL_ACTIONS = ("new", "change", "delete")
+# Book message types.
+BOOK_SNAPSHOT = "snapshot"
+BOOK_CHANGE = "change"
 DELETE = "delete"
 BOOK_SIDES = (("bid", "bids"), ("ask", "asks"))
 TAKER_SIDES = ("buy", "sell")
@@ -127,7 +136,7 @@ def candle_length(resolution: str) -> tuple[str, int]:
 
 class DeribitStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB, TRADES, TICKER, FUNDING_RATE, OPEN_INTEREST, CANDLE)
+    topics = (LOB, TRADES, TICKER, FUNDING_RATE, OPEN_INTEREST, CANDLE, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         BOOK: "_book",
         TRADES_CHANNEL: "_trades",
@@ -146,6 +155,7 @@ class DeribitStandardiser(Standardiser):
         # Instrument (normalised) -> the last open interest / funding rate published.
         self._open_interest: dict[str, Decimal] = {}
         self._funding: dict[str, Decimal] = {}
+        self.book_checks = BookChecks(SOURCE)
 
     def decode(self, frame: bytes) -> Any:
         return decode_exact(frame)
@@ -183,12 +193,15 @@ class DeribitStandardiser(Standardiser):
         return instrument, interval, params["data"]
 
     def _book(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """Read in full first (a malformed message moves no book); then even one without levels moves the book."""
         instrument, _, data = self._params(message)
         symbol = self.symbol_of(instrument)
-        snapshot = data["type"] == "snapshot"
-        if not snapshot and data["type"] != "change":
-            raise ValueError(f"book type must be 'snapshot' or 'change', got {data['type']!r}")
+        kind = data["type"]
+        snapshot = kind == BOOK_SNAPSHOT
+        if not snapshot and kind != BOOK_CHANGE:
+            raise ValueError(f"book type must be 'snapshot' or 'change', got {kind!r}")
         sequence = integer(data["change_id"])
+        prev_sequence = None if snapshot else integer(data["prev_change_id"])
         event_timestamp = integer(data["timestamp"])
         key = normalised_key(SOURCE, symbol)
         outputs = [
@@ -200,15 +213,24 @@ class DeribitStandardiser(Standardiser):
                 size=level_size(level),
                 is_snapshot=snapshot,
                 sequence=sequence,
+                prev_sequence=prev_sequence,
                 event_timestamp=event_timestamp,
                 atom_timestamp=atom_timestamp,
             ))
             for side, field in BOOK_SIDES
             for level in data[field]
         ]
-        if not outputs:
-            return self.skip(f"book {data['type']} without levels")
-        return outputs
+        repeat = None
+        if snapshot:
+            self.book_checks.snapshot(symbol, sequence, atom_timestamp)
+        else:
+            verdict = self.book_checks.update(symbol, sequence, prev_sequence, atom_timestamp)
+            repeat = repeat_reason(self.book_checks, symbol, sequence, verdict)
+        if repeat is not None:
+            outputs = self.skip(repeat)
+        elif not outputs:
+            outputs = self.skip(f"book {kind} without levels")
+        return outputs + self.book_checks.requests(symbol, atom_timestamp)
 
     def _trades(self, message: dict, atom_timestamp: int) -> list[Output]:
         instrument, _, trades = self._params(message)

@@ -1,15 +1,21 @@
-"""HTX (formerly Huobi) spot -> ``lob``, ``trades``, ``ticker``, ``candle``.
+"""HTX (formerly Huobi) spot -> ``lob``, ``trades``, ``ticker``, ``candle`` (and ``book_resync`` requests).
 
 Frames are gzip-compressed JSON with prices as JSON numbers, so :meth:`decode`
 gunzips and parses every number as an exact ``Decimal`` (never a float).
 
 Books, both shapes HTX has served:
 ``market.$symbol.mbp.150`` (current): incremental updates, ``sequence`` =
-``seqNum``; the ``req`` refresh of the same channel is the snapshot
-(``is_snapshot``), whose ``seqNum`` a consumer lines up with the updates'
-``prevSeqNum``.  ``market.$symbol.depth.step0`` (older clients, the 2021
-recording): every message is a full 150-level snapshot, ``sequence`` =
-``version``.
+``seqNum`` and ``prev_sequence`` = ``prevSeqNum`` (HTX's number of the update
+before), so an update whose ``prevSeqNum`` is beyond the book's last number is
+a gap.  The snapshot is the ``req`` refresh of the same channel, which the
+connector asks for on the same connection after every subscription ack:
+``is_snapshot``, ``sequence`` = its ``seqNum``.  Updates numbered at or below
+it are already in it and are skipped; updates that came before it but are
+newer are published again after it (HTX: cache the updates, line them up with
+the refresh by ``seqNum``).  A resync reconnects the connection, whose new
+subscription brings a new refresh.  ``market.$symbol.depth.step0`` (older
+clients, the 2021 recording): every message is a full 150-level snapshot,
+``sequence`` = ``version``.
 
 Trades: ``direction`` is the taker's side.  Klines: HTX marks no kline as
 final, it re-sends the current one as it changes, so ``closed`` is false.
@@ -18,9 +24,10 @@ final, it re-sends the current one as it changes, so ``closed`` is false.
 from __future__ import annotations
 
 import zlib
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -29,7 +36,8 @@ from l3_atom.stream_processing.standardiser import (
     exact,
     integer,
 )
-from l3_atom.topics import CANDLE, LOB, TICKER, TRADES, normalised_key
+from l3_atom.stream_processing.standardisers.kucoin import RecentUpdates, repeat_reason
+from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, TICKER, TRADES, normalised_key
 
 SOURCE = "htx"
 GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -62,6 +70,14 @@ def split_channel(channel: Any) -> tuple[str, str]:
     return parts[CHANNEL_SYMBOL], parts[CHANNEL_KIND]
 
 
+class MbpUpdate(NamedTuple):
+    """An MBP update, read: its numbers and its records."""
+
+    sequence: int
+    prev_sequence: int
+    outputs: tuple[Output, ...]
+
+
 def taker_side(direction: Any) -> str:
     if direction not in TAKER_SIDES:
         raise ValueError(f"direction must be 'buy' or 'sell', got {direction!r}")
@@ -70,7 +86,7 @@ def taker_side(direction: Any) -> str:
 
 class HtxStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB, TRADES, TICKER, CANDLE)
+    topics = (LOB, TRADES, TICKER, CANDLE, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         "depth.step0": "_depth",
         MBP: "_mbp",
@@ -84,6 +100,11 @@ class HtxStandardiser(Standardiser):
         "subbed": "subscription ack",
         "unsubbed": "unsubscription ack",
     }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.book_checks = BookChecks(SOURCE)
+        self._recent = RecentUpdates()
 
     def decode(self, frame: bytes) -> Any:
         try:
@@ -106,62 +127,69 @@ class HtxStandardiser(Standardiser):
             return "unsubbed"
         return split_channel(message["rep"])[1] + SNAPSHOT_SUFFIX
 
-    def _levels(
-        self,
-        channel: str,
+    @staticmethod
+    def _book_levels(
+        symbol: str,
         bids: Any,
         asks: Any,
         snapshot: bool,
         sequence: int,
+        prev_sequence: int | None,
         event_timestamp: int | None,
         atom_timestamp: int,
     ) -> list[Output]:
-        symbol = self.symbol_of(split_channel(channel)[0])
-        key = normalised_key(SOURCE, symbol)
-        outputs = records_build.book_levels(
-            exchange=SOURCE, symbol=symbol, key=key, bids=bids, asks=asks, is_snapshot=snapshot,
-            sequence=sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+        return records_build.book_levels(
+            exchange=SOURCE, symbol=symbol, key=normalised_key(SOURCE, symbol), bids=bids, asks=asks,
+            is_snapshot=snapshot, sequence=sequence, prev_sequence=prev_sequence, event_timestamp=event_timestamp,
+            atom_timestamp=atom_timestamp,
         )
+
+    def _snapshot(
+        self, channel: str, book: dict, sequence: int, event_timestamp: int | None, atom_timestamp: int
+    ) -> list[Output]:
+        """A full book (a depth.step0 push, an MBP refresh) replaces the book from ``sequence`` on."""
+        symbol = self.symbol_of(split_channel(channel)[0])
+        outputs = self._book_levels(
+            symbol, book["bids"], book["asks"], True, sequence, None, event_timestamp, atom_timestamp
+        )
+        self.book_checks.snapshot(symbol, sequence, atom_timestamp)
         if not outputs:
-            return self.skip("snapshot of an empty book" if snapshot else "book update without levels")
-        return outputs
+            outputs = self.skip("snapshot of an empty book")
+        for kept in self._recent.replay(self.book_checks, symbol, sequence, atom_timestamp):
+            outputs += self._apply_mbp(symbol, kept.update, kept.atom_timestamp)
+        return outputs + self.book_checks.requests(symbol, atom_timestamp)
 
     def _depth(self, message: dict, atom_timestamp: int) -> list[Output]:
         tick = message["tick"]
-        return self._levels(
-            message["ch"],
-            tick["bids"],
-            tick["asks"],
-            True,
-            integer(tick["version"]),
-            integer(tick["ts"]),
-            atom_timestamp,
-        )
+        return self._snapshot(message["ch"], tick, integer(tick["version"]), integer(tick["ts"]), atom_timestamp)
 
     def _mbp(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """Read in full first (a malformed update moves no book); kept for a late refresh, then applied."""
+        symbol = self.symbol_of(split_channel(message["ch"])[0])
         tick = message["tick"]
+        sequence, prev_sequence = integer(tick["seqNum"]), integer(tick["prevSeqNum"])
         # An update may carry one side only (HTX leaves the unchanged side out).
-        return self._levels(
-            message["ch"],
-            tick.get("bids", ()),
-            tick.get("asks", ()),
-            False,
-            integer(tick["seqNum"]),
-            integer(message["ts"]),
-            atom_timestamp,
+        outputs = self._book_levels(
+            symbol, tick.get("bids", ()), tick.get("asks", ()), False, sequence, prev_sequence,
+            integer(message["ts"]), atom_timestamp,
         )
+        update = MbpUpdate(sequence, prev_sequence, tuple(outputs))
+        self._recent.keep(symbol, sequence, update, atom_timestamp)
+        return self._apply_mbp(symbol, update, atom_timestamp) + self.book_checks.requests(symbol, atom_timestamp)
+
+    def _apply_mbp(self, symbol: str, update: MbpUpdate, atom_timestamp: int) -> list[Output]:
+        """An update's records, or a named skip; even an update without levels moves the book's number."""
+        verdict = self.book_checks.update(symbol, update.sequence, update.prev_sequence, atom_timestamp)
+        repeat = repeat_reason(self.book_checks, symbol, update.sequence, verdict)
+        if repeat is not None:
+            return self.skip(repeat)
+        return list(update.outputs) or self.skip("book update without levels")
 
     def _mbp_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
         data = message["data"]
         ts = message.get("ts")
-        return self._levels(
-            message["rep"],
-            data["bids"],
-            data["asks"],
-            True,
-            integer(data["seqNum"]),
-            None if ts is None else integer(ts),
-            atom_timestamp,
+        return self._snapshot(
+            message["rep"], data, integer(data["seqNum"]), None if ts is None else integer(ts), atom_timestamp
         )
 
     def _trades(self, message: dict, atom_timestamp: int) -> list[Output]:

@@ -6,10 +6,18 @@ frames (arrays ``[channel id, payload, channel name, pair]``, numbers as
 strings, times as epoch seconds): both are understood, so old archives
 reprocess unchanged.
 
-Book: snapshots are marked ``is_snapshot``; Kraken has no sequence numbers
-but a CRC32 checksum of the top 10 levels after each message, kept per symbol
-in :attr:`KrakenStandardiser.book_checksums` for the order-book work.  v1
-levels carry their own time (used as ``event_timestamp``) and may carry an
+Book: Kraken has no sequence numbers (``sequence`` and ``prev_sequence`` are
+null); the websocket sends a snapshot on subscribe (v1 sides ``as``/``bs``,
+v2 ``type: snapshot``), marked ``is_snapshot``, so a resync reconnects.  After
+each message Kraken gives a CRC32 of the top 10 levels (v1 ``c``, v2
+``checksum``; v1 snapshots carry none): it goes on the message's last ``lob``
+record, and the standardiser proves it on its own copy of each book (exact
+Decimals, truncated to the subscribed depth as Kraken asks); a mismatch makes
+a ``book_resync`` request.  Kraken hashes the digits of the pair's precision:
+v1 strings carry them, v2 numbers drop trailing zeros (``0.566`` for
+``0.5660``), so after each v2 snapshot the pair's precision is found from
+its checksum: the fewest decimals, at or above those written, that hash to it.
+v1 levels carry their own time (used as ``event_timestamp``) and may carry an
 ``r`` flag (a level republished when it re-enters the subscribed depth: an
 update like any other).  Trades: ``side`` is the taker's in both versions.
 Ticker: v1 frames, and v2 frames from before Kraken added ``timestamp``,
@@ -20,11 +28,16 @@ flag; a candle is closed when its window ended before the message's time
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, ClassVar
 
+from l3_atom.books.checksums import KRAKEN_DEPTH, kraken_checksum
+from l3_atom.books.engine import ASK, BID, SUBSCRIBED_DEPTHS, L2Book, Level
 from l3_atom.off_chain.kraken import BOOK, OHLC, TRADE, V1_CHANNEL_NAME, V1_PAIR, normalised_pair
 from l3_atom.off_chain.kraken import TICKER as TICKER_CHANNEL
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -35,7 +48,7 @@ from l3_atom.stream_processing.standardiser import (
     ms_from_iso,
     optional_exact,
 )
-from l3_atom.topics import CANDLE, LOB, TICKER, TRADES, normalised_key
+from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, TICKER, TRADES, normalised_key
 
 SOURCE = "kraken"
 V1 = "v1 "
@@ -64,6 +77,14 @@ V1_PAYLOAD = 1
 # The shortest v1 data frame: [channel id, payload, channel name, pair].
 V1_MIN_LENGTH = 4
 BOOK_MESSAGE_TYPES = frozenset({"snapshot", "update"})
+# v1 book channel names carry the subscribed depth: ``book-1000``.
+V1_DEPTH_SEPARATOR = "-"
+# Decimals (price, size) Kraken formats a pair's levels with before hashing; None: as written.
+Places = tuple[int | None, int | None]
+# v1 strings carry the pair's digits (trailing zeros included): hashed as written.
+AS_WRITTEN: Places = (None, None)
+# The most decimals tried when finding a v2 pair's precision (Avro decimals keep 18).
+MAX_PLACES = 18
 
 
 def ms_from_epoch_seconds(value: Any) -> int:
@@ -94,6 +115,51 @@ def checksum(value: Any) -> int:
     return number
 
 
+def v1_depth(channel_name: str) -> int:
+    """``book-1000`` -> 1000: the depth the v1 book was subscribed with (where Kraken truncates it)."""
+    depth = channel_name.partition(V1_DEPTH_SEPARATOR)[2]
+    if not depth.isdigit():
+        raise ValueError(f"book channel name must be book-<depth>, got {channel_name!r}")
+    return int(depth)
+
+
+def decimals(value: Decimal) -> int:
+    """Digits after the point as written: ``Decimal("0.5660")`` -> 4, ``Decimal("12")`` -> 0."""
+    return max(0, -int(value.as_tuple().exponent))
+
+
+def hashing_places(asks: list[Level], bids: list[Level], expected: int) -> Places | None:
+    """The (price, size) decimals that make this top of book hash to ``expected``; None if none do.
+
+    v2 numbers drop trailing zeros, never digits: the fewest decimals at or above the most
+    written are tried first.  A false match would need a CRC32 collision (1 in 2**32 per try).
+    """
+    levels = asks + bids
+    if not levels:
+        return None
+    price_from = max(decimals(price) for price, _ in levels)
+    size_from = max(decimals(size) for _, size in levels)
+    for price_places in range(price_from, MAX_PLACES + 1):
+        for size_places in range(size_from, MAX_PLACES + 1):
+            if kraken_checksum(asks, bids, price_places, size_places) == expected:
+                return price_places, size_places
+    return None
+
+
+def v2_levels(levels: list[dict]) -> list[tuple[Any, Any]]:
+    """v2 levels ``{"price": p, "qty": q}`` -> ``(p, q)``, as ``records_build.book_levels`` reads them."""
+    return [(level["price"], level["qty"]) for level in levels]
+
+
+@dataclass(slots=True)
+class KrakenBook:
+    """One symbol's book as Kraken hashes it: exact levels, truncated to the subscribed depth."""
+
+    levels: L2Book
+    # The decimals Kraken hashes with: AS_WRITTEN (v1), or found at the first checksum (v2; None until then).
+    places: Places | None
+
+
 def rejection(message: dict) -> str | None:
     """Why Kraken refused a request, or None: v1 ``status: error`` / ``event: error``, v2 ``success: false``."""
     if message.get("status") == "error" or message.get("event") == "error" or message.get("success") is False:
@@ -103,7 +169,7 @@ def rejection(message: dict) -> str | None:
 
 class KrakenStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB, TRADES, TICKER, CANDLE)
+    topics = (LOB, TRADES, TICKER, CANDLE, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         BOOK: "_book",
         TRADE: "_trade",
@@ -128,6 +194,9 @@ class KrakenStandardiser(Standardiser):
         super().__init__()
         # Normalised symbol -> the CRC32 Kraken gave with its latest book message.
         self.book_checksums: dict[str, int] = {}
+        # Normalised symbol -> its book since the last snapshot, to prove Kraken's checksums.
+        self.books: dict[str, KrakenBook] = {}
+        self.book_checks = BookChecks(SOURCE)
 
     def decode(self, frame: bytes) -> Any:
         """v2 sends prices as JSON numbers: exact decimals, never floats (v1 strings are unaffected)."""
@@ -156,21 +225,6 @@ class KrakenStandardiser(Standardiser):
             raise TypeError(f"pair must be a string, got {exchange_symbol!r}")
         return normalised_pair(exchange_symbol)
 
-    def _level(
-        self, symbol: str, side: str, price: Any, size: Any, snapshot: bool, event_timestamp: int | None, atom: int
-    ) -> Output:
-        record = records_build.lob_level(
-            exchange=SOURCE,
-            symbol=symbol,
-            side=side,
-            price=exact(price),
-            size=exact(size),
-            is_snapshot=snapshot,
-            event_timestamp=event_timestamp,
-            atom_timestamp=atom,
-        )
-        return Output(LOB, normalised_key(SOURCE, symbol), record)
-
     # -- v2 ------------------------------------------------------------------------------------
 
     def _book(self, message: dict, atom_timestamp: int) -> list[Output]:
@@ -181,14 +235,23 @@ class KrakenStandardiser(Standardiser):
         out = []
         for book in message["data"]:
             symbol = self.symbol_of(book["symbol"])
+            expected = checksum(book["checksum"])
             stamp = book.get("timestamp")
             event_timestamp = None if stamp is None and snapshot else ms_from_iso(book["timestamp"])
-            for side, levels in (("bid", book["bids"]), ("ask", book["asks"])):
-                out += [
-                    self._level(symbol, side, lvl["price"], lvl["qty"], snapshot, event_timestamp, atom_timestamp)
-                    for lvl in levels
-                ]
-            self.book_checksums[symbol] = checksum(book["checksum"])
+            records = records_build.book_levels(
+                exchange=SOURCE,
+                symbol=symbol,
+                key=normalised_key(SOURCE, symbol),
+                bids=v2_levels(book["bids"]),
+                asks=v2_levels(book["asks"]),
+                is_snapshot=snapshot,
+                checksum=expected,
+                event_timestamp=event_timestamp,
+                atom_timestamp=atom_timestamp,
+            )
+            # v2 numbers lost their trailing zeros: the places are found at the first checksum.
+            out += self._book_message(symbol, records, snapshot, expected, SUBSCRIBED_DEPTHS[SOURCE], None,
+                                      atom_timestamp)
         return out
 
     def _trade(self, message: dict, atom_timestamp: int) -> list[Output]:
@@ -245,24 +308,38 @@ class KrakenStandardiser(Standardiser):
         return self.symbol_of(message[V1_PAIR])
 
     def _v1_book(self, message: list, atom_timestamp: int) -> list[Output]:
+        """A snapshot (``as``/``bs``, no checksum) or an update (``a`` and/or ``b``, then ``c``)."""
         symbol = self._v1_symbol(message)
-        out = []
+        depth = v1_depth(message[V1_CHANNEL_NAME])
+        records: list[Output] = []
+        expected = None
+        snapshot = False
         for part in message[V1_PAYLOAD:V1_CHANNEL_NAME]:
             for key, levels in part.items():
                 if key == V1_CHECKSUM:
-                    self.book_checksums[symbol] = checksum(levels)
+                    expected = checksum(levels)
                     continue
                 snapshot = key in V1_SNAPSHOT_SIDES
                 side = V1_SNAPSHOT_SIDES[key] if snapshot else V1_UPDATE_SIDES[key]
-                out += [self._v1_level(symbol, side, level, snapshot, atom_timestamp) for level in levels]
-        return out
+                records += [self._v1_level(symbol, side, level, snapshot, atom_timestamp) for level in levels]
+        if expected is not None and records:
+            records[-1].record["checksum"] = expected
+        return self._book_message(symbol, records, snapshot, expected, depth, AS_WRITTEN, atom_timestamp)
 
     def _v1_level(self, symbol: str, side: str, level: list, snapshot: bool, atom_timestamp: int) -> Output:
         if len(level) > LEVEL_FLAG and level[LEVEL_FLAG] != REPUBLISHED or len(level) > LEVEL_FLAG + 1:
             raise ValueError(f"book level must be [price, volume, time] or [..., 'r'], got {level!r}")
-        event_timestamp = ms_from_epoch_seconds(level[LEVEL_TIME])
-        return self._level(symbol, side, level[LEVEL_PRICE], level[LEVEL_VOLUME], snapshot, event_timestamp,
-                           atom_timestamp)
+        record = records_build.lob_level(
+            exchange=SOURCE,
+            symbol=symbol,
+            side=side,
+            price=exact(level[LEVEL_PRICE]),
+            size=exact(level[LEVEL_VOLUME]),
+            is_snapshot=snapshot,
+            event_timestamp=ms_from_epoch_seconds(level[LEVEL_TIME]),
+            atom_timestamp=atom_timestamp,
+        )
+        return Output(LOB, normalised_key(SOURCE, symbol), record)
 
     def _v1_trade(self, message: list, atom_timestamp: int) -> list[Output]:
         symbol = self._v1_symbol(message)
@@ -314,6 +391,45 @@ class KrakenStandardiser(Standardiser):
         )]
 
     # -- shared --------------------------------------------------------------------------------
+
+    def _book_message(
+        self, symbol: str, records: list[Output], snapshot: bool, expected: int | None, depth: int,
+        places: Places | None, atom_timestamp: int,
+    ) -> list[Output]:
+        """Apply one message's ``lob`` records to ``symbol``'s book, prove its checksum, add any resync request.
+
+        A snapshot starts a new book.  Kraken numbers nothing, so an update's verdict is always
+        NEXT: its checksum is the proof.  A book out of sync (a mismatch, no snapshot yet) is not
+        checked again until the next snapshot: one problem, one mismatch.
+        """
+        checks = self.book_checks
+        if snapshot:
+            book = self.books[symbol] = KrakenBook(L2Book(depth), places)
+            checks.snapshot(symbol, None, atom_timestamp)
+        else:
+            checks.update(symbol, None, None, atom_timestamp)
+            book = self.books.get(symbol)
+        if book is not None:
+            for output in records:
+                record = output.record
+                book.levels.update(record["side"], record["price"], record["size"])
+        if expected is not None:
+            self.book_checksums[symbol] = expected
+            if book is not None and checks.continuity.in_sync(symbol):
+                self._verify(symbol, book, expected, atom_timestamp)
+        return records + checks.requests(symbol, atom_timestamp)
+
+    def _verify(self, symbol: str, book: KrakenBook, expected: int, atom_timestamp: int) -> None:
+        """Kraken's CRC32 of its top 10 levels against ours: a match counts, a mismatch loses the book."""
+        top = book.levels.top(KRAKEN_DEPTH)
+        asks, bids = top[ASK], top[BID]
+        if book.places is None:
+            book.places = hashing_places(asks, bids, expected)
+        computed = kraken_checksum(asks, bids, *(book.places or AS_WRITTEN))
+        if computed == expected:
+            self.book_checks.continuity.verified()
+        else:
+            self.book_checks.mismatch(symbol, f"expected {expected}, computed {computed}", atom_timestamp)
 
     def _ticker_record(self, symbol: str, values: tuple, event_timestamp: int, atom_timestamp: int) -> Output:
         """``values``: bid price, bid size, ask price, ask size, last price, last size."""

@@ -1,23 +1,39 @@
-"""KuCoin spot public websocket -> ``lob``, ``trades``, ``ticker``, ``candle``.
+"""KuCoin spot public websocket -> ``lob``, ``trades``, ``ticker``, ``candle`` (and ``book_resync`` requests).
 
 Data frames are ``{"type": "message", "topic": "/market/<channel>:<symbol>",
 "subject", "data"}``; the server also sends ``welcome``, ``ack`` (to a
-subscribe), ``pong`` (to the client's ping) and ``error``.  ``/market/level2``
-carries increments only (KuCoin serves book snapshots over REST): every
-change is ``[price, size, sequence]`` and its own ``sequence`` is the record's,
-so a consumer can merge it with a REST snapshot as KuCoin documents.
-Prices and sizes are strings, so orjson decodes exactly.
+subscribe), ``pong`` (to the client's ping) and ``error``.  Prices and sizes
+are strings, so orjson decodes exactly.
+
+Books, as KuCoin documents them: ``/market/level2`` carries increments only,
+each message a run of changes ``[price, size, sequence]`` numbered
+``sequenceStart`` .. ``sequenceEnd``; the snapshot is the REST body of
+``GET /api/v1/market/orderbook/level2_100`` (the best 100 levels a side:
+deeper levels appear as changes reach them), which the connector fetches
+after every connect and on every resync and archives under the symbol's
+level2 key, which is how its symbol is known.  Records: a snapshot's
+``sequence`` is its ``sequence``; an increment's records all carry the
+message's ``sequence`` = ``sequenceEnd`` and ``prev_sequence`` =
+``sequenceStart`` - 1, so a message starting beyond the book's last number
+is a gap.  KuCoin's rule for joining them: changes numbered at or below the
+snapshot's ``sequence`` are already in it and are left out, a message wholly
+at or below it is skipped; increments that reached the raw topic before the
+snapshot but are newer than it are published again after it
+(:class:`RecentUpdates`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from collections import deque
+from decimal import Decimal
+from typing import Any, ClassVar, NamedTuple
 
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks, Reason, Verdict
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.tokens import Symbol, SymbolError
-from l3_atom.topics import CANDLE, LOB, TICKER, TRADES, normalised_key
+from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, NO_SYMBOL, TICKER, TRADES, normalised_key, split_raw_key
 
 SOURCE = "kucoin"
 MESSAGE = "message"
@@ -38,6 +54,15 @@ UNIT_MS = {"min": 60_000, "hour": 3_600_000, "day": 86_400_000, "week": 604_800_
 UNIT_NAME = {"min": "m", "hour": "h", "day": "d", "week": "w"}
 MS_PER_S = 1_000
 NS_PER_MS = 1_000_000
+CODE_OK = "200000"
+# The REST book snapshot (``{"code", "data"}``) has no "type": it dispatches as this.
+LEVEL2_SNAPSHOT = "level2 snapshot"
+# Why a book update is dropped: it holds nothing the book does not have.
+IN_SNAPSHOT = "stale: already in the book snapshot"
+DUPLICATE_UPDATE = "duplicate book update"
+# Book updates kept to be published again after a late snapshot: this much stream time, this many at most.
+RECENT_WINDOW_US = 5_000_000
+RECENT_LIMIT = 1024
 
 
 def split_topic(topic: str) -> tuple[str, str, str]:
@@ -62,11 +87,92 @@ def ms_from_ns(value: Any) -> int:
     return (value if type(value) is int else digits(value)) // NS_PER_MS
 
 
+# -- book helpers, shared with the HTX, Bitstamp and Bitfinex standardisers ----------------------
+
+
+def snapshot_sequence(checks: BookChecks, symbol: str) -> int | None:
+    """The sequence of ``symbol``'s last book snapshot; None before any."""
+    state = checks.continuity.books.get(symbol)
+    return None if state is None else state.snapshot_sequence
+
+
+def repeat_reason(
+    checks: BookChecks, symbol: str, sequence: int | None, verdict: Verdict, *, numbered_once: bool = True
+) -> str | None:
+    """Why a book update is dropped, or None to publish it.
+
+    Only updates that are surely not new are dropped: those numbered at or below the book's
+    last snapshot and, where the exchange gives each update its own number
+    (``numbered_once``), a repeat of the update just applied.  An older update above the
+    snapshot (out of order) may be new: it is published, and the book, now out of sync,
+    asks for a snapshot.
+    """
+    if sequence is None or (verdict is not Verdict.DUPLICATE and verdict is not Verdict.STALE):
+        return None
+    floor = snapshot_sequence(checks, symbol)
+    if floor is not None and sequence <= floor:
+        return IN_SNAPSHOT
+    return DUPLICATE_UPDATE if numbered_once and verdict is Verdict.DUPLICATE else None
+
+
+class Kept(NamedTuple):
+    """A book update as its standardiser parsed it, with its number and receive time."""
+
+    sequence: int
+    update: Any
+    atom_timestamp: int
+
+
+class RecentUpdates:
+    """Each book's updates of the last few seconds, to publish again after a snapshot older than some of them.
+
+    A REST snapshot reaches the raw topic after the websocket updates the exchange sent
+    while it answered, and some of those are newer than the snapshot.  The exchanges'
+    procedure is to cache the updates and apply those newer than the snapshot after it;
+    the standardiser does the same on the stream, so that a consumer replacing its book
+    with the snapshot misses none of them.
+    """
+
+    def __init__(self, window_us: int = RECENT_WINDOW_US, limit: int = RECENT_LIMIT):
+        self.window_us = window_us
+        self.limit = limit
+        self._kept: dict[str, deque[Kept]] = {}
+        # Per book: the highest number of an update no longer kept.
+        self._forgotten: dict[str, int] = {}
+
+    def keep(self, book: str, sequence: int, update: Any, atom_timestamp: int) -> None:
+        kept = self._kept.setdefault(book, deque())
+        kept.append(Kept(sequence, update, atom_timestamp))
+        oldest = atom_timestamp - self.window_us
+        while len(kept) > self.limit or kept[0].atom_timestamp < oldest:
+            gone = kept.popleft()
+            self._forgotten[book] = max(gone.sequence, self._forgotten.get(book, gone.sequence))
+
+    def replay(self, checks: BookChecks, book: str, sequence: int, atom_timestamp: int) -> list[Kept]:
+        """The kept updates of ``book`` numbered above its new snapshot's ``sequence``, oldest first.
+
+        When one such update is no longer kept, the book has a gap and asks for another snapshot.
+        """
+        if self._forgotten.get(book, sequence) > sequence:
+            checks.lost(book, Reason.GAP, f"updates after the snapshot's {sequence} were no longer kept", atom_timestamp)
+        return [kept for kept in self._kept.get(book, ()) if kept.sequence > sequence]
+
+
+class Level2(NamedTuple):
+    """A level2 increment, read: its numbers, time and changes ``(side, price, size, sequence)``."""
+
+    start: int
+    end: int
+    time: int | None
+    changes: tuple[tuple[str, Decimal, Decimal, int], ...]
+
+
 class KucoinStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB, TRADES, TICKER, CANDLE)
+    topics = (LOB, TRADES, TICKER, CANDLE, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         f"{MESSAGE_PREFIX}{LEVEL2}": "_level2",
+        LEVEL2_SNAPSHOT: "_level2_snapshot",
         f"{MESSAGE_PREFIX}{MATCH}": "_match",
         f"{MESSAGE_PREFIX}{TICKER_CHANNEL}": "_ticker",
         f"{MESSAGE_PREFIX}{CANDLES}": "_candles",
@@ -81,11 +187,15 @@ class KucoinStandardiser(Standardiser):
     def __init__(self) -> None:
         super().__init__()
         self._symbols: dict[str, str] = {}
+        self.book_checks = BookChecks(SOURCE)
+        self._recent = RecentUpdates()
 
     def message_type(self, message: Any) -> str:
-        kind = message["type"]
+        kind = message.get("type")
+        if kind is None and "code" in message:
+            return LEVEL2_SNAPSHOT
         if kind != MESSAGE:
-            return kind
+            return message["type"]
         return f"{MESSAGE_PREFIX}{split_topic(message['topic'])[0]}"
 
     def convert_symbol(self, exchange_symbol: Any) -> str:
@@ -105,28 +215,69 @@ class KucoinStandardiser(Standardiser):
         return symbol, normalised_key(SOURCE, symbol), interval, data
 
     def _level2(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """Read in full first (a malformed message moves no book); kept for a late snapshot, then applied."""
         symbol, key, _, data = self._target(message)
         changes = data["changes"]
         time = data.get("time")
-        event_timestamp = None if time is None else integer(time)
-        outputs = []
-        for side, field in BOOK_SIDES:
-            for change in changes[field]:
-                record = records_build.lob_level(
-                    exchange=SOURCE,
-                    symbol=symbol,
-                    side=side,
-                    price=exact(change[CHANGE_PRICE]),
-                    size=exact(change[CHANGE_SIZE]),
-                    is_snapshot=False,
-                    sequence=digits(change[CHANGE_SEQUENCE]),
-                    event_timestamp=event_timestamp,
-                    atom_timestamp=atom_timestamp,
-                )
-                outputs.append(Output(LOB, key, record))
-        if not outputs:
+        update = Level2(
+            start=integer(data["sequenceStart"]),
+            end=integer(data["sequenceEnd"]),
+            time=None if time is None else integer(time),
+            changes=tuple(
+                (side, exact(change[CHANGE_PRICE]), exact(change[CHANGE_SIZE]), digits(change[CHANGE_SEQUENCE]))
+                for side, field in BOOK_SIDES
+                for change in changes[field]
+            ),
+        )
+        self._recent.keep(symbol, update.end, update, atom_timestamp)
+        return self._apply_level2(symbol, key, update, atom_timestamp) + self.book_checks.requests(
+            symbol, atom_timestamp
+        )
+
+    def _apply_level2(self, symbol: str, key: str, update: Level2, atom_timestamp: int) -> list[Output]:
+        """The records of an increment: its changes above the book's snapshot, or a named skip."""
+        prev_sequence = update.start - 1
+        verdict = self.book_checks.update(symbol, update.end, prev_sequence, atom_timestamp)
+        repeat = repeat_reason(self.book_checks, symbol, update.end, verdict)
+        if repeat is not None:
+            return self.skip(repeat)
+        if not update.changes:
             return self.skip("level2: no changes")
-        return outputs
+        floor = snapshot_sequence(self.book_checks, symbol)
+        outputs = [
+            Output(LOB, key, records_build.lob_level(
+                exchange=SOURCE, symbol=symbol, side=side, price=price, size=size, is_snapshot=False,
+                sequence=update.end, prev_sequence=prev_sequence, event_timestamp=update.time,
+                atom_timestamp=atom_timestamp,
+            ))
+            for side, price, size, sequence in update.changes
+            if floor is None or sequence > floor
+        ]
+        return outputs or self.skip(IN_SNAPSHOT)
+
+    def _level2_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """The REST snapshot names no symbol: the connector archived it under the symbol's level2 key."""
+        code = message["code"]
+        if code != CODE_OK:
+            raise StandardiseError(f"kucoin book snapshot answered code {code!r}: {message.get('msg')!r}")
+        exchange_symbol = split_raw_key(self.raw_key or "")[1]
+        if not exchange_symbol or exchange_symbol == NO_SYMBOL:
+            raise ValueError(f"a REST book snapshot names no symbol and its raw key {self.raw_key!r} gives none")
+        symbol = self.symbol_of(exchange_symbol)
+        key = normalised_key(SOURCE, symbol)
+        data = message["data"]
+        sequence = digits(data["sequence"])
+        time = data.get("time")
+        outputs = records_build.book_levels(
+            exchange=SOURCE, symbol=symbol, key=key, bids=data["bids"], asks=data["asks"], is_snapshot=True,
+            sequence=sequence, event_timestamp=None if time is None else integer(time), atom_timestamp=atom_timestamp,
+        )
+        self.book_checks.snapshot(symbol, sequence, atom_timestamp)
+        if not outputs:
+            outputs = self.skip("snapshot of an empty book")
+        for kept in self._recent.replay(self.book_checks, symbol, sequence, atom_timestamp):
+            outputs += self._apply_level2(symbol, key, kept.update, kept.atom_timestamp)
+        return outputs + self.book_checks.requests(symbol, atom_timestamp)
 
     def _match(self, message: dict, atom_timestamp: int) -> list[Output]:
         """KuCoin's ``side`` is the taker's."""

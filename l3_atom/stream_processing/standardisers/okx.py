@@ -1,11 +1,23 @@
 """OKX v5 public channels -> ``lob``, ``trades``, ``ticker``, ``candle``, ``funding_rate``, ``open_interest``.
 
 Every push is ``{"arg": {"channel", "instId"}, "data": [...]}``; ``books``
-adds ``action`` (``snapshot`` or ``update``) and sequence ids.  Requests are
-answered with ``{"event": ...}`` (acks, notices, errors), and the client's
-``ping`` with the bare text ``pong``.  OKX sends numbers as strings, so orjson
-decodes exactly.  Sizes of derivatives are in contracts, as OKX sends them;
-candle volume and open interest use OKX's base-currency figures.
+adds ``action`` (``snapshot`` or ``update``).  Requests are answered with
+``{"event": ...}`` (acks, notices, errors), and the client's ``ping`` with the
+bare text ``pong``.  OKX sends numbers as strings, so orjson decodes exactly.
+Sizes of derivatives are in contracts, as OKX sends them; candle volume and open
+interest use OKX's base-currency figures.
+
+Books: the snapshot comes on subscribe (a resync reconnects).  A book's
+``sequence`` is ``seqId`` and its ``prev_sequence`` is ``prevSeqId`` (-1 on a
+snapshot: none).  Every book message carries ``checksum``, OKX's signed CRC32 of
+the top 25 levels after the message: it goes on the message's last ``lob``
+record, and the standardiser checks it against its own copy of each book
+(exact decimals, so the exchange's digits hash as sent).  A gap, a repeat or a
+checksum that does not match asks for a resync (``book_resync``).  With no
+changes for a while OKX sends an update with empty sides and ``seqId`` ==
+``prevSeqId``: a keepalive, skipped.  After maintenance OKX may restart
+``seqId`` (an update whose ``seqId`` is below its ``prevSeqId``): the count goes
+on from the new number, and the checksum still proves the book.
 """
 
 from __future__ import annotations
@@ -13,10 +25,15 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from l3_atom.books.checksums import OKX_DEPTH as OKX_CHECKSUM_DEPTH
+from l3_atom.books.checksums import okx_checksum
+from l3_atom.books.engine import ASK, BID, L2Book, Level
 from l3_atom.stream_processing import records_build
+from l3_atom.stream_processing.book_checks import BookChecks, Verdict
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
+from l3_atom.stream_processing.standardisers.binance import repeat_reason
 from l3_atom.tokens import Symbol, SymbolError
-from l3_atom.topics import CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
+from l3_atom.topics import BOOK_RESYNC, CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
 
 SOURCE = "okx"
 PONG = b"pong"
@@ -27,6 +44,11 @@ EVENT_PREFIX = "event:"
 CANDLE_TYPE = "candle"
 
 BOOK_ACTIONS = {"snapshot": True, "update": False}
+# A book level is [price, size, deprecated, number of orders].
+LEVEL_PRICE, LEVEL_SIZE = range(2)
+# The books channel's depth: levels pushed beyond it are not removed by OKX.
+BOOKS_DEPTH = 400
+KEEPALIVE = "books: update without changes (keepalive)"
 TAKER_SIDES = ("buy", "sell")
 # A candle is [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm].
 (
@@ -71,7 +93,7 @@ def is_spot(inst_id: str) -> bool:
 
 class OkxStandardiser(Standardiser):
     source = SOURCE
-    topics = (LOB, TRADES, TICKER, CANDLE, FUNDING_RATE, OPEN_INTEREST)
+    topics = (LOB, TRADES, TICKER, CANDLE, FUNDING_RATE, OPEN_INTEREST, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         "books": "_books",
         "trades": "_trades",
@@ -91,6 +113,9 @@ class OkxStandardiser(Standardiser):
     def __init__(self) -> None:
         super().__init__()
         self._symbols: dict[str, str] = {}
+        self.book_checks = BookChecks(SOURCE)
+        # Normalised symbol -> its book since the last snapshot, to verify OKX's checksums.
+        self._books: dict[str, L2Book] = {}
 
     def decode(self, frame: bytes) -> Any:
         if frame == PONG:
@@ -125,19 +150,74 @@ class OkxStandardiser(Standardiser):
         action = message["action"]
         if action not in BOOK_ACTIONS:
             raise ValueError(f"books action must be 'snapshot' or 'update', got {action!r}")
-        snapshot = BOOK_ACTIONS[action]
         symbol, key, data = self._pushes(message)
         outputs = []
         for book in data:
-            sequence = integer(book["seqId"])
-            event_timestamp = ms(book["ts"])
-            outputs += records_build.book_levels(
-                exchange=SOURCE, symbol=symbol, key=key, bids=book["bids"], asks=book["asks"], is_snapshot=snapshot,
-                sequence=sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
-            )
-        if not outputs:
-            return self.skip("books: empty snapshot" if snapshot else "books: update without changes (keepalive)")
-        return outputs
+            outputs += self._book(symbol, key, book, BOOK_ACTIONS[action], atom_timestamp)
+        return outputs + self.book_checks.requests(symbol, atom_timestamp)
+
+    def _book(self, symbol: str, key: str, book: dict, snapshot: bool, atom_timestamp: int) -> list[Output]:
+        """One book message: read it in full, check its place in the book, apply it and verify the checksum."""
+        sequence = integer(book["seqId"])
+        prev_sequence = integer(book["prevSeqId"])
+        checksum = integer(book["checksum"])
+        event_timestamp = ms(book["ts"])
+        bids = [(exact(level[LEVEL_PRICE]), exact(level[LEVEL_SIZE])) for level in book["bids"]]
+        asks = [(exact(level[LEVEL_PRICE]), exact(level[LEVEL_SIZE])) for level in book["asks"]]
+        if snapshot:
+            prev_sequence = None
+            self.book_checks.snapshot(symbol, sequence, atom_timestamp)
+            self._books[symbol] = L2Book(BOOKS_DEPTH)
+        elif not bids and not asks and sequence == prev_sequence:
+            return self.skip(KEEPALIVE)
+        else:
+            verdict = self._place(symbol, sequence, prev_sequence, atom_timestamp)
+            repeat = repeat_reason(self.book_checks, symbol, sequence, verdict)
+            if repeat is not None:
+                return self.skip(repeat)
+        self._apply_and_verify(symbol, bids, asks, checksum, atom_timestamp)
+        outputs = records_build.book_levels(
+            exchange=SOURCE, symbol=symbol, key=key, bids=bids, asks=asks, is_snapshot=snapshot, sequence=sequence,
+            prev_sequence=prev_sequence, checksum=checksum, event_timestamp=event_timestamp,
+            atom_timestamp=atom_timestamp,
+        )
+        return outputs or self.skip("books: empty snapshot" if snapshot else "books: update without changes")
+
+    def _place(self, symbol: str, sequence: int, prev_sequence: int, atom_timestamp: int) -> Verdict:
+        """The update's place in its book; a restarted ``seqId`` (below ``prevSeqId``) starts a new count.
+
+        A restart cannot be checked by number (the checksum still checks it).  Continuity
+        has no call for one: its state is set here, and the snapshot bound is dropped so
+        that no later update is taken for one already inside the snapshot.
+        """
+        if sequence >= prev_sequence:
+            return self.book_checks.update(symbol, sequence, prev_sequence, atom_timestamp)
+        self.book_checks.update(symbol, None, None, atom_timestamp)
+        state = self.book_checks.continuity.books[symbol]
+        state.last = sequence
+        state.snapshot_sequence = None
+        return Verdict.NEXT
+
+    def _apply_and_verify(
+        self, symbol: str, bids: list[Level], asks: list[Level], checksum: int, atom_timestamp: int
+    ) -> None:
+        """Apply the levels to the book kept since the snapshot and compare its CRC32 with OKX's.
+
+        Only a book in sync is verified: one that is already out of sync has asked for a snapshot.
+        """
+        local = self._books.get(symbol)
+        if local is None:
+            return
+        for side, levels in ((BID, bids), (ASK, asks)):
+            for price, size in levels:
+                local.update(side, price, size)
+        if not self.book_checks.continuity.in_sync(symbol):
+            return
+        computed = okx_checksum(local.bids.top(OKX_CHECKSUM_DEPTH), local.asks.top(OKX_CHECKSUM_DEPTH))
+        if computed == checksum:
+            self.book_checks.continuity.verified()
+        else:
+            self.book_checks.mismatch(symbol, f"expected {checksum}, computed {computed}", atom_timestamp)
 
     def _trades(self, message: dict, atom_timestamp: int) -> list[Output]:
         """OKX's ``side`` is the taker's; ``tradeId`` is the last of ``count`` aggregated fills."""
