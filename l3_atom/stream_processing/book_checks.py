@@ -6,16 +6,32 @@ the standardiser whether a message continues its book (see
 ``book_resync`` output, which the runtime delivers to the source's connector
 (Kafka topic ``book_resync`` in the distributed pipeline, a direct call in
 ``runner.py local``).  State is one small entry per book.
+
+Also here, for every book standardiser: the named reasons an update is
+skipped (:func:`repeat_reason`, :func:`check_order` for order-only sources)
+and :class:`RecentUpdates`, the "cache, then replay after a late snapshot"
+step some exchanges document.
 """
 
 from __future__ import annotations
+
+from collections import deque
+from typing import Any, NamedTuple
 
 from l3_atom.books.integrity import Continuity, Reason, Verdict
 from l3_atom.stream_processing.records_build import book_resync
 from l3_atom.stream_processing.standardiser import Output
 from l3_atom.topics import BOOK_RESYNC, normalised_key
 
-__all__ = ["BookChecks", "Reason", "Verdict"]
+__all__ = ["DUPLICATE_UPDATE", "IN_SNAPSHOT", "BookChecks", "Reason", "RecentUpdates", "Verdict", "check_order",
+           "repeat_reason", "snapshot_sequence"]
+
+# Why a book update is dropped: it holds nothing the book does not have.
+IN_SNAPSHOT = "stale: already in the book snapshot"
+DUPLICATE_UPDATE = "duplicate book update"
+# Book updates kept to be published again after a late snapshot: this much stream time, this many at most.
+RECENT_WINDOW_US = 5_000_000
+RECENT_LIMIT = 1024
 
 
 class BookChecks:
@@ -50,3 +66,92 @@ class BookChecks:
 
     def stats(self) -> dict[str, int]:
         return dict(self.continuity.counts)
+
+
+def snapshot_sequence(checks: BookChecks, symbol: str) -> int | None:
+    """The sequence of ``symbol``'s last book snapshot; None before any."""
+    state = checks.continuity.books.get(symbol)
+    return None if state is None else state.snapshot_sequence
+
+
+def repeat_reason(
+    checks: BookChecks, symbol: str, sequence: int | None, verdict: Verdict, *, numbered_once: bool = True
+) -> str | None:
+    """Why a book update is dropped, or None to publish it.
+
+    Only updates that are surely not new are dropped: those numbered at or below the book's
+    last snapshot and, where the exchange gives each update its own number
+    (``numbered_once``), a repeat of the update just applied.  An older update above the
+    snapshot (out of order) may be new: it is published, and the book, now out of sync,
+    asks for a snapshot.
+    """
+    if sequence is None or (verdict is not Verdict.DUPLICATE and verdict is not Verdict.STALE):
+        return None
+    floor = snapshot_sequence(checks, symbol)
+    if floor is not None and sequence <= floor:
+        return IN_SNAPSHOT
+    return DUPLICATE_UPDATE if numbered_once and verdict is Verdict.DUPLICATE else None
+
+
+class Kept(NamedTuple):
+    """A book update as its standardiser parsed it, with its number and receive time."""
+
+    sequence: int
+    update: Any
+    atom_timestamp: int
+
+
+class RecentUpdates:
+    """Each book's updates of the last few seconds, to publish again after a snapshot older than some of them.
+
+    A REST snapshot reaches the raw topic after the websocket updates the exchange sent
+    while it answered, and some of those are newer than the snapshot.  The exchanges'
+    procedure is to cache the updates and apply those newer than the snapshot after it;
+    the standardiser does the same on the stream, so that a consumer replacing its book
+    with the snapshot misses none of them.
+    """
+
+    def __init__(self, window_us: int = RECENT_WINDOW_US, limit: int = RECENT_LIMIT):
+        self.window_us = window_us
+        self.limit = limit
+        self._kept: dict[str, deque[Kept]] = {}
+        # Per book: the highest number of an update no longer kept.
+        self._forgotten: dict[str, int] = {}
+
+    def keep(self, book: str, sequence: int, update: Any, atom_timestamp: int) -> None:
+        kept = self._kept.setdefault(book, deque())
+        kept.append(Kept(sequence, update, atom_timestamp))
+        oldest = atom_timestamp - self.window_us
+        while len(kept) > self.limit or kept[0].atom_timestamp < oldest:
+            gone = kept.popleft()
+            self._forgotten[book] = max(gone.sequence, self._forgotten.get(book, gone.sequence))
+
+    def replay(self, checks: BookChecks, book: str, sequence: int, atom_timestamp: int) -> list[Kept]:
+        """The kept updates of ``book`` numbered above its new snapshot's ``sequence``, oldest first.
+
+        When one such update is no longer kept, the book has a gap and asks for another snapshot.
+        """
+        if self._forgotten.get(book, sequence) > sequence:
+            checks.lost(book, Reason.GAP, f"updates after the snapshot's {sequence} were no longer kept", atom_timestamp)
+        return [kept for kept in self._kept.get(book, ()) if kept.sequence > sequence]
+
+
+def check_order(checks: BookChecks, symbol: str, sequence: int | None, snapshot: bool, atom: int) -> str | None:
+    """Enter a book message in ``checks``; the reason to skip it when the book already holds it, else None.
+
+    For sources whose updates carry one number each and no documented predecessor
+    (only order is checked): a repeat of the last number, or a number at or below
+    the last snapshot's, is already in the book.  An older update above the
+    snapshot (out of order) may hold a change the book lacks: it is published, and
+    its book stays out of sync, asking for a resync, until a snapshot.
+    """
+    if snapshot:
+        checks.snapshot(symbol, sequence, atom)
+        return None
+    verdict = checks.update(symbol, sequence, None, atom)
+    if verdict is not Verdict.DUPLICATE and verdict is not Verdict.STALE:
+        return None
+    held = snapshot_sequence(checks, symbol)
+    if held is not None and sequence is not None and sequence <= held:
+        return IN_SNAPSHOT
+    return DUPLICATE_UPDATE if verdict is Verdict.DUPLICATE else None

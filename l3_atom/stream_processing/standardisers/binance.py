@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks, Verdict
+from l3_atom.stream_processing.book_checks import BookChecks, repeat_reason
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, NO_SYMBOL, TICKER, TRADES, normalised_key, split_raw_key
 
@@ -36,8 +36,6 @@ BOOK_TICKER = "bookTicker"
 OPEN_INTEREST = "openInterest"
 SUBSCRIPTION_ACK = "result"
 # Why a book update is dropped: it holds nothing the book does not have.
-IN_SNAPSHOT = "stale: already in the book snapshot"
-DUPLICATE_UPDATE = "duplicate book update"
 
 
 def taker_side(buyer_is_maker: Any) -> str:
@@ -59,22 +57,6 @@ def boolean(value: Any) -> bool:
     if type(value) is not bool:
         raise TypeError(f"expected a boolean, got {type(value).__name__} {value!r}")
     return value
-
-
-def repeat_reason(checks: BookChecks, symbol: str, sequence: int, verdict: Verdict) -> str | None:
-    """Why a book update is dropped, or None to publish it.
-
-    Only updates that are surely not new are dropped: those numbered at or below the
-    book's last snapshot, and repeats of the update just applied.  An older update
-    above the snapshot (out of order) is new to the book: it is published, and the
-    book, now out of sync, asks for a snapshot.
-    """
-    if verdict is not Verdict.DUPLICATE and verdict is not Verdict.STALE:
-        return None
-    state = checks.continuity.books.get(symbol)
-    if state is not None and state.snapshot_sequence is not None and sequence <= state.snapshot_sequence:
-        return IN_SNAPSHOT
-    return DUPLICATE_UPDATE if verdict is Verdict.DUPLICATE else None
 
 
 def event_time(message: dict) -> int:

@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks
+from l3_atom.stream_processing.book_checks import BookChecks, repeat_reason
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -40,7 +40,6 @@ from l3_atom.stream_processing.standardiser import (
     exact,
     integer,
 )
-from l3_atom.stream_processing.standardisers.kucoin import repeat_reason
 from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, LOB_L3, TICKER, TRADES, normalised_key, split_raw_key
 

@@ -30,7 +30,7 @@ null, so only order is checked.  Its snapshot is the REST book ``GET
 its ``microtimestamp`` are skipped.  Both snapshots are fetched after every
 connect and on every resync; updates that reached the raw topic before a
 snapshot but are newer than it are published again after it
-(:class:`~l3_atom.stream_processing.standardisers.kucoin.RecentUpdates`).
+(:class:`~l3_atom.stream_processing.book_checks.RecentUpdates`).
 Times are ``microtimestamp`` in ms.
 """
 
@@ -39,14 +39,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks
-from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
-from l3_atom.stream_processing.standardisers.kucoin import (
+from l3_atom.stream_processing.book_checks import (
     IN_SNAPSHOT,
+    BookChecks,
     RecentUpdates,
     repeat_reason,
     snapshot_sequence,
 )
+from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.topics import BOOK_RESYNC, LOB, LOB_L3, NO_SYMBOL, TRADES_L3, normalised_key, split_raw_key
 
 SOURCE = "bitstamp"

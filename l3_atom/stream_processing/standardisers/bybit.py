@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks, Verdict
+from l3_atom.stream_processing.book_checks import BookChecks, check_order
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -66,8 +66,6 @@ FUNDING_FIELDS = ("fundingRate", "nextFundingTime", "markPrice", "indexPrice")
 OPEN_INTEREST_FIELD = "openInterest"
 NO_VALUE = ""
 # Why a book update the book already holds is skipped.
-DUPLICATE_UPDATE = "duplicate book update"
-STALE_UPDATE = "stale: already in the book snapshot"
 
 
 def text(value: Any) -> str:
@@ -99,27 +97,6 @@ def candle_interval(interval: Any) -> str:
     if minutes % MINUTES_PER_HOUR == 0:
         return f"{minutes // MINUTES_PER_HOUR}h"
     return f"{minutes}m"
-
-
-def check_order(checks: BookChecks, symbol: str, sequence: int | None, snapshot: bool, atom: int) -> str | None:
-    """Enter a book message in ``checks``; the reason to skip it when the book already holds it, else None.
-
-    For sources whose updates carry one number each and no documented predecessor
-    (only order is checked): a repeat of the last number, or a number at or below
-    the last snapshot's, is already in the book.  An older update above the
-    snapshot (out of order) may hold a change the book lacks: it is published, and
-    its book stays out of sync, asking for a resync, until a snapshot.
-    """
-    if snapshot:
-        checks.snapshot(symbol, sequence, atom)
-        return None
-    verdict = checks.update(symbol, sequence, None, atom)
-    if verdict is not Verdict.DUPLICATE and verdict is not Verdict.STALE:
-        return None
-    held = checks.continuity.books[symbol].snapshot_sequence
-    if held is not None and sequence is not None and sequence <= held:
-        return STALE_UPDATE
-    return DUPLICATE_UPDATE if verdict is Verdict.DUPLICATE else None
 
 
 def boolean(value: Any) -> bool:

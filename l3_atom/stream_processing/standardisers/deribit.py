@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks
+from l3_atom.stream_processing.book_checks import BookChecks, repeat_reason
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -37,7 +37,6 @@ from l3_atom.stream_processing.standardiser import (
     integer,
     optional_exact,
 )
-from l3_atom.stream_processing.standardisers.binance import repeat_reason
 from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import BOOK_RESYNC, CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
 

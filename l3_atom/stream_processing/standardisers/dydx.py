@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks
+from l3_atom.stream_processing.book_checks import BookChecks, check_order
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -46,7 +46,6 @@ from l3_atom.stream_processing.standardiser import (
     ms_from_iso,
     optional_exact,
 )
-from l3_atom.stream_processing.standardisers.bybit import check_order
 from l3_atom.topics import BOOK_RESYNC, CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TRADES, normalised_key
 
 SOURCE = "dydx"

@@ -27,7 +27,7 @@ import zlib
 from typing import Any, ClassVar, NamedTuple
 
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks
+from l3_atom.stream_processing.book_checks import BookChecks, RecentUpdates, repeat_reason
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -36,7 +36,6 @@ from l3_atom.stream_processing.standardiser import (
     exact,
     integer,
 )
-from l3_atom.stream_processing.standardisers.kucoin import RecentUpdates, repeat_reason
 from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, TICKER, TRADES, normalised_key
 
 SOURCE = "htx"

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from l3_atom.off_chain.kraken_futures import normalised_product
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks
+from l3_atom.stream_processing.book_checks import BookChecks, check_order
 from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
@@ -38,7 +38,6 @@ from l3_atom.stream_processing.standardiser import (
     integer,
     optional_exact,
 )
-from l3_atom.stream_processing.standardisers.bybit import check_order
 from l3_atom.stream_processing.standardisers.kraken import taker_side
 from l3_atom.topics import BOOK_RESYNC, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
 

@@ -19,18 +19,23 @@ is a gap.  KuCoin's rule for joining them: changes numbered at or below the
 snapshot's ``sequence`` are already in it and are left out, a message wholly
 at or below it is skipped; increments that reached the raw topic before the
 snapshot but are newer than it are published again after it
-(:class:`RecentUpdates`).
+(:class:`~l3_atom.stream_processing.book_checks.RecentUpdates`).
 """
 
 from __future__ import annotations
 
 import re
-from collections import deque
 from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
 
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks, Reason, Verdict
+from l3_atom.stream_processing.book_checks import (
+    IN_SNAPSHOT,
+    BookChecks,
+    RecentUpdates,
+    repeat_reason,
+    snapshot_sequence,
+)
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, NO_SYMBOL, TICKER, TRADES, normalised_key, split_raw_key
@@ -57,12 +62,6 @@ NS_PER_MS = 1_000_000
 CODE_OK = "200000"
 # The REST book snapshot (``{"code", "data"}``) has no "type": it dispatches as this.
 LEVEL2_SNAPSHOT = "level2 snapshot"
-# Why a book update is dropped: it holds nothing the book does not have.
-IN_SNAPSHOT = "stale: already in the book snapshot"
-DUPLICATE_UPDATE = "duplicate book update"
-# Book updates kept to be published again after a late snapshot: this much stream time, this many at most.
-RECENT_WINDOW_US = 5_000_000
-RECENT_LIMIT = 1024
 
 
 def split_topic(topic: str) -> tuple[str, str, str]:
@@ -85,77 +84,6 @@ def digits(value: Any) -> int:
 def ms_from_ns(value: Any) -> int:
     """Nanoseconds since the epoch (a string for trades, a number for candles) -> milliseconds."""
     return (value if type(value) is int else digits(value)) // NS_PER_MS
-
-
-# -- book helpers, shared with the HTX, Bitstamp and Bitfinex standardisers ----------------------
-
-
-def snapshot_sequence(checks: BookChecks, symbol: str) -> int | None:
-    """The sequence of ``symbol``'s last book snapshot; None before any."""
-    state = checks.continuity.books.get(symbol)
-    return None if state is None else state.snapshot_sequence
-
-
-def repeat_reason(
-    checks: BookChecks, symbol: str, sequence: int | None, verdict: Verdict, *, numbered_once: bool = True
-) -> str | None:
-    """Why a book update is dropped, or None to publish it.
-
-    Only updates that are surely not new are dropped: those numbered at or below the book's
-    last snapshot and, where the exchange gives each update its own number
-    (``numbered_once``), a repeat of the update just applied.  An older update above the
-    snapshot (out of order) may be new: it is published, and the book, now out of sync,
-    asks for a snapshot.
-    """
-    if sequence is None or (verdict is not Verdict.DUPLICATE and verdict is not Verdict.STALE):
-        return None
-    floor = snapshot_sequence(checks, symbol)
-    if floor is not None and sequence <= floor:
-        return IN_SNAPSHOT
-    return DUPLICATE_UPDATE if numbered_once and verdict is Verdict.DUPLICATE else None
-
-
-class Kept(NamedTuple):
-    """A book update as its standardiser parsed it, with its number and receive time."""
-
-    sequence: int
-    update: Any
-    atom_timestamp: int
-
-
-class RecentUpdates:
-    """Each book's updates of the last few seconds, to publish again after a snapshot older than some of them.
-
-    A REST snapshot reaches the raw topic after the websocket updates the exchange sent
-    while it answered, and some of those are newer than the snapshot.  The exchanges'
-    procedure is to cache the updates and apply those newer than the snapshot after it;
-    the standardiser does the same on the stream, so that a consumer replacing its book
-    with the snapshot misses none of them.
-    """
-
-    def __init__(self, window_us: int = RECENT_WINDOW_US, limit: int = RECENT_LIMIT):
-        self.window_us = window_us
-        self.limit = limit
-        self._kept: dict[str, deque[Kept]] = {}
-        # Per book: the highest number of an update no longer kept.
-        self._forgotten: dict[str, int] = {}
-
-    def keep(self, book: str, sequence: int, update: Any, atom_timestamp: int) -> None:
-        kept = self._kept.setdefault(book, deque())
-        kept.append(Kept(sequence, update, atom_timestamp))
-        oldest = atom_timestamp - self.window_us
-        while len(kept) > self.limit or kept[0].atom_timestamp < oldest:
-            gone = kept.popleft()
-            self._forgotten[book] = max(gone.sequence, self._forgotten.get(book, gone.sequence))
-
-    def replay(self, checks: BookChecks, book: str, sequence: int, atom_timestamp: int) -> list[Kept]:
-        """The kept updates of ``book`` numbered above its new snapshot's ``sequence``, oldest first.
-
-        When one such update is no longer kept, the book has a gap and asks for another snapshot.
-        """
-        if self._forgotten.get(book, sequence) > sequence:
-            checks.lost(book, Reason.GAP, f"updates after the snapshot's {sequence} were no longer kept", atom_timestamp)
-        return [kept for kept in self._kept.get(book, ()) if kept.sequence > sequence]
 
 
 class Level2(NamedTuple):

@@ -29,9 +29,8 @@ from l3_atom.books.checksums import OKX_DEPTH as OKX_CHECKSUM_DEPTH
 from l3_atom.books.checksums import okx_checksum
 from l3_atom.books.engine import ASK, BID, L2Book, Level
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks, Verdict
+from l3_atom.stream_processing.book_checks import BookChecks, Verdict, repeat_reason
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
-from l3_atom.stream_processing.standardisers.binance import repeat_reason
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import BOOK_RESYNC, CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
 

@@ -42,9 +42,8 @@ from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
 
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks
+from l3_atom.stream_processing.book_checks import BookChecks, check_order
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
-from l3_atom.stream_processing.standardisers.bybit import check_order
 from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, TRADES, normalised_key
 
 SOURCE = "phemex"
