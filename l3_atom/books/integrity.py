@@ -117,6 +117,15 @@ class Continuity:
         state.last = sequence
         return Verdict.NEXT
 
+    def renumber(self, book: str, sequence: int, atom_timestamp: int) -> None:
+        """The exchange restarted its count (OKX after maintenance): go on from ``sequence``, unchecked by number.
+
+        The snapshot's bound goes too, so no later update is taken for one already inside the snapshot.
+        """
+        state = self.state(book, atom_timestamp)
+        state.last = sequence
+        state.snapshot_sequence = None
+
     def mismatch(self, book: str, detail: str, atom_timestamp: int) -> None:
         """The book does not hash to the exchange's checksum."""
         self.counts["checksum_mismatches"] += 1

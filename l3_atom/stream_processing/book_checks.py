@@ -50,6 +50,9 @@ class BookChecks:
     def mismatch(self, symbol: str, detail: str, atom_timestamp: int) -> None:
         self.continuity.mismatch(symbol, detail, atom_timestamp)
 
+    def renumber(self, symbol: str, sequence: int, atom_timestamp: int) -> None:
+        self.continuity.renumber(symbol, sequence, atom_timestamp)
+
     def lost(self, symbol: str, reason: Reason, detail: str, atom_timestamp: int) -> None:
         self.continuity.lost(symbol, reason, detail, atom_timestamp)
 

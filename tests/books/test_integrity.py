@@ -103,3 +103,10 @@ def test_book_checks_turn_a_due_request_into_a_book_resync_output() -> None:
         "detail": "expected an update after 10, got 11->12", "atom_timestamp": T0 + 1,
     }
     assert checks.requests("BTC.USD", T0 + 2) == []
+
+
+def test_a_restarted_count_goes_on_from_the_new_number() -> None:
+    c = synced(500)
+    c.renumber("BTC.USD", 3, T0)
+    assert c.update("BTC.USD", 4, 3, T0) is Verdict.NEXT
+    assert c.in_sync("BTC.USD")

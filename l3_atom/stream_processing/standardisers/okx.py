@@ -185,16 +185,11 @@ class OkxStandardiser(Standardiser):
     def _place(self, symbol: str, sequence: int, prev_sequence: int, atom_timestamp: int) -> Verdict:
         """The update's place in its book; a restarted ``seqId`` (below ``prevSeqId``) starts a new count.
 
-        A restart cannot be checked by number (the checksum still checks it).  Continuity
-        has no call for one: its state is set here, and the snapshot bound is dropped so
-        that no later update is taken for one already inside the snapshot.
+        A restart cannot be checked by number (the checksum still checks it).
         """
         if sequence >= prev_sequence:
             return self.book_checks.update(symbol, sequence, prev_sequence, atom_timestamp)
-        self.book_checks.update(symbol, None, None, atom_timestamp)
-        state = self.book_checks.continuity.books[symbol]
-        state.last = sequence
-        state.snapshot_sequence = None
+        self.book_checks.renumber(symbol, sequence, atom_timestamp)
         return Verdict.NEXT
 
     def _apply_and_verify(
