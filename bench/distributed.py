@@ -109,11 +109,14 @@ def processor_throughput(workers: int, messages: int) -> float:
         headers = [(ATOM_TIMESTAMP_HEADER, str(ATOM).encode())]
         consumer = _consumer(stack.broker.bootstrap_servers, OUTPUT_TOPICS)
         started = time.monotonic()
-        for index, frame in enumerate(frames):
+        for frame in frames:
             product = b"BTC-USD" if b"BTC-USD" in frame else b"ETH-USD" if b"ETH-USD" in frame else b"SOL-USD"
-            producer.produce(raw_topic("coinbase"), frame, f"coinbase_{product.decode()}_full", headers=headers)
-            if index % PAGE_SIZE == 0:
-                producer.poll(0)
+            while True:
+                try:
+                    producer.produce(raw_topic("coinbase"), frame, f"coinbase_{product.decode()}_full", headers=headers)
+                    break
+                except BufferError:  # the producer's queue is full: let it deliver, then retry
+                    producer.poll(POLL_S)
         producer.flush()
         count, last = _count(consumer, expected)
         consumer.close()

@@ -87,8 +87,6 @@ class ConnectorSettings:
 @dataclass(frozen=True)
 class ProcessorSettings:
     app_id: str
-    batch_size: int
-    batch_within_s: float
     web_port: int
     web_host: str
 
@@ -195,8 +193,6 @@ class Settings:
         r = self._reader
         return ProcessorSettings(
             app_id=r.text("processor", "app_id", "l3_atom"),
-            batch_size=r.integer("processor", "batch_size", minimum=1),
-            batch_within_s=r.number("processor", "batch_within_s"),
             web_port=r.integer("processor", "web_port", minimum=1),
             web_host=os.environ.get("L3_ATOM_WEB_HOST") or r.text("processor", "web_host", "127.0.0.1"),
         )

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 from collections import Counter, defaultdict
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
+from l3_atom.config import Settings
 from l3_atom.infra.local_pipeline import LocalPipeline
 from tests.kafka_reader import Received, TopicReader, read_raw
 
@@ -33,6 +36,9 @@ MAX_FRAME_BYTES = 524288  # config.ini [connector] max_frame_bytes
 FAULTS = ("malformed_json", "unknown_type", "missing_field", "mistyped_field", "oversize")
 READ_TIMEOUT_S = 90.0
 SETTLE_S = 3.0
+# Faust commits every 2.8 s; a few rounds are plenty.
+COMMIT_TIMEOUT_S = 20.0
+POLL_S = 0.5
 # Flow messages nobody receives while the connector reconnects (a visible sequence gap).
 DISCONNECT_MISSED = 100
 
@@ -241,8 +247,8 @@ def sim_post(pipeline: LocalPipeline, path: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
-def check_raw_topic(pipeline: LocalPipeline) -> int:
-    """coinbase_raw holds every frame the simulator sent, byte for byte, keyed and stamped."""
+def check_raw_topic(pipeline: LocalPipeline) -> dict[int, int]:
+    """coinbase_raw holds every frame the simulator sent, byte for byte, keyed and stamped; its end offsets."""
     sent = Counter(json.loads(line)["data"].encode() for line in pipeline.journal.read_text().splitlines())
     sent = Counter({frame: n for frame, n in sent.items() if len(frame) <= MAX_FRAME_BYTES})
     raw = read_raw(pipeline.broker.bootstrap_servers, "coinbase_raw", sum(sent.values()), READ_TIMEOUT_S)
@@ -253,7 +259,30 @@ def check_raw_topic(pipeline: LocalPipeline) -> int:
         # Websocket frames name their connection; REST book snapshots come from "rest".
         assert headers["connection_id"].startswith(b"coinbase.0.") or headers["connection_id"] == b"rest"
         assert re.fullmatch(r"coinbase_(BTC-USD|ETH-USD|all)_(full|ticker|control|unparsed)", message.key().decode())
-    return len(raw)
+    ends: dict[int, int] = {}
+    for message in raw:
+        ends[message.partition()] = max(ends.get(message.partition(), 0), message.offset() + 1)
+    return ends
+
+
+def wait_all_committed(bootstrap: str, topic: str, ends: dict[int, int]) -> None:
+    """The processors' consumer group commits every raw record's offset (batches are acked whole, once processed).
+
+    ``ends`` come from reading the topic: Tansu's ListOffsets may report less (ARCHITECTURE.md).
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": Settings().processor.app_id})
+    try:
+        partitions = [TopicPartition(topic, p) for p in ends]
+        committed: dict[int, int] = {}
+        deadline = time.monotonic() + COMMIT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
+            if committed == ends:
+                return
+            time.sleep(POLL_S)
+        raise AssertionError(f"committed offsets {committed} never reached the end offsets {ends}")
+    finally:
+        consumer.close()
 
 
 def run_pipeline(
@@ -278,8 +307,9 @@ def run_pipeline(
             reader.read_until(lambda records: len(records) >= total, READ_TIMEOUT_S)
             # Anything published twice would arrive now.
             reader.read_until(lambda _: False, SETTLE_S)
-            raw_count = check_raw_topic(pipeline)
-            print(f"\nraw frames archived byte for byte: {raw_count}")
+            raw_ends = check_raw_topic(pipeline)
+            print(f"\nraw frames archived byte for byte: {sum(raw_ends.values())}")
+            wait_all_committed(pipeline.broker.bootstrap_servers, "coinbase_raw", raw_ends)
         finally:
             reader.close()
         for name in pipeline.processes:

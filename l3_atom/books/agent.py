@@ -47,6 +47,7 @@ from l3_atom.books.engine import (
     Level,
 )
 from l3_atom.books.integrity import DEFAULT_RETRY_US, Continuity
+from l3_atom.stream_processing.batched_consumer import BatchingApp
 from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.stream_processing.records_build import book_resync
@@ -237,11 +238,9 @@ class BookService:
 
     def __init__(
         self,
-        app: faust.App,
+        app: BatchingApp,
         topics: list[str],
         schemas_by_id: dict[int, dict[str, Any]],
-        batch_size: int,
-        batch_within_s: float,
         resync: tuple[AvroEncoder, RecordPublisher] | None = None,
     ):
         self.app = app
@@ -250,17 +249,16 @@ class BookService:
         self.resync = resync
         # One agent reads every book topic, so Faust assigns their partitions together: any one routes.
         self.route_topic = app.topic(topics[0], key_serializer="raw", value_serializer="raw")
-        source = app.topic(*topics, key_serializer="raw", value_serializer="raw")
+        source = app.batched_topic(*topics)
         store = self.store
         schemas = schemas_by_id
 
         async def keep_books(stream: faust.StreamT) -> None:
             apply = store.apply
-            async for events in stream.take_events(batch_size, within=batch_within_s):
-                for event in events:
-                    message = event.message
+            async for batch in stream:
+                for record in batch:
                     try:
-                        apply(message.topic, message.partition, decode_wire(message.value, schemas))
+                        apply(record.topic, record.partition, decode_wire(record.value, schemas))
                     except (KeyError, ValueError, TypeError):
                         # Another schema id or a malformed record: counted, never a stopped stream.
                         self.undecodable += 1
@@ -325,10 +323,8 @@ class BookService:
 
 
 def add_books(
-    app: faust.App,
+    app: BatchingApp,
     schema_ids: dict[str, int],
-    batch_size: int,
-    batch_within_s: float,
     resync: tuple[AvroEncoder, RecordPublisher] | None = None,
 ) -> BookService:
     """Keep the books of the book topics in ``schema_ids`` (topic -> registry id; ``lob``, ``lob_l3``) on ``app``.
@@ -339,4 +335,4 @@ def add_books(
     if not topics:
         raise ValueError(f"no book topic among {sorted(schema_ids)}; books read {', '.join(BOOK_TOPICS)}")
     schemas_by_id = {schema_ids[topic]: parsed_schema(topic) for topic in topics}
-    return BookService(app, topics, schemas_by_id, batch_size, batch_within_s, resync)
+    return BookService(app, topics, schemas_by_id, resync)

@@ -1,9 +1,10 @@
 """The Faust processor: one agent per source's raw topic.
 
 Faust owns consumption (consumer group, partition assignment across
-workers, offset commits).  Each agent takes batches of raw events, hands them
-to the pure ``RawMessageProcessor`` and queues the results on the record
-publisher.  Delivery is confirmed where it matters: Faust flushes its
+workers, offset commits).  It delivers a raw topic one fetched batch per
+partition at a time (``batched_consumer.py``: per-record events cost more than
+the work); the agent hands each record to the pure ``RawMessageProcessor``
+and queues the results on the record publisher.  Delivery is confirmed where it matters: Faust flushes its
 producer before it commits offsets, and that flush now also waits for every
 queued record (``_flush_records_before_commits``), so an offset is never
 committed ahead of the records made from it.  Waiting per batch instead
@@ -23,6 +24,7 @@ import faust
 from l3_atom.books.agent import add_books
 from l3_atom.config import SASL_PROTOCOLS, Settings
 from l3_atom.sources import standardiser_class
+from l3_atom.stream_processing.batched_consumer import BatchingApp
 from l3_atom.stream_processing.candle_agent import add_candles
 from l3_atom.stream_processing.codecs import register_encoders
 from l3_atom.stream_processing.publisher import RecordPublisher
@@ -50,7 +52,7 @@ def _broker_credentials(settings: Settings) -> Any:
     )
 
 
-def create_app(settings: Settings, sources: list[str], web_port: int | None = None) -> faust.App:
+def create_app(settings: Settings, sources: list[str], web_port: int | None = None) -> BatchingApp:
     """A Faust app that standardises ``sources``; topics and schemas are set up here, before it starts."""
     kafka = settings.kafka
     standardisers = {source: standardiser_class(source)() for source in sources}
@@ -64,7 +66,7 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
     encoders = register_encoders(settings.schema_registry.client_config(), output_topics)
 
     host, port = settings.processor.web_host, web_port or settings.processor.web_port
-    app = faust.App(
+    app = BatchingApp(
         settings.processor.app_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
         broker_credentials=_broker_credentials(settings),
@@ -96,13 +98,11 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
         add_candles(
             app, candles.intervals, candles.grace_ms, candles.idle_close_ms, encoders[CANDLE], publisher,
             {topic: encoders[topic].schema_id for topic in (TRADES, TRADES_L3)},
-            settings.processor.batch_size, settings.processor.batch_within_s,
         )
     book_schema_ids = {topic: encoders[topic].schema_id for topic in (LOB, LOB_L3) if topic in encoders}
     if book_schema_ids:
         add_books(
-            app, book_schema_ids, settings.processor.batch_size, settings.processor.batch_within_s,
-            (encoders[BOOK_RESYNC], publisher),
+            app, book_schema_ids, (encoders[BOOK_RESYNC], publisher),
         )
 
     @app.timer(STATS_INTERVAL_S)
@@ -158,21 +158,18 @@ def _flush_records_before_commits(app: faust.App, publisher: RecordPublisher) ->
 
 
 def _add_source_agent(
-    app: faust.App, settings: Settings, processor: RawMessageProcessor, publisher: RecordPublisher
+    app: BatchingApp, settings: Settings, processor: RawMessageProcessor, publisher: RecordPublisher
 ) -> None:
     topic_name = raw_topic(processor.source)
-    topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
-    batch_size = settings.processor.batch_size
-    within = settings.processor.batch_within_s
+    topic = app.batched_topic(topic_name)
 
     async def standardise(stream: faust.StreamT) -> None:
         process = processor.process
         produce = publisher.produce
-        async for events in stream.take_events(batch_size, within=within):
-            for event in events:
-                message = event.message
-                key = message.key.decode() if message.key else None
-                for out in process(message.value, message.headers, topic_name, message.partition, message.offset, key):
+        async for batch in stream:
+            for record in batch:
+                key = record.key.decode() if record.key else None
+                for out in process(record.value, record.headers, topic_name, record.partition, record.offset, key):
                     produce(out.topic, out.key, out.value)
             publisher.poll()
 

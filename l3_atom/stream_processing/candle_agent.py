@@ -25,6 +25,7 @@ import orjson
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
+from l3_atom.stream_processing.batched_consumer import BatchingApp
 from l3_atom.stream_processing.candles import CandleBuilder, Trade, WindowState, candle_output, interval_ms
 from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.publisher import RecordPublisher
@@ -85,15 +86,13 @@ class CandleService:
 
     def __init__(
         self,
-        app: faust.App,
+        app: BatchingApp,
         intervals: list[str],
         grace_ms: int,
         idle_close_ms: int,
         encoder: AvroEncoder,
         publisher: RecordPublisher,
         schemas_by_id: dict[int, dict[str, Any]],
-        batch_size: int,
-        batch_within_s: float,
     ):
         self.app = app
         self.intervals = intervals
@@ -108,39 +107,45 @@ class CandleService:
         table_options = {"key_type": bytes, "value_type": bytes, "use_partitioner": True}
         self.windows = app.Table(WINDOWS_TABLE, default=lambda: None, **table_options)
         self.history = app.Table(HISTORY_TABLE, default=lambda: None, **table_options)
-        topic = app.topic(TRADES, TRADES_L3, key_serializer="raw", value_serializer="raw")
+        topic = app.batched_topic(TRADES, TRADES_L3)
 
         async def build_candles(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(batch_size, within=batch_within_s):
-                closing = {event.message.key for event in events if self.apply(event.message)}
-                await self.publish_pending(closing)
+            async for batch in stream:
+                await self.publish_pending(self.apply(batch))
 
         app.agent(topic, name="build_candles")(build_candles)
         app.timer(max(idle_close_ms / 1000 / 4, 0.5))(self.close_idle)
         app.timer(STATS_INTERVAL_S)(self.log_stats)
         app.page("/candles/{exchange}/{symbol}/{interval}")(self._view())
 
-    def apply(self, message: Any) -> bool:
-        """One trade message: update its symbol's windows; True when it closed a window.
+    def apply(self, records: list[Any]) -> set[bytes]:
+        """A batch of trade records: update their symbols' windows; the keys whose windows closed.
 
-        Closed candles are kept as ``pending`` in the table until published, so a
-        crash between the two leaves them to be published by the next owner.
+        Each symbol's table entry is read and written once per batch, not once per trade: a
+        table write is a changelog record.  Closed candles are kept as ``pending`` in the table
+        until published, so a crash between the two leaves them to be published by the next owner.
         """
-        key = message.key
-        entry = SymbolCandles.decode(self.windows[key])
-        offset_key = f"{message.topic}:{message.partition}"
-        if entry.offsets.get(offset_key, -1) >= message.offset:
+        entries: dict[bytes, SymbolCandles] = {}
+        for record in records:
+            entry = entries.get(record.key)
+            if entry is None:
+                entry = entries[record.key] = SymbolCandles.decode(self.windows[record.key])
+            self._apply_trade(entry, record)
+        for key, entry in entries.items():
+            self.windows[key] = entry.encode()
+        return {key for key, entry in entries.items() if entry.pending}
+
+    def _apply_trade(self, entry: SymbolCandles, record: Any) -> None:
+        offset_key = f"{record.topic}:{record.partition}"
+        if entry.offsets.get(offset_key, -1) >= record.offset:
             self.duplicates_skipped += 1  # replayed after a crash: already counted
-            return False
-        record = decode_wire(message.value, self.schemas_by_id)
-        trade = Trade(record["exchange"], record["symbol"], record["price"], record["size"],
-                      record["event_timestamp"], record["atom_timestamp"])
+            return
+        value = decode_wire(record.value, self.schemas_by_id)
+        trade = Trade(value["exchange"], value["symbol"], value["price"], value["size"],
+                      value["event_timestamp"], value["atom_timestamp"])
         self.builder.states[(trade.exchange, trade.symbol)] = entry.state
-        closed = self.builder.add(trade)
-        entry.offsets[offset_key] = message.offset
-        entry.pending += closed
-        self.windows[key] = entry.encode()
-        return bool(entry.pending)
+        entry.pending += self.builder.add(trade)
+        entry.offsets[offset_key] = record.offset
 
     async def log_stats(self) -> None:
         """Late trades are counted, never dropped silently: say how many, per symbol and interval."""
@@ -231,19 +236,16 @@ class CandleService:
 
 
 def add_candles(
-    app: faust.App,
+    app: BatchingApp,
     intervals: list[str],
     grace_ms: int,
     idle_close_ms: int,
     encoder: AvroEncoder,
     publisher: RecordPublisher,
     schema_ids: dict[str, int],
-    batch_size: int,
-    batch_within_s: float,
 ) -> CandleService:
     """Add candle building to ``app``; ``schema_ids`` are the registry ids of trades/trades_l3."""
     for name in intervals:
         interval_ms(name)
     schemas_by_id = {schema_id: parsed_schema(topic) for topic, schema_id in schema_ids.items()}
-    return CandleService(app, intervals, grace_ms, idle_close_ms, encoder, publisher, schemas_by_id,
-                         batch_size, batch_within_s)
+    return CandleService(app, intervals, grace_ms, idle_close_ms, encoder, publisher, schemas_by_id)

@@ -6,7 +6,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import faust
 import orjson
 import pytest
 
@@ -20,6 +19,7 @@ from l3_atom.books.agent import (
 )
 from l3_atom.off_chain.kraken import Kraken
 from l3_atom.sim.orderflow import OrderFlow
+from l3_atom.stream_processing.batched_consumer import BatchingApp
 from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.standardisers.coinbase import CoinbaseStandardiser
 from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser
@@ -159,16 +159,16 @@ def test_revoked_partitions_drop_their_books() -> None:
 
 
 def test_add_books_registers_agent_and_pages() -> None:
-    app = faust.App("books-test", broker="kafka://127.0.0.1:1", store="memory://")
-    add_books(app, SCHEMA_IDS, batch_size=100, batch_within_s=0.1)
+    app = BatchingApp("books-test", broker="kafka://127.0.0.1:1", store="memory://")
+    add_books(app, SCHEMA_IDS)
     assert list(app.agents) == ["keep_books"]
     assert {route.resource.canonical for route in app.web.web_app.router.routes()} == {
         "/book/{exchange}/{symbol}", "/volume/{exchange}/{symbol}", "/orders/{exchange}/{symbol}/{order_id}"}
 
 
 def test_add_books_reads_only_the_book_topics_it_is_given() -> None:
-    app = faust.App("books-test-l2", broker="kafka://127.0.0.1:1", store="memory://")
-    service = add_books(app, {LOB: 1}, batch_size=100, batch_within_s=0.1)
+    app = BatchingApp("books-test-l2", broker="kafka://127.0.0.1:1", store="memory://")
+    service = add_books(app, {LOB: 1})
     assert service.route_topic.get_topic_name() == LOB
     with pytest.raises(ValueError, match="no book topic"):
-        add_books(app, {"trades": 3}, batch_size=100, batch_within_s=0.1)
+        add_books(app, {"trades": 3})
