@@ -39,3 +39,19 @@ def test_the_encoder_buffer_is_reused_safely() -> None:
 def test_values_outside_the_schema_are_refused(bad: dict) -> None:
     with pytest.raises((ValueError, TypeError, fastavro.validation.ValidationError)):
         AvroEncoder("trades_l3", 7).encode({**RECORD, **bad})
+
+
+
+def test_schemas_the_compiled_writer_refuses_are_written_by_fastavro(monkeypatch: pytest.MonkeyPatch) -> None:
+    from l3_atom.stream_processing import codecs
+
+    compiled = AvroEncoder("trades_l3", 7).encode(RECORD)
+
+    def refuse(schema: dict, prefix: bytes = b"") -> None:
+        raise NotImplementedError("not compiled")
+
+    monkeypatch.setattr(codecs, "compile_record_writer", refuse)
+    encoder = AvroEncoder("trades_l3", 7)
+    first, second = encoder.encode(RECORD), encoder.encode({**RECORD, "symbol": "ETH.USD"})
+    assert first == compiled
+    assert decode_wire(second, {7: parsed_schema("trades_l3")})["symbol"] == "ETH.USD"

@@ -57,6 +57,12 @@ CHANGE = "change"
 DONE = "done"
 # The reason of the change a partial fill makes to the maker order.
 MATCH_REASON = "match"
+# received/activate: counted skips, one reason per type.
+OFF_BOOK_REASONS = {kind: f"{kind}: order not on the book yet" for kind in ("received", "activate")}
+# Verdicts on a full-channel message that make it a skip (see ``_repeat``).
+REPEATS = (Verdict.DUPLICATE, Verdict.STALE)
+# Builds an Output without the NamedTuple's Python-level __new__ (this runs per record).
+_new_tuple = tuple.__new__
 
 
 def book_side(side: Any) -> str:
@@ -89,7 +95,8 @@ class CoinbaseStandardiser(Standardiser):
 
     def __init__(self) -> None:
         super().__init__()
-        self._symbols: dict[str, str] = {}
+        # Product id -> (normalised symbol, output key).
+        self._products: dict[str, tuple[str, str]] = {}
         self.book_checks = BookChecks(SOURCE)
         # The full channel's sequence per product, over every message type (received, match, ...).
         self._stream = Continuity()
@@ -120,20 +127,18 @@ class CoinbaseStandardiser(Standardiser):
         state = self.book_checks.continuity.books.get(symbol)
         return state is not None and state.snapshot_sequence is not None and state.snapshot_sequence >= sequence
 
-    def _repeat(self, verdict: Verdict) -> list[Output] | None:
-        """The skip of a repeated or late message, or None for one that is new."""
+    def _repeat(self, verdict: Verdict) -> list[Output]:
+        """The counted skip of a repeated (``DUPLICATE``) or late (``STALE``) full-channel message."""
         if verdict is Verdict.DUPLICATE:
             return self.skip("repeated full-channel message")
-        if verdict is Verdict.STALE:
-            return self.skip("full-channel message older than one already seen")
-        return None
+        return self.skip("full-channel message older than one already seen")
 
     def _off_book(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol(message["product_id"])
-        repeat = self._repeat(self._follow(symbol, integer(message["sequence"]), atom_timestamp))
-        if repeat is not None:
-            return repeat
-        self.skipped[f"{message['type']}: order not on the book yet"] += 1
+        verdict = self._follow(symbol, integer(message["sequence"]), atom_timestamp)
+        if verdict in REPEATS:
+            return self._repeat(verdict)
+        self.skipped[OFF_BOOK_REASONS[message["type"]]] += 1
         return self.book_checks.requests(symbol, atom_timestamp)
 
     def _l3_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
@@ -166,10 +171,13 @@ class CoinbaseStandardiser(Standardiser):
 
     def symbol(self, product_id: Any) -> str:
         """``BTC-USD`` -> ``BTC.USD`` (cached: products repeat)."""
-        symbol = self._symbols.get(product_id)
-        if symbol is None:
-            symbol = self._symbols[product_id] = self.convert_symbol(product_id)
-        return symbol
+        return (self._products.get(product_id) or self._product(product_id))[0]
+
+    def _product(self, product_id: Any) -> tuple[str, str]:
+        """The normalised symbol of a product and the key of its outputs, computed once per product."""
+        symbol = self.convert_symbol(product_id)
+        known = self._products[product_id] = (symbol, normalised_key(SOURCE, symbol))
+        return known
 
     def convert_symbol(self, exchange_symbol: Any) -> str:
         """Coinbase product ids are ``BASE-QUOTE``: the normalised name follows without a symbol list."""
@@ -183,13 +191,15 @@ class CoinbaseStandardiser(Standardiser):
         if reason is not None and type(reason) is not str:
             raise TypeError(f"reason must be a string, got {reason!r}")
         # Read every field first: a malformed message is an error (dead letter) even when it is a repeat.
-        symbol = self.symbol(message["product_id"])
+        product_id = message["product_id"]
+        symbol, key = self._products.get(product_id) or self._product(product_id)
         sequence = integer(message["sequence"])
+        order_id = message["order_id"]
         record = records_build.lob_l3_event(
             exchange=SOURCE,
             symbol=symbol,
             event_type=event_type,
-            order_id=message["order_id"],
+            order_id=order_id,
             side=book_side(message["side"]),
             price=price,
             size=size,
@@ -198,26 +208,31 @@ class CoinbaseStandardiser(Standardiser):
             event_timestamp=ms_from_iso(message["time"]),
             atom_timestamp=atom_timestamp,
         )
-        repeat = self._repeat(self._follow(symbol, sequence, atom_timestamp))
-        if repeat is not None:
-            return repeat
-        outputs = self._book_event(symbol, record, atom_timestamp)
+        verdict = self._follow(symbol, sequence, atom_timestamp)
+        if verdict in REPEATS:
+            return self._repeat(verdict)
+        outputs = self._book_event(symbol, key, record, atom_timestamp)
         if outputs:
-            resting = self._resting.setdefault(symbol, {})
+            resting = self._resting.get(symbol)
+            if resting is None:
+                resting = self._resting[symbol] = {}
             if event_type == DONE:
-                resting.pop(record["order_id"], None)
-            elif event_type == OPEN or record["order_id"] in resting:
-                resting[record["order_id"]] = size
+                resting.pop(order_id, None)
+            elif event_type == OPEN or order_id in resting:
+                resting[order_id] = size
         return outputs
 
-    def _book_event(self, symbol: str, record: dict[str, Any], atom_timestamp: int) -> list[Output]:
+    def _book_event(self, symbol: str, key: str, record: dict[str, Any], atom_timestamp: int) -> list[Output]:
         """The ``lob_l3`` output of a book event the stream let through, or a skip when the snapshot holds it."""
         sequence = record["sequence"]
-        if self.book_checks.update(symbol, sequence, None, atom_timestamp) in (Verdict.STALE, Verdict.DUPLICATE):
+        if self.book_checks.update(symbol, sequence, None, atom_timestamp) in REPEATS:
             return self.skip("book event already in the book snapshot")
-        record["prev_sequence"] = self._book_prev.get(symbol)
-        self._book_prev[symbol] = sequence
-        return [Output(LOB_L3, normalised_key(SOURCE, symbol), record), *self.book_checks.requests(symbol, atom_timestamp)]
+        book_prev = self._book_prev
+        record["prev_sequence"] = book_prev.get(symbol)
+        book_prev[symbol] = sequence
+        outputs = [_new_tuple(Output, (LOB_L3, key, record))]
+        requests = self.book_checks.requests(symbol, atom_timestamp)
+        return outputs + requests if requests else outputs
 
     def _open(self, message: dict, atom_timestamp: int) -> list[Output]:
         return self._order_event(
@@ -236,7 +251,8 @@ class CoinbaseStandardiser(Standardiser):
         return self._order_event(message, atom_timestamp, DONE, optional_exact(message.get("price")), ZERO, reason)
 
     def _match(self, message: dict, atom_timestamp: int) -> list[Output]:
-        symbol = self.symbol(message["product_id"])
+        product_id = message["product_id"]
+        symbol, key = self._products.get(product_id) or self._product(product_id)
         maker_side = message["side"]
         book_side(maker_side)
         sequence = integer(message["sequence"])
@@ -253,17 +269,17 @@ class CoinbaseStandardiser(Standardiser):
             "event_timestamp": ms_from_iso(message["time"]),
             "atom_timestamp": atom_timestamp,
         }
-        outputs = [Output(TRADES_L3, normalised_key(SOURCE, symbol), record)]
+        outputs = [_new_tuple(Output, (TRADES_L3, key, record))]
         # Matches join the full channel's numbering only on it (the matches channel skips numbers);
         # last_match is the last trade before subscribing, outside the numbering.
         if message["type"] == "match" and symbol in self._stream.books:
-            repeat = self._repeat(self._follow(symbol, sequence, atom_timestamp))
-            if repeat is not None:
-                return repeat
-            outputs += self._partial_fill(symbol, record, maker_side)
+            verdict = self._follow(symbol, sequence, atom_timestamp)
+            if verdict in REPEATS:
+                return self._repeat(verdict)
+            outputs += self._partial_fill(symbol, key, record, maker_side)
         return outputs + self.book_checks.requests(symbol, atom_timestamp)
 
-    def _partial_fill(self, symbol: str, trade: dict[str, Any], maker_side: str) -> list[Output]:
+    def _partial_fill(self, symbol: str, key: str, trade: dict[str, Any], maker_side: str) -> list[Output]:
         """A match shrinks the resting maker order with no message of its own: a ``change`` says so.
 
         Coinbase sends ``done`` when an order is filled completely; a partial fill is only the
@@ -282,13 +298,14 @@ class CoinbaseStandardiser(Standardiser):
             price=trade["price"], size=remaining, reason=MATCH_REASON, sequence=trade["sequence"],
             event_timestamp=trade["event_timestamp"], atom_timestamp=trade["atom_timestamp"],
         )
-        outputs = self._book_event(symbol, change, trade["atom_timestamp"])
+        outputs = self._book_event(symbol, key, change, trade["atom_timestamp"])
         if outputs:
             resting[order_id] = remaining
         return [output for output in outputs if output.topic == LOB_L3]
 
     def _ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
-        symbol = self.symbol(message["product_id"])
+        product_id = message["product_id"]
+        symbol, key = self._products.get(product_id) or self._product(product_id)
         if "time" not in message:
             return self.skip("ticker: first ticker after subscribing has no time")
         sequence = message.get("sequence")
@@ -305,7 +322,7 @@ class CoinbaseStandardiser(Standardiser):
             event_timestamp=ms_from_iso(message["time"]),
             atom_timestamp=atom_timestamp,
         )
-        return [Output(TICKER, normalised_key(SOURCE, symbol), record)]
+        return [_new_tuple(Output, (TICKER, key, record))]
 
     def _level(
         self, symbol: str, side: str, price: Any, size: Any, snapshot: bool, event_timestamp: int | None, atom: int
