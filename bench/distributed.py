@@ -31,6 +31,8 @@ OUTPUT_TOPICS = [LOB_L3, TRADES_L3, TICKER]
 # Journal lines of level-3 REST books served are from connection "rest:<product id>".
 REST_PREFIX = "rest:"
 POLL_S = 0.05
+# The measuring consumer waits at most this long for a page: its own share of a latency figure.
+LATENCY_PAGE_WAIT_S = 0.001
 TIMEOUT_S = 180.0
 PAGE_SIZE = 4096
 PERCENT = 100
@@ -56,13 +58,18 @@ def _consumer(bootstrap: str, topics: list[str]) -> Consumer:
 
 
 def _count(
-    consumer: Consumer, expected: int, on_message: Callable | None = None, stop_after: float = TIMEOUT_S
+    consumer: Consumer, expected: int, on_message: Callable | None = None, stop_after: float = TIMEOUT_S,
+    page_wait_s: float = POLL_S,
 ) -> tuple[int, float]:
-    """Consume until ``expected`` messages (or ``stop_after`` s); return the count and when the last arrived."""
+    """Consume until ``expected`` messages (or ``stop_after`` s); return the count and when the last arrived.
+
+    ``consume`` returns when a page is full or ``page_wait_s`` has passed: a latency measurement
+    must keep that wait short, or the measuring consumer's own wait is counted.
+    """
     count, last = 0, time.monotonic()
     deadline = time.monotonic() + stop_after
     while count < expected and time.monotonic() < deadline:
-        for message in consumer.consume(PAGE_SIZE, POLL_S):
+        for message in consumer.consume(PAGE_SIZE, page_wait_s):
             if message.error():
                 continue
             count += 1
@@ -158,8 +165,8 @@ def latency(rate: int, duration_s: float) -> tuple[float, ...]:
             samples.append((atom, (received - atom) / 1000))
 
         # Read while the simulator runs, then until every record its journal implies has arrived.
-        count, _ = _count(consumer, 10**12, on_message, stop_after=duration_s + WARMUP_S)
-        _count(consumer, expected_records(pipeline.journal) - count, on_message)
+        count, _ = _count(consumer, 10**12, on_message, duration_s + WARMUP_S, LATENCY_PAGE_WAIT_S)
+        _count(consumer, expected_records(pipeline.journal) - count, on_message, page_wait_s=LATENCY_PAGE_WAIT_S)
         consumer.close()
     start = min(atom for atom, _ in samples) + int(WARMUP_S * US_PER_S)
     steady = sorted(delay for atom, delay in samples if atom >= start)
@@ -194,8 +201,8 @@ def broker_hop_latency(rate: int, duration_s: float) -> tuple[float, float]:
             if pause > 0:
                 time.sleep(pause)
         producer.flush()
-        _count(consumer, count - len(delays),
-               lambda m: delays.append((time.time_ns() - int(m.value())) / NS_PER_MS), stop_after=TIMEOUT_S)
+        _count(consumer, count - len(delays), lambda m: delays.append((time.time_ns() - int(m.value())) / NS_PER_MS),
+               page_wait_s=LATENCY_PAGE_WAIT_S)
         consumer.close()
     delays.sort()
     return statistics.median(delays), _percentile(delays, 99)

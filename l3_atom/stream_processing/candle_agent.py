@@ -103,6 +103,7 @@ class CandleService:
         self.schemas_by_id = schemas_by_id
         self.published = 0
         self.duplicates_skipped = 0
+        self.undecodable = 0
         # bytes keys and values: Faust stores them raw; we encode the state ourselves.
         table_options = {"key_type": bytes, "value_type": bytes, "use_partitioner": True}
         self.windows = app.Table(WINDOWS_TABLE, default=lambda: None, **table_options)
@@ -140,7 +141,11 @@ class CandleService:
         if entry.offsets.get(offset_key, -1) >= record.offset:
             self.duplicates_skipped += 1  # replayed after a crash: already counted
             return
-        value = decode_wire(record.value, self.schemas_by_id)
+        try:
+            value = decode_wire(record.value, self.schemas_by_id)
+        except (KeyError, ValueError, TypeError):
+            self.undecodable += 1  # another schema id or a malformed record: counted, never a stopped stream
+            return
         trade = Trade(value["exchange"], value["symbol"], value["price"], value["size"],
                       value["event_timestamp"], value["atom_timestamp"])
         self.builder.states[(trade.exchange, trade.symbol)] = entry.state
@@ -150,8 +155,8 @@ class CandleService:
     async def log_stats(self) -> None:
         """Late trades are counted, never dropped silently: say how many, per symbol and interval."""
         LOG.info(
-            "candles: %d published, %d replayed trades skipped, late trades %s",
-            self.published, self.duplicates_skipped, dict(self.builder.late),
+            "candles: %d published, %d replayed trades skipped, %d undecodable, late trades %s",
+            self.published, self.duplicates_skipped, self.undecodable, dict(self.builder.late),
         )
 
     async def close_idle(self) -> None:

@@ -3,9 +3,9 @@
 A message value is: magic byte 0, the 4-byte big-endian schema id the Schema
 Registry gave the topic's schema (subject ``<topic>-value``), then the Avro
 body.  Schemas are parsed once and reused (ARCHITECTURE.md, principle 7):
-records are written by a writer compiled from the schema
-(``avro_writer.py``), or by fastavro for schemas it does not cover;
-decoding is fastavro's.
+records are written and read by code compiled from the schema
+(``avro_writer.py``, ``avro_reader.py``), or by fastavro for schemas they do
+not cover.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import httpx
 
 from l3_atom.config import PROJECT_ROOT
 from l3_atom.errors import ServiceUnavailable
+from l3_atom.stream_processing.avro_reader import RecordReader, compile_record_reader
 from l3_atom.stream_processing.avro_writer import compile_record_writer
 
 SCHEMA_DIR = PROJECT_ROOT / "static" / "schemas"
@@ -94,12 +95,57 @@ class AvroEncoder:
         return write
 
 
+# Readers by id(schema), each beside its schema: kept alive, no schema's id is reused while cached.
+_READERS: dict[int, tuple[RecordReader, dict[str, Any]]] = {}
+READER_CACHE_LIMIT = 256
+
+
+def _fastavro_reader(schema: dict[str, Any]) -> RecordReader:
+    """fastavro's reader, for a schema the compiled reader refuses; bad input raises ``ValueError`` too."""
+    parsed = fastavro.parse_schema(schema)
+
+    def read(value: bytes, pos: int) -> tuple[dict[str, Any], int]:
+        buffer = io.BytesIO(value)
+        buffer.seek(pos)
+        try:
+            record = fastavro.schemaless_reader(buffer, parsed, None)
+        except (EOFError, IndexError) as exc:
+            raise ValueError(f"truncated or corrupt Avro record: {exc!r}") from None
+        return record, buffer.tell()
+
+    return read
+
+
+def _reader(schema: dict[str, Any]) -> tuple[RecordReader, dict[str, Any]]:
+    """Compile (or fall back to fastavro for) ``schema`` once, and cache it by identity."""
+    try:
+        reader = compile_record_reader(schema)
+    except NotImplementedError:
+        reader = _fastavro_reader(schema)
+    if len(_READERS) >= READER_CACHE_LIMIT:
+        _READERS.clear()
+    entry = _READERS[id(schema)] = (reader, schema)
+    return entry
+
+
 def decode_wire(value: bytes, schemas_by_id: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Decode Confluent wire-format bytes with already fetched, parsed schemas."""
-    magic, schema_id = _WIRE_HEADER.unpack_from(value)
+    """Decode Confluent wire-format bytes with already fetched, parsed schemas.
+
+    Each schema is read by a reader compiled from it (``avro_reader.py``), or by fastavro for
+    schemas it does not cover.  Raises ``KeyError`` for a schema id not in ``schemas_by_id``
+    and ``ValueError`` for bytes that are not a record of its schema.
+    """
+    try:
+        magic, schema_id = _WIRE_HEADER.unpack_from(value)
+    except struct.error:
+        raise ValueError(f"not Confluent wire format ({len(value)} bytes, no header)") from None
     if magic != MAGIC_BYTE:
         raise ValueError(f"not Confluent wire format (magic byte {magic})")
-    return fastavro.schemaless_reader(io.BytesIO(value[WIRE_HEADER_SIZE:]), schemas_by_id[schema_id], None)
+    schema = schemas_by_id[schema_id]
+    entry = _READERS.get(id(schema))
+    if entry is None:
+        entry = _reader(schema)
+    return entry[0](value, WIRE_HEADER_SIZE)[0]
 
 
 def register_encoders(registry_config: dict[str, Any], topics: list[str]) -> dict[str, AvroEncoder]:
