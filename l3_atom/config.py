@@ -70,6 +70,9 @@ class KafkaSettings:
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": self.linger_ms,
+            # Delivery callbacks only for failures (those are surfaced): a Python call per delivered
+            # record would cost the hot path for nothing.
+            "delivery.report.only.error": True,
             # Java-compatible key hashing, as Faust's (aiokafka's) producer uses for table changelogs.
             "partitioner": "murmur2_random",
             "message.max.bytes": self.max_message_bytes + 64 * 1024,
