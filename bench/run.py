@@ -66,15 +66,16 @@ class Scale:
     """How much work each measurement does."""
 
     repeats: int
-    messages: int  # Coinbase full-channel messages, pure and through the broker
+    messages: int  # Coinbase full-channel messages standardised in pure code
+    broker_messages: int  # ... and through the broker (a sustained rate needs seconds of work)
     latency_s: float  # how long the simulator runs for each latency figure
     connector_frames: int
 
 
 SCALES = {
-    "full": Scale(repeats=3, messages=100_000, latency_s=15.0, connector_frames=200_000),
-    "quick": Scale(repeats=1, messages=20_000, latency_s=5.0, connector_frames=50_000),
-    "smoke": Scale(repeats=1, messages=2_000, latency_s=1.0, connector_frames=5_000),
+    "full": Scale(repeats=3, messages=100_000, broker_messages=200_000, latency_s=15.0, connector_frames=200_000),
+    "quick": Scale(repeats=1, messages=20_000, broker_messages=60_000, latency_s=5.0, connector_frames=50_000),
+    "smoke": Scale(repeats=1, messages=2_000, broker_messages=2_000, latency_s=1.0, connector_frames=5_000),
 }
 
 
