@@ -42,6 +42,8 @@ US_PER_S = 1_000_000
 NS_PER_MS = 1_000_000
 # Frames in the first seconds wait behind the connect-time REST snapshot: reported apart from steady state.
 WARMUP_S = 3.0
+# Reading goes on this long after the simulator's run before the expected records are counted.
+DRAIN_S = 3.0
 LATENCY_FIGURES = ("p50", "p99", "max", f"max in the first {WARMUP_S:g} s (connect backlog)")
 LATENCY_NOTES = {"p50": f"steady state: frames after the first {WARMUP_S:g} s"}
 HOP_TOPIC = "bench_hop"
@@ -172,8 +174,10 @@ def latency(rate: int, duration_s: float) -> tuple[float, ...]:
             atom = decode_wire(value, schemas)["atom_timestamp"]
             samples.append((atom, (received - atom) / 1000))
 
-        # Read while the simulator runs, then until every record its journal implies has arrived.
-        count, _ = _count(consumer, 10**12, on_message, duration_s + WARMUP_S, LATENCY_PAGE_WAIT_S)
+        # Read while the simulator runs and a while after, then until every record its journal implies has
+        # arrived: counting them from the journal takes a second or two, and a consumer that stops polling
+        # meanwhile would add that to the latency of every record still on its way.
+        count, _ = _count(consumer, 10**12, on_message, duration_s + WARMUP_S + DRAIN_S, LATENCY_PAGE_WAIT_S)
         _count(consumer, expected_records(pipeline.journal) - count, on_message, page_wait_s=LATENCY_PAGE_WAIT_S)
         consumer.close()
     start = min(atom for atom, _ in samples) + int(WARMUP_S * US_PER_S)
