@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from decimal import Context, Decimal
+from decimal import Decimal
 
 import fastavro
 import pytest
@@ -13,31 +13,7 @@ from hypothesis import strategies as st
 
 from l3_atom.stream_processing.avro_writer import compile_record_writer, varint, writer_source
 from l3_atom.stream_processing.codecs import available_topics, parsed_schema, schema_text
-
-MAX_LONG = 2**63 - 1
-WIDE = Context(prec=100)  # the default context (28 digits) would round 38-digit decimals
-
-
-@st.composite
-def decimals(draw: st.DrawFn, precision: int, scale: int) -> Decimal:
-    places = draw(st.integers(0, scale))
-    bound = 10 ** (precision - scale + places) - 1
-    return Decimal(draw(st.integers(-bound, bound))).scaleb(-places, WIDE)
-
-
-def values(avro_type: object) -> st.SearchStrategy:
-    if isinstance(avro_type, list):
-        return st.none() | values(avro_type[1])
-    if isinstance(avro_type, dict):
-        if avro_type.get("logicalType") == "decimal":
-            return decimals(avro_type["precision"], avro_type["scale"])
-        if avro_type["type"] == "enum":
-            return st.sampled_from(avro_type["symbols"])
-        return values(avro_type["type"])
-    return {
-        "string": st.text(max_size=40), "long": st.integers(-MAX_LONG - 1, MAX_LONG),
-        "int": st.integers(-(2**31), 2**31 - 1), "boolean": st.booleans(), "bytes": st.binary(max_size=64),
-    }[avro_type]
+from tests.avro_strategies import MAX_LONG, values
 
 
 def compiled_topics() -> list[str]:
