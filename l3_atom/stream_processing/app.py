@@ -13,7 +13,6 @@ stalled the stream on every broker round trip.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import socket
@@ -35,8 +34,6 @@ from l3_atom.topics import BOOK_RESYNC, CANDLE, DEAD_LETTER, LOB, LOB_L3, TRADES
 
 LOG = logging.getLogger(__name__)
 STATS_INTERVAL_S = 10.0
-FETCH_WAIT_ATTEMPTS = 600
-FETCH_WAIT_RETRY_S = 0.05
 MS_PER_S = 1000.0
 ALL_INTERFACES = "0.0.0.0"
 
@@ -86,6 +83,7 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
         topic_replication_factor=kafka.num_replications,
         consumer_auto_offset_reset="earliest",
         store="memory://",
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
     )
     publisher = RecordPublisher(kafka)
     _flush_records_before_commits(app, publisher)
@@ -118,38 +116,12 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
                 dict(processor.dead_letters),
             )
 
-    _apply_fetch_wait(app, kafka.fetch_max_wait_ms)
-
     @app.task
     async def freeze_startup_heap() -> None:
         """Keep the objects of startup out of the garbage collector's full passes (~50 ms stalls each)."""
         gc.freeze()
 
     return app
-
-
-def _apply_fetch_wait(app: faust.App, fetch_max_wait_ms: int) -> None:
-    """Give Faust's aiokafka consumer the profile's fetch wait (Faust fixes it at 1500 ms).
-
-    A broker quirk, kept in ``config.ini`` (ARCHITECTURE.md, 8): on Tansu a
-    fetch is answered only when its wait ends, so the wait is the latency of
-    every record.  Faust exposes no setting for it; the consumer and its
-    fetcher are given the value as soon as they exist.
-    """
-
-    @app.task
-    async def set_fetch_wait() -> None:
-        for _ in range(FETCH_WAIT_ATTEMPTS):
-            consumer = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
-            fetcher = getattr(consumer, "_fetcher", None)
-            if consumer is not None:
-                consumer._fetch_max_wait_ms = fetch_max_wait_ms
-            if fetcher is not None:
-                fetcher._fetch_max_wait_ms = fetch_max_wait_ms
-                LOG.info("consumer fetch wait set to %d ms", fetch_max_wait_ms)
-                return
-            await asyncio.sleep(FETCH_WAIT_RETRY_S)
-        LOG.warning("could not set the consumer's fetch wait; records may wait up to 1.5 s in the broker")
 
 
 def _flush_records_before_commits(app: faust.App, publisher: RecordPublisher) -> None:

@@ -116,6 +116,8 @@ from collections.abc import Callable
 from decimal import Context, Decimal
 from typing import Any
 
+from l3_atom.stream_processing.generated_code import GeneratedFunction, function_name
+
 RecordReader = Callable[[bytes, int], tuple[dict[str, Any], int]]
 
 # Strings repeat (exchange, symbol, reasons): cache the first ones seen, up to a small bound.
@@ -261,26 +263,14 @@ def _enum_table(symbols: list[str]) -> tuple[str | None, ...]:
     return tuple(table)
 
 
-class _Source:
-    """The generated function's lines and the objects its names are bound to."""
-
-    def __init__(self, function: str) -> None:
-        self.function = function
-        self.lines: list[str] = []
-        self.names: dict[str, Any] = {
-            "read_size": read_size, "truncated": truncated, "bad_branch": bad_branch, "bad_boolean": bad_boolean,
-            "BOOLEANS": BOOLEANS, "LOW_FIRST": LOW_FIRST, "LOW_SECOND": LOW_SECOND,
-        }
-
-    def emit(self, depth: int, line: str) -> None:
-        self.lines.append("    " * depth + line)
-
-    def bind(self, name: str, value: Any) -> str:
-        self.names[name] = value
-        return name
+# What every generated read function can name.
+_BASE_NAMES: dict[str, Any] = {
+    "read_size": read_size, "truncated": truncated, "bad_branch": bad_branch, "bad_boolean": bad_boolean,
+    "BOOLEANS": BOOLEANS, "LOW_FIRST": LOW_FIRST, "LOW_SECOND": LOW_SECOND,
+}
 
 
-def _emit_raw(src: _Source, depth: int) -> None:
+def _emit_raw(src: GeneratedFunction, depth: int) -> None:
     """Lines that set ``raw`` to the length-prefixed bytes at ``pos`` and move past them.
 
     A length beyond the data is caught once, after the last field: ``pos`` then lies beyond it.
@@ -296,11 +286,11 @@ def _emit_raw(src: _Source, depth: int) -> None:
     src.emit(depth, "pos = end")
 
 
-def _emit_null(src: _Source, depth: int, target: str, index: int) -> None:
+def _emit_null(src: GeneratedFunction, depth: int, target: str, index: int) -> None:
     src.emit(depth, f"{target} = None")
 
 
-def _emit_boolean(src: _Source, depth: int, target: str, index: int) -> None:
+def _emit_boolean(src: GeneratedFunction, depth: int, target: str, index: int) -> None:
     src.emit(depth, "b = data[pos]")
     src.emit(depth, "if b > 1:")
     src.emit(depth + 1, "raise bad_boolean(b)")
@@ -308,7 +298,7 @@ def _emit_boolean(src: _Source, depth: int, target: str, index: int) -> None:
     src.emit(depth, "pos += 1")
 
 
-def _emit_long(src: _Source, depth: int, target: str, index: int) -> None:
+def _emit_long(src: GeneratedFunction, depth: int, target: str, index: int) -> None:
     highs: dict[bytes, int] = {}
     width = src.bind(f"width_{index}", 0)
     src.emit(depth, "b = data[pos]")
@@ -329,7 +319,7 @@ def _emit_long(src: _Source, depth: int, target: str, index: int) -> None:
     src.emit(depth + 2, f"pos += {width}")
 
 
-def _emit_string(src: _Source, depth: int, target: str, index: int) -> None:
+def _emit_string(src: GeneratedFunction, depth: int, target: str, index: int) -> None:
     strings: dict[bytes, str] = {}
     _emit_raw(src, depth)
     src.emit(depth, f"{target} = {src.bind(f'strings_{index}', strings)}.get(raw)")
@@ -337,12 +327,12 @@ def _emit_string(src: _Source, depth: int, target: str, index: int) -> None:
     src.emit(depth + 1, f"{target} = {src.bind(f'decode_string_{index}', _string_decoder(strings))}(raw)")
 
 
-def _emit_bytes(src: _Source, depth: int, target: str, index: int) -> None:
+def _emit_bytes(src: GeneratedFunction, depth: int, target: str, index: int) -> None:
     _emit_raw(src, depth)
     src.emit(depth, f"{target} = raw")
 
 
-def _emit_enum(src: _Source, depth: int, target: str, index: int, symbols: list[str]) -> None:
+def _emit_enum(src: GeneratedFunction, depth: int, target: str, index: int, symbols: list[str]) -> None:
     src.emit(depth, f"{target} = {src.bind(f'enum_{index}', _enum_table(symbols))}[data[pos]]")
     src.emit(depth, f"if {target} is None:")
     src.emit(depth + 1, f"{target}, pos = {src.bind(f'read_enum_{index}', _enum_reader(symbols))}(data, pos)")
@@ -350,7 +340,7 @@ def _emit_enum(src: _Source, depth: int, target: str, index: int, symbols: list[
     src.emit(depth + 1, "pos += 1")
 
 
-def _emit_decimal(src: _Source, depth: int, target: str, index: int, precision: int, scale: int) -> None:
+def _emit_decimal(src: GeneratedFunction, depth: int, target: str, index: int, precision: int, scale: int) -> None:
     decimals: dict[bytes, Decimal] = {}
     decode = _decimal_decoder(precision, scale, decimals)
     _emit_raw(src, depth)
@@ -387,7 +377,7 @@ class _Types:
         return avro_type
 
 
-def _emit_type(src: _Source, types: _Types, depth: int, target: str, index: int, avro_type: Any) -> None:
+def _emit_type(src: GeneratedFunction, types: _Types, depth: int, target: str, index: int, avro_type: Any) -> None:
     """Lines that set ``target`` to the value of ``avro_type`` at ``pos`` and move ``pos`` past it."""
     avro_type = types.resolve(avro_type)
     if isinstance(avro_type, list):
@@ -434,12 +424,11 @@ def _describe(avro_type: Any) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-def _generate(schema: dict[str, Any]) -> _Source:
+def _generate(schema: dict[str, Any]) -> GeneratedFunction:
     if not isinstance(schema, dict) or schema.get("type") != "record":
         raise NotImplementedError("only record schemas are compiled")
     types = _Types(schema)
-    name = str(schema.get("name", "record")).rpartition(".")[2]
-    src = _Source("read_" + "".join(c if c.isalnum() else "_" for c in name))
+    src = GeneratedFunction(function_name("read_", schema), _BASE_NAMES)
     src.emit(0, f"def {src.function}(data, pos):")
     src.emit(1, "if type(data) is not bytes:")
     src.emit(2, "data = bytes(data)")
@@ -459,7 +448,7 @@ def _generate(schema: dict[str, Any]) -> _Source:
 
 def reader_source(schema: dict[str, Any]) -> str:
     """The Python source :func:`compile_record_reader` generates for ``schema``."""
-    return "\n".join(_generate(schema).lines) + "\n"
+    return _generate(schema).source()
 
 
 def compile_record_reader(schema: dict[str, Any]) -> RecordReader:
@@ -468,8 +457,5 @@ def compile_record_reader(schema: dict[str, Any]) -> RecordReader:
     ``schema`` is the schema as JSON or as fastavro's ``parse_schema`` returns it.  Raises
     ``NotImplementedError`` for a schema with a type it does not cover.
     """
-    src = _generate(schema)
-    code = compile("\n".join(src.lines) + "\n", f"<avro reader {src.function}>", "exec")
-    # The generated function's globals are src.names itself: the long readers rebind its widths there.
-    exec(code, src.names)  # noqa: S102 - the source is generated above from the schema alone
-    return src.names[src.function]
+    # The generated function's globals are its names: the long readers rebind its widths there.
+    return _generate(schema).compile("avro reader")

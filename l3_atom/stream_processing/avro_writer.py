@@ -75,6 +75,8 @@ from decimal import Context, Decimal
 from functools import cache
 from typing import Any
 
+from l3_atom.stream_processing.generated_code import GeneratedFunction, function_name
+
 RecordWriter = Callable[[dict[str, Any]], bytes]
 
 # Strings repeat (exchange, symbol, enums-as-strings): cache the first ones seen, up to a small bound.
@@ -238,26 +240,14 @@ def _high_encoder(highs: dict[int, bytes]) -> Callable[[int], bytes]:
     return encode
 
 
-class _Source:
-    """The generated function's lines and the objects its names are bound to."""
-
-    def __init__(self, function: str) -> None:
-        self.function = function
-        self.lines: list[str] = []
-        self.names: dict[str, Any] = {
-            "Decimal": Decimal, "NULL_BRANCH": NULL_BRANCH, "varint": varint,
-            "not_an_int": not_an_int, "not_a_bool": not_a_bool, "not_a_decimal": not_a_decimal,
-        }
-
-    def emit(self, depth: int, line: str) -> None:
-        self.lines.append("    " * depth + line)
-
-    def bind(self, name: str, value: Any) -> str:
-        self.names[name] = value
-        return name
+# What every generated write function can name.
+_BASE_NAMES: dict[str, Any] = {
+    "Decimal": Decimal, "NULL_BRANCH": NULL_BRANCH, "varint": varint,
+    "not_an_int": not_an_int, "not_a_bool": not_a_bool, "not_a_decimal": not_a_decimal,
+}
 
 
-def _emit_long(src: _Source, depth: int, target: str, index: int, prefix: bytes) -> None:
+def _emit_long(src: GeneratedFunction, depth: int, target: str, index: int, prefix: bytes) -> None:
     suffix = f"_{prefix.hex()}" if prefix else ""
     small_table, low_table = long_tables(prefix)
     small, low = src.bind(f"SMALL{suffix}", small_table), src.bind(f"LOW{suffix}", low_table)
@@ -275,7 +265,7 @@ def _emit_long(src: _Source, depth: int, target: str, index: int, prefix: bytes)
     src.emit(depth + 1, f"{target} = {src.bind(f'prefix_{index}', prefix)} + varint(value)")
 
 
-def _emit_boolean(src: _Source, depth: int, target: str, index: int, prefix: bytes) -> None:
+def _emit_boolean(src: GeneratedFunction, depth: int, target: str, index: int, prefix: bytes) -> None:
     src.emit(depth, "if value is True:")
     src.emit(depth + 1, f"{target} = {src.bind(f'true_{index}', prefix + TRUE)}")
     src.emit(depth, "elif value is False:")
@@ -284,18 +274,18 @@ def _emit_boolean(src: _Source, depth: int, target: str, index: int, prefix: byt
     src.emit(depth + 1, "raise not_a_bool(value)")
 
 
-def _emit_string(src: _Source, depth: int, target: str, index: int, prefix: bytes) -> None:
+def _emit_string(src: GeneratedFunction, depth: int, target: str, index: int, prefix: bytes) -> None:
     strings: dict[str, bytes] = {}
     src.emit(depth, f"{target} = {src.bind(f'strings_{index}', strings)}.get(value)")
     src.emit(depth, f"if {target} is None:")
     src.emit(depth + 1, f"{target} = {src.bind(f'encode_string_{index}', _string_encoder(prefix, strings))}(value)")
 
 
-def _emit_bytes(src: _Source, depth: int, target: str, index: int, prefix: bytes) -> None:
+def _emit_bytes(src: GeneratedFunction, depth: int, target: str, index: int, prefix: bytes) -> None:
     src.emit(depth, f"{target} = {src.bind(f'encode_bytes_{index}', _bytes_encoder(prefix))}(value)")
 
 
-def _emit_enum(src: _Source, depth: int, target: str, index: int, prefix: bytes, symbols: list[str]) -> None:
+def _emit_enum(src: GeneratedFunction, depth: int, target: str, index: int, prefix: bytes, symbols: list[str]) -> None:
     table = {symbol: prefix + varint(position) for position, symbol in enumerate(symbols)}
     src.emit(depth, "try:")
     src.emit(depth + 1, f"{target} = {src.bind(f'enum_{index}', table)}[value]")
@@ -304,7 +294,7 @@ def _emit_enum(src: _Source, depth: int, target: str, index: int, prefix: bytes,
 
 
 def _emit_decimal(
-    src: _Source, depth: int, target: str, index: int, prefix: bytes, precision: int, scale: int
+    src: GeneratedFunction, depth: int, target: str, index: int, prefix: bytes, precision: int, scale: int
 ) -> None:
     decimals: dict[str, bytes] = {}
     encode = _decimal_encoder(precision, scale, prefix, decimals)
@@ -320,7 +310,7 @@ _SIMPLE = {"long": _emit_long, "int": _emit_long, "boolean": _emit_boolean, "str
            "bytes": _emit_bytes}
 
 
-def _emit_type(src: _Source, depth: int, target: str, index: int, avro_type: Any, prefix: bytes = b"") -> None:
+def _emit_type(src: GeneratedFunction, depth: int, target: str, index: int, avro_type: Any, prefix: bytes = b"") -> None:
     """Lines that set ``target`` to ``prefix`` + the encoding of ``value``, a value of ``avro_type``."""
     if isinstance(avro_type, list):
         if len(avro_type) != 2 or avro_type[0] != "null" or prefix or isinstance(avro_type[1], list):
@@ -342,10 +332,10 @@ def _emit_type(src: _Source, depth: int, target: str, index: int, avro_type: Any
         raise NotImplementedError(f"Avro type {avro_type!r} is not supported by the compiled writer")
 
 
-def _generate(schema: dict[str, Any], prefix: bytes) -> _Source:
+def _generate(schema: dict[str, Any], prefix: bytes) -> GeneratedFunction:
     if schema.get("type") != "record":
         raise NotImplementedError("only record schemas are compiled")
-    src = _Source("write_" + "".join(c if c.isalnum() else "_" for c in schema.get("name", "record")))
+    src = GeneratedFunction(function_name("write_", schema), _BASE_NAMES)
     src.emit(0, f"def {src.function}(record):")
     src.emit(1, "try:")
     parts = [src.bind("prefix", prefix)] if prefix else []
@@ -363,13 +353,9 @@ def _generate(schema: dict[str, Any], prefix: bytes) -> _Source:
 
 def writer_source(schema: dict[str, Any], prefix: bytes = b"") -> str:
     """The Python source :func:`compile_record_writer` generates for ``schema``."""
-    return "\n".join(_generate(schema, prefix).lines) + "\n"
+    return _generate(schema, prefix).source()
 
 
 def compile_record_writer(schema: dict[str, Any], prefix: bytes = b"") -> RecordWriter:
     """A function that writes a record of ``schema`` (a flat Avro record) as ``prefix`` + its Avro binary."""
-    src = _generate(schema, prefix)
-    namespace = dict(src.names)
-    code = compile("\n".join(src.lines) + "\n", f"<avro writer {src.function}>", "exec")
-    exec(code, namespace)  # noqa: S102 - the source is generated above from the schema alone
-    return namespace[src.function]
+    return _generate(schema, prefix).compile("avro writer")

@@ -51,6 +51,9 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         # Per partition: a delivered batch's last offset -> its first (see ``_new_offset``).
         self._batch_spans: dict[TP, dict[int, int]] = {}
 
+    def _new_consumer_thread(self) -> FetchWaitConsumerThread:
+        return FetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by the e2e tests
         """Faust's own fetch loop (``Consumer._drain_messages``), with batched topics delivered per batch."""
         batched = getattr(self.app, "batched_topics", frozenset())
@@ -140,6 +143,21 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         await super().on_partitions_revoked(revoked)
 
 
+class FetchWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread, giving its aiokafka consumer the app's fetch wait.
+
+    On Tansu a fetch is answered only when its wait ends, so the wait is the latency of every
+    record (``config.ini``, the local profile); Faust has no setting for it.
+    """
+
+    def _create_consumer(self, loop: Any) -> Any:
+        consumer = super()._create_consumer(loop)
+        wait = getattr(self.app, "fetch_max_wait_ms", None)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait  # read when the consumer starts and builds its fetcher
+        return consumer
+
+
 class BatchingTransport(aiokafka_driver.Transport):
     Consumer = BatchingConsumer
 
@@ -147,12 +165,14 @@ class BatchingTransport(aiokafka_driver.Transport):
 class BatchingApp(faust.App):
     """A Faust app whose agents can read topics in batches (:meth:`batched_topic`)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None, **kwargs: Any) -> None:
         self.batched_topics: set[str] = set()
+        # How long the broker may hold a fetch (Faust fixes it at 1500 ms; a broker profile sets it).
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         super().__init__(*args, **kwargs)
 
     def batched_topic(self, *names: str) -> faust.TopicT:
-        """A raw-bytes topic whose events are :class:`RecordBatch` values (read them with :func:`records_of`)."""
+        """A raw-bytes topic whose events are :class:`RecordBatch` values (``async for batch in stream``)."""
         self.batched_topics.update(names)
         return self.topic(*names, key_serializer="raw", value_serializer="raw")
 

@@ -61,8 +61,6 @@ MATCH_REASON = "match"
 OFF_BOOK_REASONS = {kind: f"{kind}: order not on the book yet" for kind in ("received", "activate")}
 # Verdicts on a full-channel message that make it a skip (see ``_repeat``).
 REPEATS = (Verdict.DUPLICATE, Verdict.STALE)
-# Builds an Output without the NamedTuple's Python-level __new__ (this runs per record).
-_new_tuple = tuple.__new__
 
 
 def book_side(side: Any) -> str:
@@ -230,7 +228,7 @@ class CoinbaseStandardiser(Standardiser):
         book_prev = self._book_prev
         record["prev_sequence"] = book_prev.get(symbol)
         book_prev[symbol] = sequence
-        outputs = [_new_tuple(Output, (LOB_L3, key, record))]
+        outputs = [Output(LOB_L3, key, record)]
         requests = self.book_checks.requests(symbol, atom_timestamp)
         return outputs + requests if requests else outputs
 
@@ -269,7 +267,7 @@ class CoinbaseStandardiser(Standardiser):
             "event_timestamp": ms_from_iso(message["time"]),
             "atom_timestamp": atom_timestamp,
         }
-        outputs = [_new_tuple(Output, (TRADES_L3, key, record))]
+        outputs = [Output(TRADES_L3, key, record)]
         # Matches join the full channel's numbering only on it (the matches channel skips numbers);
         # last_match is the last trade before subscribing, outside the numbering.
         if message["type"] == "match" and symbol in self._stream.books:
@@ -322,7 +320,7 @@ class CoinbaseStandardiser(Standardiser):
             event_timestamp=ms_from_iso(message["time"]),
             atom_timestamp=atom_timestamp,
         )
-        return [_new_tuple(Output, (TICKER, key, record))]
+        return [Output(TICKER, key, record)]
 
     def _level(
         self, symbol: str, side: str, price: Any, size: Any, snapshot: bool, event_timestamp: int | None, atom: int
