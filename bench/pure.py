@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,8 @@ from l3_atom.topics import ATOM_TIMESTAMP_HEADER, SYMBOL_HEADER
 EXCHANGE_TESTS = Path(__file__).resolve().parents[1] / "tests" / "exchanges"
 ATOM = 1_700_000_000_000_000
 CAPTURE_TIMEOUT_S = 60.0
+# The simulated clock's step between order-flow steps (10 µs: 100k steps a second).
+FRAME_INTERVAL_US = 10
 CONNECTOR_SETTINGS = ConnectorSettings(0.1, 1.0, 30.0, 16 << 20)
 
 
@@ -35,8 +38,13 @@ def rate(count: int, work: Callable[[], object]) -> float:
 
 
 def coinbase_frames(count: int) -> list[bytes]:
-    """Coinbase full-channel traffic from the simulator's seeded order flow."""
-    return [orjson.dumps(m) for m in OrderFlow(seed=1).take(count, ATOM)]
+    """Coinbase full-channel traffic from the simulator's seeded order flow, its clock moving as it would live.
+
+    Each order-flow step (a taker's match, done and ticker share one) is stamped ``FRAME_INTERVAL_US``
+    after the last, so times vary the way real traffic's do and no time-parsing cache is flattered.
+    """
+    clock = itertools.count(ATOM, FRAME_INTERVAL_US).__next__
+    return [orjson.dumps(m) for m in itertools.islice(OrderFlow(seed=1).messages(clock), count)]
 
 
 def measure_coinbase(add: Callable, repeat: Callable, repeats: int, messages: int) -> None:

@@ -33,11 +33,13 @@ class RecordPublisher:
         self._producer = Producer(kafka.producer_config())
         self.failures: Counter[str] = Counter()
         self._first_failure: KafkaError | None = None
+        # Bound once: produce runs for every record.
+        self._report = self._on_delivery
 
     def produce(self, topic: str, key: str, value: bytes) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                self._producer.produce(topic, value, key, on_delivery=self._report)
                 return
             except BufferError:
                 # Local queue full: serve deliveries until there is room (backpressure, no drop).

@@ -59,13 +59,12 @@ class RawMessageProcessor:
         """
         self.messages += 1
         stamp = symbol = None
-        if headers:
-            for name, header in headers.items() if isinstance(headers, dict) else headers:
-                if name == ATOM_TIMESTAMP_HEADER:
-                    if stamp is None:
-                        stamp = header
-                elif name == SYMBOL_HEADER and symbol is None:
-                    symbol = header
+        for name, header in headers.items() if type(headers) is dict else headers or ():
+            if name == ATOM_TIMESTAMP_HEADER:
+                if stamp is None:
+                    stamp = header
+            elif name == SYMBOL_HEADER and symbol is None:
+                symbol = header
         if not stamp or not stamp.isdigit():
             error = StandardiseError(f"raw message has no valid {ATOM_TIMESTAMP_HEADER} header: {stamp!r}")
             return [self._dead_letter(error, value, 0, raw_topic, partition, offset, key)]
@@ -73,14 +72,13 @@ class RawMessageProcessor:
         try:
             outputs = self.standardiser.standardise(value, atom_timestamp, key, symbol and symbol.decode())
             encoders = self.encoders
-            encoded = []
-            for topic, out_key, record in outputs:
-                encoded.append(_new_tuple(Encoded, (topic, out_key, encoders[topic].encode(record))))
+            encoded = [_new_tuple(Encoded, (topic, out_key, encoders[topic].encode(record)))
+                       for topic, out_key, record in outputs]
         except (StandardiseError, ValueError, TypeError, KeyError) as exc:
             return [self._dead_letter(exc, value, atom_timestamp, raw_topic, partition, offset, key)]
         records = self.records
-        for item in encoded:
-            records[item.topic] += 1
+        for topic, _, _ in outputs:
+            records[topic] += 1
         return encoded
 
     def _dead_letter(
