@@ -2,26 +2,36 @@
 
 All of it shares this machine's cores with the broker, the producer and the
 measuring consumer, as the issue asks; figures are for this machine only.
+The connector's rate is measured with no processor running, beside the rate
+at which the simulator (a Python process, the producer of frames) can feed a
+reader that does nothing else.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import statistics
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from unittest import mock
 
+import aiohttp
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.pure import ATOM, coinbase_frames
 from l3_atom.config import Settings
 from l3_atom.infra.broker import LocalBroker
-from l3_atom.infra.local_pipeline import LocalPipeline, LocalStack
+from l3_atom.infra.local_pipeline import READY_TIMEOUT_S, LocalPipeline, LocalStack
+from l3_atom.infra.processes import wait_until
 from l3_atom.sources import standardiser_class
 from l3_atom.stream_processing.codecs import decode_wire, parsed_schema
 from l3_atom.topic_admin import ensure_topics
@@ -83,15 +93,8 @@ def _count(
     return count, last
 
 
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-async def measure_all(add: Callable, scale: Any) -> None:
-    """Every distributed measurement at ``scale`` (``bench.run.Scale``)."""
+async def measure_all(add: Callable, scale: Any) -> dict[int, float]:
+    """Every distributed measurement at ``scale`` (``bench.run.Scale``); the simulator's ceiling per symbol count."""
     repeats, messages = scale.repeats, scale.broker_messages
     for workers in (1, 2):
         add("distributed path (raw topic -> processor -> topics)", f"{workers} worker(s)", "msg/s",
@@ -105,16 +108,7 @@ async def measure_all(add: Callable, scale: Any) -> None:
         add(section, "broker alone, one hop: p50", "ms", [hop[0] for hop in hops],
             "produce -> consume on the same broker, same producer/consumer settings: the floor of each of the two hops")
         add(section, "broker alone, one hop: p99", "ms", [hop[1] for hop in hops])
-    for symbols in (1, 50):
-        rates, connector_mb, processor_mb = [], [], []
-        for _ in range(repeats):
-            frames_per_s, rss = connector_rate(symbols, scale.connector_frames)
-            rates.append(frames_per_s)
-            connector_mb.append(rss["connector"])
-            processor_mb.append(rss["processor0"])
-        add("connector (websocket -> raw topic)", f"{symbols} symbol(s)", "frames/s", rates)
-        add("memory (peak RSS)", f"connector, {symbols} symbol(s)", "MB", connector_mb)
-        add("memory (peak RSS)", f"processor, {symbols} symbol(s)", "MB", processor_mb)
+    return measure_connector(add, scale)
 
 
 def processor_throughput(workers: int, messages: int) -> float:
@@ -236,16 +230,200 @@ def expected_records(journal: Path) -> int:
     return count
 
 
-def connector_rate(symbols: int, messages: int) -> tuple[float, dict[str, float]]:
-    """Frames/s the connector archives from the simulator at its top rate, and peak RSS per process."""
-    names = [f"S{i:02d}.USD" for i in range(symbols)] if symbols > 1 else ["BTC.USD"]
+
+
+# ----------------------------------------------------------------- connector rate and memory
+
+CONNECTOR_SECTION = "connector (websocket -> raw topic)"
+MEMORY_SECTION = "memory (peak RSS)"
+SYMBOL_COUNTS = (1, 50)
+# The simulator's top rate: it offers more than a connector (or runner.py local) takes.
+SIMULATOR_RATE = 100_000
+PRODUCT_CHANNELS = ("full", "ticker")  # what the Coinbase connector subscribes to
+# A rate over a window is the least-squares slope of a counter sampled this often: the sawtooth of
+# send buffers filling and draining averages out instead of landing on the window's two ends.
+SAMPLE_INTERVAL_S = 0.25
+STATS_PATH = "/_sim/stats"
+HTTP_TIMEOUT_S = 5.0
+READER_STOP_S = 5.0
+# A bare reader needs no warm-up beyond its first frames (no snapshots, nothing held back).
+CEILING_WARMUP_S = 1.0
+KIB_PER_MIB = 1024
+MS_PER_S = 1000
+# A span of record timestamps is never taken as shorter than this (they are whole milliseconds).
+MIN_SPAN_S = 1e-3
+
+
+def symbol_names(count: int) -> list[str]:
+    """The normalised symbols of a run with ``count`` symbols (the simulator makes up any product)."""
+    return [f"S{i:02d}.USD" for i in range(count)] if count > 1 else ["BTC.USD"]
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (``VmHWM``) so far, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / KIB_PER_MIB
+    return 0.0
+
+
+class SimulatorOnly(LocalPipeline):
+    """The Coinbase simulator exactly as ``LocalPipeline`` starts it (same command, journal on), nothing else.
+
+    Subclasses add their own clients in ``start_connectors``; ``stop`` stops every process even on failure.
+    """
+
+    def __init__(self, symbols: list[str], workdir: Path):
+        super().__init__(symbols, rate=SIMULATOR_RATE, workers=0, workdir=workdir)
+
+    def start(self) -> Self:
+        """The simulator, then what ``start_connectors`` adds; on failure, everything started is stopped."""
+        with contextlib.ExitStack() as on_failure:
+            on_failure.callback(self.stop)
+            self.start_sources()
+            self.start_connectors()
+            on_failure.pop_all()
+        return self
+
+    def start_connectors(self) -> None:
+        """No connector: the caller reads the simulator itself."""
+
+    def frames_sent(self) -> int:
+        """Frames the simulator has written to all its websocket connections (its own counter)."""
+        with urllib.request.urlopen(self.simulator_rest_url + STATS_PATH, timeout=HTTP_TIMEOUT_S) as response:
+            return sum(orjson.loads(response.read())["frames_sent"].values())
+
+    def wait_flowing(self) -> None:
+        """Until a client has subscribed and frames go out (connecting and subscribing are not measured)."""
+        wait_until(lambda: self.frames_sent() > 0, READY_TIMEOUT_S, "the first frames to a client")
+
+
+def window_rates(counters: list[Callable[[], int]], window_s: float) -> list[float]:
+    """Each counter's rate (per s) over the next ``window_s``, all sampled at the same instants."""
+    times: list[float] = []
+    samples: list[list[int]] = [[] for _ in counters]
+    end = time.monotonic() + window_s
+    while True:
+        times.append(time.monotonic())
+        for counter, values in zip(counters, samples, strict=True):
+            values.append(counter())
+        if times[-1] >= end:
+            break
+        time.sleep(SAMPLE_INTERVAL_S)
+    return [statistics.linear_regression(times, values).slope for values in samples]
+
+
+class BareReader:
+    """A websocket client that subscribes as the connector does and only counts frames: the simulator sets the pace.
+
+    It runs on its own thread (with its own event loop) so that the caller may sample ``frames`` meanwhile.
+    """
+
+    def __init__(self, url: str, symbols: list[str]):
+        self.url = url
+        self.products = [symbol.replace(".", "-") for symbol in symbols]
+        self.frames = 0
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="bare websocket reader", daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(READER_STOP_S)
+        if self._error is not None:
+            raise RuntimeError(f"the bare websocket reader failed: {self._error!r}") from self._error
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._read())
+        except BaseException as exc:  # noqa: BLE001 - reported by __exit__ on the caller's thread
+            self._error = exc
+
+    async def _read(self) -> None:
+        subscribe = {"type": "subscribe", "product_ids": self.products, "channels": list(PRODUCT_CHANNELS)}
+        async with aiohttp.ClientSession() as session, session.ws_connect(self.url, max_msg_size=0) as ws:
+            await ws.send_bytes(orjson.dumps(subscribe))
+            while not self._stop.is_set():
+                message = await ws.receive()
+                if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    raise ConnectionError(f"the simulator ended the connection: {message.type.name}")
+                self.frames += 1
+
+
+def simulator_ceiling(symbols: int, window_s: float, warmup_s: float = CEILING_WARMUP_S) -> float:
+    """Frames/s a reader that does nothing else receives from the simulator asked for its top rate."""
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        SimulatorOnly(symbol_names(symbols), Path(workdir)) as simulator,
+        BareReader(simulator.simulator_ws_url, simulator.symbols) as reader,
+    ):
+        simulator.wait_flowing()
+        time.sleep(warmup_s)
+        [rate] = window_rates([lambda: reader.frames], window_s)
+    return rate
+
+
+def measure_connector(add: Callable, scale: Any) -> dict[int, float]:
+    """Connector frames/s beside the simulator's ceiling, and peak RSS; the ceiling per symbol count."""
+    ceilings = {}
+    for symbols in SYMBOL_COUNTS:
+        runs = [connector_rate(symbols, scale.connector_frames, workers=0) for _ in range(scale.repeats)]
+        loaded = [connector_rate(symbols, scale.connector_frames, workers=1)[1] for _ in range(scale.repeats)]
+        ceiling = [simulator_ceiling(symbols, scale.rate_window_s) for _ in range(scale.repeats)]
+        rates = [rate for rate, _ in runs]
+        ceilings[symbols] = statistics.median(ceiling)
+        add(CONNECTOR_SECTION, f"{symbols} symbol(s)", "frames/s", rates,
+            f"middle {SUSTAINED_TO - SUSTAINED_FROM}% of {scale.connector_frames} frames; alongside: broker, simulator, "
+            f"measuring consumer, idle registry, no processor; {statistics.median(rates) / ceilings[symbols]:.0%} "
+            "of the simulator's ceiling")
+        add(CONNECTOR_SECTION, f"simulator ceiling, {symbols} symbol(s)", "frames/s", ceiling,
+            f"the simulator asked for {SIMULATOR_RATE:,} msg/s, to a bare websocket reader (full+ticker), "
+            f"{scale.rate_window_s:g} s after {CEILING_WARMUP_S:g} s")
+        add(MEMORY_SECTION, f"connector, {symbols} symbol(s)", "MB", [rss["connector"] for _, rss in runs],
+            "the connector run above")
+        add(MEMORY_SECTION, f"processor, {symbols} symbol(s)", "MB", [rss["processor0"] for rss in loaded],
+            "one worker, processing the connector's raw topic at full rate")
+    return ceilings
+
+
+def _wait_for_topic(pipeline: LocalPipeline, topic: str) -> None:
+    """Without a processor, the connector creates the raw topic: wait for it (and fail if the connector died)."""
+    probe = Consumer({"bootstrap.servers": pipeline.broker.bootstrap_servers, "group.id": "bench"})
+
+    def created() -> bool:
+        pipeline.check_alive("connector")
+        return topic in probe.list_topics(timeout=HTTP_TIMEOUT_S).topics
+
+    try:
+        wait_until(created, READY_TIMEOUT_S, f"topic {topic}")
+    finally:
+        probe.close()
+
+
+def connector_rate(symbols: int, messages: int, workers: int) -> tuple[float, dict[str, float]]:
+    """Frames/s the connector archives from the simulator at its top rate, and peak RSS per process.
+
+    The rate is over the middle of the raw topic's records by their timestamps (produce time): the
+    start (connecting, frames held behind each symbol's REST snapshot and then produced at once) and
+    the simulator's end are left out.  ``workers`` processors alongside compete for the cores: the
+    rate is meant with none; run one for its memory under load.
+    """
     with tempfile.TemporaryDirectory() as workdir, LocalPipeline(
-        names, rate=100_000, max_messages=messages, workdir=Path(workdir)
+        symbol_names(symbols), rate=SIMULATOR_RATE, workers=workers, max_messages=messages, workdir=Path(workdir)
     ) as pipeline:
-        consumer = _consumer(pipeline.broker.bootstrap_servers, [raw_topic("coinbase")])
+        topic = raw_topic("coinbase")
+        _wait_for_topic(pipeline, topic)
+        consumer = _consumer(pipeline.broker.bootstrap_servers, [topic])
         stamps: list[int] = []
-        _count(consumer, messages, lambda m: stamps.append(m.timestamp()[1]))
+        count, _ = _count(consumer, messages, lambda m: stamps.append(m.timestamp()[1]))
         consumer.close()
-        rss = {name: _peak_rss_mb(proc.pid) for name, proc in pipeline.processes.items()}
+        if count < messages:
+            raise RuntimeError(f"only {count} of {messages} frames reached {topic}")
+        rss = {name: peak_rss_mb(proc.pid) for name, proc in pipeline.processes.items()}
     stamps.sort()
-    return len(stamps) / max((stamps[-1] - stamps[0]) / 1000, 1e-3), rss
+    low, high = count * SUSTAINED_FROM // PERCENT, count * SUSTAINED_TO // PERCENT
+    return (high - low) / max((stamps[high] - stamps[low]) / MS_PER_S, MIN_SPAN_S), rss

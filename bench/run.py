@@ -25,7 +25,7 @@ from pathlib import Path
 
 import orjson
 
-from bench import books, distributed, pure
+from bench import books, distributed, local_mode, pure
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -69,13 +69,18 @@ class Scale:
     messages: int  # Coinbase full-channel messages standardised in pure code
     broker_messages: int  # ... and through the broker (a sustained rate needs seconds of work)
     latency_s: float  # how long the simulator runs for each latency figure
-    connector_frames: int
+    connector_frames: int  # frames the simulator sends the connector (its rate is over the middle 80%)
+    rate_warmup_s: float  # runner.py local: time to settle (connect-time backlog drained) before measuring...
+    rate_window_s: float  # ... and the window its rates (and the simulator's ceiling) are measured over
 
 
 SCALES = {
-    "full": Scale(repeats=3, messages=100_000, broker_messages=200_000, latency_s=15.0, connector_frames=200_000),
-    "quick": Scale(repeats=1, messages=20_000, broker_messages=60_000, latency_s=5.0, connector_frames=50_000),
-    "smoke": Scale(repeats=1, messages=2_000, broker_messages=2_000, latency_s=1.0, connector_frames=5_000),
+    "full": Scale(repeats=3, messages=100_000, broker_messages=200_000, latency_s=15.0, connector_frames=200_000,
+                  rate_warmup_s=8.0, rate_window_s=10.0),
+    "quick": Scale(repeats=1, messages=20_000, broker_messages=60_000, latency_s=5.0, connector_frames=100_000,
+                   rate_warmup_s=8.0, rate_window_s=5.0),
+    "smoke": Scale(repeats=1, messages=2_000, broker_messages=2_000, latency_s=1.0, connector_frames=5_000,
+                   rate_warmup_s=1.0, rate_window_s=1.0),
 }
 
 
@@ -90,7 +95,8 @@ def run(scale: Scale) -> list[Figure]:
     pure.measure_coinbase(add, repeat, repeats, messages=scale.messages)
     pure.measure_recordings(add, repeat, repeats)
     books.measure(add, repeat, repeats)
-    asyncio.run(distributed.measure_all(add, scale))
+    ceilings = asyncio.run(distributed.measure_all(add, scale))
+    local_mode.measure(add, scale, ceilings)
     return figures
 
 

@@ -12,7 +12,17 @@ import pytest
 from l3_atom.infra.processes import PROJECT_ROOT
 
 SECTIONS = ("standardise, one core", "book engine", "distributed path", "latency at 1,000", "latency at 10,000",
-            "connector", "memory")
+            "connector", "runner.py local", "memory")
+# Section prefix -> {measurement: unit} of the figures measured for 1 and for 50 symbols.
+PER_SYMBOLS = {
+    "connector": {"{} symbol(s)": "frames/s", "simulator ceiling, {} symbol(s)": "frames/s"},
+    "runner.py local": {"{} symbol(s)": "frames/s", "{} symbol(s), records written": "records/s"},
+    "memory": {"connector, {} symbol(s)": "MB", "processor, {} symbol(s)": "MB", "runner.py local, {} symbol(s)": "MB"},
+}
+SYMBOL_COUNTS = (1, 50)
+# The frames/s figure that each of these sections compares with the simulator's ceiling in its note.
+BESIDE_CEILING = ("connector", "runner.py local")
+THROUGHPUT = "{} symbol(s)"
 
 
 @pytest.mark.timeout(600)
@@ -33,3 +43,10 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
         assert figure["samples"] and all(isinstance(s, float | int) for s in figure["samples"])
         assert figure["low"] <= figure["median"] <= figure["high"]
         assert figure["median"] > 0 or "skipped" in figure["note"], figure
+    for symbols in SYMBOL_COUNTS:
+        for section, units in PER_SYMBOLS.items():
+            for name, unit in units.items():
+                found = [f for f in figures if f["section"].startswith(section) and f["name"] == name.format(symbols)]
+                assert len(found) == 1 and found[0]["unit"] == unit, (section, name.format(symbols), found)
+                if section in BESIDE_CEILING and name == THROUGHPUT:
+                    assert "of the simulator's ceiling" in found[0]["note"], found[0]
