@@ -46,6 +46,8 @@ STATS_INTERVAL_S = 10.0
 RESYNC_MIN_INTERVAL_S = 2.0
 SINK_POLL_INTERVAL_S = 0.1
 NEAR_MATCHES = 5
+# Distinct raw keys whose symbol is remembered; past this (a source inventing keys) it is worked out per frame.
+SYMBOL_CACHE_KEYS = 4096
 
 
 REST_CONNECTION_ID = "rest"
@@ -62,6 +64,20 @@ class RestPoll(NamedTuple):
     params: dict[str, str]
     key: str
     interval_s: float
+
+
+class _SymbolOfKey(dict[str, str | None]):
+    """Raw key -> normalised symbol (the ``symbol`` header), worked out once per key instead of once per frame."""
+
+    def __init__(self, normalised_of: dict[str, str]):
+        super().__init__()
+        self._normalised_of = normalised_of
+
+    def __missing__(self, key: str) -> str | None:
+        symbol = self._normalised_of.get(split_raw_key(key)[1])
+        if len(self) < SYMBOL_CACHE_KEYS:
+            self[key] = symbol
+        return symbol
 
 
 class DataFeed(ABC):
@@ -93,8 +109,7 @@ class DataFeed(ABC):
         self.rest_endpoint = rest_url or self.rest_url
         self.active_channels = tuple(channels or self.channels)
         self.symbol_map: dict[str, str] = {}
-        # Exchange symbol -> normalised, for the symbols this connector streams.
-        self.normalised_of: dict[str, str] = {}
+        self.normalised_of = {}
         self.connections: list[WebsocketConnection] = []
         # Exchange symbol -> the connection that carries it (for resyncs).
         self.connection_of: dict[str, WebsocketConnection] = {}
@@ -105,6 +120,16 @@ class DataFeed(ABC):
         self._snapshot_lock = asyncio.Lock()
         # Raw key -> its frames that arrived while its REST snapshot was being fetched.
         self._held: dict[str, list[tuple[bytes, int, str]]] = {}
+
+    @property
+    def normalised_of(self) -> dict[str, str]:
+        """Exchange symbol -> normalised, for the symbols this connector streams (set it whole, not in place)."""
+        return self._normalised_of
+
+    @normalised_of.setter
+    def normalised_of(self, value: dict[str, str]) -> None:
+        self._normalised_of = value
+        self._symbol_of_key = _SymbolOfKey(value)
 
     # -- pure, per source ------------------------------------------------------------------
 
@@ -199,11 +224,12 @@ class DataFeed(ABC):
             self.sink.dead_letter(key or self.key_of(frame[:limit], connection_id), frame, error, atom_timestamp)
             return
         key = key or self.key_of(frame, connection_id)
-        held = self._held.get(key) if self._held else None
-        if held is not None and connection_id != REST_CONNECTION_ID:
-            held.append((frame, atom_timestamp, connection_id))
-            return
-        self.sink.write(key, frame, atom_timestamp, connection_id, self.normalised_of.get(split_raw_key(key)[1]))
+        if self._held and connection_id != REST_CONNECTION_ID:
+            held = self._held.get(key)
+            if held is not None:
+                held.append((frame, atom_timestamp, connection_id))
+                return
+        self.sink.write(key, frame, atom_timestamp, connection_id, self._symbol_of_key[key])
 
     async def run(self) -> None:
         """Connect and stream until cancelled."""

@@ -1,4 +1,4 @@
-"""Pure parts of the Coinbase connector: symbol map, keys, subscribe, signing."""
+"""Pure parts of the Coinbase connector: symbol map, keys, frames to the sink, subscribe, signing."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import orjson
 import pytest
 
 from l3_atom.config import ConnectorSettings
-from l3_atom.data_source import UnknownSymbol
+from l3_atom.data_source import REST_CONNECTION_ID, UnknownSymbol
 from l3_atom.off_chain.coinbase import Coinbase, signed_fields
 from tests.recorded import http_bodies
-from tests.sinks import NullSink
+from tests.sinks import ListSink, NullSink
 
 SETTINGS = ConnectorSettings(0.01, 0.1, 30.0, 1024)
 PRODUCTS = orjson.dumps([
@@ -55,10 +55,43 @@ def test_resolve_maps_to_exchange_symbols() -> None:
         (b'{"type":"subscriptions","channels":[]}', "coinbase_all_control"),
         (b'{"type":"open", "product_id":', "coinbase_all_unparsed"),
         (b"[1,2,3]", "coinbase_all_unparsed"),
+        (b'{"type":["open"],"product_id":"BTC-USD"}', "coinbase_all_unparsed"),
     ],
 )
 def test_frame_key(frame: bytes, key: str) -> None:
     assert feed("BTC.USD").frame_key(frame) == key
+
+
+def test_frames_reach_the_sink_with_key_symbol_and_holds_and_oversize_frames_are_dead_lettered() -> None:
+    sink = ListSink(strict=False)
+    coinbase = Coinbase(["BTC.USD"], sink, SETTINGS)
+    coinbase.normalised_of = {"BTC-USD": "BTC.USD"}
+    btc, ticker, control = (b'{"type":"open","product_id":"BTC-USD"}', b'{"type":"ticker","product_id":"BTC-USD"}',
+                            b'{"type":"subscriptions"}')
+    for frame in (btc, ticker, control, btc):
+        coinbase._on_frame(frame, 1, "coinbase.0.1")
+    # While a REST book is on its way, its key's frames wait and follow it; other keys go on.
+    coinbase._held["coinbase_BTC-USD_full"] = []
+    coinbase._on_frame(btc, 2, "coinbase.0.1")
+    coinbase._on_frame(ticker, 2, "coinbase.0.1")
+    coinbase._on_frame(b'{"book":1}', 3, REST_CONNECTION_ID, "coinbase_BTC-USD_full")
+    assert coinbase._held.pop("coinbase_BTC-USD_full") == [(btc, 2, "coinbase.0.1")]
+    # A new symbol map applies at once (the symbol header is remembered per key, not for ever).
+    coinbase.normalised_of = {"BTC-USD": "XBT.USD"}
+    coinbase._on_frame(btc, 4, "coinbase.0.2")
+    coinbase._on_frame(b'{"type":"open","product_id":"BTC-USD","pad":"' + b" " * SETTINGS.max_frame_bytes + b'"}',
+                       5, "coinbase.0.2")
+    assert sink.rows == [
+        ("coinbase_BTC-USD_full", btc, 1, "coinbase.0.1", "BTC.USD"),
+        ("coinbase_BTC-USD_ticker", ticker, 1, "coinbase.0.1", "BTC.USD"),
+        ("coinbase_all_control", control, 1, "coinbase.0.1", None),
+        ("coinbase_BTC-USD_full", btc, 1, "coinbase.0.1", "BTC.USD"),
+        ("coinbase_BTC-USD_ticker", ticker, 2, "coinbase.0.1", "BTC.USD"),
+        ("coinbase_BTC-USD_full", b'{"book":1}', 3, REST_CONNECTION_ID, "BTC.USD"),
+        ("coinbase_BTC-USD_full", btc, 4, "coinbase.0.2", "XBT.USD"),
+    ]
+    [(key, _, error, atom_timestamp)] = sink.dead
+    assert (key, atom_timestamp) == ("coinbase_all_unparsed", 5) and "exceeds max_frame_bytes" in error
 
 
 def test_subscribe_is_unsigned_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -82,7 +82,7 @@ class Coinbase(DataFeed):
             message = orjson.loads(frame)
             product = message.get("product_id")
             feed = FEED_OF_TYPE.get(message.get("type"), CONTROL)
-        except (orjson.JSONDecodeError, AttributeError):
+        except (orjson.JSONDecodeError, AttributeError, TypeError):  # not JSON, not an object, unhashable type
             return raw_key(self.name, None, UNPARSED)
         return raw_key(self.name, product if isinstance(product, str) else None, feed)
 
