@@ -1,4 +1,4 @@
-"""The compiled Avro writer gives the same bytes as fastavro, for every schema it compiles."""
+"""The generated Python Avro writer (the reference; the C writer is checked against it) gives fastavro's bytes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l3_atom.stream_processing.avro_writer import compile_record_writer, varint, writer_source
+from l3_atom.stream_processing.avro_writer import compile_python_record_writer, varint, writer_source
 from l3_atom.stream_processing.codecs import available_topics, parsed_schema, schema_text
 from tests.avro_strategies import MAX_LONG, values
 
@@ -20,7 +20,7 @@ def compiled_topics() -> list[str]:
     topics = []
     for topic in available_topics():
         try:
-            compile_record_writer(json.loads(schema_text(topic)))
+            compile_python_record_writer(json.loads(schema_text(topic)))
             topics.append(topic)
         except NotImplementedError:
             continue
@@ -36,7 +36,7 @@ def fastavro_bytes(topic: str, record: dict) -> bytes:
 @pytest.mark.parametrize("topic", compiled_topics())
 def test_same_bytes_as_fastavro(topic: str) -> None:
     schema = json.loads(schema_text(topic))
-    write = compile_record_writer(schema)
+    write = compile_python_record_writer(schema)
     records = st.fixed_dictionaries({f["name"]: values(f["type"]) for f in schema["fields"]})
 
     @settings(max_examples=60, deadline=None)
@@ -63,7 +63,7 @@ def test_varint_matches_avro_zigzag() -> None:
      ("price", Decimal("1e20"), ValueError), ("taker_side", "long", ValueError), ("event_timestamp", "1", TypeError)],
 )
 def test_refuses_what_the_schema_does_not_allow(field: str, value: object, error: type) -> None:
-    write = compile_record_writer(json.loads(schema_text("trades_l3")))
+    write = compile_python_record_writer(json.loads(schema_text("trades_l3")))
     record = {"exchange": "x", "symbol": "A.B", "trade_id": "1", "price": Decimal(1), "size": Decimal(1),
               "taker_side": "buy", "maker_order_id": None, "taker_order_id": None, "sequence": None,
               "event_timestamp": 1, "atom_timestamp": 1}
@@ -96,7 +96,7 @@ def test_varint_edges(n: int) -> None:
 def test_ints_beyond_a_long_keep_their_zigzag_bytes(n: int) -> None:
     """Outside Avro's long the writer never raised: it still writes the same bytes as before."""
     assert varint(n) == zigzag_varint(n)
-    write = compile_record_writer({"type": "record", "name": "R", "fields": [{"name": "n", "type": "long"}]})
+    write = compile_python_record_writer({"type": "record", "name": "R", "fields": [{"name": "n", "type": "long"}]})
     assert write({"n": n}) == zigzag_varint(n)
 
 
@@ -106,7 +106,7 @@ LONGS = {"type": "record", "name": "Longs",
 
 @pytest.mark.parametrize("n", EDGE_LONGS)
 def test_long_fields_match_fastavro(n: int) -> None:
-    write = compile_record_writer(LONGS)
+    write = compile_python_record_writer(LONGS)
     schema = fastavro.parse_schema(LONGS)
     for record in ({"plain": n, "optional": n}, {"plain": n, "optional": None}):
         buffer = io.BytesIO()
@@ -118,7 +118,7 @@ def test_long_cache_of_high_parts_starts_over_and_stays_right(monkeypatch: pytes
     from l3_atom.stream_processing import avro_writer
 
     monkeypatch.setattr(avro_writer, "HIGH_CACHE_LIMIT", 3)
-    write = compile_record_writer(LONGS)
+    write = compile_python_record_writer(LONGS)
     stamps = [TIMESTAMP_US + step * 8192 + low for step in range(10) for low in (0, 1, 8191)] * 2
     for n in stamps:
         assert write({"plain": n, "optional": n}) == zigzag_varint(n) + b"\x02" + zigzag_varint(n)
@@ -136,7 +136,7 @@ DECIMAL = {"type": "record", "name": "Price", "fields": [
     "0.000000000000000001", "123456.7E+3",
 ])
 def test_decimals_with_many_and_few_digits_match_fastavro(text: str) -> None:
-    write = compile_record_writer(DECIMAL)
+    write = compile_python_record_writer(DECIMAL)
     schema = fastavro.parse_schema(DECIMAL)
     record = {"price": Decimal(text), "optional": Decimal(text)}
     buffer = io.BytesIO()
@@ -154,7 +154,7 @@ def test_decimals_with_many_and_few_digits_match_fastavro(text: str) -> None:
     ("1" * 5000, "needs more than 38 digits"),
 ])
 def test_decimals_outside_the_schema_are_refused(text: str, message: str) -> None:
-    write = compile_record_writer(DECIMAL)
+    write = compile_python_record_writer(DECIMAL)
     write({"price": Decimal("1.5"), "optional": None})  # 1.5 is cached: an equal value with more places is not
     with pytest.raises(ValueError, match=message):
         write({"price": Decimal(text), "optional": None})
@@ -162,7 +162,7 @@ def test_decimals_outside_the_schema_are_refused(text: str, message: str) -> Non
 
 @pytest.mark.parametrize("value", [1.5, 1, "1", True])
 def test_only_decimals_are_decimals(value: object) -> None:
-    write = compile_record_writer(DECIMAL)
+    write = compile_python_record_writer(DECIMAL)
     write({"price": Decimal(1), "optional": None})
     with pytest.raises(TypeError, match="expected a Decimal"):
         write({"price": value, "optional": None})
@@ -172,7 +172,7 @@ def test_decimal_cache_starts_over_when_full(monkeypatch: pytest.MonkeyPatch) ->
     from l3_atom.stream_processing import avro_writer
 
     monkeypatch.setattr(avro_writer, "DECIMAL_CACHE_LIMIT", 4)
-    write = compile_record_writer(DECIMAL)
+    write = compile_python_record_writer(DECIMAL)
     schema = fastavro.parse_schema(DECIMAL)
     for text in [f"{n}.{n:02d}" for n in range(20)] * 2:
         record = {"price": Decimal(text), "optional": None}
@@ -183,7 +183,7 @@ def test_long_strings_and_bytes_match_fastavro() -> None:
     schema = {"type": "record", "name": "Text", "fields": [
         {"name": "text", "type": "string"}, {"name": "note", "type": ["null", "string"]},
         {"name": "raw", "type": "bytes"}]}
-    write = compile_record_writer(schema)
+    write = compile_python_record_writer(schema)
     for size in (0, 1, 8191, 8192, 20_000):
         record = {"text": "é" * size, "note": "n" * size, "raw": b"r" * size}
         buffer = io.BytesIO()
@@ -196,13 +196,13 @@ def test_prefix_goes_first_and_the_source_is_readable() -> None:
     record = {"exchange": "x", "symbol": "A.B", "trade_id": "1", "price": Decimal(1), "size": Decimal(1),
               "taker_side": "buy", "maker_order_id": None, "taker_order_id": None, "sequence": None,
               "event_timestamp": 1, "atom_timestamp": 1}
-    assert compile_record_writer(schema, b"\x00head")(record) == b"\x00head" + compile_record_writer(schema)(record)
+    assert compile_python_record_writer(schema, b"\x00head")(record) == b"\x00head" + compile_python_record_writer(schema)(record)
     source = writer_source(schema)
     assert source.startswith("def write_TradeL3(record):")
     assert "record['atom_timestamp']" in source
 
 
 def test_a_record_without_a_field_is_refused() -> None:
-    write = compile_record_writer(LONGS)
+    write = compile_python_record_writer(LONGS)
     with pytest.raises(ValueError, match="record lacks field 'optional'"):
         write({"plain": 1})

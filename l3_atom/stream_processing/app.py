@@ -24,6 +24,7 @@ import faust
 from l3_atom.books.agent import add_books
 from l3_atom.config import SASL_PROTOCOLS, Settings
 from l3_atom.sources import standardiser_class
+from l3_atom.stream_processing.avro_writer import writer_kind
 from l3_atom.stream_processing.batched_consumer import BatchingApp
 from l3_atom.stream_processing.candle_agent import add_candles
 from l3_atom.stream_processing.codecs import register_encoders
@@ -62,6 +63,7 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
     output_topics = sorted(produced)
     ensure_topics(kafka, [raw_topic(s) for s in sources] + output_topics)
     encoders = register_encoders(settings.schema_registry.client_config(), output_topics)
+    LOG.info("Avro writer: %s", writer_kind())
 
     host, port = settings.processor.web_host, web_port or settings.processor.web_port
     app = BatchingApp(

@@ -4,7 +4,7 @@ Why: encoding is the hottest step of the processor, and fastavro's generic
 writer spends most of its time on the decimal logical type (~20,000
 records/s here).  So each schema gets a writer of its own.
 
-How: :func:`compile_record_writer` turns a record schema, once, into the
+How: :func:`compile_python_record_writer` turns a record schema, once, into the
 source of one Python function and compiles it with ``exec``
 (:func:`writer_source` returns that source, to read or debug it).  The
 function reads each field, checks its type, picks its bytes and joins them;
@@ -66,16 +66,33 @@ finite value are refused.  Supported types: null, boolean, int, long, string,
 bytes, enum, decimal bytes and ``["null", T]`` unions; anything else is
 refused at compile time (the codec falls back to fastavro).  Tests check the
 bytes against fastavro's for random records of every schema.
+
+In C: when the extension ``_avro_writer_c`` is built (``pip install -r
+requirements.txt`` compiles it), :func:`compile_record_writer` returns its
+``Writer`` instead, several times faster, built from a plan of the schema's
+fields.  The generated Python function stays the reference
+(:func:`compile_python_record_writer`): each field keeps a Python writer of
+its own, which the C writer hands every value it does not handle itself (a
+wrong type, an exponent, NaN...), so refusals and their messages are the
+same.  One difference: the C writer always refuses a ``str`` subclass, which
+the Python writer takes when it equals a string it has cached.  Without the
+extension the Python writer serves alone.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from decimal import Context, Decimal
 from functools import cache
 from typing import Any
 
 from l3_atom.stream_processing.generated_code import GeneratedFunction, function_name
+
+try:
+    from l3_atom.stream_processing import _avro_writer_c
+except ImportError:  # not compiled (no C compiler when installed): the Python writer serves alone
+    _avro_writer_c = None
 
 RecordWriter = Callable[[dict[str, Any]], bytes]
 
@@ -352,10 +369,62 @@ def _generate(schema: dict[str, Any], prefix: bytes) -> GeneratedFunction:
 
 
 def writer_source(schema: dict[str, Any], prefix: bytes = b"") -> str:
-    """The Python source :func:`compile_record_writer` generates for ``schema``."""
+    """The Python source :func:`compile_python_record_writer` generates for ``schema``."""
     return _generate(schema, prefix).source()
 
 
-def compile_record_writer(schema: dict[str, Any], prefix: bytes = b"") -> RecordWriter:
-    """A function that writes a record of ``schema`` (a flat Avro record) as ``prefix`` + its Avro binary."""
+def compile_python_record_writer(schema: dict[str, Any], prefix: bytes = b"") -> RecordWriter:
+    """The generated Python function that writes a record of ``schema`` as ``prefix`` + its Avro binary."""
     return _generate(schema, prefix).compile("avro writer")
+
+
+def native_writer_available() -> bool:
+    """Whether the C extension is built, so :func:`compile_record_writer` writes in C."""
+    return _avro_writer_c is not None
+
+
+def writer_kind() -> str:
+    """Which writer :func:`compile_record_writer` returns, in words (for a log line)."""
+    return "C extension (_avro_writer_c)" if native_writer_available() else "generated Python (no C extension built)"
+
+
+# The C writer's kind of each primitive type (the Python writer writes int as it writes long).
+_NATIVE_PRIMITIVES = {"long": "LONG", "int": "LONG", "boolean": "BOOLEAN", "string": "STRING", "bytes": "BYTES"}
+
+
+def _native_type(avro_type: Any, optional: bool = False) -> tuple[int, bool, dict[str, int] | None, int, int]:
+    """``(kind, optional, symbols, precision, scale)`` of a field type the Python writer has compiled."""
+    if isinstance(avro_type, list):  # ["null", T]
+        return _native_type(avro_type[1], True)
+    if isinstance(avro_type, dict):
+        if avro_type.get("logicalType") == "decimal" and avro_type["type"] == "bytes":
+            return _avro_writer_c.DECIMAL, optional, None, avro_type["precision"], avro_type.get("scale", 0)
+        if avro_type["type"] == "enum":
+            # Interned, as the symbols written in code are: a lookup matches by identity.
+            symbols = {sys.intern(symbol): position for position, symbol in enumerate(avro_type["symbols"])}
+            return _avro_writer_c.ENUM, optional, symbols, 0, 0
+        return _native_type(avro_type["type"], optional)
+    return getattr(_avro_writer_c, _NATIVE_PRIMITIVES[avro_type]), optional, None, 0, 0
+
+
+def _native_field(schema: dict[str, Any], field: dict[str, Any]) -> tuple[Any, ...]:
+    """A field of the C writer's plan: ``(name, kind, optional, python_writer, symbols, precision, scale)``."""
+    kind, optional, symbols, precision, scale = _native_type(field["type"])
+    alone = compile_python_record_writer({**schema, "fields": [field]})
+    return field["name"], kind, optional, alone, symbols, precision, scale
+
+
+def compile_native_record_writer(schema: dict[str, Any], prefix: bytes = b"") -> RecordWriter:
+    """The C writer of ``schema``; it hands what it does not handle to the Python writer of that field alone."""
+    if _avro_writer_c is None:
+        raise NotImplementedError("the C extension _avro_writer_c is not built")
+    compile_python_record_writer(schema, prefix)  # refuses what the reference refuses, as it refuses it
+    plan = tuple(_native_field(schema, field) for field in schema["fields"])
+    return _avro_writer_c.Writer(prefix, plan, Decimal)
+
+
+def compile_record_writer(schema: dict[str, Any], prefix: bytes = b"") -> RecordWriter:
+    """A writer of a record of ``schema`` (a flat Avro record) as ``prefix`` + its Avro binary: C when built."""
+    if _avro_writer_c is None:
+        return compile_python_record_writer(schema, prefix)
+    return compile_native_record_writer(schema, prefix)
