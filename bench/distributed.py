@@ -49,13 +49,25 @@ PERCENT = 100
 # A sustained rate is measured between these percentiles of the records' arrivals.
 SUSTAINED_FROM, SUSTAINED_TO = 10, 90
 US_PER_S = 1_000_000
+US_PER_MS = 1000
 NS_PER_MS = 1_000_000
+NS_PER_US = 1000
 # Frames in the first seconds wait behind the connect-time REST snapshot: reported apart from steady state.
 WARMUP_S = 3.0
 # Reading goes on this long after the simulator's run before the expected records are counted.
 DRAIN_S = 3.0
-LATENCY_FIGURES = ("p50", "p99", "max", f"max in the first {WARMUP_S:g} s (connect backlog)")
-LATENCY_NOTES = {"p50": f"steady state: frames after the first {WARMUP_S:g} s"}
+# Each output record's Kafka timestamp is when the processor produced it: it splits the delay in two hops.
+FIRST_HOP = "atom_timestamp -> processor produces"
+SECOND_HOP = "processor produces -> consumer receives"
+LATENCY_FIGURES = (
+    "p50", "p99", "max", f"max in the first {WARMUP_S:g} s (connect backlog)",
+    f"{FIRST_HOP}: p50", f"{FIRST_HOP}: p99", f"{SECOND_HOP}: p50", f"{SECOND_HOP}: p99",
+)
+LATENCY_NOTES = {
+    "p50": f"steady state: frames after the first {WARMUP_S:g} s",
+    f"{FIRST_HOP}: p50": "connector, broker, processor (the record's Kafka timestamp, ms resolution)",
+    f"{SECOND_HOP}: p50": "the processor's producer, broker, measuring consumer",
+}
 HOP_TOPIC = "bench_hop"
 HOP_KEYS = 8
 
@@ -135,6 +147,7 @@ def processor_throughput(workers: int, messages: int) -> float:
                 except BufferError:  # the producer's queue is full: let it deliver, then retry
                     producer.poll(POLL_S)
         producer.flush()
+        del producer  # closed while the broker still runs, so it logs no disconnects
         count, _ = _count(consumer, expected, lambda _: arrivals.append(time.monotonic()))
         consumer.close()
         if count < expected:
@@ -152,7 +165,8 @@ def latency(rate: int, duration_s: float) -> tuple[float, ...]:
     its snapshot), and that backlog is reported on its own line.
     """
     messages = int(rate * (duration_s + WARMUP_S))
-    samples: list[tuple[int, float]] = []
+    # (atom_timestamp µs, whole delay, first hop, second hop), delays in ms.
+    samples: list[tuple[int, float, float, float]] = []
     schemas: dict[int, dict] = {}
     with tempfile.TemporaryDirectory() as workdir, LocalPipeline(
         ("BTC.USD", "ETH.USD"), rate=rate, max_messages=messages, workdir=Path(workdir)
@@ -160,13 +174,15 @@ def latency(rate: int, duration_s: float) -> tuple[float, ...]:
         consumer = _consumer(pipeline.broker.bootstrap_servers, OUTPUT_TOPICS)
 
         def on_message(message: object) -> None:
-            received = time.time_ns() // 1000
+            received = time.time_ns() // NS_PER_US
             value = message.value()
             schema_id = int.from_bytes(value[1:5], "big")
             if schema_id not in schemas:
                 schemas[schema_id] = parsed_schema(message.topic())
             atom = decode_wire(value, schemas)["atom_timestamp"]
-            samples.append((atom, (received - atom) / 1000))
+            produced = message.timestamp()[1] * US_PER_MS
+            samples.append((atom, (received - atom) / US_PER_MS, (produced - atom) / US_PER_MS,
+                            (received - produced) / US_PER_MS))
 
         # Read while the simulator runs and a while after, then until every record its journal implies has
         # arrived: counting them from the journal takes a second or two, and a consumer that stops polling
@@ -174,10 +190,12 @@ def latency(rate: int, duration_s: float) -> tuple[float, ...]:
         count, _ = _count(consumer, 10**12, on_message, duration_s + WARMUP_S + DRAIN_S, LATENCY_PAGE_WAIT_S)
         _count(consumer, expected_records(pipeline.journal) - count, on_message, page_wait_s=LATENCY_PAGE_WAIT_S)
         consumer.close()
-    start = min(atom for atom, _ in samples) + int(WARMUP_S * US_PER_S)
-    steady = sorted(delay for atom, delay in samples if atom >= start)
-    warmup = [delay for atom, delay in samples if atom < start]
-    return statistics.median(steady), _percentile(steady, 99), steady[-1], max(warmup, default=0.0)
+    start = min(sample[0] for sample in samples) + int(WARMUP_S * US_PER_S)
+    steady = [sample for sample in samples if sample[0] >= start]
+    whole, first, second = (sorted(column) for column in list(zip(*steady))[1:])
+    warmup = [sample[1] for sample in samples if sample[0] < start]
+    return (statistics.median(whole), _percentile(whole, 99), whole[-1], max(warmup, default=0.0),
+            statistics.median(first), _percentile(first, 99), statistics.median(second), _percentile(second, 99))
 
 
 def _percentile(ordered: list[float], percent: int) -> float:
@@ -207,6 +225,7 @@ def broker_hop_latency(rate: int, duration_s: float) -> tuple[float, float]:
             if pause > 0:
                 time.sleep(pause)
         producer.flush()
+        del producer  # closed while the broker still runs, so it logs no disconnects
         _count(consumer, count - len(delays), lambda m: delays.append((time.time_ns() - int(m.value())) / NS_PER_MS),
                page_wait_s=LATENCY_PAGE_WAIT_S)
         consumer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import itertools
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,12 @@ from l3_atom.config import ConnectorSettings
 from l3_atom.sim.orderflow import OrderFlow
 from l3_atom.sim.replay import ReplayServer
 from l3_atom.sources import connector_class, standardiser_class
-from l3_atom.stream_processing.codecs import AvroEncoder, available_topics
+from l3_atom.stream_processing.avro_writer import (
+    compile_python_record_writer,
+    native_writer_available,
+    writer_kind,
+)
+from l3_atom.stream_processing.codecs import AvroEncoder, available_topics, schema_text
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
 from l3_atom.topics import ATOM_TIMESTAMP_HEADER, SYMBOL_HEADER
 
@@ -29,6 +35,11 @@ CONNECTOR_SETTINGS = ConnectorSettings(0.1, 1.0, 30.0, 16 << 20)
 
 def encoders() -> dict[str, AvroEncoder]:
     return {topic: AvroEncoder(topic, index) for index, topic in enumerate(available_topics())}
+
+
+def python_writers() -> dict[str, Callable[[dict], bytes]]:
+    """The generated Python writer of every topic: the reference, and the fallback where C is not built."""
+    return {topic: compile_python_record_writer(json.loads(schema_text(topic))) for topic in available_topics()}
 
 
 def rate(count: int, work: Callable[[], object]) -> float:
@@ -68,6 +79,11 @@ def measure_coinbase(add: Callable, repeat: Callable, repeats: int, messages: in
         for out in outputs:
             enc[out.topic].encode(out.record)
 
+    def encode_all_in_python() -> None:
+        writers = python_writers()
+        for out in outputs:
+            writers[out.topic](out.record)
+
     def process_all() -> None:
         processor = RawMessageProcessor("coinbase", standardiser_class("coinbase")(), enc, 1_000_000)
         for frame in frames:
@@ -79,8 +95,11 @@ def measure_coinbase(add: Callable, repeat: Callable, repeats: int, messages: in
     per_message = len(outputs) / len(frames)
     ceiling = 1 / (1 / max(json_rate) + per_message / max(encode_rate))
     add(section, "JSON decode alone (orjson)", "msg/s", json_rate)
-    add(section, "Avro encode alone (compiled writer)", "records/s", encode_rate,
+    add(section, f"Avro encode alone ({writer_kind()})", "records/s", encode_rate,
         f"{per_message:.2f} records per message")
+    if native_writer_available():
+        add(section, "Avro encode alone (generated Python writer, the fallback)", "records/s",
+            repeat(repeats, lambda: rate(len(outputs), encode_all_in_python)), "beside the C writer, same records")
     add(section, "standardise alone (no encode)", "msg/s", repeat(repeats, lambda: rate(len(frames), standardise_all)))
     add(section, "standardise + encode (the processor's work)", "msg/s", full,
         f"{max(full) / ceiling:.0%} of the decode+encode ceiling ({ceiling:,.0f} msg/s)")
@@ -151,12 +170,17 @@ def measure_recordings(add: Callable, repeat: Callable, repeats: int) -> None:
             continue
         captured = asyncio.run(capture(module.SOURCE, module.SYMBOLS, folder))
 
-        def process_all(captured: list = captured, source: str = module.SOURCE) -> None:
+        def process_all(captured: list = captured, source: str = module.SOURCE) -> int:
+            """Every captured frame through a fresh processor; the number of records out (dead letters too)."""
             processor = RawMessageProcessor(source, standardiser_class(source)(), enc, 1_000_000)
             stamp = (ATOM_TIMESTAMP_HEADER, str(ATOM).encode())
+            records = 0
             for key, frame, symbol in captured:
                 headers = [stamp, (SYMBOL_HEADER, symbol.encode())] if symbol else [stamp]
-                processor.process(frame, headers, "raw", 0, 0, key)
+                records += len(processor.process(frame, headers, "raw", 0, 0, key))
+            return records
 
+        per_frame = process_all() / max(len(captured), 1)
         add("standardise, one core (recordings)", module.SOURCE, "msg/s",
-            repeat(repeats, lambda c=captured, p=process_all: rate(len(c), p)), f"{len(captured)} frames")
+            repeat(repeats, lambda c=captured, p=process_all: rate(len(c), p)),
+            f"{len(captured)} frames, {per_frame:.1f} records each (dead letters included)")
