@@ -70,6 +70,8 @@ LATENCY_NOTES = {
 }
 HOP_TOPIC = "bench_hop"
 HOP_KEYS = 8
+# The bare broker's latency is also shown for the first and the last this-percent of a run's records.
+AGE_FRACTION = 20
 
 
 def _consumer(bootstrap: str, topics: list[str]) -> Consumer:
@@ -120,6 +122,10 @@ async def measure_all(add: Callable, scale: Any) -> dict[int, float]:
         add(section, "broker alone, one hop: p50", "ms", [hop[0] for hop in hops],
             "produce -> consume on the same broker, same producer/consumer settings: the floor of each of the two hops")
         add(section, "broker alone, one hop: p99", "ms", [hop[1] for hop in hops])
+        for index, part in ((2, "first"), (3, "last")):
+            add(section, f"broker alone, one hop: p99 of the {part} {AGE_FRACTION}% of the run", "ms",
+                [hop[index] for hop in hops],
+                "Tansu's in-memory store slows as records pile up" if part == "last" else "")
     return measure_connector(add, scale)
 
 
@@ -202,8 +208,12 @@ def _percentile(ordered: list[float], percent: int) -> float:
     return ordered[int(len(ordered) * percent / PERCENT)]
 
 
-def broker_hop_latency(rate: int, duration_s: float) -> tuple[float, float]:
-    """p50/p99 (ms) of one produce -> consume hop on a bare local broker at ``rate`` msg/s, nothing else running."""
+def broker_hop_latency(rate: int, duration_s: float) -> tuple[float, float, float, float]:
+    """One produce -> consume hop on a bare local broker at ``rate`` msg/s, nothing else running (ms).
+
+    p50 and p99 of the run, then the p99 of the records produced in its first and in its last
+    ``AGE_FRACTION`` percent: the broker's own latency as its topic fills.
+    """
     with LocalBroker() as broker, mock.patch.dict(os.environ, {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}):
         ensure_topics(Settings().kafka, [HOP_TOPIC])
         producer = Producer(Settings().kafka.producer_config())
@@ -212,7 +222,13 @@ def broker_hop_latency(rate: int, duration_s: float) -> tuple[float, float]:
         producer.produce(HOP_TOPIC, b"warm-up", b"warm-up")
         producer.flush()
         _count(consumer, 1)
-        delays: list[float] = []
+        # (produced at, ns since epoch; delay, ms)
+        delays: list[tuple[int, float]] = []
+
+        def on_message(message: Any) -> None:
+            produced = int(message.value())
+            delays.append((produced, (time.time_ns() - produced) / NS_PER_MS))
+
         count = int(rate * duration_s)
         interval = 1 / rate
         started = time.monotonic()
@@ -220,17 +236,19 @@ def broker_hop_latency(rate: int, duration_s: float) -> tuple[float, float]:
             producer.produce(HOP_TOPIC, str(time.time_ns()).encode(), str(index % HOP_KEYS))
             producer.poll(0)
             for message in consumer.consume(PAGE_SIZE, 0):
-                delays.append((time.time_ns() - int(message.value())) / NS_PER_MS)
+                on_message(message)
             pause = started + (index + 1) * interval - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
         producer.flush()
         del producer  # closed while the broker still runs, so it logs no disconnects
-        _count(consumer, count - len(delays), lambda m: delays.append((time.time_ns() - int(m.value())) / NS_PER_MS),
-               page_wait_s=LATENCY_PAGE_WAIT_S)
+        _count(consumer, count - len(delays), on_message, page_wait_s=LATENCY_PAGE_WAIT_S)
         consumer.close()
-    delays.sort()
-    return statistics.median(delays), _percentile(delays, 99)
+    delays.sort()  # by production time
+    edge = max(len(delays) * AGE_FRACTION // PERCENT, 1)
+    first, last = sorted(d for _, d in delays[:edge]), sorted(d for _, d in delays[-edge:])
+    whole = sorted(d for _, d in delays)
+    return statistics.median(whole), _percentile(whole, 99), _percentile(first, 99), _percentile(last, 99)
 
 
 def expected_records(journal: Path) -> int:

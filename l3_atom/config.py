@@ -219,13 +219,16 @@ class Settings:
         if protocol in SASL_PROTOCOLS:
             username = require_env("KAFKA_SASL_KEY", f"the {self.profile!r} profile uses {protocol}")
             password = require_env("KAFKA_SASL_SECRET", f"the {self.profile!r} profile uses {protocol}")
-        # A profile may override the [kafka] defaults (e.g. 3 replicas on a 3-broker cluster).
-        topics_section = section if r.parser.has_option(section, "num_replications") else "kafka"
+
+        def own_or(default_section: str, key: str) -> str:
+            """The profile's section where it sets ``key`` itself (e.g. 3 replicas on a 3-broker cluster)."""
+            return section if r.parser.has_option(section, key) else default_section
+
         return KafkaSettings(
             bootstrap_servers=require_env("KAFKA_BOOTSTRAP_SERVERS", "L3 Atom needs a Kafka broker"),
             profile=self.profile,
             num_partitions=r.integer("kafka", "num_partitions", minimum=1),
-            num_replications=r.integer(topics_section, "num_replications", minimum=1),
+            num_replications=r.integer(own_or("kafka", "num_replications"), "num_replications", minimum=1),
             session_timeout_ms=r.integer(section, "session_timeout_ms", minimum=1),
             heartbeat_interval_ms=r.integer(section, "heartbeat_interval_ms", minimum=1),
             changelog_max_batch_size=r.integer(section, "changelog_max_batch_size", minimum=1),
@@ -234,7 +237,7 @@ class Settings:
             sasl_mechanism=r.text(section, "sasl_mechanism"),
             sasl_username=username,
             sasl_password=password,
-            linger_ms=r.integer("producer", "linger_ms"),
+            linger_ms=r.integer(own_or("producer", "linger_ms"), "linger_ms"),
             max_message_bytes=self.max_message_bytes,
         )
 

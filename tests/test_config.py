@@ -76,3 +76,15 @@ def test_web_host_defaults_to_loopback_and_follows_the_environment(env: pytest.M
     assert Settings(env_path=tmp_path / "none.env").processor.web_host == "127.0.0.1"
     env.setenv("L3_ATOM_WEB_HOST", "0.0.0.0")
     assert Settings(env_path=tmp_path / "none.env").processor.web_host == "0.0.0.0"
+
+
+def test_a_profile_may_set_its_own_linger(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tansu's store slows as batches pile up, so the local profile batches longer; other brokers keep [producer]'s."""
+    env.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+    local = Settings(env_path=tmp_path / "none.env").kafka
+    env.setenv("L3_ATOM_PROFILE", "kafka")
+    kafka = Settings(env_path=tmp_path / "none.env").kafka
+    assert local.producer_config()["linger.ms"] == 10
+    assert kafka.producer_config()["linger.ms"] == 5
+    env.setenv("L3_ATOM_CONFIG", str(config_with(tmp_path, "linger_ms = 5", "linger_ms = 7")))
+    assert Settings(env_path=tmp_path / "none.env").kafka.linger_ms == 7
