@@ -12,8 +12,8 @@ then the expiry ``YYMMDD`` and, for options, strike and C/P::
 Where an inverse and a flexible contract share a name (``PI_XBTUSD`` and
 ``PF_XBTUSD``), the symbol map keeps the flexible one, Kraken's current contract.
 All products share one connection, with the heartbeat feed so that a quiet
-market is not taken for a dead connection (the websockets library's protocol
-pings keep the connection alive, as Kraken asks every 60 s).
+market is not taken for a dead connection (the connection's protocol pings,
+every 20 s in ``feed.py``, keep it alive, as Kraken asks every 60 s).
 """
 
 from __future__ import annotations
