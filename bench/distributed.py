@@ -48,6 +48,8 @@ PAGE_SIZE = 4096
 PERCENT = 100
 # A sustained rate is measured between these percentiles of the records' arrivals.
 SUSTAINED_FROM, SUSTAINED_TO = 10, 90
+# A span of arrival times is never taken as shorter than this (record timestamps are whole milliseconds).
+MIN_SPAN_S = 1e-3
 US_PER_S = 1_000_000
 US_PER_MS = 1000
 NS_PER_MS = 1_000_000
@@ -158,9 +160,17 @@ def processor_throughput(workers: int, messages: int) -> float:
         consumer.close()
         if count < expected:
             raise RuntimeError(f"only {count} of {expected} records arrived")
-        low, high = count * SUSTAINED_FROM // PERCENT, count * SUSTAINED_TO // PERCENT
-        records_per_message = expected / messages
-        return (high - low) / records_per_message / max(arrivals[high] - arrivals[low], 1e-3)
+        return sustained_rate(arrivals) * messages / expected  # records/s -> raw messages/s
+
+
+def sustained_rate(times_s: list[float]) -> float:
+    """Events/s between the ``SUSTAINED_FROM`` and ``SUSTAINED_TO`` percentiles of their times (s, any order).
+
+    The start (group join, first fetch, connect-time backlog) and the tail are not a sustained rate.
+    """
+    ordered = sorted(times_s)
+    low, high = len(ordered) * SUSTAINED_FROM // PERCENT, len(ordered) * SUSTAINED_TO // PERCENT
+    return (high - low) / max(ordered[high] - ordered[low], MIN_SPAN_S)
 
 
 def latency(rate: int, duration_s: float) -> tuple[float, ...]:
@@ -267,8 +277,6 @@ def expected_records(journal: Path) -> int:
     return count
 
 
-
-
 # ----------------------------------------------------------------- connector rate and memory
 
 CONNECTOR_SECTION = "connector (websocket -> raw topic)"
@@ -287,8 +295,6 @@ READER_STOP_S = 5.0
 CEILING_WARMUP_S = 1.0
 KIB_PER_MIB = 1024
 MS_PER_S = 1000
-# A span of record timestamps is never taken as shorter than this (they are whole milliseconds).
-MIN_SPAN_S = 1e-3
 
 
 def symbol_names(count: int) -> list[str]:
@@ -461,6 +467,4 @@ def connector_rate(symbols: int, messages: int, workers: int) -> tuple[float, di
         if count < messages:
             raise RuntimeError(f"only {count} of {messages} frames reached {topic}")
         rss = {name: peak_rss_mb(proc.pid) for name, proc in pipeline.processes.items()}
-    stamps.sort()
-    low, high = count * SUSTAINED_FROM // PERCENT, count * SUSTAINED_TO // PERCENT
-    return (high - low) / max((stamps[high] - stamps[low]) / MS_PER_S, MIN_SPAN_S), rss
+    return sustained_rate([stamp / MS_PER_S for stamp in stamps]), rss

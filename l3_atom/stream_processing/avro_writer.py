@@ -349,9 +349,13 @@ def _emit_type(src: GeneratedFunction, depth: int, target: str, index: int, avro
         raise NotImplementedError(f"Avro type {avro_type!r} is not supported by the compiled writer")
 
 
-def _generate(schema: dict[str, Any], prefix: bytes) -> GeneratedFunction:
+def _require_record(schema: dict[str, Any]) -> None:
     if schema.get("type") != "record":
         raise NotImplementedError("only record schemas are compiled")
+
+
+def _generate(schema: dict[str, Any], prefix: bytes) -> GeneratedFunction:
+    _require_record(schema)
     src = GeneratedFunction(function_name("write_", schema), _BASE_NAMES)
     src.emit(0, f"def {src.function}(record):")
     src.emit(1, "try:")
@@ -408,9 +412,12 @@ def _native_type(avro_type: Any, optional: bool = False) -> tuple[int, bool, dic
 
 
 def _native_field(schema: dict[str, Any], field: dict[str, Any]) -> tuple[Any, ...]:
-    """A field of the C writer's plan: ``(name, kind, optional, python_writer, symbols, precision, scale)``."""
-    kind, optional, symbols, precision, scale = _native_type(field["type"])
+    """A field of the C writer's plan: ``(name, kind, optional, python_writer, symbols, precision, scale)``.
+
+    The field's own Python writer comes first: it refuses a type the reference does not support, as it refuses it.
+    """
     alone = compile_python_record_writer({**schema, "fields": [field]})
+    kind, optional, symbols, precision, scale = _native_type(field["type"])
     return field["name"], kind, optional, alone, symbols, precision, scale
 
 
@@ -418,7 +425,7 @@ def compile_native_record_writer(schema: dict[str, Any], prefix: bytes = b"") ->
     """The C writer of ``schema``; it hands what it does not handle to the Python writer of that field alone."""
     if _avro_writer_c is None:
         raise NotImplementedError("the C extension _avro_writer_c is not built")
-    compile_python_record_writer(schema, prefix)  # refuses what the reference refuses, as it refuses it
+    _require_record(schema)
     plan = tuple(_native_field(schema, field) for field in schema["fields"])
     return _avro_writer_c.Writer(prefix, plan, Decimal)
 
