@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from bench.cpu import CpuSampler
 from bench.pure import ATOM, coinbase_frames
 from l3_atom.config import Settings
 from l3_atom.infra.broker import LocalBroker
@@ -65,7 +66,20 @@ LATENCY_FIGURES = (
     "p50", "p99", "max", f"max in the first {WARMUP_S:g} s (connect backlog)",
     f"{FIRST_HOP}: p50", f"{FIRST_HOP}: p99", f"{SECOND_HOP}: p50", f"{SECOND_HOP}: p99",
 )
+# CPU of each process over the steady state, % of one core (the machine has os.cpu_count() of them).
+CPU_PROCESSES = ("broker", "processor0", "connector", "simulator", "consumer")
+CPU_SAMPLE_S = 1.0
+MIN_CPU_SAMPLES = 4  # per steady state, at the smoke scale's short runs too
+CPU_FIGURES = (
+    *(f"CPU, {name}" for name in CPU_PROCESSES),
+    "CPU, broker: start of steady state", "CPU, broker: end of steady state",
+    "CPU, all of them, % of the machine",
+)
 LATENCY_NOTES = {
+    "CPU, broker": "% of one core, mean over steady state",
+    "CPU, broker: start of steady state": f"each over one sampling interval, at most {CPU_SAMPLE_S:g} s",
+    "CPU, broker: end of steady state": "Tansu's in-memory store lists every stored batch on each fetch",
+    "CPU, consumer": "the measuring consumer (this process); it decodes only after the run",
     "p50": f"steady state: frames after the first {WARMUP_S:g} s",
     f"{FIRST_HOP}: p50": "connector, broker, processor (the record's Kafka timestamp, ms resolution)",
     f"{SECOND_HOP}: p50": "the processor's producer, broker, measuring consumer",
@@ -74,6 +88,8 @@ HOP_TOPIC = "bench_hop"
 HOP_KEYS = 8
 # The bare broker's latency is also shown for the first and the last this-percent of a run's records.
 AGE_FRACTION = 20
+# Confluent wire format: magic byte, then the 4-byte schema id.
+SCHEMA_ID_SLICE = slice(1, 5)
 
 
 def _consumer(bootstrap: str, topics: list[str]) -> Consumer:
@@ -118,8 +134,9 @@ async def measure_all(add: Callable, scale: Any) -> dict[int, float]:
     for rate in (1_000, 10_000):
         runs = [latency(rate, duration_s=scale.latency_s) for _ in range(repeats)]
         section = f"latency at {rate:,} msg/s offered (atom_timestamp -> consumer)"
-        for index, name in enumerate(LATENCY_FIGURES):
-            add(section, name, "ms", [run[index] for run in runs], LATENCY_NOTES.get(name, ""))
+        for name in LATENCY_FIGURES + CPU_FIGURES:
+            add(section, name, "ms" if name in LATENCY_FIGURES else "%", [run[name] for run in runs],
+                LATENCY_NOTES.get(name, ""))
         hops = [broker_hop_latency(rate, scale.latency_s) for _ in range(repeats)]
         add(section, "broker alone, one hop: p50", "ms", [hop[0] for hop in hops],
             "produce -> consume on the same broker, same producer/consumer settings: the floor of each of the two hops")
@@ -173,45 +190,70 @@ def sustained_rate(times_s: list[float]) -> float:
     return (high - low) / max(ordered[high] - ordered[low], MIN_SPAN_S)
 
 
-def latency(rate: int, duration_s: float) -> tuple[float, ...]:
-    """Delays (consumer receive time - atom_timestamp, ms) for the simulator at ``rate``: see ``LATENCY_FIGURES``.
+def latency(rate: int, duration_s: float) -> dict[str, float]:
+    """Delays (consumer receive time - atom_timestamp, ms) for the simulator at ``rate``, and the CPU it took.
 
-    Steady state is every record received for frames after the first ``WARMUP_S``: at connect the
-    connector holds a symbol's frames while it fetches the REST book (so that no update precedes
-    its snapshot), and that backlog is reported on its own line.
+    Figures are named in ``LATENCY_FIGURES`` and ``CPU_FIGURES``.  Steady state is every record
+    received for frames after the first ``WARMUP_S``: at connect the connector holds a symbol's
+    frames while it fetches the REST book (so that no update precedes its snapshot), and that
+    backlog is reported on its own line.
     """
     messages = int(rate * (duration_s + WARMUP_S))
-    # (atom_timestamp µs, whole delay, first hop, second hop), delays in ms.
-    samples: list[tuple[int, float, float, float]] = []
-    schemas: dict[int, dict] = {}
+    # (received µs, value, topic, Kafka timestamp ms) while reading; decoded only after the run, so that the
+    # measuring consumer spends no CPU on Avro while the pipeline it measures shares the machine.
+    arrivals: list[tuple[int, bytes, str, int]] = []
     with tempfile.TemporaryDirectory() as workdir, LocalPipeline(
         ("BTC.USD", "ETH.USD"), rate=rate, max_messages=messages, workdir=Path(workdir)
     ) as pipeline:
         consumer = _consumer(pipeline.broker.bootstrap_servers, OUTPUT_TOPICS)
+        pids = {name: proc.pid for name, proc in pipeline.processes.items() if name in CPU_PROCESSES}
+        pids.update(broker=pipeline.broker.process.pid, consumer=os.getpid())
 
-        def on_message(message: object) -> None:
-            received = time.time_ns() // NS_PER_US
-            value = message.value()
-            schema_id = int.from_bytes(value[1:5], "big")
-            if schema_id not in schemas:
-                schemas[schema_id] = parsed_schema(message.topic())
-            atom = decode_wire(value, schemas)["atom_timestamp"]
-            produced = message.timestamp()[1] * US_PER_MS
-            samples.append((atom, (received - atom) / US_PER_MS, (produced - atom) / US_PER_MS,
-                            (received - produced) / US_PER_MS))
+        def on_message(message: Any) -> None:
+            arrivals.append((time.time_ns() // NS_PER_US, message.value(), message.topic(), message.timestamp()[1]))
 
         # Read while the simulator runs and a while after, then until every record its journal implies has
         # arrived: counting them from the journal takes a second or two, and a consumer that stops polling
         # meanwhile would add that to the latency of every record still on its way.
-        count, _ = _count(consumer, 10**12, on_message, duration_s + WARMUP_S + DRAIN_S, LATENCY_PAGE_WAIT_S)
+        with CpuSampler(pids, min(CPU_SAMPLE_S, duration_s / MIN_CPU_SAMPLES)) as cpu:
+            count, _ = _count(consumer, 10**12, on_message, duration_s + WARMUP_S + DRAIN_S, LATENCY_PAGE_WAIT_S)
         _count(consumer, expected_records(pipeline.journal) - count, on_message, page_wait_s=LATENCY_PAGE_WAIT_S)
         consumer.close()
+    samples = _latency_samples(arrivals)
     start = min(sample[0] for sample in samples) + int(WARMUP_S * US_PER_S)
     steady = [sample for sample in samples if sample[0] >= start]
     whole, first, second = (sorted(column) for column in list(zip(*steady))[1:])
     warmup = [sample[1] for sample in samples if sample[0] < start]
-    return (statistics.median(whole), _percentile(whole, 99), whole[-1], max(warmup, default=0.0),
-            statistics.median(first), _percentile(first, 99), statistics.median(second), _percentile(second, 99))
+    delays = (statistics.median(whole), _percentile(whole, 99), whole[-1], max(warmup, default=0.0),
+              statistics.median(first), _percentile(first, 99), statistics.median(second), _percentile(second, 99))
+    steady_start = start / US_PER_S
+    return dict(zip(LATENCY_FIGURES, delays, strict=True)) | _cpu_figures(cpu, steady_start, steady_start + duration_s)
+
+
+def _cpu_figures(cpu: CpuSampler, start: float, end: float) -> dict[str, float]:
+    """``CPU_FIGURES`` for the steady state, from ``start`` to ``end`` (s since the epoch)."""
+    means, shares = cpu.mean_share(start, end), cpu.shares(start, end)
+    return {
+        **{f"CPU, {name}": means[name] for name in CPU_PROCESSES},
+        "CPU, broker: start of steady state": shares[0]["broker"],
+        "CPU, broker: end of steady state": shares[-1]["broker"],
+        "CPU, all of them, % of the machine": sum(means.values()) / (os.cpu_count() or 1),
+    }
+
+
+def _latency_samples(arrivals: list[tuple[int, bytes, str, int]]) -> list[tuple[int, float, float, float]]:
+    """(atom_timestamp µs, whole delay, first hop, second hop) per record read, delays in ms."""
+    schemas: dict[int, dict] = {}
+    samples = []
+    for received, value, topic, produced_ms in arrivals:
+        schema_id = int.from_bytes(value[SCHEMA_ID_SLICE], "big")
+        if schema_id not in schemas:
+            schemas[schema_id] = parsed_schema(topic)
+        atom = decode_wire(value, schemas)["atom_timestamp"]
+        produced = produced_ms * US_PER_MS
+        samples.append((atom, (received - atom) / US_PER_MS, (produced - atom) / US_PER_MS,
+                        (received - produced) / US_PER_MS))
+    return samples
 
 
 def _percentile(ordered: list[float], percent: int) -> float:

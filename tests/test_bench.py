@@ -42,7 +42,8 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
     for figure in figures:
         assert figure["samples"] and all(isinstance(s, float | int) for s in figure["samples"])
         assert figure["low"] <= figure["median"] <= figure["high"]
-        assert figure["median"] > 0 or "skipped" in figure["note"], figure
+        # A CPU share may round to 0 in the smoke scale's one-second runs (CPU time counts in 10 ms ticks).
+        assert figure["median"] > 0 or "skipped" in figure["note"] or (figure["unit"] == "%" and figure["median"] == 0), figure
     for symbols in SYMBOL_COUNTS:
         for section, units in PER_SYMBOLS.items():
             for name, unit in units.items():
