@@ -17,6 +17,7 @@ import gc
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -88,18 +89,20 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
         fetch_max_wait_ms=kafka.fetch_max_wait_ms,
     )
     publisher = RecordPublisher(kafka)
-    _flush_records_before_commits(app, publisher)
     processors = {
         source: RawMessageProcessor(source, standardiser, encoders, kafka.max_message_bytes)
         for source, standardiser in standardisers.items()
     }
     for processor in processors.values():
         _add_source_agent(app, settings, processor, publisher)
+    state_writers = []
     if candles.intervals:
-        add_candles(
+        candle_service = add_candles(
             app, candles.intervals, candles.grace_ms, candles.idle_close_ms, encoders[CANDLE], publisher,
             {topic: encoders[topic].schema_id for topic in (TRADES, TRADES_L3)},
         )
+        state_writers.append(candle_service.write_dirty)
+    _before_commits(app, publisher, state_writers)
     book_schema_ids = {topic: encoders[topic].schema_id for topic in (LOB, LOB_L3) if topic in encoders}
     if book_schema_ids:
         add_books(
@@ -126,12 +129,18 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
     return app
 
 
-def _flush_records_before_commits(app: faust.App, publisher: RecordPublisher) -> None:
-    """Make Faust's pre-commit producer flush also deliver the records we publish (at least once)."""
+def _before_commits(app: faust.App, publisher: RecordPublisher, state_writers: list[Callable[[], None]]) -> None:
+    """Make Faust's pre-commit producer flush also write held state and deliver the records we publish.
+
+    Faust flushes its producer before committing offsets: the records published so far and
+    the table writes the ``state_writers`` make then land before the commit (at least once).
+    """
     producer = app.producer
     flush_changelogs = producer.flush
 
     async def flush() -> None:
+        for write in state_writers:
+            write()
         await publisher.flush()
         await flush_changelogs()
 

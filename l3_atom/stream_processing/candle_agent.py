@@ -15,6 +15,7 @@ answered by whichever worker holds the symbol (others forward the request).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from decimal import Decimal
@@ -108,13 +109,19 @@ class CandleService:
         table_options = {"key_type": bytes, "value_type": bytes, "use_partitioner": True}
         self.windows = app.Table(WINDOWS_TABLE, default=lambda: None, **table_options)
         self.history = app.Table(HISTORY_TABLE, default=lambda: None, **table_options)
+        # States changed since the last commit, not yet in the table.
+        self.dirty: dict[bytes, SymbolCandles] = {}
+        # The agent and the idle timer both change states and await in between: one at a time.
+        self.changing = asyncio.Lock()
         topic = app.batched_topic(TRADES, TRADES_L3)
 
         async def build_candles(stream: faust.StreamT) -> None:
             async for batch in stream:
-                await self.publish_pending(self.apply(batch))
+                async with self.changing:
+                    await self.publish_pending(self.apply(batch))
 
         app.agent(topic, name="build_candles")(build_candles)
+        app.on_partitions_revoked.connect(self._on_revoked)
         app.timer(max(idle_close_ms / 1000 / 4, 0.5))(self.close_idle)
         app.timer(STATS_INTERVAL_S)(self.log_stats)
         app.page("/candles/{exchange}/{symbol}/{interval}")(self._view())
@@ -122,19 +129,32 @@ class CandleService:
     def apply(self, records: list[Any]) -> set[bytes]:
         """A batch of trade records: update their symbols' windows; the keys whose windows closed.
 
-        Each symbol's table entry is read and written once per batch, not once per trade: a
-        table write is a changelog record.  Closed candles are kept as ``pending`` in the table
-        until published, so a crash between the two leaves them to be published by the next owner.
+        Updated entries stay in memory (``dirty``) and reach the table, whose every write is a
+        changelog record, only in :meth:`write_dirty` before each offset commit: the changelog then
+        always holds every trade up to the committed offsets, and replayed trades are skipped by
+        their offsets.  Closed candles are written at once (``publish_pending``).
         """
-        entries: dict[bytes, SymbolCandles] = {}
+        dirty = self.dirty
         for record in records:
-            entry = entries.get(record.key)
+            entry = dirty.get(record.key)
             if entry is None:
-                entry = entries[record.key] = SymbolCandles.decode(self.windows[record.key])
+                entry = dirty[record.key] = self._entry(record.key)
             self._apply_trade(entry, record)
-        for key, entry in entries.items():
-            self.windows[key] = entry.encode()
-        return {key for key, entry in entries.items() if entry.pending}
+        return {record.key for record in records if dirty[record.key].pending}
+
+    def _entry(self, key: bytes) -> SymbolCandles:
+        """A symbol's state: the in-memory one if it changed since the last commit, else the table's."""
+        entry = self.dirty.get(key)
+        return entry if entry is not None else SymbolCandles.decode(self.windows[key])
+
+    def _write(self, key: bytes, entry: SymbolCandles) -> None:
+        self.windows[key] = entry.encode()
+        self.dirty.pop(key, None)
+
+    def write_dirty(self) -> None:
+        """Write every state changed since the last commit to the table (Faust flushes, then commits)."""
+        for key, entry in list(self.dirty.items()):
+            self._write(key, entry)
 
     def _apply_trade(self, entry: SymbolCandles, record: Any) -> None:
         offset_key = f"{record.topic}:{record.partition}"
@@ -161,19 +181,26 @@ class CandleService:
 
     async def close_idle(self) -> None:
         """Close quiet symbols' windows by wall clock (less ``idle_close_ms`` of skew); publish leftovers."""
-        now_ms = int(time.time() * 1000) - self.idle_close_ms
+        async with self.changing:
+            await self.publish_pending(self._close_idle(int(time.time() * 1000) - self.idle_close_ms))
+
+    def _close_idle(self, now_ms: int) -> set[bytes]:
         closing = set()
-        for key, raw in list(self.windows.items()):
-            entry = SymbolCandles.decode(raw)
+        for key in set(self.windows.keys()) | set(self.dirty):
+            entry = self._entry(key)
             exchange, _, symbol = key.decode().partition("_")
             self.builder.states[(exchange, symbol)] = entry.state
             closed = self.builder.advance(exchange, symbol, now_ms) if entry.state.windows else []
             if closed:
                 entry.pending += closed
-                self.windows[key] = entry.encode()
+                self.dirty[key] = entry
             if entry.pending:
                 closing.add(key)
-        await self.publish_pending(closing)
+        return closing
+
+    async def _on_revoked(self, sender: Any, revoked: set[Any], **_: Any) -> None:
+        """States of partitions leaving this worker go to the table now: their next owner reads them there."""
+        self.write_dirty()
 
     async def publish_pending(self, keys: set[bytes]) -> None:
         """Make the pending candles durable in the changelog, publish them, then clear them.
@@ -184,8 +211,10 @@ class CandleService:
         """
         if not keys:
             return
+        entries = {key: self._entry(key) for key in keys}
+        for key, entry in entries.items():
+            self._write(key, entry)
         await self.app.producer.flush()
-        entries = {key: SymbolCandles.decode(self.windows[key]) for key in keys}
         for key, entry in entries.items():
             history = orjson.loads(self.history[key] or b"{}")
             for record in entry.pending:
@@ -199,13 +228,13 @@ class CandleService:
         await self.publisher.flush()
         for key, entry in entries.items():
             entry.pending = []
-            self.windows[key] = entry.encode()
+            self._write(key, entry)
 
     def query(self, exchange: str, symbol: str, interval: str, start: int | None, end: int | None) -> Any:
         key = f"{exchange}_{symbol}".encode()
         closed = orjson.loads(self.history[key] or b"{}").get(interval, [])
         if start is None and end is None:
-            state = SymbolCandles.decode(self.windows[key]).state
+            state = self._entry(key).state
             self.builder.states[(exchange, symbol)] = state
             open_now = [c for c in self.builder.open_candles(exchange, symbol) if c["interval"] == interval]
             latest = candle_json(open_now[-1]) if open_now else (closed[-1] if closed else None)
