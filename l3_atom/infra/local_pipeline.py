@@ -226,6 +226,9 @@ def run_local_pipeline(
     from l3_atom.config import Settings
     from l3_atom.consume import consume
 
+    # Ctrl-C stops everything even when started from a shell that ignores SIGINT in background jobs
+    # (Python keeps an inherited "ignore"); SIGTERM does the same.
+    signal.signal(signal.SIGINT, _terminate)
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
     pipeline = LocalPipeline(symbols or DEFAULT_SYMBOLS, rate=rate, seed=seed, workers=workers)

@@ -121,7 +121,6 @@ class CandleService:
                     await self.publish_pending(self.apply(batch))
 
         app.agent(topic, name="build_candles")(build_candles)
-        app.on_partitions_revoked.connect(self._on_revoked)
         app.timer(max(idle_close_ms / 1000 / 4, 0.5))(self.close_idle)
         app.timer(STATS_INTERVAL_S)(self.log_stats)
         app.page("/candles/{exchange}/{symbol}/{interval}")(self._view())
@@ -130,9 +129,10 @@ class CandleService:
         """A batch of trade records: update their symbols' windows; the keys whose windows closed.
 
         Updated entries stay in memory (``dirty``) and reach the table, whose every write is a
-        changelog record, only in :meth:`write_dirty` before each offset commit: the changelog then
-        always holds every trade up to the committed offsets, and replayed trades are skipped by
-        their offsets.  Closed candles are written at once (``publish_pending``).
+        changelog record, only in :meth:`write_dirty`, which runs in the producer flush Faust makes
+        before each offset commit and when partitions are revoked: the changelog then holds every
+        trade up to the committed offsets (a new owner reads it there), and replayed trades are
+        skipped by their offsets.  Closed candles are written at once (``publish_pending``).
         """
         dirty = self.dirty
         for record in records:
@@ -197,10 +197,6 @@ class CandleService:
             if entry.pending:
                 closing.add(key)
         return closing
-
-    async def _on_revoked(self, sender: Any, revoked: set[Any], **_: Any) -> None:
-        """States of partitions leaving this worker go to the table now: their next owner reads them there."""
-        self.write_dirty()
 
     async def publish_pending(self, keys: set[bytes]) -> None:
         """Make the pending candles durable in the changelog, publish them, then clear them.
