@@ -9,7 +9,6 @@ store lists every stored batch of a partition on each fetch).
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
@@ -23,6 +22,8 @@ UTIME_FIELD = 11
 STIME_FIELD = 12
 PERCENT = 100
 MIN_SAMPLES = 2  # a share is the CPU time between two samples
+# (wall-clock time in s since the epoch, comparable with records' timestamps; {process name: CPU seconds so far})
+Sample = tuple[float, dict[str, float]]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -41,8 +42,7 @@ class CpuSampler:
     def __init__(self, pids: dict[str, int], interval_s: float = 1.0):
         self.pids = pids
         self.interval_s = interval_s
-        # (wall-clock time, s since the epoch: comparable with records' timestamps; {name: CPU seconds so far})
-        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.samples: list[Sample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
 
@@ -62,21 +62,14 @@ class CpuSampler:
         self._stop.set()
         self._thread.join()
 
-    def shares(self, start: float, end: float) -> list[dict[str, float]]:
-        """Per interval between samples inside [``start``, ``end``] (epoch s): % of one core per process."""
-        return [self._share(earlier, later) for earlier, later in itertools.pairwise(self._inside(start, end))]
-
-    def mean_share(self, start: float, end: float) -> dict[str, float]:
-        """% of one core per process from the first to the last sample inside [``start``, ``end``]."""
-        inside = self._inside(start, end)
-        return self._share(inside[0], inside[-1])
-
-    def _inside(self, start: float, end: float) -> list[tuple[float, dict[str, float]]]:
+    def window(self, start: float, end: float) -> list[Sample]:
+        """The samples taken between ``start`` and ``end`` (s since the epoch); at least two."""
         inside = [sample for sample in self.samples if start <= sample[0] <= end]
         if len(inside) < MIN_SAMPLES:
             raise ValueError(f"{len(inside)} CPU samples between {start:.1f} and {end:.1f} s: too few for a share")
         return inside
 
-    def _share(self, earlier: tuple[float, dict[str, float]], later: tuple[float, dict[str, float]]) -> dict[str, float]:
+    def share(self, earlier: Sample, later: Sample) -> dict[str, float]:
+        """% of one core each process took between two samples."""
         (t0, before), (t1, after) = earlier, later
         return {name: PERCENT * (after[name] - before[name]) / (t1 - t0) for name in self.pids}

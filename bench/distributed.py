@@ -34,7 +34,7 @@ from l3_atom.infra.broker import LocalBroker
 from l3_atom.infra.local_pipeline import READY_TIMEOUT_S, LocalPipeline, LocalStack
 from l3_atom.infra.processes import wait_until
 from l3_atom.sources import standardiser_class
-from l3_atom.stream_processing.codecs import decode_wire, parsed_schema
+from l3_atom.stream_processing.codecs import decode_wire, parsed_schema, wire_schema_id
 from l3_atom.topic_admin import ensure_topics
 from l3_atom.topics import ATOM_TIMESTAMP_HEADER, LOB_L3, TICKER, TRADES_L3, raw_topic
 
@@ -88,8 +88,6 @@ HOP_TOPIC = "bench_hop"
 HOP_KEYS = 8
 # The bare broker's latency is also shown for the first and the last this-percent of a run's records.
 AGE_FRACTION = 20
-# Confluent wire format: magic byte, then the 4-byte schema id.
-SCHEMA_ID_SLICE = slice(1, 5)
 
 
 def _consumer(bootstrap: str, topics: list[str]) -> Consumer:
@@ -232,11 +230,12 @@ def latency(rate: int, duration_s: float) -> dict[str, float]:
 
 def _cpu_figures(cpu: CpuSampler, start: float, end: float) -> dict[str, float]:
     """``CPU_FIGURES`` for the steady state, from ``start`` to ``end`` (s since the epoch)."""
-    means, shares = cpu.mean_share(start, end), cpu.shares(start, end)
+    samples = cpu.window(start, end)
+    means = cpu.share(samples[0], samples[-1])
     return {
         **{f"CPU, {name}": means[name] for name in CPU_PROCESSES},
-        "CPU, broker: start of steady state": shares[0]["broker"],
-        "CPU, broker: end of steady state": shares[-1]["broker"],
+        "CPU, broker: start of steady state": cpu.share(samples[0], samples[1])["broker"],
+        "CPU, broker: end of steady state": cpu.share(samples[-2], samples[-1])["broker"],
         "CPU, all of them, % of the machine": sum(means.values()) / (os.cpu_count() or 1),
     }
 
@@ -246,7 +245,7 @@ def _latency_samples(arrivals: list[tuple[int, bytes, str, int]]) -> list[tuple[
     schemas: dict[int, dict] = {}
     samples = []
     for received, value, topic, produced_ms in arrivals:
-        schema_id = int.from_bytes(value[SCHEMA_ID_SLICE], "big")
+        schema_id = wire_schema_id(value)
         if schema_id not in schemas:
             schemas[schema_id] = parsed_schema(topic)
         atom = decode_wire(value, schemas)["atom_timestamp"]

@@ -33,6 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
+from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.config import ConnectorSettings
 from l3_atom.errors import UserError
 from l3_atom.feed import RestClient, WebsocketConnection, now_us
@@ -64,20 +65,6 @@ class RestPoll(NamedTuple):
     params: dict[str, str]
     key: str
     interval_s: float
-
-
-class _SymbolOfKey(dict[str, str | None]):
-    """Raw key -> normalised symbol (the ``symbol`` header), worked out once per key instead of once per frame."""
-
-    def __init__(self, normalised_of: dict[str, str]):
-        super().__init__()
-        self._normalised_of = normalised_of
-
-    def __missing__(self, key: str) -> str | None:
-        symbol = self._normalised_of.get(split_raw_key(key)[1])
-        if len(self) < SYMBOL_CACHE_KEYS:
-            self[key] = symbol
-        return symbol
 
 
 class DataFeed(ABC):
@@ -129,7 +116,8 @@ class DataFeed(ABC):
     @normalised_of.setter
     def normalised_of(self, value: dict[str, str]) -> None:
         self._normalised_of = value
-        self._symbol_of_key = _SymbolOfKey(value)
+        # Raw key -> normalised symbol (the ``symbol`` header), worked out once per key, not per frame.
+        self._symbol_of_key = BoundedMemo(lambda key: value.get(split_raw_key(key)[1]), SYMBOL_CACHE_KEYS)
 
     # -- pure, per source ------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.config import KafkaSettings
 from l3_atom.dead_letter import CONNECTOR, dead_letter_record
 from l3_atom.stream_processing.codecs import AvroEncoder
@@ -65,16 +66,6 @@ def raw_headers(atom_timestamp: int, connection_id: str, symbol: str | None) -> 
     return headers
 
 
-class _HeaderTails(dict[tuple[str, str | None], tuple[tuple[str, bytes], ...]]):
-    """(connection id, symbol) -> the headers after ``atom_timestamp``, encoded once, not per frame."""
-
-    def __missing__(self, key: tuple[str, str | None]) -> tuple[tuple[str, bytes], ...]:
-        tail = tuple(raw_headers(0, *key)[1:])
-        if len(self) < HEADER_TAIL_CACHE:
-            self[key] = tail
-        return tail
-
-
 class DeliveryFailed(RuntimeError):
     """The producer could not deliver and will not retry (fatal producer error)."""
 
@@ -94,7 +85,8 @@ class KafkaRawSink:
         self.kafka = kafka
         self._encoder = dead_letter_encoder
         self._producer = Producer({**kafka.producer_config(), "on_delivery": self._on_delivery})
-        self._header_tails = _HeaderTails()
+        # (connection id, symbol) -> the headers after ``atom_timestamp``, encoded once, not per frame.
+        self._header_tails = BoundedMemo(lambda key: tuple(raw_headers(0, *key)[1:]), HEADER_TAIL_CACHE)
         self._since_poll = 0
         self.produced = 0
         self.dead_letters = 0

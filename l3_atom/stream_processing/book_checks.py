@@ -57,13 +57,7 @@ class BookChecks:
         self.continuity.lost(symbol, reason, detail, atom_timestamp)
 
     def requests(self, symbol: str, atom_timestamp: int) -> list[Output]:
-        """A ``book_resync`` output when ``symbol``'s book needs a snapshot now (rate-limited), else none.
-
-        It runs for every book message, so a book in sync (nearly always) answers without a call.
-        """
-        state = self.continuity.books.get(symbol)
-        if state is not None and state.in_sync:
-            return []
+        """A ``book_resync`` output when ``symbol``'s book needs a snapshot now (rate-limited), else none."""
         due = self.continuity.resync_due(symbol, atom_timestamp)
         if due is None:
             return []

@@ -134,13 +134,14 @@ class CandleService:
         trade up to the committed offsets (a new owner reads it there), and replayed trades are
         skipped by their offsets.  Closed candles are written at once (``publish_pending``).
         """
-        dirty = self.dirty
+        entries: dict[bytes, SymbolCandles] = {}
         for record in records:
-            entry = dirty.get(record.key)
+            entry = entries.get(record.key)
             if entry is None:
-                entry = dirty[record.key] = self._entry(record.key)
+                entry = entries[record.key] = self._entry(record.key)
             self._apply_trade(entry, record)
-        return {record.key for record in records if dirty[record.key].pending}
+        self.dirty.update(entries)
+        return {key for key, entry in entries.items() if entry.pending}
 
     def _entry(self, key: bytes) -> SymbolCandles:
         """A symbol's state: the in-memory one if it changed since the last commit, else the table's."""

@@ -128,6 +128,11 @@ def _reader(schema: dict[str, Any]) -> tuple[RecordReader, dict[str, Any]]:
     return entry
 
 
+def wire_schema_id(value: bytes) -> int:
+    """The registry id of the schema a Confluent wire-format value was written with."""
+    return _WIRE_HEADER.unpack_from(value)[1]
+
+
 def decode_wire(value: bytes, schemas_by_id: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Decode Confluent wire-format bytes with already fetched, parsed schemas.
 
