@@ -14,7 +14,7 @@ RUN apt-get update \
     && pip install -r requirements.txt \
     && apt-get purge -y --auto-remove gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/* \
-    && python -c "import l3_atom.stream_processing._avro_writer_c"
+    && python -c "import l3_atom.avro._avro_writer_c"
 RUN mkdir -p keys
 
 ENTRYPOINT ["python", "runner.py"]

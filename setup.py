@@ -1,9 +1,9 @@
 """Builds the C Avro writer beside its Python reference; ``pip install -r requirements.txt`` runs it (``-e .``).
 
 The project runs from its source tree: the editable install points at it
-and compiles ``l3_atom/stream_processing/_avro_writer_c`` in place.  The extension
+and compiles ``l3_atom/avro/_avro_writer_c`` in place.  The extension
 is optional: without a C compiler the install goes on and
-``avro_writer.py`` uses the generated Python writer instead.
+``writer.py`` uses the generated Python writer instead.
 """
 
 from setuptools import Extension, find_packages, setup
@@ -15,8 +15,8 @@ setup(
     packages=find_packages(include=["l3_atom", "l3_atom.*"]),
     ext_modules=[
         Extension(
-            "l3_atom.stream_processing._avro_writer_c",
-            sources=["l3_atom/stream_processing/_avro_writer_c.c"],
+            "l3_atom.avro._avro_writer_c",
+            sources=["l3_atom/avro/_avro_writer_c.c"],
             optional=True,
         )
     ],

@@ -29,12 +29,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.cpu import CpuSampler
 from bench.pure import ATOM, coinbase_frames
+from l3_atom.avro.codecs import decode_wire, parsed_schema, wire_schema_id
 from l3_atom.config import Settings
 from l3_atom.infra.broker import LocalBroker
 from l3_atom.infra.local_pipeline import READY_TIMEOUT_S, LocalPipeline, LocalStack
 from l3_atom.infra.processes import wait_until
 from l3_atom.sources import standardiser_class
-from l3_atom.stream_processing.codecs import decode_wire, parsed_schema, wire_schema_id
 from l3_atom.topic_admin import ensure_topics
 from l3_atom.topics import ATOM_TIMESTAMP_HEADER, LOB_L3, TICKER, TRADES_L3, raw_topic
 

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import orjson
 
-from l3_atom.config import ConnectorSettings
-from l3_atom.sim.orderflow import OrderFlow
-from l3_atom.sim.replay import ReplayServer
-from l3_atom.sources import connector_class, standardiser_class
-from l3_atom.stream_processing.avro_writer import (
+from l3_atom.avro.codecs import AvroEncoder, available_topics, schema_text
+from l3_atom.avro.writer import (
     compile_python_record_writer,
     native_writer_available,
     writer_kind,
 )
-from l3_atom.stream_processing.codecs import AvroEncoder, available_topics, schema_text
+from l3_atom.config import ConnectorSettings
+from l3_atom.sim.orderflow import OrderFlow
+from l3_atom.sim.replay import ReplayServer
+from l3_atom.sources import connector_class, standardiser_class
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
 from l3_atom.topics import ATOM_TIMESTAMP_HEADER, SYMBOL_HEADER
 

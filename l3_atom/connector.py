@@ -13,13 +13,13 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 
+from l3_atom.avro.codecs import register_encoders
 from l3_atom.config import Settings
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
 from l3_atom.raw_sink import FrameSink, KafkaRawSink
 from l3_atom.resync_listener import ResyncListener
 from l3_atom.sources import connector_class
-from l3_atom.stream_processing.codecs import register_encoders
 from l3_atom.tokens import Symbol
 from l3_atom.topic_admin import ensure_topics
 from l3_atom.topics import BOOK_RESYNC, DEAD_LETTER, raw_topic

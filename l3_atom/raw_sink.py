@@ -14,10 +14,10 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from l3_atom.avro.codecs import AvroEncoder
 from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.config import KafkaSettings
 from l3_atom.dead_letter import CONNECTOR, dead_letter_record
-from l3_atom.stream_processing.codecs import AvroEncoder
 from l3_atom.topics import (
     ATOM_TIMESTAMP_HEADER,
     CONNECTION_HEADER,

@@ -17,9 +17,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
+from l3_atom.avro.codecs import decode_wire, parsed_schema
 from l3_atom.config import KafkaSettings
 from l3_atom.data_source import DataFeed
-from l3_atom.stream_processing.codecs import decode_wire, parsed_schema
 from l3_atom.topics import BOOK_RESYNC
 
 LOG = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l3_atom.stream_processing import avro_reader
-from l3_atom.stream_processing.avro_reader import compile_record_reader, reader_source
-from l3_atom.stream_processing.avro_writer import compile_record_writer
-from l3_atom.stream_processing.codecs import AvroEncoder, available_topics, decode_wire, parsed_schema, schema_text
+from l3_atom.avro import reader as avro_reader
+from l3_atom.avro.codecs import AvroEncoder, available_topics, decode_wire, parsed_schema, schema_text
+from l3_atom.avro.reader import compile_record_reader, reader_source
+from l3_atom.avro.writer import compile_record_writer
 from tests.avro_strategies import MAX_LONG, MIN_LONG, values
 
 TIMESTAMP_US = 1_700_000_000_123_456

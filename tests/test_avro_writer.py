@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l3_atom.stream_processing.avro_writer import compile_python_record_writer, varint, writer_source
-from l3_atom.stream_processing.codecs import available_topics, parsed_schema, schema_text
+from l3_atom.avro.codecs import available_topics, parsed_schema, schema_text
+from l3_atom.avro.writer import compile_python_record_writer, varint, writer_source
 from tests.avro_strategies import MAX_LONG, values
 
 
@@ -115,7 +115,7 @@ def test_long_fields_match_fastavro(n: int) -> None:
 
 
 def test_long_cache_of_high_parts_starts_over_and_stays_right(monkeypatch: pytest.MonkeyPatch) -> None:
-    from l3_atom.stream_processing import avro_writer
+    from l3_atom.avro import writer as avro_writer
 
     monkeypatch.setattr(avro_writer, "HIGH_CACHE_LIMIT", 3)
     write = compile_python_record_writer(LONGS)
@@ -169,7 +169,7 @@ def test_only_decimals_are_decimals(value: object) -> None:
 
 
 def test_decimal_cache_starts_over_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    from l3_atom.stream_processing import avro_writer
+    from l3_atom.avro import writer as avro_writer
 
     monkeypatch.setattr(avro_writer, "DECIMAL_CACHE_LIMIT", 4)
     write = compile_python_record_writer(DECIMAL)

@@ -25,17 +25,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l3_atom.config import PROJECT_ROOT
-from l3_atom.stream_processing.avro_writer import (
+from l3_atom.avro.codecs import available_topics, schema_text
+from l3_atom.avro.writer import (
     compile_python_record_writer,
     compile_record_writer,
     native_writer_available,
 )
-from l3_atom.stream_processing.codecs import available_topics, schema_text
+from l3_atom.config import PROJECT_ROOT
 from tests.avro_strategies import MAX_LONG, MIN_LONG, values
 
 try:
-    from l3_atom.stream_processing import _avro_writer_c
+    from l3_atom.avro import _avro_writer_c
 except ImportError:
     _avro_writer_c = None
 
@@ -415,10 +415,10 @@ def test_writers_take_part_in_garbage_collection() -> None:
 def test_without_the_extension_the_python_writer_serves() -> None:
     """Where the extension is absent (not built, or blocked here), imports work and records are written in Python."""
     script = (
-        "import sys; sys.modules['l3_atom.stream_processing._avro_writer_c'] = None\n"
+        "import sys; sys.modules['l3_atom.avro._avro_writer_c'] = None\n"
         "from decimal import Decimal\n"
-        "from l3_atom.stream_processing import avro_writer\n"
-        "from l3_atom.stream_processing.codecs import AvroEncoder\n"
+        "from l3_atom.avro import writer as avro_writer\n"
+        "from l3_atom.avro.codecs import AvroEncoder\n"
         "encode = AvroEncoder('trades_l3', 7).encode\n"
         "print(avro_writer.native_writer_available(), type(encode).__name__, avro_writer.writer_kind())\n"
         "print(encode({'exchange': 'x', 'symbol': 'A.B', 'trade_id': '1', 'price': Decimal(1), 'size': Decimal(1),"

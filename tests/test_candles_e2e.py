@@ -21,10 +21,10 @@ from unittest import mock
 import pytest
 from confluent_kafka import Producer
 
+from l3_atom.avro.codecs import register_encoders
 from l3_atom.config import DEFAULT_CONFIG_PATH, Settings
 from l3_atom.infra.local_pipeline import LocalStack
 from l3_atom.stream_processing.candles import Trade
-from l3_atom.stream_processing.codecs import register_encoders
 from tests.kafka_reader import TopicReader
 from tests.test_candles import brute_force
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import fastavro
 import pytest
 
-from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 
 RECORD = {
     "exchange": "coinbase", "symbol": "BTC.USD", "trade_id": "1", "price": Decimal("30000.123456789012345678"),
@@ -43,7 +43,7 @@ def test_values_outside_the_schema_are_refused(bad: dict) -> None:
 
 
 def test_schemas_the_compiled_writer_refuses_are_written_by_fastavro(monkeypatch: pytest.MonkeyPatch) -> None:
-    from l3_atom.stream_processing import codecs
+    from l3_atom.avro import codecs
 
     compiled = AvroEncoder("trades_l3", 7).encode(RECORD)
 

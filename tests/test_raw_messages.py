@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from l3_atom.stream_processing.codecs import AvroEncoder, available_topics, decode_wire, parsed_schema
+from l3_atom.avro.codecs import AvroEncoder, available_topics, decode_wire, parsed_schema
 from l3_atom.stream_processing.raw_messages import Encoded, RawMessageProcessor
 from l3_atom.stream_processing.standardisers.coinbase import CoinbaseStandardiser
 from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER, SYMBOL_HEADER

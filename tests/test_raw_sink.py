@@ -10,11 +10,11 @@ from unittest import mock
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.config import KafkaSettings, Settings
 from l3_atom.infra.broker import LocalBroker
 from l3_atom.infra.processes import LOOPBACK, free_port
 from l3_atom.raw_sink import DeliveryFailed, KafkaRawSink
-from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.topic_admin import ensure_topics
 from l3_atom.topics import DEAD_LETTER, raw_topic
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from l3_atom.stream_processing.codecs import available_topics, schema_text
+from l3_atom.avro.codecs import available_topics, schema_text
 from l3_atom.stream_processing.records import RECORDS
 
 AVRO_TO_PYTHON = {"string": str, "long": int, "int": int, "boolean": bool, "bytes": bytes}

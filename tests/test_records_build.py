@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from l3_atom.avro.codecs import schema_text
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.codecs import schema_text
 
 BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "lob": records_build.lob_level,

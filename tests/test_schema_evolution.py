@@ -14,8 +14,8 @@ from decimal import Decimal
 import fastavro
 import pytest
 
+from l3_atom.avro.codecs import schema_text
 from l3_atom.infra.schema_registry import AvroSchema, compatibility_problems
-from l3_atom.stream_processing.codecs import schema_text
 
 ADDED = {"lob": ("prev_sequence", "checksum"), "lob_l3": ("is_snapshot", "prev_sequence")}
 DEFAULTS = {"prev_sequence": None, "checksum": None, "is_snapshot": False}

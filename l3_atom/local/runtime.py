@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import ServiceUnavailable, UserError
 from l3_atom.local.bus import BusItem, BusSink, FrameBus, RawFrame
@@ -35,7 +36,6 @@ from l3_atom.local.outputs import LocalRecord, Output
 from l3_atom.local.progress import Progress, StatusLine
 from l3_atom.raw_sink import FrameSink
 from l3_atom.sources import standardiser_class
-from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
 from l3_atom.topics import BOOK_RESYNC, DEAD_LETTER, normalised_key, raw_topic
 

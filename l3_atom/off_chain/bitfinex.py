@@ -19,19 +19,61 @@ import orjson
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
 from l3_atom.feed import RECONNECT
-from l3_atom.stream_processing.standardisers.bitfinex import (
-    FEED_BOOK,
-    FEED_CANDLES,
-    FEED_CONTROL,
-    FEED_RAW_BOOK,
-    FEED_TICKER,
-    FEED_TRADES,
-    FEED_UNKNOWN_CHANNEL,
-    FEED_UNPARSED,
-    TRADING_PREFIX,
-    normalise_pair,
-)
+from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import raw_key
+
+# Feeds of the raw key (never underscores); the connector names a channel's frames with them.
+FEED_RAW_BOOK = "rawbook"
+FEED_BOOK = "book"
+FEED_TRADES = "trades"
+FEED_TICKER = "ticker"
+# Candle feeds carry the timeframe: ``candles1m`` for the key ``trade:1m:tBTCUSD``.
+FEED_CANDLES = "candles"
+FEED_CONTROL = "control"
+FEED_UNPARSED = "unparsed"
+# Data of a channel id whose ``subscribed`` event the connector has not seen.
+FEED_UNKNOWN_CHANNEL = "unknownchannel"
+
+TRADING_PREFIX = "t"
+PERPETUAL_SUFFIX = "F0"
+PAIR_SEPARATOR = ":"
+SHORT_CODE_LENGTH = 3
+# Bitfinex's own codes that differ from the asset's common code (Bitfinex's pub:map:currency:sym).
+ASSET_ALIASES = {"UST": "USDT"}
+
+
+def normalise_asset(code: str) -> str:
+    return ASSET_ALIASES.get(code, code)
+
+
+def normalise_pair(pair: str) -> str:
+    """``BTCUSD`` -> ``BTC.USD``, ``TESTBTC:TESTUSD`` -> ``TESTBTC.TESTUSD``, ``BTCF0:USTF0`` -> ``BTC.USDT-PERP``.
+
+    Codes of three letters are written together, longer ones with a colon; ``F0`` marks the
+    perpetual contracts' assets.
+    """
+    if type(pair) is not str:
+        raise TypeError(f"expected a Bitfinex pair string, got {pair!r}")
+    if PAIR_SEPARATOR in pair:
+        base, quote = pair.split(PAIR_SEPARATOR)
+    elif len(pair) == 2 * SHORT_CODE_LENGTH:
+        base, quote = pair[:SHORT_CODE_LENGTH], pair[SHORT_CODE_LENGTH:]
+    else:
+        raise ValueError(f"{pair!r} is not a Bitfinex pair (BBBQQQ or BASE:QUOTE)")
+    kind = InstrumentType.SPOT
+    if base.endswith(PERPETUAL_SUFFIX) and quote.endswith(PERPETUAL_SUFFIX):
+        base, quote = base[: -len(PERPETUAL_SUFFIX)], quote[: -len(PERPETUAL_SUFFIX)]
+        kind = InstrumentType.PERPETUAL
+    name = str(Symbol(normalise_asset(base), normalise_asset(quote), kind))
+    return str(Symbol.parse(name))
+
+
+def normalise_trading_symbol(symbol: str) -> str:
+    """``tBTCUSD`` (a websocket symbol) -> ``BTC.USD``."""
+    if type(symbol) is not str or not symbol.startswith(TRADING_PREFIX):
+        raise ValueError(f"expected a Bitfinex trading symbol such as tBTCUSD, got {symbol!r}")
+    return normalise_pair(symbol[len(TRADING_PREFIX) :])
+
 
 # conf flags: TIMESTAMP (32768) adds the exchange's ms time, SEQ_ALL (65536) a sequence number, to every frame.
 FLAG_TIMESTAMP = 32768

@@ -26,9 +26,13 @@ import orjson
 
 from l3_atom.data_source import DataFeed, RestPoll
 from l3_atom.feed import RECONNECT
-from l3_atom.stream_processing.standardisers.bitstamp import FEED_BOOK, FEED_ORDERS
 from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import raw_key
+
+# Raw-topic feeds of the book channels (the connector keys frames and REST snapshots with them).
+FEED_ORDERS = "orders"
+FEED_BOOK = "book"
+
 
 LIVE_ORDERS = "live_orders"
 DIFF_ORDER_BOOK = "diff_order_book"

@@ -13,21 +13,83 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
+from datetime import date
+from typing import Any
 
 import orjson
 
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
-from l3_atom.stream_processing.standardisers.deribit import (
-    BOOK,
-    CHART,
-    TICKER_CHANNEL,
-    TRADES_CHANNEL,
-    channel_parts,
-    normalise_instrument,
-)
+from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import raw_key
+
+# Channel kinds (the first part of a channel name); also the feeds of raw keys.
+BOOK = "book"
+TRADES_CHANNEL = "trades"
+TICKER_CHANNEL = "ticker"
+CHART = "chart"
+CHANNEL_SEPARATOR = "."
+
+# Instrument names: BTC-PERPETUAL, BTC-27DEC24, BTC-27DEC24-100000-C, BTC_USDC-PERPETUAL, BTC_USDC (spot).
+NAME_SEPARATOR = "-"
+PAIR_SEPARATOR = "_"
+PERPETUAL = "PERPETUAL"
+# Inverse instruments are named after their base coin alone; their counter currency is USD.
+INVERSE_QUOTE = "USD"
+EXPIRY = re.compile(r"^(?P<day>\d{1,2})(?P<month>[A-Z]{3})(?P<year>\d{2})$")
+MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+MONTHS = {name: number for number, name in enumerate(MONTH_NAMES, start=1)}
+CENTURY = 2000
+# Strikes write their decimal point as "d": XRP_USDC-30JUN23-0d625-C.
+STRIKE = re.compile(r"^\d+(d\d+)?$")
+STRIKE_DECIMAL_POINT = "d"
+OPTION_TYPES = ("C", "P")
+
+
+def expiry_date(code: str) -> str:
+    """``27DEC24`` -> ``20241227``."""
+    match = EXPIRY.match(code)
+    if not match or match["month"] not in MONTHS:
+        raise ValueError(f"{code!r} is not a Deribit expiry such as 27DEC24")
+    expiry = date(CENTURY + int(match["year"]), MONTHS[match["month"]], int(match["day"]))
+    return expiry.strftime("%Y%m%d")
+
+
+def normalise_instrument(name: Any) -> str:
+    """A Deribit instrument name -> the normalised symbol (combos have no normalised name: ValueError)."""
+    if type(name) is not str:
+        raise TypeError(f"expected a Deribit instrument name, got {name!r}")
+    pair, *rest = name.split(NAME_SEPARATOR)
+    base, _, quote = pair.partition(PAIR_SEPARATOR)
+    if not rest:
+        if not quote:
+            raise ValueError(f"{name!r} is not a Deribit instrument name")
+        symbol = Symbol(base, quote)
+    elif rest == [PERPETUAL]:
+        symbol = Symbol(base, quote or INVERSE_QUOTE, InstrumentType.PERPETUAL)
+    elif len(rest) == 1:
+        symbol = Symbol(base, quote or INVERSE_QUOTE, InstrumentType.FUTURE, expiry_date(rest[0]))
+    elif len(rest) == 3 and STRIKE.match(rest[1]) and rest[2] in OPTION_TYPES:
+        strike = rest[1].replace(STRIKE_DECIMAL_POINT, ".")
+        symbol = Symbol(base, quote or INVERSE_QUOTE, InstrumentType.OPTION, expiry_date(rest[0]), strike, rest[2])
+    else:
+        raise ValueError(f"{name!r} is not a Deribit spot, future, perpetual or option name")
+    return str(Symbol.parse(str(symbol)))
+
+
+def channel_parts(channel: Any) -> tuple[str, str, str]:
+    """(kind, instrument, interval or resolution) of a subscription channel."""
+    if type(channel) is not str:
+        raise TypeError(f"expected a channel name, got {channel!r}")
+    parts = channel.split(CHANNEL_SEPARATOR)
+    if parts[0] == CHART and len(parts) == 4:
+        return CHART, parts[2], parts[3]
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    raise ValueError(f"unexpected channel {channel!r}")
+
 
 LOG = logging.getLogger(__name__)
 

@@ -32,9 +32,21 @@ import orjson
 
 from l3_atom.data_source import DataFeed, RestPoll
 from l3_atom.feed import REST_TIMEOUT_S
-from l3_atom.stream_processing.standardisers.kucoin import CANDLES, LEVEL2, MATCH, TICKER_CHANNEL, split_topic
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
+
+LEVEL2, MATCH, TICKER_CHANNEL, CANDLES = "level2", "match", "ticker", "candles"
+
+
+def split_topic(topic: str) -> tuple[str, str, str]:
+    """``/market/candles:BTC-USDT_1min`` -> ``("candles", "BTC-USDT", "1min")``; no interval elsewhere (``""``)."""
+    path, _, symbol = topic.partition(":")
+    channel = path.rpartition("/")[2]
+    interval = ""
+    if channel == CANDLES:
+        symbol, _, interval = symbol.rpartition("_")
+    return channel, symbol, interval
+
 
 TOKEN_PATH = "/api/v1/bullet-public"
 BOOK_SNAPSHOT_PATH = "/api/v1/market/orderbook/level2_100"

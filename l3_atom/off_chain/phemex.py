@@ -27,9 +27,33 @@ import orjson
 
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
-from l3_atom.stream_processing.standardisers.phemex import Scales, default_scales
 from l3_atom.tokens import InstrumentType, Symbol, SymbolError
 from l3_atom.topics import raw_key
+
+
+class Scales(NamedTuple):
+    """Decimal places of a scaled-integer product's numbers."""
+
+    price: int
+    # Sizes (book levels, trades, kline volume); 0 for contracts counted whole.
+    size: int
+    # Kline turnover in the quote asset; None where turnover is in another asset (coin-margined contracts).
+    turnover: int | None
+
+
+# Phemex's documented scales per product class (Public-Spot-API / Public-Contract-API, "scale factors").
+SPOT_SCALES = Scales(price=8, size=8, turnover=8)
+CONTRACT_SCALES = Scales(price=4, size=0, turnover=None)
+# Spot symbols are the only ones with a lower-case "s" in front (sBTCUSDT).
+SPOT_PREFIX = "s"
+# Quote assets that end Phemex symbols, longest first, for names without a symbol list.
+QUOTES = ("USDT", "USDC", "USD", "BTC", "ETH")
+
+
+def default_scales(exchange_symbol: str) -> Scales:
+    """The documented scales of a scaled-integer product, by its class (spot or legacy contract)."""
+    return SPOT_SCALES if exchange_symbol.startswith(SPOT_PREFIX) else CONTRACT_SCALES
+
 
 ORDERBOOK = "orderbook"
 TRADE = "trade"

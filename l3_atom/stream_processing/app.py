@@ -22,13 +22,13 @@ from typing import Any
 
 import faust
 
-from l3_atom.books.agent import add_books
+from l3_atom.avro.codecs import register_encoders
+from l3_atom.avro.writer import writer_kind
 from l3_atom.config import SASL_PROTOCOLS, Settings
 from l3_atom.sources import standardiser_class
-from l3_atom.stream_processing.avro_writer import writer_kind
 from l3_atom.stream_processing.batched_consumer import BatchingApp
+from l3_atom.stream_processing.book_agent import add_books
 from l3_atom.stream_processing.candle_agent import add_candles
-from l3_atom.stream_processing.codecs import register_encoders
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
 from l3_atom.topic_admin import ensure_topics

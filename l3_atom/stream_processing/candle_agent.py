@@ -26,9 +26,9 @@ import orjson
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.batched_consumer import BatchingApp
 from l3_atom.stream_processing.candles import CandleBuilder, Trade, WindowState, candle_output, interval_ms
-from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.topics import TRADES, TRADES_L3
 

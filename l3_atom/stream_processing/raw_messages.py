@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from l3_atom.avro.codecs import AvroEncoder
 from l3_atom.dead_letter import PROCESSOR, dead_letter_record
-from l3_atom.stream_processing.codecs import AvroEncoder
 from l3_atom.stream_processing.standardiser import StandardiseError, Standardiser
 from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER, SYMBOL_HEADER
 

@@ -23,10 +23,10 @@ from typing import Any
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.books.checksums import kraken_checksum, kraken_checksum_text, okx_checksum, okx_checksum_text
 from l3_atom.books.engine import SUBSCRIBED_DEPTHS, L2Feed
 from l3_atom.off_chain.kraken import Kraken
-from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser
 from l3_atom.topics import BOOK_RESYNC, LOB
 from tests.exchanges.doc_fixtures import ws_frames as doc_frames

@@ -27,11 +27,11 @@ import fastavro
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import parsed_schema
 from l3_atom.config import ConnectorSettings
 from l3_atom.data_source import DataFeed, UnknownSymbol
 from l3_atom.feed import RECONNECT
 from l3_atom.off_chain.binance import Binance, StreamGroup
-from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser
 from l3_atom.stream_processing.standardisers.binance import BinanceStandardiser
 from l3_atom.topics import raw_key, split_raw_key

@@ -23,10 +23,10 @@ from l3_atom.config import ConnectorSettings
 from l3_atom.data_source import UnknownSymbol
 from l3_atom.errors import UserError
 from l3_atom.feed import RECONNECT
-from l3_atom.off_chain.bitfinex import Bitfinex
+from l3_atom.off_chain.bitfinex import Bitfinex, normalise_pair
 from l3_atom.sim.replay import Recording
 from l3_atom.stream_processing.standardiser import StandardiseError, decode_exact
-from l3_atom.stream_processing.standardisers.bitfinex import BitfinexStandardiser, normalise_pair
+from l3_atom.stream_processing.standardisers.bitfinex import BitfinexStandardiser
 from l3_atom.topics import split_raw_key
 from tests.recorded import http_bodies
 from tests.sinks import ListSink

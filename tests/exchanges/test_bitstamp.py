@@ -26,11 +26,11 @@ import fastavro
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import parsed_schema
 from l3_atom.config import ConnectorSettings
 from l3_atom.feed import RECONNECT
 from l3_atom.off_chain.bitstamp import Bitstamp
 from l3_atom.sim.replay import Recording, ReplayServer
-from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.bitstamp import BitstampStandardiser
 from l3_atom.topics import split_raw_key

@@ -19,10 +19,10 @@ import fastavro
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import parsed_schema
 from l3_atom.config import ConnectorSettings
 from l3_atom.off_chain.bitstamp import Bitstamp
 from l3_atom.stream_processing.book_checks import IN_SNAPSHOT
-from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.bitstamp import BitstampStandardiser
 from l3_atom.topics import BOOK_RESYNC, LOB, LOB_L3

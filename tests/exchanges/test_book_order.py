@@ -22,6 +22,7 @@ import fastavro
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import parsed_schema
 from l3_atom.config import ConnectorSettings
 from l3_atom.data_source import DataFeed
 from l3_atom.off_chain.bybit import Bybit
@@ -29,7 +30,6 @@ from l3_atom.off_chain.dydx import Dydx
 from l3_atom.off_chain.gemini import Gemini
 from l3_atom.off_chain.kraken_futures import KrakenFutures
 from l3_atom.off_chain.phemex import Phemex
-from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, Standardiser
 from l3_atom.stream_processing.standardisers.bybit import BybitStandardiser
 from l3_atom.stream_processing.standardisers.dydx import DydxStandardiser

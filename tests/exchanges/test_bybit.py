@@ -26,9 +26,9 @@ import fastavro
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import parsed_schema
 from l3_atom.config import ConnectorSettings
 from l3_atom.off_chain.bybit import ARGS_CHARS_PER_CONNECTION, Bybit
-from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.bybit import BybitStandardiser, candle_interval
 from tests.exchanges.book_order import order_events

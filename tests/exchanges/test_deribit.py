@@ -22,10 +22,10 @@ import pytest
 from l3_atom.config import ConnectorSettings
 from l3_atom.data_source import UnknownSymbol
 from l3_atom.errors import UserError
-from l3_atom.off_chain.deribit import Deribit, subscribe_requests
+from l3_atom.off_chain.deribit import Deribit, normalise_instrument, subscribe_requests
 from l3_atom.sim.replay import Recording
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, decode_exact
-from l3_atom.stream_processing.standardisers.deribit import DeribitStandardiser, normalise_instrument
+from l3_atom.stream_processing.standardisers.deribit import DeribitStandardiser
 from tests.recorded import http_bodies
 
 SOURCE = "deribit"

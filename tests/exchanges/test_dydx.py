@@ -25,9 +25,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.config import ConnectorSettings
 from l3_atom.off_chain.dydx import Dydx, SymbolGroup
-from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.dydx import DydxStandardiser
 from l3_atom.topics import split_raw_key

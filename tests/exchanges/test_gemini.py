@@ -19,12 +19,12 @@ from pathlib import Path
 import fastavro
 import pytest
 
+from l3_atom.avro.codecs import parsed_schema
 from l3_atom.config import ConnectorSettings
 from l3_atom.data_source import UnknownSymbol
 from l3_atom.off_chain import gemini as gemini_connector
 from l3_atom.off_chain.gemini import Gemini
 from l3_atom.sim.replay import Recording, ReplayServer
-from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.gemini import GeminiStandardiser
 from l3_atom.topics import split_raw_key

@@ -14,10 +14,10 @@ from decimal import Decimal
 
 import fastavro
 
+from l3_atom.avro.codecs import parsed_schema
 from l3_atom.config import ConnectorSettings
 from l3_atom.off_chain.htx import Htx
 from l3_atom.stream_processing.book_checks import DUPLICATE_UPDATE, IN_SNAPSHOT
-from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output
 from l3_atom.stream_processing.standardisers.htx import HtxStandardiser
 from l3_atom.topics import BOOK_RESYNC, LOB

@@ -21,9 +21,9 @@ import fastavro
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import parsed_schema
 from l3_atom.config import ConnectorSettings
 from l3_atom.off_chain.kraken_futures import KrakenFutures, normalised_product
-from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import StandardiseError
 from l3_atom.stream_processing.standardisers.kraken_futures import KrakenFuturesStandardiser
 from tests.exchanges.book_order import order_events

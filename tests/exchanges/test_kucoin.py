@@ -25,11 +25,11 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.config import ConnectorSettings
-from l3_atom.off_chain.kucoin import TOKEN_PATH, Bullet, Kucoin
-from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
+from l3_atom.off_chain.kucoin import TOKEN_PATH, Bullet, Kucoin, split_topic
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
-from l3_atom.stream_processing.standardisers.kucoin import KucoinStandardiser, split_topic
+from l3_atom.stream_processing.standardisers.kucoin import KucoinStandardiser
 from l3_atom.topics import split_raw_key
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
 from tests.sinks import NullSink

@@ -18,10 +18,10 @@ import fastavro
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import parsed_schema
 from l3_atom.config import ConnectorSettings
 from l3_atom.off_chain.kucoin import Kucoin
 from l3_atom.stream_processing.book_checks import DUPLICATE_UPDATE, IN_SNAPSHOT
-from l3_atom.stream_processing.codecs import parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.kucoin import KucoinStandardiser
 from l3_atom.topics import BOOK_RESYNC, LOB

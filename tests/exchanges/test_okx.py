@@ -29,9 +29,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.config import ConnectorSettings
 from l3_atom.off_chain.okx import BUSINESS_PATH, PUBLIC_PATH, EndpointGroup, Okx
-from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.okx import OkxStandardiser
 from l3_atom.topics import split_raw_key

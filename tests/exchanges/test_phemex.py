@@ -26,15 +26,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.config import ConnectorSettings
-from l3_atom.off_chain.phemex import PING, Phemex, ScaleMismatch, parse_products
-from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
+from l3_atom.off_chain.phemex import CONTRACT_SCALES, PING, SPOT_SCALES, Phemex, ScaleMismatch, Scales, parse_products
 from l3_atom.stream_processing.standardiser import Output, StandardiseError
 from l3_atom.stream_processing.standardisers.phemex import (
-    CONTRACT_SCALES,
-    SPOT_SCALES,
     PhemexStandardiser,
-    Scales,
     interval_name,
     ms_from_ns,
     unscale,

@@ -21,6 +21,7 @@ from typing import Any, Self
 import fastavro
 import orjson
 
+from l3_atom.avro.codecs import schema_text
 from l3_atom.infra.processes import (
     LOOPBACK,
     PROJECT_ROOT,
@@ -31,7 +32,6 @@ from l3_atom.infra.processes import (
     stop_process,
     wait_until,
 )
-from l3_atom.stream_processing.codecs import schema_text
 from l3_atom.topics import DEAD_LETTER
 from tests.kafka_reader import Received
 

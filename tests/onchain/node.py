@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from l3_atom.avro.codecs import AvroEncoder
 from l3_atom.config import ConnectorSettings
 from l3_atom.infra.processes import LOOPBACK, free_port, port_open, start_process, stop_process, wait_until
 from l3_atom.on_chain.chain_feed import ChainFeed
-from l3_atom.stream_processing.codecs import AvroEncoder
 from l3_atom.stream_processing.standardiser import Output
 from l3_atom.stream_processing.standardisers.ethereum import EthereumStandardiser
 

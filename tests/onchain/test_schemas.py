@@ -14,8 +14,8 @@ from typing import Any
 import fastavro
 import pytest
 
+from l3_atom.avro.codecs import available_topics, parsed_schema, schema_text
 from l3_atom.on_chain.topics import ONCHAIN_TOPICS
-from l3_atom.stream_processing.codecs import available_topics, parsed_schema, schema_text
 from l3_atom.stream_processing.onchain_records import ONCHAIN_RECORDS
 from tests import test_records as contract
 

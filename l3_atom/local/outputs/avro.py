@@ -14,8 +14,8 @@ from typing import Any, BinaryIO
 
 from fastavro.write import Writer
 
+from l3_atom.avro.codecs import parsed_schema
 from l3_atom.local.outputs.hourly import HourlyFiles
-from l3_atom.stream_processing.codecs import parsed_schema
 
 CODEC = "deflate"
 FLUSH_INTERVAL_S = 1.0

@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from l3_atom.avro.codecs import schema_text
 from l3_atom.local.outputs.hourly import HourlyFiles
-from l3_atom.stream_processing.codecs import schema_text
 
 ROW_GROUP_ROWS = 10_000
 COMPRESSION = "zstd"

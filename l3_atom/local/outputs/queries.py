@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from l3_atom.books.agent import Answer, BookStore
+from l3_atom.stream_processing.book_agent import Answer, BookStore
 from l3_atom.stream_processing.candle_agent import HISTORY_LENGTH, candle_json
 from l3_atom.stream_processing.candles import CandleBuilder, Trade
 from l3_atom.topics import LOB, LOB_L3, TRADES, TRADES_L3

@@ -30,6 +30,15 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from l3_atom.off_chain.bitfinex import (
+    FEED_BOOK,
+    FEED_CANDLES,
+    FEED_RAW_BOOK,
+    FEED_TICKER,
+    FEED_TRADES,
+    FEED_UNKNOWN_CHANNEL,
+    normalise_trading_symbol,
+)
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import BookChecks, repeat_reason
 from l3_atom.stream_processing.standardiser import (
@@ -40,29 +49,10 @@ from l3_atom.stream_processing.standardiser import (
     exact,
     integer,
 )
-from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, LOB_L3, TICKER, TRADES, normalised_key, split_raw_key
 
 SOURCE = "bitfinex"
 
-# Feeds of the raw key (never underscores); the connector names a channel's frames with them.
-FEED_RAW_BOOK = "rawbook"
-FEED_BOOK = "book"
-FEED_TRADES = "trades"
-FEED_TICKER = "ticker"
-# Candle feeds carry the timeframe: ``candles1m`` for the key ``trade:1m:tBTCUSD``.
-FEED_CANDLES = "candles"
-FEED_CONTROL = "control"
-FEED_UNPARSED = "unparsed"
-# Data of a channel id whose ``subscribed`` event the connector has not seen.
-FEED_UNKNOWN_CHANNEL = "unknownchannel"
-
-TRADING_PREFIX = "t"
-PERPETUAL_SUFFIX = "F0"
-PAIR_SEPARATOR = ":"
-SHORT_CODE_LENGTH = 3
-# Bitfinex's own codes that differ from the asset's common code (Bitfinex's pub:map:currency:sym).
-ASSET_ALIASES = {"UST": "USDT"}
 
 # A frame: [CHAN_ID, BODY, SEQ, TIME] or [CHAN_ID, TAG, BODY, SEQ, TIME].
 CHANNEL_ID, BODY = range(2)
@@ -94,39 +84,6 @@ TIMEFRAMES = {
     "14D": ("14d", 14 * 1440 * MINUTE_MS),
 }
 OPEN, CHANGE, DONE = "open", "change", "done"
-
-
-def normalise_asset(code: str) -> str:
-    return ASSET_ALIASES.get(code, code)
-
-
-def normalise_pair(pair: str) -> str:
-    """``BTCUSD`` -> ``BTC.USD``, ``TESTBTC:TESTUSD`` -> ``TESTBTC.TESTUSD``, ``BTCF0:USTF0`` -> ``BTC.USDT-PERP``.
-
-    Codes of three letters are written together, longer ones with a colon; ``F0`` marks the
-    perpetual contracts' assets.
-    """
-    if type(pair) is not str:
-        raise TypeError(f"expected a Bitfinex pair string, got {pair!r}")
-    if PAIR_SEPARATOR in pair:
-        base, quote = pair.split(PAIR_SEPARATOR)
-    elif len(pair) == 2 * SHORT_CODE_LENGTH:
-        base, quote = pair[:SHORT_CODE_LENGTH], pair[SHORT_CODE_LENGTH:]
-    else:
-        raise ValueError(f"{pair!r} is not a Bitfinex pair (BBBQQQ or BASE:QUOTE)")
-    kind = InstrumentType.SPOT
-    if base.endswith(PERPETUAL_SUFFIX) and quote.endswith(PERPETUAL_SUFFIX):
-        base, quote = base[: -len(PERPETUAL_SUFFIX)], quote[: -len(PERPETUAL_SUFFIX)]
-        kind = InstrumentType.PERPETUAL
-    name = str(Symbol(normalise_asset(base), normalise_asset(quote), kind))
-    return str(Symbol.parse(name))
-
-
-def normalise_trading_symbol(symbol: str) -> str:
-    """``tBTCUSD`` (a websocket symbol) -> ``BTC.USD``."""
-    if type(symbol) is not str or not symbol.startswith(TRADING_PREFIX):
-        raise ValueError(f"expected a Bitfinex trading symbol such as tBTCUSD, got {symbol!r}")
-    return normalise_pair(symbol[len(TRADING_PREFIX) :])
 
 
 def book_side(amount: Decimal) -> str:

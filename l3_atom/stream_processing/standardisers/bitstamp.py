@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from l3_atom.off_chain.bitstamp import FEED_BOOK, FEED_ORDERS
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import (
     IN_SNAPSHOT,
@@ -56,9 +57,6 @@ EVENT_TYPE = {"order_created": "open", "order_changed": "change", "order_deleted
 ZERO = exact("0")
 US_PER_MS = 1000
 DIFF_ORDER_BOOK = "diff_order_book"
-# Raw-topic feeds of the book channels (the connector keys frames and REST snapshots with them).
-FEED_ORDERS = "orders"
-FEED_BOOK = "book"
 # The REST order books have no "event": they dispatch, by the feed of their raw key, as these.
 ORDERS_SNAPSHOT = "orders snapshot"
 BOOK_SNAPSHOT = "book snapshot"

@@ -28,6 +28,7 @@ import re
 from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
 
+from l3_atom.off_chain.kucoin import CANDLES, LEVEL2, MATCH, TICKER_CHANNEL, split_topic
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import (
     IN_SNAPSHOT,
@@ -43,7 +44,6 @@ from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, NO_SYMBOL, TICKER, TRADES, 
 SOURCE = "kucoin"
 MESSAGE = "message"
 MESSAGE_PREFIX = "message:"
-LEVEL2, MATCH, TICKER_CHANNEL, CANDLES = "level2", "match", "ticker", "candles"
 
 BOOK_SIDES = (("bid", "bids"), ("ask", "asks"))
 # A level2 change is [price, size, sequence].
@@ -62,16 +62,6 @@ NS_PER_MS = 1_000_000
 CODE_OK = "200000"
 # The REST book snapshot (``{"code", "data"}``) has no "type": it dispatches as this.
 LEVEL2_SNAPSHOT = "level2 snapshot"
-
-
-def split_topic(topic: str) -> tuple[str, str, str]:
-    """``/market/candles:BTC-USDT_1min`` -> ``("candles", "BTC-USDT", "1min")``; no interval elsewhere (``""``)."""
-    path, _, symbol = topic.partition(":")
-    channel = path.rpartition("/")[2]
-    interval = ""
-    if channel == CANDLES:
-        symbol, _, interval = symbol.rpartition("_")
-    return channel, symbol, interval
 
 
 def digits(value: Any) -> int:

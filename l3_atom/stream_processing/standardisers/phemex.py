@@ -39,8 +39,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
+from l3_atom.off_chain.phemex import QUOTES, SPOT_PREFIX, Scales, default_scales
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import BookChecks, check_order
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
@@ -48,24 +49,6 @@ from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, TRADES, normalised_key
 
 SOURCE = "phemex"
 
-
-class Scales(NamedTuple):
-    """Decimal places of a scaled-integer product's numbers."""
-
-    price: int
-    # Sizes (book levels, trades, kline volume); 0 for contracts counted whole.
-    size: int
-    # Kline turnover in the quote asset; None where turnover is in another asset (coin-margined contracts).
-    turnover: int | None
-
-
-# Phemex's documented scales per product class (Public-Spot-API / Public-Contract-API, "scale factors").
-SPOT_SCALES = Scales(price=8, size=8, turnover=8)
-CONTRACT_SCALES = Scales(price=4, size=0, turnover=None)
-# Spot symbols are the only ones with a lower-case "s" in front (sBTCUSDT).
-SPOT_PREFIX = "s"
-# Quote assets that end Phemex symbols, longest first, for names without a symbol list.
-QUOTES = ("USDT", "USDC", "USD", "BTC", "ETH")
 
 # Keys that hold a message's data, by message type.
 BOOK, BOOK_REAL = "book", "orderbook_p"
@@ -86,11 +69,6 @@ K_START, K_INTERVAL, K_LAST_CLOSE, K_OPEN, K_HIGH, K_LOW, K_CLOSE, K_VOLUME, K_T
 INTERVAL_UNITS = (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
 
 Number = Callable[[Any], Decimal]
-
-
-def default_scales(exchange_symbol: str) -> Scales:
-    """The documented scales of a scaled-integer product, by its class (spot or legacy contract)."""
-    return SPOT_SCALES if exchange_symbol.startswith(SPOT_PREFIX) else CONTRACT_SCALES
 
 
 def unscale(value: Any, places: int) -> Decimal:

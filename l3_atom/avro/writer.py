@@ -87,10 +87,10 @@ from decimal import Context, Decimal
 from functools import cache
 from typing import Any
 
-from l3_atom.stream_processing.generated_code import GeneratedFunction, function_name
+from l3_atom.avro.codegen import GeneratedFunction, function_name
 
 try:
-    from l3_atom.stream_processing import _avro_writer_c
+    from l3_atom.avro import _avro_writer_c
 except ImportError:  # not compiled (no C compiler when installed): the Python writer serves alone
     _avro_writer_c = None
 

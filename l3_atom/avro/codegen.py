@@ -1,6 +1,6 @@
 """One Python function generated as source text and compiled: the scaffold of the Avro writer and reader.
 
-``avro_writer.py`` and ``avro_reader.py`` each turn a schema into the source of
+``writer.py`` and ``reader.py`` each turn a schema into the source of
 one function (so that a record is handled without a call per field); this
 holds its lines, the objects its names are bound to, and compiles it.
 """

@@ -37,6 +37,7 @@ import faust
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.books.engine import (
     BOOK,
     SIDES,
@@ -48,7 +49,6 @@ from l3_atom.books.engine import (
 )
 from l3_atom.books.integrity import DEFAULT_RETRY_US, Continuity
 from l3_atom.stream_processing.batched_consumer import BatchingApp
-from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.stream_processing.records_build import book_resync
 from l3_atom.topics import BOOK_RESYNC, LOB, LOB_L3, normalised_key

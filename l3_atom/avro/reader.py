@@ -4,7 +4,7 @@ Why: decoding is the hottest step of the books agent (~32% of the
 processor's main thread), the candle agent decodes every trade too, and
 fastavro's generic reader spends most of its time on the decimal logical type
 (~95,000 ``lob_l3`` records/s here).  So each schema
-gets a reader of its own: the mirror image of ``avro_writer.py``.
+gets a reader of its own: the mirror image of ``writer.py``.
 
 How: :func:`compile_record_reader` turns a record schema, once, into the
 source of one Python function and compiles it with ``exec``
@@ -116,7 +116,7 @@ from collections.abc import Callable
 from decimal import Context, Decimal
 from typing import Any
 
-from l3_atom.stream_processing.generated_code import GeneratedFunction, function_name
+from l3_atom.avro.codegen import GeneratedFunction, function_name
 
 RecordReader = Callable[[bytes, int], tuple[dict[str, Any], int]]
 

@@ -4,7 +4,7 @@ A message value is: magic byte 0, the 4-byte big-endian schema id the Schema
 Registry gave the topic's schema (subject ``<topic>-value``), then the Avro
 body.  Schemas are parsed once and reused (ARCHITECTURE.md, principle 7):
 records are written and read by code compiled from the schema
-(``avro_writer.py``, ``avro_reader.py``), or by fastavro for schemas they do
+(``writer.py``, ``reader.py``), or by fastavro for schemas they do
 not cover.
 """
 
@@ -21,12 +21,12 @@ from typing import Any
 import fastavro
 import httpx
 
-from l3_atom.config import PROJECT_ROOT
+from l3_atom.avro.reader import RecordReader, compile_record_reader
+from l3_atom.avro.writer import compile_record_writer
 from l3_atom.errors import ServiceUnavailable
-from l3_atom.stream_processing.avro_reader import RecordReader, compile_record_reader
-from l3_atom.stream_processing.avro_writer import compile_record_writer
 
-SCHEMA_DIR = PROJECT_ROOT / "static" / "schemas"
+# static/schemas/ at the project's top level, the source of truth for every normalised topic.
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "static" / "schemas"
 MAGIC_BYTE = 0
 _WIRE_HEADER = struct.Struct(">bI")
 WIRE_HEADER_SIZE = _WIRE_HEADER.size
@@ -136,7 +136,7 @@ def wire_schema_id(value: bytes) -> int:
 def decode_wire(value: bytes, schemas_by_id: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Decode Confluent wire-format bytes with already fetched, parsed schemas.
 
-    Each schema is read by a reader compiled from it (``avro_reader.py``), or by fastavro for
+    Each schema is read by a reader compiled from it (``reader.py``), or by fastavro for
     schemas it does not cover.  Raises ``KeyError`` for a schema id not in ``schemas_by_id``
     and ``ValueError`` for bytes that are not a record of its schema.
     """

@@ -1,11 +1,11 @@
 /*
- * _avro_writer_c: the Avro binary writer of avro_writer.py, in C.
+ * _avro_writer_c: the Avro binary writer of writer.py, in C.
  *
  * Why: encoding is the hottest step of the processor.  The generated Python
  * writer costs ~2 us per lob_l3 record, most of it interpreter work per field
  * (lookups, branches, joining bytes) that C does at a fraction of the cost.
  *
- * How: avro_writer.py turns a flat record schema, once, into a plan (one
+ * How: writer.py turns a flat record schema, once, into a plan (one
  * tuple per field: name, kind, optional, Python fallback, enum table, decimal
  * precision and scale) and builds a Writer from it.  Calling the Writer with
  * a record dict writes the prefix (the Confluent wire header) and every
@@ -679,7 +679,7 @@ PyDoc_STRVAR(writer_doc,
 
 static PyTypeObject WriterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "l3_atom.stream_processing._avro_writer_c.Writer",
+    .tp_name = "l3_atom.avro._avro_writer_c.Writer",
     .tp_doc = writer_doc,
     .tp_basicsize = offsetof(Writer, fields),
     .tp_itemsize = sizeof(Field),
@@ -696,8 +696,8 @@ static PyTypeObject WriterType = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "l3_atom.stream_processing._avro_writer_c",
-    .m_doc = "The Avro binary writer of avro_writer.py in C (avro_writer.compile_record_writer builds it).",
+    .m_name = "l3_atom.avro._avro_writer_c",
+    .m_doc = "The Avro binary writer of writer.py in C (writer.compile_record_writer builds it).",
     .m_size = -1,
 };
 

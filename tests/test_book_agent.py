@@ -9,7 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
-from l3_atom.books.agent import (
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
+from l3_atom.off_chain.kraken import Kraken
+from l3_atom.sim.orderflow import OrderFlow
+from l3_atom.stream_processing.batched_consumer import BatchingApp
+from l3_atom.stream_processing.book_agent import (
     HTTP_BAD_REQUEST,
     HTTP_NOT_FOUND,
     HTTP_OK,
@@ -17,10 +21,6 @@ from l3_atom.books.agent import (
     BookStore,
     add_books,
 )
-from l3_atom.off_chain.kraken import Kraken
-from l3_atom.sim.orderflow import OrderFlow
-from l3_atom.stream_processing.batched_consumer import BatchingApp
-from l3_atom.stream_processing.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.stream_processing.standardisers.coinbase import CoinbaseStandardiser
 from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser
 from l3_atom.topics import LOB, LOB_L3
