@@ -19,7 +19,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from l3_atom.avro.codecs import register_encoders
 from l3_atom.config import DEFAULT_CONFIG_PATH, Settings
@@ -66,6 +66,8 @@ class TradeWriter:
             registry, producer = settings.schema_registry.client_config(), settings.kafka.producer_config()
         self.encoder = register_encoders(registry, ["trades"])["trades"]
         self.producer = Producer(producer)
+        self.bootstrap_servers = stack.broker.bootstrap_servers
+        self.group = settings.processor.app_id
         self.next_id = 0
 
     def send(self, trades: list[Trade]) -> None:
@@ -76,6 +78,30 @@ class TradeWriter:
                       "atom_timestamp": t.atom_timestamp}
             self.producer.produce("trades", self.encoder.encode(record), f"{t.exchange}_{t.symbol}")
         assert self.producer.flush(30) == 0
+
+    def wait_committed(self, timeout_s: float) -> None:
+        """Wait until the processor's group has committed every trade sent (its next read is past them all).
+
+        A worker that takes over then starts exactly at the committed offset, with no replayed
+        trade before the first new one: the case where a takeover once dropped that first record.
+        The topic starts empty, so the committed offsets add up to the trades sent (Tansu's
+        reported end offsets are unreliable after multi-record batches: ARCHITECTURE.md).
+        """
+        probe = Consumer({"bootstrap.servers": self.bootstrap_servers, "group.id": self.group,
+                          "enable.auto.commit": False})
+        try:
+            partitions = probe.list_topics("trades", timeout=10).topics["trades"].partitions
+            tps = [TopicPartition("trades", p) for p in partitions]
+            deadline = time.monotonic() + timeout_s
+            committed = 0
+            while time.monotonic() < deadline:
+                committed = sum(max(tp.offset, 0) for tp in probe.committed(tps, timeout=10))
+                if committed == self.next_id:
+                    return
+                time.sleep(0.5)
+            raise AssertionError(f"{committed} of {self.next_id} trades committed")
+        finally:
+            probe.close()
 
 
 def closed_candles(reader: TopicReader) -> list[dict]:
@@ -111,7 +137,9 @@ def test_candles_match_brute_force_and_survive_a_worker_crash(tmp_path: Path) ->
             with urllib.request.urlopen(f"{url}?start={base}&end={base + 2 * MINUTE}", timeout=10) as response:
                 assert [c["start"] for c in json.loads(response.read())] == [base, base + MINUTE]
 
-            # Kill the worker mid-window (window 3 holds trades), start another, finish the sequence.
+            # Kill the worker mid-window (window 3 holds trades) once its offsets are committed,
+            # start another, finish the sequence.
+            writer.wait_committed(READ_TIMEOUT_S)
             stack.processes["processor0"].send_signal(signal.SIGKILL)
             stack.processes["processor0"].wait(10)
             stack.start_worker(1)

@@ -88,8 +88,11 @@ class BatchingConsumer(aiokafka_driver.Consumer):
             raise
 
     async def _deliver_batch(self, tp: TP, records: Sequence[Any]) -> None:
+        # As Faust's own drain: the read offset is the last delivered offset, or after a seek the
+        # committed one, which is the next to read: a record at it is fresh (``>``, not ``>=``,
+        # dropped the first record after every takeover of a partition with a committed offset).
         read = self._read_offset[tp]
-        fresh = RecordBatch(r for r in records if read is None or r.offset > read)
+        fresh = RecordBatch(r for r in records if read is None or r.offset >= read)
         if not fresh:
             return
         last = fresh[-1]
