@@ -83,9 +83,17 @@ class Coinbase(DataFeed):
         }
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
-        message = {"type": "subscribe", "product_ids": list(exchange_symbols), "channels": list(self.active_channels)}
-        message.update(signed_fields(os.environ))
-        return [orjson.dumps(message).decode()]
+        """One subscribe, or one per ``topics_per_message`` (products x channels) when a limit is set."""
+        channels = list(self.active_channels)
+        topics = self.limits.topics_per_message
+        per_message = max(1, topics // len(channels)) if topics else max(1, len(exchange_symbols))
+        messages = []
+        for start in range(0, len(exchange_symbols), per_message):
+            products = exchange_symbols[start : start + per_message]
+            message = {"type": "subscribe", "product_ids": list(products), "channels": channels}
+            message.update(signed_fields(os.environ))
+            messages.append(orjson.dumps(message).decode())
+        return messages
 
     def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
         """The level-3 REST book of each product, for the full channel."""
