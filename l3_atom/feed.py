@@ -9,6 +9,9 @@ The websocket client is aiohttp's: its frame parser is compiled, and it hands
 text frames over undecoded (``decode_text=False``), so receiving a frame costs
 about 1.6 µs of CPU against about 6 µs with the ``websockets`` library's
 pure-Python parser (Coinbase frames, on the 2-core development machine).
+
+A ``RestClient`` spends from its source's one ``RestLimiter`` (``l3_atom/limits.py``)
+and obeys the answers: 429 ``Retry-After``, 418/403 bans, 5xx and timeouts.
 """
 
 from __future__ import annotations

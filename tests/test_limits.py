@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from l3_atom.config import ConfigError, Settings
 from l3_atom.connector import feed_factory
@@ -15,7 +15,8 @@ from l3_atom.feed import RestClient, RestError
 from l3_atom.limits import OVERRIDES, Budget, EndpointWeight, Limits, Rate, RestLimiter, Window, retry_after_s
 from l3_atom.off_chain.binance import Binance
 from l3_atom.off_chain.binance_futures import BinanceFutures
-from l3_atom.sim.gate import BANNED, THROTTLED, RestGate, SubscribeGate
+from l3_atom.sim.coinbase import CoinbaseSimulator
+from l3_atom.sim.gate import BANNED, POLICY_VIOLATION, THROTTLED, RestGate, SubscribeGate, SubscribeGateFactory
 from l3_atom.sources import connector_class
 
 PROJECT_CONFIG = Path(__file__).resolve().parents[1] / "config.ini"
@@ -208,3 +209,28 @@ def test_the_used_weight_the_venue_reports_holds_back_the_next_request() -> None
     _, limiter, body = run_client([(200, {"X-MBX-USED-WEIGHT-1M": "100"})])
     assert body == "{}"
     assert limiter.budget.delay(limiter.clock(), 1) > 50  # the venue says the minute is spent
+
+
+def test_the_simulator_closes_a_connection_that_subscribes_too_fast_and_answers_429() -> None:
+    """A real simulator: 5 subscribes at once against 3 a second close the connection (1008); REST past 2/s is 429."""
+
+    async def go() -> tuple[int | None, list[int], dict]:
+        limits = SubscribeGateFactory(limit=3, window_s=1.0)
+        async with CoinbaseSimulator(products=["BTC-USD"], rest_gate=RestGate(2, 1.0), subscribe_gate=limits) as sim:
+            async with ClientSession() as session:
+                async with session.ws_connect(sim.ws_url) as ws:
+                    subscribe = {"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["ticker"]}
+                    for _ in range(5):
+                        await ws.send_json(subscribe)
+                    async for _message in ws:
+                        pass
+                    code = ws.close_code
+                statuses = []
+                for _ in range(3):
+                    async with session.get(f"{sim.rest_url}/products") as answer:
+                        statuses.append(answer.status)
+            return code, statuses, sim.stats()["limits"]
+
+    code, statuses, counts = asyncio.run(go())
+    assert code == POLICY_VIOLATION and counts["subscribe_closes"] == 1
+    assert statuses == [200, 200, THROTTLED] and counts["throttled"] == 1
