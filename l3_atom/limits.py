@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 LOG = logging.getLogger(__name__)
 
@@ -262,9 +262,6 @@ class RestCounts:
     server_errors: int = 0
     timeouts: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class RestLimiter:
