@@ -310,6 +310,8 @@ class DataFeed(ABC):
         raw topic every update the snapshot may lack comes after it, never before.  A snapshot that
         fails is asked for again, with backoff, until it arrives; between tries the frames flow on
         unheld, so the processor keeps the book marked lost (updates with no snapshot), never silent.
+        An answer that no retry can change (400, 404) is logged and not asked again here: the
+        processor's resync requests ask later.
         """
         async with self._snapshot_lock:
             if self._snapshot_client is None:
@@ -327,13 +329,16 @@ class DataFeed(ABC):
                     await wait
 
     async def _fetch_snapshot(self, client: RestClient, poll: RestPoll) -> bool:
-        """One try at ``poll``'s snapshot; frames of its key are held only while the request is out."""
+        """One try at ``poll``'s snapshot (True: done with it); its key's frames are held only while it is out."""
         body = None
         try:
             body = await client.get_text(
                 poll.path, poll.params, attempts=1, before_send=lambda: self._held.setdefault(poll.key, [])
             )
         except RestError as exc:
+            if not exc.transient:
+                LOG.error("%s: book snapshot GET %s refused, not asked again: %s", self.name, poll.path, exc)
+                return True
             LOG.warning("%s: book snapshot GET %s failed (asked again): %s", self.name, poll.path, exc)
         finally:
             held = self._held.pop(poll.key, [])

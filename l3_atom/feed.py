@@ -327,6 +327,12 @@ class RestError(ConnectionError):
         super().__init__(message)
         self.status = status
 
+    @property
+    def transient(self) -> bool:
+        """Whether asking again can succeed: no answer, 429, a ban, 5xx (not 400 or 404)."""
+        status = self.status
+        return status is None or status == THROTTLED or status in BAN_STATUSES or status >= HTTP_SERVER_ERROR
+
 
 class RestClient:
     """Requests to a source's REST API, on the event loop, inside the source's budget, obeying its answers.

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession, web
 
-from l3_atom.config import ConfigError, Settings
+from l3_atom.config import ConfigError, ConnectorSettings, Settings
 from l3_atom.connector import feed_factory
 from l3_atom.data_source import DataFeed
 from l3_atom.feed import RestClient, RestError
 from l3_atom.limits import OVERRIDES, Budget, EndpointWeight, Limits, Rate, RestLimiter, Window, retry_after_s
 from l3_atom.off_chain.binance import Binance
 from l3_atom.off_chain.binance_futures import BinanceFutures
+from l3_atom.off_chain.coinbase import Coinbase
 from l3_atom.sim.coinbase import CoinbaseSimulator
 from l3_atom.sim.gate import BANNED, POLICY_VIOLATION, THROTTLED, RestGate, SubscribeGate, SubscribeGateFactory
 from l3_atom.sources import connector_class
+from tests.sinks import ListSink
 
 PROJECT_CONFIG = Path(__file__).resolve().parents[1] / "config.ini"
 VENUES = ("coinbase", "binance", "binance-futures", "bybit", "kraken", "kraken-futures", "bitfinex", "deribit",
@@ -234,3 +237,32 @@ def test_the_simulator_closes_a_connection_that_subscribes_too_fast_and_answers_
     code, statuses, counts = asyncio.run(go())
     assert code == POLICY_VIOLATION and counts["subscribe_closes"] == 1
     assert statuses == [200, 200, THROTTLED] and counts["throttled"] == 1
+
+
+def fetch_books(script: list[tuple[int, dict[str, str]]], products: list[str]) -> tuple[Venue, Coinbase]:
+    """A Coinbase feed fetching ``products``' level-3 books from a real server answering from ``script``."""
+    venue = Venue(script)
+
+    async def go() -> Coinbase:
+        async with venue as url:
+            feed = Coinbase(["BTC.USD"], ListSink(), ConnectorSettings(0.01, 0.05, 30.0, 1 << 20), rest_url=url,
+                            limits=replace(Coinbase.limits, ban_s=0.2))
+            feed.normalised_of = {"BTC-USD": "BTC.USD", "ETH-USD": "ETH.USD"}
+            await asyncio.wait_for(feed.fetch_snapshots(products), 30)
+            await feed._snapshot_client.close()
+            return feed
+
+    return venue, asyncio.run(go())
+
+
+def test_a_failed_snapshot_is_asked_for_again_until_it_arrives() -> None:
+    venue, feed = fetch_books([(503, {}), (418, {}), (429, {"Retry-After": "0"})], ["BTC-USD"])
+    assert len(venue.asked) == 4 and feed.snapshot_retries == 3
+    assert [key for key, _, _ in feed.sink.frames] == ["coinbase_BTC-USD_full"]
+    assert feed.limiter.counts.bans == 1 and feed.limiter.counts.throttled == 1
+
+
+def test_a_snapshot_no_retry_can_change_is_not_asked_again_and_the_next_one_goes() -> None:
+    venue, feed = fetch_books([(404, {})], ["BTC-USD", "ETH-USD"])
+    assert len(venue.asked) == 2 and feed.snapshot_retries == 0
+    assert [key for key, _, _ in feed.sink.frames] == ["coinbase_ETH-USD_full"]
