@@ -147,9 +147,9 @@ class Phemex(DataFeed):
     """Phemex's public limits (https://github.com/phemex/phemex-api-docs/blob/master/Generic-API-Info.en.md).
 
     REST: 5,000 requests per 5 minutes per IP (blocked 5 minutes past it); market data is in the
-    "Others" group, 100 requests per minute: both are declared.  WebSocket: at most 5 connections
-    per user and 20 subscriptions per connection.  Subscribe messages per second are not documented:
-    5 per second is declared.
+    "Others" group, 100 requests per minute: both are declared.  WebSocket: at most 5 concurrent
+    connections per user and 20 subscriptions per connection.  Subscribe messages per second and new
+    connections per window are not documented: 5 per second each is declared.
     """
 
     name = "phemex"
