@@ -87,9 +87,10 @@ class Kucoin(DataFeed):
 
     REST (https://www.kucoin.com/docs-new/rate-limit): the Public resource pool holds 2,000 weight per
     30 s (429, code 429000, past it; wait the time the answer's header names).  ``bullet-public``
-    weighs 10 and ``market/orderbook/level2_100`` 4 (their endpoint pages).  WebSocket (KuCoin's
-    WebSocket introduction): 100 client messages per 10 s per connection, at most 100 topics per
-    subscribe and 400 per connection; connections per window: 30 per minute is declared.
+    weighs 10 and ``market/orderbook/level2_100`` 4 (their endpoint pages).  WebSocket: 100 client
+    messages per 10 s per connection and at most 100 topics per subscribe, as client libraries quote
+    KuCoin's WebSocket docs (not checked against the page here); topics per connection are quoted as
+    300 and as 400: 300 is declared.  Connections per window are not documented: 30 per minute.
     """
 
     name = "kucoin"
@@ -102,7 +103,7 @@ class Kucoin(DataFeed):
         rest=(Rate(2000, 30.0),),
         weights=(EndpointWeight(TOKEN_PATH, 10), EndpointWeight(BOOK_SNAPSHOT_PATH, 4)),
         subscribes=Rate(100, 10.0),
-        streams_per_connection=400,
+        streams_per_connection=300,
         topics_per_message=100,
         connections=Rate(30, 60.0),
     )
