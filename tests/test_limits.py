@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from l3_atom.config import ConfigError, ConnectorSettings, Settings
 from l3_atom.connector import feed_factory
 from l3_atom.data_source import DataFeed
 from l3_atom.feed import RestClient, RestError
+from l3_atom.infra.processes import runner_command
 from l3_atom.limits import OVERRIDES, Budget, EndpointWeight, Limits, Rate, RestLimiter, Window, retry_after_s
 from l3_atom.off_chain.binance import Binance
 from l3_atom.off_chain.binance_futures import BinanceFutures
@@ -266,3 +268,9 @@ def test_a_snapshot_no_retry_can_change_is_not_asked_again_and_the_next_one_goes
     venue, feed = fetch_books([(404, {})], ["BTC-USD", "ETH-USD"])
     assert len(venue.asked) == 2 and feed.snapshot_retries == 0
     assert [key for key, _, _ in feed.sink.frames] == ["coinbase_ETH-USD_full"]
+
+
+def test_the_simulators_limit_flags_are_checked() -> None:
+    result = subprocess.run(runner_command("simulate", "coinbase", "--rest-limit", "-1"),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0 and "--rest-limit" in result.stderr and "Traceback" not in result.stderr

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 
 from aiohttp import web
 
+from l3_atom.errors import UserError
+
 THROTTLED = 429
 BANNED = 418
 POLICY_VIOLATION = 1008
@@ -179,7 +181,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def gates(args: argparse.Namespace) -> tuple[RestGate, SubscribeGateFactory]:
     """The REST gate and the per-connection subscribe gates :func:`add_arguments`' flags ask for."""
-    rest = RestGate(args.rest_limit, args.rest_window, args.ban_after, args.ban_s, args.ban_window)
+    if args.subscribe_limit < 0 or args.subscribe_window <= 0:
+        raise UserError("--subscribe-limit must be 0 or more and --subscribe-window greater than 0")
+    try:
+        rest = RestGate(args.rest_limit, args.rest_window, args.ban_after, args.ban_s, args.ban_window)
+    except ValueError as exc:
+        raise UserError(f"{exc} (--rest-limit, --rest-window, --ban-after, --ban-s, --ban-window)") from None
     return rest, SubscribeGateFactory(args.subscribe_limit, args.subscribe_window)
 
 
