@@ -22,6 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.ini"
 DEFAULT_ENV_PATH = PROJECT_ROOT / "keys" / ".env"
 PROFILE_PREFIX = "profile:"
+LIMITS_PREFIX = "limits."
 SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
 MS_PER_S = 1000
 
@@ -259,6 +260,22 @@ class Settings:
         parser = self._reader.parser
         section = name.replace("-", "_")
         return dict(parser.items(section)) if parser.has_section(section) else {}
+
+    def limit_overrides(self, name: str, known: tuple[str, ...]) -> dict[str, float]:
+        """The ``[limits.<name>]`` section: overrides of a source's declared limits, each checked.
+
+        A budget of 0 or less, or an option not in ``known``, is refused with the option's name.
+        """
+        parser = self._reader.parser
+        section = LIMITS_PREFIX + name.replace("-", "_")
+        if not parser.has_section(section):
+            return {}
+        unknown = sorted(set(parser.options(section)) - set(known) - set(parser.defaults()))
+        if unknown:
+            raise ConfigError(
+                f"{self.config_path}: [{section}] has unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        return {key: self._reader.number(section, key) for key in known if parser.has_option(section, key)}
 
 
 def require_env(name: str, why: str) -> str:

@@ -17,6 +17,7 @@ from l3_atom.avro.codecs import register_encoders
 from l3_atom.config import Settings
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
+from l3_atom.limits import OVERRIDES
 from l3_atom.raw_sink import FrameSink, KafkaRawSink
 from l3_atom.resync_listener import ResyncListener
 from l3_atom.sources import connector_class
@@ -49,6 +50,9 @@ def feed_factory(
     if getattr(feed_class, "needs_symbols", True) and not symbols:
         raise UserError(f"{source} needs at least one --symbol (see: runner.py symbols --source {source})")
     overrides = settings.source(source)
+    # Venues declare limits (config.ini [limits.<source>] overrides them); chain nodes have none.
+    declared = getattr(feed_class, "limits", None)
+    limits = {"limits": declared.overridden(settings.limit_overrides(source, OVERRIDES))} if declared else {}
 
     def build(sink: FrameSink) -> DataFeed:
         return feed_class(
@@ -58,6 +62,7 @@ def feed_factory(
             ws_url=ws_url or overrides.get("ws_url"),
             rest_url=rest_url or overrides.get("rest_url"),
             channels=channels or _channels(overrides.get("channels")),
+            **limits,
         )
 
     return build

@@ -36,7 +36,8 @@ from typing import ClassVar, NamedTuple
 from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.config import ConnectorSettings
 from l3_atom.errors import UserError
-from l3_atom.feed import RestClient, WebsocketConnection, now_us
+from l3_atom.feed import RestClient, RestError, WebsocketConnection, backoff_delay, now_us
+from l3_atom.limits import Limits, Pacer, Rate, RestLimiter
 from l3_atom.raw_sink import FrameSink
 from l3_atom.tokens import Symbol
 from l3_atom.topics import split_raw_key
@@ -52,6 +53,9 @@ SYMBOL_CACHE_KEYS = 4096
 
 
 REST_CONNECTION_ID = "rest"
+# For a source that declares nothing (each venue declares its own, cited): one request a second, one
+# subscribe a second, one connection a second.
+CONSERVATIVE_LIMITS = Limits(rest=(Rate(1, 1.0),), subscribes=Rate(1, 1.0), connections=Rate(1, 1.0))
 
 
 class UnknownSymbol(UserError):
@@ -79,6 +83,8 @@ class DataFeed(ABC):
     max_symbols_per_connection: ClassVar[int] = 0
     # Seconds between the client pings of exchanges that require them (see ``ping``).
     ping_interval_s: ClassVar[float] = 20.0
+    # The venue's documented public limits (cited in each venue's docstring).
+    limits: ClassVar[Limits] = CONSERVATIVE_LIMITS
 
     def __init__(
         self,
@@ -88,7 +94,9 @@ class DataFeed(ABC):
         ws_url: str | None = None,
         rest_url: str | None = None,
         channels: Sequence[str] | None = None,
+        limits: Limits | None = None,
     ):
+        """``limits`` replaces the class's (``config.ini`` overrides, ``[limits.<source>]``)."""
         self.requested = [str(Symbol.parse(s)) for s in symbols]
         self.sink = sink
         self.settings = settings
@@ -101,6 +109,15 @@ class DataFeed(ABC):
         # Exchange symbol -> the connection that carries it (for resyncs).
         self.connection_of: dict[str, WebsocketConnection] = {}
         self.dead_letters = 0
+        self.limits = limits or type(self).limits
+        # The one REST budget of this source process: symbol lists, snapshots, polls, backfills.
+        self.limiter = RestLimiter(self.name, self.limits)
+        # New connections (and reconnects) of every connection of this source share one pace.
+        self.connect_pacer = Pacer(self.limits.connections)
+        # Per IP when the venue says so: one pacer for all connections; else one per connection.
+        self._subscribe_pacer = Pacer(self.limits.subscribes) if self.limits.subscribes_per_ip else None
+        # Book snapshots that failed and were asked for again (each is retried until it arrives).
+        self.snapshot_retries = 0
         self.resyncs: dict[str, int] = {}
         self._last_resync: dict[str, float] = {}
         self._snapshot_client: RestClient | None = None
@@ -170,7 +187,11 @@ class DataFeed(ABC):
     # -- I/O -------------------------------------------------------------------------------
 
     def rest_client(self) -> RestClient:
-        return RestClient(self.rest_endpoint)
+        """A client of this source's REST API that spends from the source's one budget."""
+        if self.settings is None:  # symbols only (``fetch_symbol_map``): the default backoff
+            return RestClient(self.rest_endpoint, self.limiter)
+        backoff = (self.settings.reconnect_initial_delay_s, self.settings.reconnect_max_delay_s)
+        return RestClient(self.rest_endpoint, self.limiter, backoff=backoff)
 
     @classmethod
     async def fetch_symbol_map(cls, rest_url: str | None = None) -> dict[str, str]:
@@ -200,8 +221,16 @@ class DataFeed(ABC):
 
         Override when an exchange needs other groups (e.g. spot and derivatives on different endpoints).
         """
-        size = self.max_symbols_per_connection or len(exchange_symbols) or 1
+        size = self.symbols_per_connection() or len(exchange_symbols) or 1
         return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
+
+    def symbols_per_connection(self) -> int:
+        """Most symbols one connection carries by default: the class's limit, or the venue's streams per
+        connection shared by the channels (0: no limit)."""
+        limits = [self.max_symbols_per_connection] if self.max_symbols_per_connection else []
+        if self.limits.streams_per_connection:
+            limits.append(max(1, self.limits.streams_per_connection // max(1, len(self.active_channels))))
+        return min(limits, default=0)
 
     def _on_frame(self, frame: bytes, atom_timestamp: int, connection_id: str, key: str | None = None) -> None:
         """Archive one frame (``key`` given for REST bodies); oversize frames go to dead_letter instead."""
@@ -229,10 +258,16 @@ class DataFeed(ABC):
         for index, chunk in enumerate(self.connection_groups(exchange_symbols)):
             messages = self.subscribe_messages(chunk)
 
+            pacer = self._subscribe_pacer or Pacer(self.limits.subscribes)
+
             async def subscribe(
-                connection: WebsocketConnection, messages: list[str] = messages, chunk: list[str] = chunk
+                connection: WebsocketConnection,
+                messages: list[str] = messages,
+                chunk: list[str] = chunk,
+                pacer: Pacer = pacer,
             ) -> None:
                 for message in messages:
+                    await pacer.wait()
                     await connection.send(message)
                 if self.snapshot_polls(chunk):
                     connection.spawn(self.fetch_snapshots(chunk))
@@ -250,6 +285,7 @@ class DataFeed(ABC):
                     replies,
                     keepalive,
                     room=self.sink.room,
+                    before_connect=self.connect_pacer.wait,
                 )
             )
             self.connection_of.update(dict.fromkeys(chunk, self.connections[-1]))
@@ -271,28 +307,46 @@ class DataFeed(ABC):
 
         While a snapshot is on its way, the frames of its key are held back and written after it, as
         exchanges document (buffer the stream, fetch the snapshot, then apply what follows it): in the
-        raw topic every update the snapshot may lack comes after it, never before.
+        raw topic every update the snapshot may lack comes after it, never before.  A snapshot that
+        fails is asked for again, with backoff, until it arrives; between tries the frames flow on
+        unheld, so the processor keeps the book marked lost (updates with no snapshot), never silent.
+        An answer that no retry can change (400, 404) is logged and not asked again here: the
+        processor's resync requests ask later.
         """
         async with self._snapshot_lock:
             if self._snapshot_client is None:
                 self._snapshot_client = self.rest_client()
             for poll in self.snapshot_polls(exchange_symbols):
-                self._held[poll.key] = []
-                body = None
-                try:
-                    body = (await self._snapshot_client.get_text(poll.path, poll.params)).encode()
-                except (TimeoutError, OSError, ConnectionError) as exc:
-                    # The processor asks again when no snapshot comes: nothing waits forever.
-                    LOG.warning("%s: book snapshot GET %s failed: %s", self.name, poll.path, exc)
-                finally:
-                    held = self._held.pop(poll.key)
-                    if body is not None:
-                        self._on_frame(body, now_us(), REST_CONNECTION_ID, poll.key)
-                    for frame, atom_timestamp, connection_id in held:
-                        self._on_frame(frame, atom_timestamp, connection_id)
+                tries = 0
+                while not await self._fetch_snapshot(self._snapshot_client, poll):
+                    tries += 1
+                    self.snapshot_retries += 1
+                    await asyncio.sleep(
+                        backoff_delay(tries, self.settings.reconnect_initial_delay_s, self.settings.reconnect_max_delay_s)
+                    )
                 wait = self.sink.room()
                 if wait is not None:
                     await wait
+
+    async def _fetch_snapshot(self, client: RestClient, poll: RestPoll) -> bool:
+        """One try at ``poll``'s snapshot (True: done with it); its key's frames are held only while it is out."""
+        body = None
+        try:
+            body = await client.get_text(
+                poll.path, poll.params, attempts=1, before_send=lambda: self._held.setdefault(poll.key, [])
+            )
+        except RestError as exc:
+            if not exc.transient:
+                LOG.error("%s: book snapshot GET %s refused, not asked again: %s", self.name, poll.path, exc)
+                return True
+            LOG.warning("%s: book snapshot GET %s failed (asked again): %s", self.name, poll.path, exc)
+        finally:
+            held = self._held.pop(poll.key, [])
+            if body is not None:
+                self._on_frame(body.encode(), now_us(), REST_CONNECTION_ID, poll.key)
+            for frame, atom_timestamp, connection_id in held:
+                self._on_frame(frame, atom_timestamp, connection_id)
+        return body is not None
 
     def resync(self, symbol: str, reason: str = "") -> bool:
         """Get a fresh snapshot of normalised ``symbol``'s book; False when it is not this feed's or too soon.
@@ -327,7 +381,7 @@ class DataFeed(ABC):
                     wait = self.sink.room()
                     if wait is not None:
                         await wait
-                except (TimeoutError, OSError, ConnectionError) as exc:
+                except RestError as exc:
                     LOG.warning("%s: GET %s failed: %s", self.name, poll.path, exc)
                 await asyncio.sleep(poll.interval_s)
         finally:

@@ -9,6 +9,9 @@ The websocket client is aiohttp's: its frame parser is compiled, and it hands
 text frames over undecoded (``decode_text=False``), so receiving a frame costs
 about 1.6 µs of CPU against about 6 µs with the ``websockets`` library's
 pure-Python parser (Coinbase frames, on the 2-core development machine).
+
+A ``RestClient`` spends from its source's one ``RestLimiter`` (``l3_atom/limits.py``)
+and obeys the answers: 429 ``Retry-After``, 418/403 bans, 5xx and timeouts.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import aiohttp
 from aiohttp import ClientWebSocketResponse, ClientWSTimeout, WSMsgType
 
 from l3_atom.config import ConnectorSettings
+from l3_atom.limits import BAN_STATUSES, THROTTLED, RestLimiter, retry_after_s
 
 LOG = logging.getLogger(__name__)
 
@@ -48,6 +52,12 @@ NORMAL_CLOSURE = 1000
 DATA_MESSAGES = (WSMsgType.TEXT, WSMsgType.BINARY)
 NS_PER_US = 1000
 REST_TIMEOUT_S = 30.0
+# Tries of one REST request (answers 429/418/5xx, timeouts) before its failure is raised.
+REST_ATTEMPTS = 5
+REST_BACKOFF_INITIAL_S = 0.5
+REST_BACKOFF_MAX_S = 30.0
+HTTP_OK = 200
+HTTP_SERVER_ERROR = 500
 
 FrameHandler = Callable[[bytes, int, str], None]
 OpenHandler = Callable[["WebsocketConnection"], Awaitable[None]]
@@ -108,13 +118,17 @@ class WebsocketConnection:
         reply: ReplyHandler | None = None,
         keepalive: tuple[float, PingFactory] | None = None,
         room: RoomCheck | None = None,
+        before_connect: Callable[[], Awaitable[None]] | None = None,
     ):
         """``url`` may be a coroutine function, called on every (re)connect (e.g. for a fresh token).
 
         ``keepalive`` is (interval in s, ping factory) for exchanges that drop clients that do not ping.
         ``room`` is asked after every frame: while the sink is full the connection stops reading, so the
         socket's buffers fill and TCP slows the sender instead of memory growing.
+        ``before_connect`` is awaited before every (re)connect: the venue's connection rate, shared by a
+        source's connections, so that all of them reconnecting at once stay inside it.
         """
+        self.before_connect = before_connect
         self.url = url
         self.reply = reply
         self.keepalive = keepalive
@@ -176,6 +190,8 @@ class WebsocketConnection:
             await asyncio.sleep(delay)
 
     async def _run_once(self, session: aiohttp.ClientSession) -> None:
+        if self.before_connect is not None:
+            await self.before_connect()
         url = self.url if isinstance(self.url, str) else await self.url()
         async with asyncio.timeout(OPEN_TIMEOUT_S):
             ws = await session.ws_connect(
@@ -304,32 +320,114 @@ async def _send(ws: ClientWebSocketResponse, message: str | bytes) -> None:
         await ws.send_bytes(message)
 
 
-class RestClient:
-    """GET requests to a source's REST API, on the event loop (never blocking it)."""
+class RestError(ConnectionError):
+    """A REST request that failed; ``status`` is the HTTP answer (None: no answer, a timeout or a lost link)."""
 
-    def __init__(self, base_url: str, headers: dict[str, str] | None = None):
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """Whether asking again can succeed: no answer, 429, a ban, 5xx (not 400 or 404)."""
+        status = self.status
+        return status is None or status == THROTTLED or status in BAN_STATUSES or status >= HTTP_SERVER_ERROR
+
+
+class RestClient:
+    """Requests to a source's REST API, on the event loop, inside the source's budget, obeying its answers.
+
+    Every attempt first takes its weight from the source's one :class:`RestLimiter`.  A 429 pauses
+    all of the source's REST for the answer's ``Retry-After`` plus jittered exponential backoff; a
+    418/403 (a ban) stops it for the ban's duration; 5xx answers and timeouts back off and retry;
+    other answers (404, 400) fail at once.  After ``attempts`` tries the last failure is raised.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        limiter: RestLimiter,
+        headers: dict[str, str] | None = None,
+        backoff: tuple[float, float] = (REST_BACKOFF_INITIAL_S, REST_BACKOFF_MAX_S),
+    ):
         self.base_url = base_url.rstrip("/")
+        self.limiter = limiter
         self.headers = headers or {}
+        self.backoff = backoff
         self._session: aiohttp.ClientSession | None = None
 
-    async def get_text(self, path: str, params: dict[str, str] | None = None) -> str:
-        return await self._request("GET", path, params)
+    async def get_text(
+        self,
+        path: str,
+        params: dict[str, str] | None = None,
+        *,
+        attempts: int = REST_ATTEMPTS,
+        before_send: Callable[[], None] | None = None,
+    ) -> str:
+        """The body of a 200 answer to ``GET path``; ``before_send`` runs when the request is let out."""
+        return await self._request("GET", path, params, None, attempts, before_send)
 
     async def post_text(self, path: str, json_body: object = None) -> str:
         """A POST (token handshakes such as KuCoin's bullet-public)."""
-        return await self._request("POST", path, None, json_body)
+        return await self._request("POST", path, None, json_body, REST_ATTEMPTS, None)
 
-    async def _request(self, method: str, path: str, params: dict[str, str] | None, json_body: object = None) -> str:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        json_body: object,
+        attempts: int,
+        before_send: Callable[[], None] | None,
+    ) -> str:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=REST_TIMEOUT_S), headers=self.headers
             )
         url = f"{self.base_url}{path}"
-        async with self._session.request(method, url, params=params, json=json_body) as response:
-            body = await response.text()
-            if response.status != 200:
-                raise ConnectionError(f"{method} {url} answered {response.status}: {body[:200]}")
-            return body
+        limiter = self.limiter
+        counts = limiter.counts
+        weight = limiter.limits.weight(path, params)
+        for attempt in range(1, attempts + 1):
+            status: int | None = None
+            async with limiter.slot(weight):
+                if before_send is not None:
+                    before_send()
+                try:
+                    async with self._session.request(method, url, params=params, json=json_body) as response:
+                        status = response.status
+                        body = await response.text()
+                        headers = response.headers
+                except TimeoutError:
+                    counts.timeouts += 1
+                    error = RestError(f"{method} {url} timed out after {REST_TIMEOUT_S:.0f} s")
+                except (OSError, aiohttp.ClientError) as exc:
+                    error = RestError(f"{method} {url} failed: {exc}")
+            if status is not None:
+                counts.by_status[status] = counts.by_status.get(status, 0) + 1
+                error = RestError(f"{method} {url} answered {status}: {body[:200]}", status)
+                used = headers.get(limiter.limits.used_weight_header) if limiter.limits.used_weight_header else None
+                if used is not None and used.isdigit():
+                    limiter.observe_used(int(used))
+                if status == HTTP_OK:
+                    limiter.streak = 0
+                    return body
+                if status == THROTTLED:
+                    limiter.streak += 1
+                    limiter.throttled(retry_after_s(headers.get("Retry-After")), self._backoff(limiter.streak))
+                    continue
+                if status in BAN_STATUSES:
+                    limiter.banned(status, retry_after_s(headers.get("Retry-After")))
+                    continue
+                if status < HTTP_SERVER_ERROR:
+                    raise error
+                counts.server_errors += 1
+            if attempt < attempts:
+                await asyncio.sleep(self._backoff(attempt))
+        raise error
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_delay(attempt, *self.backoff)
 
     async def close(self) -> None:
         if self._session is not None:

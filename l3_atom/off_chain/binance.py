@@ -23,6 +23,7 @@ import orjson
 
 from l3_atom.data_source import DataFeed, RestPoll
 from l3_atom.feed import RECONNECT
+from l3_atom.limits import EndpointWeight, Limits, Rate
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
 
@@ -141,6 +142,17 @@ class BinanceStreams(DataFeed):
 
 
 class Binance(BinanceStreams):
+    """Binance spot's public limits.
+
+    REST (https://developers.binance.com/docs/binance-spot-api-docs/rest-api/limits): 6,000 request
+    weight per minute per IP, reported back in ``X-MBX-USED-WEIGHT-1M``; 429 with ``Retry-After``,
+    then 418 bans of 2 minutes to 3 days.  ``GET /api/v3/depth`` weighs 5 / 25 / 50 / 250 for limits
+    up to 100 / 500 / 1000 / 5000; ``exchangeInfo`` weighs 20 (Market Data endpoints, same docs).
+    WebSocket streams (https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams):
+    5 incoming messages/s per connection, 1024 streams per connection, 300 connections per 5 minutes
+    per IP.
+    """
+
     name = "binance"
     ws_url = "wss://stream.binance.com:9443"
     rest_url = "https://api.binance.com"
@@ -148,6 +160,17 @@ class Binance(BinanceStreams):
     depth_path = "/api/v3/depth"
     channels = ("depth@100ms", "trade", "bookTicker", "kline_1m")
     max_streams_per_connection = 1024
+    limits = Limits(
+        rest=(Rate(6000, 60.0),),
+        weights=(
+            EndpointWeight("/api/v3/depth", 5, "limit", ((100, 5), (500, 25), (1000, 50), (5000, 250))),
+            EndpointWeight("/api/v3/exchangeInfo", 20),
+        ),
+        used_weight_header="X-MBX-USED-WEIGHT-1M",
+        subscribes=Rate(5, 1.0),
+        streams_per_connection=1024,
+        connections=Rate(300, 300.0),
+    )
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import orjson
 
 from l3_atom.data_source import RestPoll
+from l3_atom.limits import EndpointWeight, Limits, Rate
 from l3_atom.off_chain.binance import BinanceStreams, normalised_name, stream_kind
 from l3_atom.topics import raw_key
 
@@ -40,6 +41,18 @@ def expiry(delivery_ms: int) -> str:
 
 
 class BinanceFutures(BinanceStreams):
+    """Binance USDⓈ-M futures' public limits.
+
+    REST (https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info): 2,400
+    request weight per minute per IP (``exchangeInfo``'s ``REQUEST_WEIGHT``), reported in
+    ``X-MBX-USED-WEIGHT-1M``; 429 then 418 bans as on spot.  ``GET /fapi/v1/depth`` weighs 2 / 5 / 10 /
+    20 for limits 5-50 / 100 / 500 / 1000
+    (https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book).
+    WebSocket (https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams):
+    10 incoming messages/s per connection, 1024 streams per connection.  Connections per window are not
+    documented there: spot's 300 per 5 minutes is declared.
+    """
+
     name = "binance-futures"
     ws_url = "wss://fstream.binance.com"
     rest_url = "https://fapi.binance.com"
@@ -48,6 +61,14 @@ class BinanceFutures(BinanceStreams):
     channels = ("depth@100ms", "aggTrade", "bookTicker", "kline_1m", "markPrice", OPEN_INTEREST)
     rest_channels = (OPEN_INTEREST,)
     max_streams_per_connection = 200
+    limits = Limits(
+        rest=(Rate(2400, 60.0),),
+        weights=(EndpointWeight("/fapi/v1/depth", 2, "limit", ((50, 2), (100, 5), (500, 10), (1000, 20))),),
+        used_weight_header="X-MBX-USED-WEIGHT-1M",
+        subscribes=Rate(10, 1.0),
+        streams_per_connection=1024,
+        connections=Rate(300, 300.0),
+    )
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

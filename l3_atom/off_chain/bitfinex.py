@@ -19,6 +19,7 @@ import orjson
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
 from l3_atom.feed import RECONNECT
+from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import raw_key
 
@@ -123,12 +124,27 @@ def channel_of(event: dict[str, Any]) -> tuple[str | None, str]:
 
 
 class Bitfinex(DataFeed):
+    """Bitfinex's public limits.
+
+    REST: an IP that exceeds "a certain number of requests per minute (between 10 and 90)" to one
+    endpoint is blocked for 10-60 s (https://docs.bitfinex.com/v1, "Introduction"): the lower bound,
+    10 per minute, is declared for all REST.  WebSocket (https://docs.bitfinex.com/docs/ws-public): 20
+    connections per minute on api-pub, 25 channels per connection.  Subscribe messages per second are
+    not documented: 5 per second is declared.
+    """
+
     name = "bitfinex"
     ws_url = "wss://api-pub.bitfinex.com/ws/2"
     rest_url = "https://api-pub.bitfinex.com"
     symbols_path = "/v2/conf/pub:list:pair:exchange"
     futures_path = "/v2/conf/pub:list:pair:future"
     channels = (FEED_RAW_BOOK, FEED_TRADES, FEED_TICKER)
+    limits = Limits(
+        rest=(Rate(10, 60.0),),
+        subscribes=Rate(5, 1.0),
+        streams_per_connection=25,
+        connections=Rate(20, 60.0),
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -26,6 +26,7 @@ import orjson
 
 from l3_atom.data_source import DataFeed, RestPoll
 from l3_atom.feed import RECONNECT
+from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import raw_key
 
@@ -62,11 +63,23 @@ def split_channel(channel: str) -> tuple[str, str]:
 
 
 class Bitstamp(DataFeed):
+    """Bitstamp's public limits (https://www.bitstamp.net/api/, "Request limits").
+
+    REST: 400 requests per second, and a default threshold of 10,000 requests per 10 minutes: both
+    are declared.  WebSocket message rates, connections and channels per connection are not
+    documented: 5 messages/s and 10 connections/s are declared.
+    """
+
     name = "bitstamp"
     ws_url = "wss://ws.bitstamp.net"
     rest_url = "https://www.bitstamp.net"
     symbols_path = "/api/v2/trading-pairs-info/"
     channels = (LIVE_ORDERS, DIFF_ORDER_BOOK, LIVE_TRADES)
+    limits = Limits(
+        rest=(Rate(400, 1.0), Rate(10_000, 600.0)),
+        subscribes=Rate(5, 1.0),
+        connections=Rate(10, 1.0),
+    )
     # Under the silence watchdog's 30 s; Bitstamp answers each heartbeat.
     ping_interval_s = 20.0
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import orjson
 
 from l3_atom.data_source import DataFeed
+from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
 
@@ -86,12 +87,26 @@ def _normalised_name(category: str, instrument: dict) -> str | None:
 
 
 class Bybit(DataFeed):
+    """Bybit v5's public limits (https://bybit-exchange.github.io/docs/v5/rate-limit).
+
+    REST: 600 requests per 5-second window per IP; past it "403, access too frequent", and the IP
+    must wait at least 10 minutes (a 600 s ban).  WebSocket: no more than 500 connections per 5
+    minutes; 1,000 market-data connections per IP per market.  Subscribe messages per second and
+    topics per connection are not documented there: 5 per second is declared.
+    """
+
     name = "bybit"
     ws_url = "wss://stream.bybit.com"
     rest_url = "https://api.bybit.com"
     symbols_path = "/v5/market/instruments-info"
     # Every category's topics; a category subscribes those of CHANNELS[category] that are active.
     channels = tuple(dict.fromkeys(c for category in CATEGORIES for c in CHANNELS[category]))
+    limits = Limits(
+        rest=(Rate(600, 5.0),),
+        subscribes=Rate(5, 1.0),
+        connections=Rate(500, 300.0),
+        ban_s=600.0,
+    )
 
     def __init__(self, *args: object, **kwargs: object):
         super().__init__(*args, **kwargs)

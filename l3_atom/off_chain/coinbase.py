@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import orjson
 
 from l3_atom.data_source import DataFeed, RestPoll
+from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import Symbol
 from l3_atom.topics import raw_key
 
@@ -52,11 +53,26 @@ CREDENTIAL_VARIABLES = ("COINBASE_API_KEY", "COINBASE_API_SECRET", "COINBASE_API
 
 
 class Coinbase(DataFeed):
+    """Coinbase Exchange's public limits.
+
+    REST: public endpoints are throttled by IP at 10 requests/s (bursts up to 15), a lazy-fill
+    token bucket (https://docs.cdp.coinbase.com/exchange/rest-api/rate-limits): 10 per 1 s here.
+    WebSocket (https://docs.cdp.coinbase.com/exchange/websocket-feed/rate-limits): 8 connection
+    requests/s per IP (bursts 20); 100 messages/s sent by the client per IP (paced per IP here).
+    Products or channels per connection: not documented (no limit declared).
+    """
+
     name = "coinbase"
     ws_url = "wss://ws-feed.exchange.coinbase.com"
     rest_url = "https://api.exchange.coinbase.com"
     symbols_path = "/products"
     channels = (FULL, TICKER)
+    limits = Limits(
+        rest=(Rate(10, 1.0),),
+        subscribes=Rate(100, 1.0),
+        subscribes_per_ip=True,
+        connections=Rate(8, 1.0),
+    )
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
@@ -67,9 +83,17 @@ class Coinbase(DataFeed):
         }
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
-        message = {"type": "subscribe", "product_ids": list(exchange_symbols), "channels": list(self.active_channels)}
-        message.update(signed_fields(os.environ))
-        return [orjson.dumps(message).decode()]
+        """One subscribe, or one per ``topics_per_message`` (products x channels) when a limit is set."""
+        channels = list(self.active_channels)
+        topics = self.limits.topics_per_message
+        per_message = max(1, topics // len(channels)) if topics else max(1, len(exchange_symbols))
+        messages = []
+        for start in range(0, len(exchange_symbols), per_message):
+            products = exchange_symbols[start : start + per_message]
+            message = {"type": "subscribe", "product_ids": list(products), "channels": channels}
+            message.update(signed_fields(os.environ))
+            messages.append(orjson.dumps(message).decode())
+        return messages
 
     def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
         """The level-3 REST book of each product, for the full channel."""

@@ -22,6 +22,7 @@ import orjson
 
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
+from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import raw_key
 
@@ -121,6 +122,14 @@ def channel_name(channel: str, instrument: str, interval: str) -> str:
 
 
 class Deribit(DataFeed):
+    """Deribit's public limits (https://docs.deribit.com/articles/rate-limits).
+
+    A credit system: non-matching-engine requests cost 500 credits from a pool of 50,000 refilled at
+    10,000 per second (20 requests/s sustained): 20 per 1 s here.  Subscribe requests cost 3,000
+    credits from a pool of 30,000 (about 3.3/s): 3 per 1 s here.  Connections per window and channels
+    per connection are not documented there: 10 connections/s is declared.
+    """
+
     name = "deribit"
     ws_url = "wss://www.deribit.com/ws/api/v2"
     rest_url = "https://www.deribit.com"
@@ -128,6 +137,11 @@ class Deribit(DataFeed):
     # Currencies whose instruments are listed (Deribit's currency enum); one request each.
     currencies = ("BTC", "ETH", "USDC", "USDT", "EURR")
     channels = (BOOK, TRADES_CHANNEL, TICKER_CHANNEL, CHART)
+    limits = Limits(
+        rest=(Rate(20, 1.0),),
+        subscribes=Rate(3, 1.0),
+        connections=Rate(10, 1.0),
+    )
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

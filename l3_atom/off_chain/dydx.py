@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import orjson
 
 from l3_atom.data_source import DataFeed
+from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol, SymbolError
 from l3_atom.topics import raw_key
 
@@ -59,12 +60,26 @@ def normalised_of_ticker(ticker: str) -> str | None:
 
 
 class Dydx(DataFeed):
+    """dYdX v4 indexer's public limits.
+
+    REST: 100 requests per 10 seconds per IP (indexer API rate limits,
+    https://docs.dydx.exchange/api_integration-indexer/indexer_api).  WebSocket
+    (https://docs.dydx.exchange/api_integration-indexer/indexer_websocket, "Rate Limiting"): 2
+    subscribe messages per second per connection, 32 subscriptions per channel per connection (kept
+    by ``max_symbols_per_connection``, a limit per channel).  Connections per window are not documented: 5 per second is declared.
+    """
+
     name = "dydx"
     ws_url = "wss://indexer.dydx.trade/v4/ws"
     rest_url = "https://indexer.dydx.trade"
     symbols_path = "/v4/perpetualMarkets"
     channels = (ORDERBOOK, TRADES, CANDLES, MARKETS)
     max_symbols_per_connection = SUBSCRIPTIONS_PER_CHANNEL
+    limits = Limits(
+        rest=(Rate(100, 10.0),),
+        subscribes=Rate(2, 1.0),
+        connections=Rate(5, 1.0),
+    )
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ import orjson
 
 from l3_atom.data_source import DataFeed
 from l3_atom.feed import RestClient
+from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import raw_key
 
@@ -47,11 +48,23 @@ def exchange_name(symbol: Symbol) -> str:
 
 
 class Gemini(DataFeed):
+    """Gemini's public limits (https://developer.gemini.com/rate-limit, formerly docs.gemini.com).
+
+    REST: public entry points are limited to 120 requests per minute (Gemini recommends at most 1
+    per second), 429 past it.  WebSocket message rates, connections and subscriptions per connection
+    are not documented there: 5 messages/s and 10 connections/s are declared.
+    """
+
     name = "gemini"
     ws_url = "wss://api.gemini.com/v2/marketdata"
     rest_url = "https://api.gemini.com"
     symbols_path = "/v1/symbols"
     channels = (L2, CANDLES_1M)
+    limits = Limits(
+        rest=(Rate(120, 60.0),),
+        subscribes=Rate(5, 1.0),
+        connections=Rate(10, 1.0),
+    )
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

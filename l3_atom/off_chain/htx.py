@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import orjson
 
 from l3_atom.data_source import DataFeed
+from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import Symbol
 from l3_atom.topics import raw_key
 
@@ -71,12 +72,25 @@ class ConnectionGroup(list[str]):
 
 
 class Htx(DataFeed):
+    """HTX's public limits (https://huobiapi.github.io/docs/spot/v1/en/, "Rate Limiting Rule").
+
+    REST: market-data interfaces 800 requests/s per IP, other public interfaces (reference data such
+    as ``/v1/common/symbols``) 120 per 3 s: the stricter one is declared for all REST.  WebSocket
+    subscribe rates, connections and topics per connection are not documented as numbers: 5
+    messages/s and 10 connections/s are declared.
+    """
+
     name = "htx"
     ws_url = "wss://api.huobi.pro/ws"
     rest_url = "https://api.huobi.pro"
     # The recorded (and still served) symbol list; /v2/settings/common/symbols is its successor.
     symbols_path = "/v1/common/symbols"
     channels = (LOB, TRADES, TICKER, CANDLE)
+    limits = Limits(
+        rest=(Rate(120, 3.0),),
+        subscribes=Rate(5, 1.0),
+        connections=Rate(10, 1.0),
+    )
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

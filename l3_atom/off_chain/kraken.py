@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import orjson
 
 from l3_atom.data_source import DataFeed
+from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
 
@@ -93,11 +94,26 @@ class ChannelGroup(list[str]):
 
 
 class Kraken(DataFeed):
+    """Kraken spot's public limits.
+
+    REST: public endpoints are limited per IP; "calling the public endpoints at a frequency of 1 per
+    second (or less) would remain within the rate limits"
+    (https://support.kraken.com/articles/206548367-what-are-the-api-rate-limits-; the counters of
+    https://docs.kraken.com/exchange/guides/rest/ratelimits are for API keys): 1 per 1 s here.
+    WebSocket: the message rate is dynamic and not documented as a number, nor are connections per
+    window or subscriptions per connection: 5 messages/s and 10 connections/s are declared.
+    """
+
     name = "kraken"
     ws_url = "wss://ws.kraken.com/v2"
     rest_url = "https://api.kraken.com"
     symbols_path = "/0/public/AssetPairs"
     channels = (BOOK, TRADE, TICKER, OHLC)
+    limits = Limits(
+        rest=(Rate(1, 1.0),),
+        subscribes=Rate(5, 1.0),
+        connections=Rate(10, 1.0),
+    )
 
     connection_channels: ClassVar[tuple[tuple[str, ...], ...]] = CONNECTION_CHANNELS
 

@@ -25,6 +25,7 @@ from functools import lru_cache
 import orjson
 
 from l3_atom.data_source import DataFeed
+from l3_atom.limits import Limits, Rate
 from l3_atom.off_chain.kraken import NAME_CACHE_SIZE, normalise_asset
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
@@ -80,11 +81,24 @@ def normalised_product(product_id: str, base: str | None = None, quote: str | No
 
 
 class KrakenFutures(DataFeed):
+    """Kraken Futures' public limits (https://docs.kraken.com/exchange/guides/futures/ratelimits).
+
+    REST: "public endpoints do not have a cost and therefore do not count against any rate limiting
+    budget"; since none is documented, the private ``/derivatives`` budget (500 per 10 s) is declared
+    at weight 1 per request.  WebSocket: 100 requests/s per connection.  Connections per window and
+    subscriptions per connection are not documented: 10 connections/s is declared.
+    """
+
     name = "kraken-futures"
     ws_url = "wss://futures.kraken.com/ws/v1"
     rest_url = "https://futures.kraken.com"
     symbols_path = "/derivatives/api/v3/instruments"
     channels = (BOOK, TRADE, TICKER)
+    limits = Limits(
+        rest=(Rate(500, 10.0),),
+        subscribes=Rate(100, 1.0),
+        connections=Rate(10, 1.0),
+    )
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

@@ -32,6 +32,7 @@ import orjson
 
 from l3_atom.data_source import DataFeed, RestPoll
 from l3_atom.feed import REST_TIMEOUT_S
+from l3_atom.limits import EndpointWeight, Limits, Rate
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
 
@@ -82,12 +83,30 @@ class Bullet(NamedTuple):
 
 
 class Kucoin(DataFeed):
+    """KuCoin's public limits.
+
+    REST (https://www.kucoin.com/docs-new/rate-limit): the Public resource pool holds 2,000 weight per
+    30 s (429, code 429000, past it; wait the time the answer's header names).  ``bullet-public``
+    weighs 10 and ``market/orderbook/level2_100`` 4 (their endpoint pages).  WebSocket: 100 client
+    messages per 10 s per connection and at most 100 topics per subscribe, as client libraries quote
+    KuCoin's WebSocket docs (not checked against the page here); topics per connection are quoted as
+    300 and as 400: 300 is declared.  Connections per window are not documented: 30 per minute.
+    """
+
     name = "kucoin"
     # The documented endpoint; connections use the one each token answer names.
     ws_url = "wss://ws-api-spot.kucoin.com/"
     rest_url = "https://api.kucoin.com"
     symbols_path = "/api/v2/symbols"
     channels = (LEVEL2, MATCH, TICKER_CHANNEL, CANDLES)
+    limits = Limits(
+        rest=(Rate(2000, 30.0),),
+        weights=(EndpointWeight(TOKEN_PATH, 10), EndpointWeight(BOOK_SNAPSHOT_PATH, 4)),
+        subscribes=Rate(100, 10.0),
+        streams_per_connection=300,
+        topics_per_message=100,
+        connections=Rate(30, 60.0),
+    )
 
     # bullet-public's pingInterval, which has been 18 s; each token answer restates it.
     ping_interval_s = DEFAULT_PING_INTERVAL_S

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import orjson
 
 from l3_atom.data_source import DataFeed
+from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol, SymbolError
 from l3_atom.topics import raw_key
 
@@ -79,12 +80,25 @@ class EndpointGroup(list[str]):
 
 
 class Okx(DataFeed):
+    """OKX v5's public limits (https://www.okx.com/docs-v5/en/#overview-rate-limits).
+
+    REST: per endpoint and IP; ``GET /api/v5/public/instruments`` 20 requests per 2 s (market data
+    endpoints 20-40 per 2 s): 20 per 2 s for all REST.  WebSocket (same docs, "WebSocket"): 3
+    connection requests per second per IP; 480 subscribe/unsubscribe/login requests per hour per
+    connection.  Channels per connection are not documented as a number.
+    """
+
     name = "okx"
     ws_url = f"wss://ws.okx.com:8443{PUBLIC_PATH}"
     rest_url = "https://www.okx.com"
     symbols_path = "/api/v5/public/instruments"
     channels = (BOOKS, TRADES, TICKERS, CANDLE_1M, FUNDING_RATE, OPEN_INTEREST)
     max_symbols_per_connection = SYMBOLS_PER_CONNECTION
+    limits = Limits(
+        rest=(Rate(20, 2.0),),
+        subscribes=Rate(480, 3600.0),
+        connections=Rate(3, 1.0),
+    )
     # OKX drops a connection that pushed nothing for 30 s unless the client pings.
     ping_interval_s = 25.0
 

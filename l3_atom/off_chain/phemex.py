@@ -27,6 +27,7 @@ import orjson
 
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
+from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol, SymbolError
 from l3_atom.topics import raw_key
 
@@ -143,11 +144,25 @@ def check_scales(products: Sequence[Product], requested: Sequence[str]) -> None:
 
 
 class Phemex(DataFeed):
+    """Phemex's public limits (https://github.com/phemex/phemex-api-docs/blob/master/Generic-API-Info.en.md).
+
+    REST: 5,000 requests per 5 minutes per IP (blocked 5 minutes past it); market data is in the
+    "Others" group, 100 requests per minute: both are declared.  WebSocket: at most 5 concurrent
+    connections per user and 20 subscriptions per connection.  Subscribe messages per second and new
+    connections per window are not documented: 5 per second each is declared.
+    """
+
     name = "phemex"
     ws_url = "wss://ws.phemex.com"
     rest_url = "https://api.phemex.com"
     symbols_path = "/public/products"
     channels = (ORDERBOOK, TRADE, KLINE)
+    limits = Limits(
+        rest=(Rate(100, 60.0), Rate(5000, 300.0)),
+        subscribes=Rate(5, 1.0),
+        streams_per_connection=20,
+        connections=Rate(5, 1.0),
+    )
     ping_interval_s: ClassVar[float] = 5.0
     # Exchange symbols of USDT-margined perpetuals; set when the products are loaded.
     real_valued: frozenset[str] = frozenset()

@@ -16,6 +16,12 @@ product's next full-channel message go missing, arrive twice or arrive late
 (``{"kind": "gap"|"duplicate"|"reorder", "product_id": ...}``),
 ``POST /_sim/disconnect`` drops every connection and ``GET /_sim/stats``
 reports counts.
+
+It says no as Coinbase does (:mod:`l3_atom.sim.gate`): a REST budget answered
+with 429 + ``Retry-After`` past it and 418 after repeated violations, and a
+subscribe rate past which a connection is closed (``--rest-limit``,
+``--subscribe-limit`` and friends; ``GET /_sim/stats`` reports the answers under
+``limits`` and the level-3 books served per product under ``books_served``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any, Self
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from l3_atom.sim import gate
 from l3_atom.sim.book_faults import SequenceFaults
 from l3_atom.sim.orderflow import DEFAULT_PRODUCTS, IsoClock, OrderFlow
 
@@ -161,7 +168,10 @@ class CoinbaseSimulator:
         journal_path: str | Path | None = None,
         faults: Sequence[str] = (),
         fault_every: int = DEFAULT_FAULT_EVERY,
+        rest_gate: gate.RestGate | None = None,
+        subscribe_gate: gate.SubscribeGateFactory | None = None,
     ) -> None:
+        """``rest_gate`` and ``subscribe_gate``: the limits past which it says no (default: none)."""
         if not MIN_RATE <= rate <= MAX_RATE:
             raise ValueError(f"rate must be between {MIN_RATE:g} and {MAX_RATE:g} messages/s, not {rate:g}")
         if max_messages < 0:
@@ -190,6 +200,9 @@ class CoinbaseSimulator:
         self._journal: _Journal | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
+        self.rest_gate = rest_gate or gate.RestGate()
+        self.subscribe_gate = subscribe_gate or gate.SubscribeGateFactory()
+        self.books_served: dict[str, int] = {}
 
     # ------------------------------------------------------------- lifecycle
 
@@ -203,7 +216,7 @@ class CoinbaseSimulator:
 
     async def start(self) -> None:
         """Listen on ``host:port`` (port 0 picks a free one, then ``port`` holds it) and start the flow."""
-        app = web.Application()
+        app = web.Application(middlewares=[gate.rest_middleware(self.rest_gate, _not_limited)])
         app.router.add_get("/", self._handle_websocket)
         app.router.add_get("/products", self._handle_products)
         app.router.add_get("/products/{product_id}", self._handle_product)
@@ -260,6 +273,8 @@ class CoinbaseSimulator:
             "faults_sent": self._faults_sent,
             "book_faults": dict(self.book_faults.applied),
             "sequences": {pid: self.flow.sequence(pid) for pid in self.flow.product_ids},
+            "limits": self.rest_gate.stats(),
+            "books_served": dict(self.books_served),
         }
 
     async def inject(self, kind: str, product_id: str, size: int = DEFAULT_OVERSIZE_BYTES, field: str = "") -> dict:
@@ -453,9 +468,14 @@ class CoinbaseSimulator:
         self._next_conn_id += 1
         self._frames_sent[client.conn_id] = 0
         self._clients[client.conn_id] = client
+        pace = self.subscribe_gate()
         try:
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    if not pace.allows(time.monotonic()):
+                        self.rest_gate.counts.subscribe_closes += 1
+                        await ws.close(code=gate.POLICY_VIOLATION, message=b"too many messages")
+                        break
                     await self._on_request(client, message.data)
         finally:
             self._clients.pop(client.conn_id, None)
@@ -563,6 +583,8 @@ class CoinbaseSimulator:
         if level not in ("1", "2", "3"):
             return _json_response({"message": "Invalid level"}, status=400)
         book = self.flow.book(product_id, int(level))
+        if level == "3":
+            self.books_served[product_id] = self.books_served.get(product_id, 0) + 1
         book.update({"auction_mode": False, "auction": None, "time": self._clock(_now_us())})
         response = _json_response(book)
         if level == "3" and self._journal is not None:
@@ -615,6 +637,11 @@ class CoinbaseSimulator:
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
         return _json_response(self.stats())
+
+
+def _not_limited(request: web.Request) -> bool:
+    """The websocket and the test hooks are outside the REST budget."""
+    return gate.is_websocket(request) or request.path.startswith("/_sim/")
 
 
 # ----------------------------------------------------------------- command line
@@ -672,11 +699,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_FAULT_EVERY,
         help="flow messages between injected faults (default %(default)s)",
     )
+    gate.add_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> None:
     """Run the simulator from parsed :func:`add_arguments` options."""
+    rest_gate, subscribe_gate = gate.gates(args)
     serve(
+        rest_gate=rest_gate,
+        subscribe_gate=subscribe_gate,
         host=args.host,
         port=args.port,
         seed=args.seed,

@@ -23,6 +23,11 @@ v2 ``"checksum":<int>``).  They hit every Nth frame of a connection that
 contains ``match``, optionally only on the first N connections served, so a
 resync's new connection replays clean and the book can be seen to recover.
 ``GET /_replay/stats`` counts the faults injected.
+
+It says no as venues do (:mod:`l3_atom.sim.gate`, ``--rest-limit`` and
+friends): 429 + ``Retry-After`` past a REST budget, 418 after repeated
+violations, and a connection closed when its client sends too fast; the
+answers are counted under ``limits`` in ``/_replay/stats``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import gzip
 import json
 import re
 import signal
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -45,6 +51,7 @@ from urllib.parse import parse_qsl, urlsplit
 from aiohttp import WSMsgType, web
 
 from l3_atom.errors import UserError
+from l3_atom.sim import gate
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_SPEED = "max"
@@ -249,7 +256,10 @@ class ReplayServer:
         speed: str = MAX_SPEED,
         fault: FaultSpec | None = None,
         replay_reconnects: bool = False,
+        rest_gate: gate.RestGate | None = None,
+        subscribe_gate: gate.SubscribeGateFactory | None = None,
     ):
+        """``rest_gate`` and ``subscribe_gate``: the limits past which it says no (default: none)."""
         if speed not in (MAX_SPEED, RECORDED_SPEED):
             raise ValueError(f"speed must be {MAX_SPEED!r} or {RECORDED_SPEED!r}, not {speed!r}")
         self.recording = Recording(folder)
@@ -261,6 +271,8 @@ class ReplayServer:
         self.served_connections = 0
         self.reconnects_replayed = 0
         self.frames_sent = 0
+        self.rest_gate = rest_gate or gate.RestGate()
+        self.subscribe_gate = subscribe_gate or gate.SubscribeGateFactory()
         self._runner: web.AppRunner | None = None
 
     @property
@@ -276,7 +288,8 @@ class ReplayServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> Self:
-        app = web.Application(client_max_size=MAX_FRAME_BYTES)
+        middleware = gate.rest_middleware(self.rest_gate, _not_limited)
+        app = web.Application(client_max_size=MAX_FRAME_BYTES, middlewares=[middleware])
         app.router.add_get("/_replay/stats", self._stats)
         app.router.add_get("/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -301,11 +314,12 @@ class ReplayServer:
                 "reconnects_replayed": self.reconnects_replayed,
                 "fault": asdict(self.faults.spec) if self.faults is not None else None,
                 "faults_injected": self.faults_injected,
+                "limits": self.rest_gate.stats(),
             }
         )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
+        if gate.is_websocket(request):
             return await self._replay(request)
         body = self.recording.body(request.path, request.query_string)
         if body is None:
@@ -323,7 +337,7 @@ class ReplayServer:
             await ws.close(code=NO_MORE_CONNECTIONS, message=b"the recording has no more connections")
             return ws
         first_frame: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        reader = asyncio.create_task(self._drain(ws, first_frame))
+        reader = asyncio.create_task(self._drain(ws, first_frame, self.subscribe_gate(), self.rest_gate.counts))
         try:
             recorded = connections[index % len(connections)]
             if again or recorded.subscribes_first:
@@ -342,9 +356,18 @@ class ReplayServer:
         return ws
 
     @staticmethod
-    async def _drain(ws: web.WebSocketResponse, first_frame: asyncio.Future[str]) -> None:
-        """Read (and ignore) what the client sends until it leaves; its first frame is the subscribe."""
+    async def _drain(
+        ws: web.WebSocketResponse, first_frame: asyncio.Future[str], pace: gate.SubscribeGate, counts: gate.GateCounts
+    ) -> None:
+        """Read (and ignore) what the client sends until it leaves; its first frame is the subscribe.
+
+        A client that sends faster than ``pace`` allows is closed (1008), as venues do.
+        """
         async for message in ws:
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not pace.allows(time.monotonic()):
+                counts.subscribe_closes += 1
+                await ws.close(code=gate.POLICY_VIOLATION, message=b"too many messages")
+                return
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not first_frame.done():
                 data = message.data
                 first_frame.set_result(data if isinstance(data, str) else data.decode(errors="replace"))
@@ -363,6 +386,11 @@ class ReplayServer:
             else:
                 await ws.send_str(frame.text)
             self.frames_sent += 1
+
+
+def _not_limited(request: web.Request) -> bool:
+    """The websocket and the server's own stats are outside the REST budget."""
+    return gate.is_websocket(request) or request.path.startswith("/_replay/")
 
 
 async def _serve_until_signal(server: ReplayServer) -> None:
@@ -404,6 +432,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only frames containing TEXT count (default: every frame)")
     faults.add_argument("--fault-connections", type=int, default=0, metavar="N",
                         help="only the first N connections served get faults (default 0: all)")
+    gate.add_arguments(parser)
 
 
 def fault_spec(args: argparse.Namespace) -> FaultSpec | None:
@@ -419,7 +448,9 @@ def fault_spec(args: argparse.Namespace) -> FaultSpec | None:
 
 
 def main(args: argparse.Namespace) -> None:
+    rest_gate, subscribe_gate = gate.gates(args)
     server = ReplayServer(
-        args.recording, args.host, args.port, args.speed, fault_spec(args), args.replay_reconnects
+        args.recording, args.host, args.port, args.speed, fault_spec(args), args.replay_reconnects,
+        rest_gate, subscribe_gate,
     )
     asyncio.run(_serve_until_signal(server))

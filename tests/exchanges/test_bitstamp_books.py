@@ -98,7 +98,7 @@ class FakeRest:
     def __init__(self) -> None:
         self.asked: list[tuple[str, dict]] = []
 
-    async def get_text(self, path: str, params: dict[str, str] | None = None) -> str:
+    async def get_text(self, path: str, params: dict[str, str] | None = None, **_options: object) -> str:
         self.asked.append((path, params or {}))
         return (orders_snapshot(M0) if params else book_snapshot(M0)).decode()
 

@@ -1,0 +1,125 @@
+"""Playing by the venue's rules, with real processes: the Coinbase simulator says no, ``runner.py local`` obeys.
+
+The simulator counts what it answered (``/_sim/stats`` ``limits``): requests
+served, 429s, 418s, requests that came before a ``Retry-After`` had passed
+(``early``) or during a ban, connections closed for sending too fast; and the
+level-3 books it served per product.  The connector's limits are set through a
+``[limits.coinbase]`` section in the configuration file, as a user would.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from l3_atom.sim.gate import BANNED
+from tests.local.helpers import LocalRun, http_json
+
+PROJECT_CONFIG = Path(__file__).resolve().parents[1] / "config.ini"
+FLOW_RATE = "100"
+SNAPSHOTS_TIMEOUT_S = 120.0
+
+
+def products(count: int) -> list[str]:
+    return [f"P{n:03d}-USD" for n in range(1, count + 1)]
+
+
+def use_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, limits: dict[str, float]) -> None:
+    """The project's config.ini plus ``[limits.coinbase]``, for every process the test starts."""
+    path = tmp_path / "config.ini"
+    section = "".join(f"{key} = {value}\n" for key, value in limits.items())
+    path.write_text(PROJECT_CONFIG.read_text() + "\n[limits.coinbase]\n" + section)
+    monkeypatch.setenv("L3_ATOM_CONFIG", str(path))
+
+
+def start(run: LocalRun, ids: list[str], jsonl: Path, *sim_args: str) -> None:
+    run.start_simulator("--rate", FLOW_RATE, "--products", ",".join(ids), *sim_args)
+    symbols = [arg for pid in ids for arg in ("--symbol", pid.replace("-", "."))]
+    run.start_local(
+        "--source", "coinbase", *symbols, *run.endpoint_args(), "--channels", "full",
+        "--feeds", "lob_l3", "--jsonl", str(jsonl),
+    )
+
+
+def sim(run: LocalRun) -> dict:
+    run.check_alive("local")
+    return http_json(f"{run.simulator_rest_url}/_sim/stats")
+
+
+def wait_books(run: LocalRun, ids: list[str], times: int) -> dict:
+    """Wait until every product's level-3 book was served ``times`` times; the simulator's stats then."""
+    def done(stats: dict) -> bool:
+        return all(stats["books_served"].get(pid, 0) >= times for pid in ids)
+
+    deadline = time.monotonic() + SNAPSHOTS_TIMEOUT_S
+    stats = sim(run)
+    while not done(stats) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        stats = sim(run)
+    missing = [pid for pid in ids if stats["books_served"].get(pid, 0) < times]
+    assert not missing, f"books not served {times}x within {SNAPSHOTS_TIMEOUT_S:.0f} s: {missing[:10]}; {stats['limits']}"
+    return stats
+
+
+def snapshotted_symbols(jsonl: Path) -> set[str]:
+    """Symbols with level-3 snapshot records in the runtime's output (read after it stopped)."""
+    found = set()
+    with jsonl.open("rb") as lines:
+        for line in lines:
+            if b'"is_snapshot":true' in line:
+                found.add(orjson.loads(line)["symbol"])
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_300_symbols_through_a_small_budget_a_reconnect_storm_and_paced_subscribes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The simulator's budget is the limiter's: every book arrives, twice (a storm of reconnects), with no 429."""
+    ids = products(300)
+    use_config(monkeypatch, tmp_path, {
+        "rest_weight": 60, "rest_window_s": 1,
+        "subscribes_per_window": 8, "subscribes_window_s": 1, "topics_per_message": 5,
+        "streams_per_connection": 100, "connections_per_window": 2, "connections_window_s": 1,
+    })
+    jsonl = tmp_path / "records.jsonl"
+    with LocalRun(tmp_path) as run:
+        start(run, ids, jsonl, "--rest-limit", "60", "--rest-window", "1",
+              "--subscribe-limit", "10", "--subscribe-window", "1")
+        first = wait_books(run, ids, 1)
+        assert first["connections_total"] == 3  # 300 symbols, 100 per connection
+        assert http_json(f"{run.simulator_rest_url}/_sim/disconnect", {"missed": 0})["disconnected"] == 3
+        stats = wait_books(run, ids, 2)
+        run.stop("local")
+    limits = stats["limits"]
+    assert limits["throttled"] == 0 and limits["banned"] == 0 and limits["early"] == 0, limits
+    assert limits["subscribe_closes"] == 0, limits
+    assert stats["connections_total"] >= 6
+    assert limits["served"] >= 2 * len(ids) + 1  # the product list and every book, twice
+    assert snapshotted_symbols(jsonl) == {pid.replace("-", ".") for pid in ids}
+
+
+@pytest.mark.timeout(300)
+def test_429_and_418_from_a_budget_below_the_limiters_are_obeyed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limiter allows 100/s, the simulator 10/s: its 429s and its ban are waited out, every book still arrives."""
+    ids = products(60)
+    use_config(monkeypatch, tmp_path, {"rest_weight": 100, "rest_window_s": 1})
+    jsonl = tmp_path / "records.jsonl"
+    with LocalRun(tmp_path) as run:
+        start(run, ids, jsonl, "--rest-limit", "10", "--rest-window", "1",
+              "--ban-after", "3", "--ban-s", "2", "--ban-window", "30")
+        stats = wait_books(run, ids, 1)
+        run.stop("local")
+        log = run.log("local")
+    limits = stats["limits"]
+    assert limits["throttled"] >= 1 and limits["bans"] >= 1, limits
+    assert limits["early"] == 0, f"a request came before Retry-After had passed: {limits}"
+    assert limits["during_ban"] == 0, f"a request came during a ban: {limits}"
+    bans = [answer for answer in limits["answers"] if answer[1] == BANNED]
+    assert log.count("REST banned (HTTP 418)") == len(bans)
+    assert snapshotted_symbols(jsonl) == {pid.replace("-", ".") for pid in ids}
