@@ -223,23 +223,11 @@ def build_runtime(args: argparse.Namespace, settings: Settings) -> Runtime:
 def _outputs(
     args: argparse.Namespace, feeds: list[str], runtime: Runtime, status: StatusLine | None, candles: CandleSettings
 ) -> list[Output]:
-    from l3_atom.local.outputs.text import STDOUT_PATH, HumanOutput, JsonLinesOutput
+    from l3_atom.local.outputs.text import STDOUT_PATH, HumanOutput
 
-    outputs: list[Output] = []
     if args.stdout and args.jsonl == STDOUT_PATH:
         raise UserError("--stdout and --jsonl - would both write to stdout: choose one")
-    if args.jsonl:
-        outputs.append(JsonLinesOutput(args.jsonl))
-    if args.avro:
-        from l3_atom.local.outputs.avro import AvroFiles
-
-        outputs.append(AvroFiles(args.avro))
-    if args.parquet:
-        try:
-            from l3_atom.local.outputs.parquet import ParquetFiles
-        except ImportError:
-            raise UserError("--parquet needs pyarrow: pip install -r requirements.txt") from None
-        outputs.append(ParquetFiles(args.parquet, [*feeds, DEAD_LETTER]))
+    outputs = file_outputs(args.jsonl, args.avro, args.parquet, [*feeds, DEAD_LETTER])
     if args.serve:
         from l3_atom.local.outputs.queries import QueryOutput
         from l3_atom.local.outputs.websocket import WebsocketOutput
@@ -253,6 +241,26 @@ def _outputs(
         outputs.append(queries)
     if args.stdout or not outputs:
         outputs.append(HumanOutput(status=status))
+    return outputs
+
+
+def file_outputs(jsonl: str | None, avro: str | None, parquet: str | None, topics: list[str]) -> list[Output]:
+    """The ``--jsonl``, ``--avro`` and ``--parquet`` outputs chosen (``runner.py local`` and ``reprocess``)."""
+    from l3_atom.local.outputs.text import JsonLinesOutput
+
+    outputs: list[Output] = []
+    if jsonl:
+        outputs.append(JsonLinesOutput(jsonl))
+    if avro:
+        from l3_atom.local.outputs.avro import AvroFiles
+
+        outputs.append(AvroFiles(avro))
+    if parquet:
+        try:
+            from l3_atom.local.outputs.parquet import ParquetFiles
+        except ImportError:
+            raise UserError("--parquet needs pyarrow: pip install -r requirements.txt") from None
+        outputs.append(ParquetFiles(parquet, topics))
     return outputs
 
 
