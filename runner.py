@@ -11,6 +11,7 @@
     python runner.py simulate coinbase          Coinbase exchange simulator
     python runner.py replay --recording DIR     recorded exchange traffic, served on loopback
     python runner.py reprocess --source coinbase --jsonl FILE    a raw topic's range, standardised again
+    python runner.py replay-archive DIR --speed 10   local mode's Avro/Parquet files, streamed back
 """
 
 from __future__ import annotations
@@ -105,6 +106,12 @@ def _reprocess(args: argparse.Namespace) -> None:
     )
 
 
+def _replay_archive(args: argparse.Namespace) -> None:
+    from l3_atom.local import archive
+
+    archive.main(args)
+
+
 def _up(args: argparse.Namespace) -> None:
     from l3_atom.infra.local_pipeline import run_local_pipeline
 
@@ -189,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a progress bar on stderr (default: when stderr is a terminal)",
     )
     reprocess.set_defaults(handler=_reprocess)
+
+    replay_archive = commands.add_parser(
+        "replay-archive", help="stream runner.py local's Avro/Parquet files back in time order (JSON lines, websocket)"
+    )
+    from l3_atom.local import archive
+
+    archive.add_arguments(replay_archive)
+    replay_archive.set_defaults(handler=_replay_archive)
 
     up = commands.add_parser("up", help="broker, registry, simulator, connector, processor and a consumer, offline")
     up.add_argument("--symbol", action="append", help="normalised symbols (default: BTC.USD, ETH.USD)")
