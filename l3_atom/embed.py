@@ -160,6 +160,9 @@ def kafka_records(
 ) -> Iterator[faust.Record]:
     """Records of normalised ``topics`` from Kafka, typed like :func:`stream`'s, in a consumer group.
 
+    The group commits its offsets (the client's default), so a new run of the same ``group_id``
+    goes on where the last stopped; ``from_beginning`` is where a group with no offsets starts.
+
     The session timeout is the broker profile's (``config.ini``): the local
     profile's 6 s lets a new member join Tansu's group in ~3.7 s where the
     client default (45 s) took 23.6 s before the first record.  Blocking (it

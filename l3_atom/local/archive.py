@@ -203,14 +203,14 @@ async def replay(archive: Archive, outputs: list[Output], speed: float | None) -
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``runner.py replay-archive`` options."""
-    from l3_atom.local.cli import _address
+    from l3_atom.local.cli import _address as address  # local mode's [HOST:]PORT, shared
 
     parser.add_argument("directory", metavar="DIR", help="what runner.py local --avro/--parquet wrote")
     parser.add_argument("--from", dest="start", metavar="TIME", help="ISO-8601 or ms since the epoch (receive time)")
     parser.add_argument("--to", dest="end", metavar="TIME", help="exclusive; ISO-8601 or ms since the epoch")
     parser.add_argument("--speed", choices=SPEEDS, default="1", help="times the recorded pace, or max (default 1)")
     parser.add_argument(
-        "--serve", metavar="[HOST:]PORT", type=_address,
+        "--serve", metavar="[HOST:]PORT", type=address,
         help="serve runner.py local's websocket stream (/ws); the replay starts when a client has subscribed",
     )
     parser.add_argument("--jsonl", metavar="FILE", help="JSON lines to FILE ('-': stdout; the default without --serve)")
