@@ -29,6 +29,7 @@ from l3_atom.topic_admin import ensure_topics
 from l3_atom.topics import DEAD_LETTER, NORMALISED_TOPICS
 from tests.exchanges import test_coinbase as coinbase
 from tests.kafka_reader import TopicReader, read_raw
+from tests.local.test_local_e2e import read_parquet_tree
 from tests.test_replay_e2e import replay_stats, traffic_folder
 
 PREFIX = "re_"
@@ -131,6 +132,12 @@ def test_reprocessed_records_equal_what_the_live_processor_published(tmp_path: P
             assert "frames" in done.stderr and "ETA" in done.stderr, done.stderr[-2000:]
             print("reprocess --jsonl:", {t: sum(c.values()) for t, c in reprocessed.items()})
             print(done.stderr.strip().splitlines()[-3:])
+
+            # Into local mode's Parquet files: the same records, row for row.
+            done = run(stack, "reprocess", "--source", "coinbase", "--parquet", str(tmp_path / "parquet"))
+            assert done.returncode == 0, done.stderr[-3000:]
+            rows = multiset([(r.topic, r.key, r.value) for r in read_parquet_tree(tmp_path / "parquet")])
+            assert rows == published, differences(rows, published)
 
             done = run(stack, "reprocess", "--source", "coinbase", "--topic-prefix", PREFIX)
             assert done.returncode == 0, done.stderr[-3000:]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -55,7 +56,7 @@ def merge_times(lines: list[str]) -> list[int]:
 
 
 def replay(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(runner_command("replay-archive", *args), env={**ENV, "PATH": "/usr/bin:/bin"},
+    return subprocess.run(runner_command("replay-archive", *args), env={**os.environ, **ENV},
                           capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
 
 
@@ -161,7 +162,7 @@ async def _client(url: str) -> tuple[list[str], float]:
 def test_websocket_replay_at_ten_times_speed(recorded: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(runner_command("replay-archive", str(recorded / "parquet"), "--speed", "10",
-                                           "--serve", str(port)), env={**ENV, "PATH": "/usr/bin:/bin"},
+                                           "--serve", str(port)), env={**os.environ, **ENV},
                             stderr=subprocess.PIPE, text=True)
     try:
         records, took = asyncio.run(asyncio.wait_for(_client(f"ws://{LOOPBACK}:{port}/ws"), TIMEOUT_S))
