@@ -10,6 +10,8 @@
     python runner.py broker                     local Kafka-API broker (Tansu)
     python runner.py simulate coinbase          Coinbase exchange simulator
     python runner.py replay --recording DIR     recorded exchange traffic, served on loopback
+    python runner.py reprocess --source coinbase --jsonl FILE    a raw topic's range, standardised again
+    python runner.py replay-archive DIR --speed 10   local mode's Avro/Parquet files, streamed back
 """
 
 from __future__ import annotations
@@ -94,6 +96,22 @@ def _local(args: argparse.Namespace) -> None:
     local_cli.main(args)
 
 
+def _reprocess(args: argparse.Namespace) -> None:
+    from l3_atom import reprocess
+
+    reprocess.main(
+        reprocess.Request(
+            args.source, args.start, args.end, args.jsonl, args.avro, args.parquet, args.topic_prefix, args.progress
+        )
+    )
+
+
+def _replay_archive(args: argparse.Namespace) -> None:
+    from l3_atom.local import archive
+
+    archive.main(args)
+
+
 def _up(args: argparse.Namespace) -> None:
     from l3_atom.infra.local_pipeline import run_local_pipeline
 
@@ -161,6 +179,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     local_cli.add_arguments(local)
     local.set_defaults(handler=_local)
+
+    reprocess = commands.add_parser(
+        "reprocess", help="a raw topic's range through today's standardisers, into files or prefixed topics"
+    )
+    reprocess.add_argument("--source", required=True, help="source id, e.g. coinbase: reads <source>_raw")
+    reprocess.add_argument("--from", dest="start", metavar="TIME", help="ISO-8601 or ms since the epoch (default: the start)")
+    reprocess.add_argument("--to", dest="end", metavar="TIME", help="exclusive; ISO-8601 or ms (default: now's end)")
+    into = reprocess.add_mutually_exclusive_group(required=True)
+    into.add_argument("--jsonl", metavar="FILE", help="append JSON lines to FILE ('-': stdout)")
+    into.add_argument("--avro", metavar="DIR", help="hourly Avro files, as runner.py local writes them")
+    into.add_argument("--parquet", metavar="DIR", help="hourly Parquet files, as runner.py local writes them")
+    into.add_argument("--topic-prefix", metavar="P", help="publish to P<topic> (never the live topics)")
+    reprocess.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
+    reprocess.set_defaults(handler=_reprocess)
+
+    replay_archive = commands.add_parser(
+        "replay-archive", help="stream runner.py local's Avro/Parquet files back in time order (JSON lines, websocket)"
+    )
+    from l3_atom.local import archive
+
+    archive.add_arguments(replay_archive)
+    replay_archive.set_defaults(handler=_replay_archive)
 
     up = commands.add_parser("up", help="broker, registry, simulator, connector, processor and a consumer, offline")
     up.add_argument("--symbol", action="append", help="normalised symbols (default: BTC.USD, ETH.USD)")

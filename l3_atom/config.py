@@ -213,6 +213,10 @@ class Settings:
     @property
     def kafka(self) -> KafkaSettings:
         """Broker settings; needs ``KAFKA_BOOTSTRAP_SERVERS`` (and SASL credentials where the profile asks)."""
+        return self.kafka_at(require_env("KAFKA_BOOTSTRAP_SERVERS", "L3 Atom needs a Kafka broker"))
+
+    def kafka_at(self, bootstrap_servers: str) -> KafkaSettings:
+        """The profile's broker settings for a broker the caller names (``l3_atom.kafka_records``)."""
         r = self._reader
         section = PROFILE_PREFIX + self.profile
         protocol = r.text(section, "security_protocol", "PLAINTEXT")
@@ -226,7 +230,7 @@ class Settings:
             return section if r.parser.has_option(section, key) else default_section
 
         return KafkaSettings(
-            bootstrap_servers=require_env("KAFKA_BOOTSTRAP_SERVERS", "L3 Atom needs a Kafka broker"),
+            bootstrap_servers=bootstrap_servers,
             profile=self.profile,
             num_partitions=r.integer("kafka", "num_partitions", minimum=1),
             num_replications=r.integer(own_or("kafka", "num_replications"), "num_replications", minimum=1),

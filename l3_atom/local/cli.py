@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from l3_atom.config import CandleSettings, Settings
     from l3_atom.local.outputs import Output
     from l3_atom.local.progress import StatusLine
-    from l3_atom.local.runtime import Runtime
+    from l3_atom.local.runtime import Runtime, SourceRuntime
 
 SOURCES_DEST = "sources"
 DEFAULT_HOST = "127.0.0.1"
@@ -175,16 +175,17 @@ def choose_feeds(requested: str | None, published: Sequence[str]) -> list[str]:
     return [topic for topic in available if topic in names]
 
 
-def build_runtime(args: argparse.Namespace, settings: Settings) -> Runtime:
-    """Check every option, then assemble sources and outputs (nothing connects yet)."""
+def build_sources(
+    chosen: Sequence[SourceOptions], requested_feeds: str | None, settings: Settings, bus_frames: int
+) -> tuple[list[SourceRuntime], list[str]]:
+    """Check sources, symbols' spelling and feeds; the sources' runtimes and the feeds to output (nothing connects)."""
     from l3_atom.connector import feed_factory
-    from l3_atom.local.progress import StatusLine
-    from l3_atom.local.runtime import Runtime, SourceRuntime
+    from l3_atom.local.runtime import SourceRuntime
     from l3_atom.sources import standardiser_class
 
     factories = []
     published: list[str] = []
-    for options in args.sources:
+    for options in chosen:
         try:
             channels = [c.strip() for c in options.channels.split(",") if c.strip()] if options.channels else None
             factories.append(
@@ -198,11 +199,19 @@ def build_runtime(args: argparse.Namespace, settings: Settings) -> Runtime:
             published += standardiser_class(options.name).topics
         except ImportError as exc:
             raise UserError(f"{options.name} is in the source registry but cannot be loaded yet: {exc}") from None
-    feeds = choose_feeds(args.feeds, published)
+    feeds = choose_feeds(requested_feeds, published)
     sources = [
-        SourceRuntime(name, make_feed, feeds, settings.max_message_bytes, args.bus_frames)
-        for name, make_feed in factories
+        SourceRuntime(name, make_feed, feeds, settings.max_message_bytes, bus_frames) for name, make_feed in factories
     ]
+    return sources, feeds
+
+
+def build_runtime(args: argparse.Namespace, settings: Settings) -> Runtime:
+    """Check every option, then assemble sources and outputs (nothing connects yet)."""
+    from l3_atom.local.progress import StatusLine
+    from l3_atom.local.runtime import Runtime
+
+    sources, feeds = build_sources(args.sources, args.feeds, settings, args.bus_frames)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     status = StatusLine() if show_progress else None
     runtime = Runtime(sources, feeds, serve=args.serve, status=status)
@@ -214,23 +223,11 @@ def build_runtime(args: argparse.Namespace, settings: Settings) -> Runtime:
 def _outputs(
     args: argparse.Namespace, feeds: list[str], runtime: Runtime, status: StatusLine | None, candles: CandleSettings
 ) -> list[Output]:
-    from l3_atom.local.outputs.text import STDOUT_PATH, HumanOutput, JsonLinesOutput
+    from l3_atom.local.outputs.text import STDOUT_PATH, HumanOutput
 
-    outputs: list[Output] = []
     if args.stdout and args.jsonl == STDOUT_PATH:
         raise UserError("--stdout and --jsonl - would both write to stdout: choose one")
-    if args.jsonl:
-        outputs.append(JsonLinesOutput(args.jsonl))
-    if args.avro:
-        from l3_atom.local.outputs.avro import AvroFiles
-
-        outputs.append(AvroFiles(args.avro))
-    if args.parquet:
-        try:
-            from l3_atom.local.outputs.parquet import ParquetFiles
-        except ImportError:
-            raise UserError("--parquet needs pyarrow: pip install -r requirements.txt") from None
-        outputs.append(ParquetFiles(args.parquet, [*feeds, DEAD_LETTER]))
+    outputs = file_outputs(args.jsonl, args.avro, args.parquet, [*feeds, DEAD_LETTER])
     if args.serve:
         from l3_atom.local.outputs.queries import QueryOutput
         from l3_atom.local.outputs.websocket import WebsocketOutput
@@ -244,6 +241,26 @@ def _outputs(
         outputs.append(queries)
     if args.stdout or not outputs:
         outputs.append(HumanOutput(status=status))
+    return outputs
+
+
+def file_outputs(jsonl: str | None, avro: str | None, parquet: str | None, topics: list[str]) -> list[Output]:
+    """The ``--jsonl``, ``--avro`` and ``--parquet`` outputs chosen (``runner.py local`` and ``reprocess``)."""
+    from l3_atom.local.outputs.text import JsonLinesOutput
+
+    outputs: list[Output] = []
+    if jsonl:
+        outputs.append(JsonLinesOutput(jsonl))
+    if avro:
+        from l3_atom.local.outputs.avro import AvroFiles
+
+        outputs.append(AvroFiles(avro))
+    if parquet:
+        try:
+            from l3_atom.local.outputs.parquet import ParquetFiles
+        except ImportError:
+            raise UserError("--parquet needs pyarrow: pip install -r requirements.txt") from None
+        outputs.append(ParquetFiles(parquet, topics))
     return outputs
 
 
