@@ -275,10 +275,21 @@ class StreamServer:
             return
         before = set(client.subscriptions)
         client.control(self.answer(client, text))
-        for feed, key in sorted(client.subscriptions - before):
-            snapshot = self.snapshot(feed, key)
-            if snapshot is not None:
-                client.control(snapshot)
+        for feed, key in self._book_pairs(client.subscriptions - before):
+            if not any((f, k) in before for f in (feed, ALL) for k in (key, ALL)):
+                snapshot = self.snapshot(feed, key)
+                if snapshot is not None:
+                    client.control(snapshot)
+
+    def _book_pairs(self, subscriptions: set[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The (book feed, symbol key) pairs that subscriptions cover, ``"*"`` spelt out."""
+        if self.books is None:
+            return []
+        pairs = set()
+        for feed, key in subscriptions:
+            for book_feed in BOOK_FEEDS if feed == ALL else (feed,) if feed in BOOK_FEEDS else ():
+                pairs |= {(book_feed, k) for k in (self.symbols if key == ALL else (key,))}
+        return sorted(pairs)
 
     def answer(self, client: _Client, text: str) -> dict[str, Any]:
         """Apply one request; the reply is the new subscription list, the info, or why nothing changed."""
@@ -312,7 +323,7 @@ class StreamServer:
 
     def snapshot(self, feed: str, key: str) -> dict[str, Any] | None:
         """The ``snapshot`` message of one book feed and symbol, or None where no book is held."""
-        if self.books is None or feed not in BOOK_FEEDS or key == ALL:
+        if self.books is None or feed not in BOOK_FEEDS:
             return None
         exchange, symbol = split_key(key)
         held = (self.books.l2 if feed == LOB else self.books.l3).get((exchange, symbol))

@@ -60,8 +60,6 @@ class KafkaReader:
             **kafka.client_config(),
             "group.id": f"{GROUP_PREFIX}_{uuid.uuid4().hex}",
             "enable.auto.commit": False,
-            "session.timeout.ms": kafka.session_timeout_ms,
-            "heartbeat.interval.ms": kafka.heartbeat_interval_ms,
             "fetch.wait.max.ms": kafka.fetch_max_wait_ms,
         })
         self.registry = SchemaRegistryClient(settings.schema_registry.client_config())

@@ -5,7 +5,8 @@
 
 const DEPTH = 10;            // ladder levels per side
 const TAPE = 30;             // trades shown
-const CANDLES = 40;          // candles drawn
+const CANDLES = 40;          // candles drawn at most
+const MIN_CANDLE_SLOTS = 15; // a few candles are not drawn wider than this allows
 const MINUTE_MS = 60000;
 const RECONNECT_MS = 1000;
 const RENDER_DELAY_MS = 50;  // records arriving together are drawn once
@@ -309,7 +310,7 @@ function renderCandles() {
   const low = Math.min(...candles.map((c) => Number(c.low)));
   const [width, height, pad] = [640, 280, 16];
   const y = (price) => pad + (high === low ? 0.5 : (high - Number(price)) / (high - low)) * (height - 2 * pad);
-  const step = width / CANDLES;
+  const step = width / Math.max(candles.length, MIN_CANDLE_SLOTS);
   const ns = "http://www.w3.org/2000/svg";
   const shapes = [];
   candles.forEach((candle, index) => {
