@@ -14,7 +14,6 @@ client, and the pipeline never waits for the gateway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -79,13 +78,13 @@ class Gateway:
                          f"ws://{bound_host}:{bound_port}/ws (stream)")
             reading = asyncio.create_task(self._read())
             stopping = asyncio.create_task(self._stop.wait())
-            done, _ = await asyncio.wait([reading, stopping], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([reading, stopping], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
-            if reading in done:
+            if not self._stop.is_set():
                 reading.result()
                 raise RuntimeError("the Kafka reader ended unexpectedly")
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
+            # It stops after its current fetch: the consumer is closed only when no thread polls it.
+            await reading
         finally:
             await self.stream.close()
             await runner.cleanup()
