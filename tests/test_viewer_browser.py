@@ -5,8 +5,9 @@ simulator, connector, processor, gateway): pick coinbase / BTC.USD; the book
 ladder must show exactly the levels (prices and sizes) the processor's
 ``/book`` answers just before or just after the page is read, trades must
 appear, and the page must ask nothing of any host but loopback (the browser's
-own network log, over the DevTools protocol).  The same page on ``runner.py
-local --serve`` draws candles from trades.  Screenshots go to
+own network log, over the DevTools protocol; the check is shown to catch a
+request elsewhere, whose host the browser is told never to resolve).  The
+same page on ``runner.py local --serve`` draws candles from trades.  Screenshots go to
 ``tests/artifacts/`` (git-ignored).
 
 Outside CI, a machine without chromium and chromedriver skips, saying so; in
@@ -42,7 +43,11 @@ CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,820",
+    # No host name resolves but loopback: nothing the browser does can leave the machine.
+    f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {LOOPBACK}",
 )
+# A request the check must catch (its host never resolves: see the rule above).
+OUTSIDE_URL = "http://outside.invalid/pixel.png"
 DEPTH = 10
 # A slow, two-symbol flow: the BTC book changes a few times a second, trades come every few seconds.
 RATE = 10.0
@@ -50,7 +55,7 @@ MATCH_TIMEOUT_S = 60.0
 WAIT_TIMEOUT_S = 60.0
 POLL_S = 0.2
 # Schemes that never leave the browser.
-LOCAL_SCHEMES = {"data", "about", "blob", "chrome", "devtools"}
+LOCAL_SCHEMES = {"data", "about", "blob"}
 READ_LADDER = """
 const rows = (id) => [...document.querySelectorAll(`#${id} tr`)].map((r) => [r.dataset.price, r.cells[1].textContent]);
 return {bids: rows("bids"), asks: rows("asks").reverse()};
@@ -98,6 +103,12 @@ def wait_for(check: Callable[[], Any], what: str, timeout_s: float = WAIT_TIMEOU
 
 def levels(side: list[list[str]]) -> list[tuple[Decimal, Decimal]]:
     return [(Decimal(price), Decimal(size)) for price, size in side]
+
+
+def open_page(driver: webdriver.Chrome, url: str) -> None:
+    """Open ``url`` with the network log emptied first: what it holds after is this page's alone."""
+    driver.get_log("performance")  # the browser's own start-up tab (chrome:// pages) is not the viewer's
+    driver.get(url)
 
 
 def choose(driver: webdriver.Chrome, exchange: str, symbol: str) -> None:
@@ -167,7 +178,7 @@ def test_gateway_viewer_shows_the_processors_book_and_live_trades(tmp_path: Path
     with LocalPipeline(rate=RATE, gateway=True, workdir=tmp_path) as pipeline:
         wait_for(lambda: _ready(pipeline.gateway_url + "ready"), "gateway /ready")
         started = time.monotonic()
-        browser.get(pipeline.gateway_url)
+        open_page(browser, pipeline.gateway_url)
         choose(browser, "coinbase", "BTC.USD")
         book_url = f"http://{LOOPBACK}:{pipeline.web_ports[0]}/book/coinbase/BTC.USD?depth={DEPTH}"
         matched = ladder_matches_book(browser, book_url)
@@ -181,8 +192,8 @@ def test_gateway_viewer_shows_the_processors_book_and_live_trades(tmp_path: Path
         assert_loopback_only(urls)
         assert any(url.endswith("/ws") and url.startswith("ws://") for url in urls), "the page opened the stream"
     print(f"\nladder equal to /book (sequence {matched['book']['sequence']}) after {matched['attempts']} reads, "
-          f"{seen:.1f} s from opening the page; {len(trades)} trades shown; {len(urls)} requests, all loopback; "
-          f"screenshot {shot}")
+          f"{seen:.1f} s from opening the page; {len(trades)} trades shown; {len(urls)} requests, all loopback: "
+          f"{sorted(set(urls))}; screenshot {shot}")
 
 
 @pytest.mark.timeout(240)
@@ -190,7 +201,7 @@ def test_local_serve_viewer_computes_candles_from_trades(tmp_path: Path, browser
     with LocalRun(tmp_path) as run:
         run.start_simulator("--rate", str(RATE), "--products", "BTC-USD,ETH-USD")
         run.start_local("--source", "coinbase", "--symbol", "BTC.USD", "--symbol", "ETH.USD", *run.endpoint_args())
-        browser.get(f"http://{LOOPBACK}:{run.serve_port}/")
+        open_page(browser, f"http://{LOOPBACK}:{run.serve_port}/")
         choose(browser, "coinbase", "BTC.USD")
         matched = ladder_matches_book(browser, f"http://{LOOPBACK}:{run.serve_port}/book/coinbase/BTC.USD?depth={DEPTH}")
         wait_for(lambda: trade_rows(browser), "a trade on the tape")
@@ -198,6 +209,12 @@ def test_local_serve_viewer_computes_candles_from_trades(tmp_path: Path, browser
         assert browser.find_element(By.ID, "candle-source").text == "from trades"
         screenshot(browser, "viewer_local.png")
         assert_loopback_only(requested_urls(browser))
+        # The check sees a request elsewhere when there is one.
+        browser.execute_script("document.body.append(Object.assign(new Image(), {src: arguments[0]}));", OUTSIDE_URL)
+        logged: list[str] = []
+        wait_for(lambda: logged.extend(requested_urls(browser)) or OUTSIDE_URL in logged, "the request logged")
+        with pytest.raises(AssertionError, match="outside.invalid"):
+            assert_loopback_only(logged)
     print(f"\nlocal --serve: ladder equal to /book after {matched['attempts']} reads; {len(candles)} candle(s) drawn")
 
 

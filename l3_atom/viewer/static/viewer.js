@@ -10,6 +10,7 @@ const MIN_CANDLE_SLOTS = 15; // a few candles are not drawn wider than this allo
 const MINUTE_MS = 60000;
 const RECONNECT_MS = 1000;
 const RENDER_DELAY_MS = 50;  // records arriving together are drawn once
+const RESUBSCRIBE_MS = 2000; // after a gap, fresh snapshots at most this often
 const BOOK_FEEDS = ["lob", "lob_l3"];
 const TRADE_FEEDS = ["trades", "trades_l3"];
 const CANDLE_FEED = "candle";
@@ -113,6 +114,7 @@ const view = {
   records: 0,
   dropped: 0,
   renderPending: false,
+  resubscribedAt: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -149,7 +151,10 @@ function receive(message) {
   } else if (message.type === "dropped") {
     // A gap in the stream: the books are no longer exact; subscribing again brings fresh snapshots.
     view.dropped += message.count;
-    select(view.key, true);
+    if (Date.now() - view.resubscribedAt > RESUBSCRIBE_MS) {
+      view.resubscribedAt = Date.now();
+      select(view.key, true);
+    }
   } else if (message.type === "error") {
     status(`server: ${message.error}`);
   }
