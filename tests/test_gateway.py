@@ -8,16 +8,20 @@ independent confluent-kafka consumer (``tests/kafka_reader.py``: plain
 order, over the window the client was subscribed.  A client that reads
 nothing loses only its own records (counted, reported to it) while another
 client of the same gateway misses none.  Bad requests get errors on their
-own socket and leave its subscriptions alone.
+own socket and leave its subscriptions alone.  The second gateway starts
+once the book topics hold records: its books come from catching up on them,
+and a subscriber's snapshot plus what follows is the processor's book.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -28,6 +32,7 @@ from l3_atom.consume import format_json
 from l3_atom.infra.local_pipeline import LocalPipeline, gateway_args
 from l3_atom.infra.processes import LOOPBACK, free_port
 from l3_atom.ws_stream import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, REQUEST_BURST
+from tests.book_rebuild import Rebuild
 from tests.kafka_reader import TopicReader
 
 KEY = "coinbase_BTC.USD"
@@ -37,6 +42,8 @@ SMALL_QUEUE = 50
 WINDOW_RECORDS = 300
 TIMEOUT_S = 60.0
 QUIET_S = 2.0
+DEPTH = 10
+DRAIN_S = 0.05
 
 
 class Gateways:
@@ -81,12 +88,16 @@ def _wait(check: Any, what: str) -> None:
 def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
     workdir = tmp_path_factory.mktemp("gateway")
     with LocalPipeline(rate=RATE, gateway=True, workdir=workdir) as pipeline:
+        gateways = Gateways(pipeline, 0)
+        # The second gateway starts once the book topics hold records: it must catch up on them.
+        _wait(lambda: gateways.stats(pipeline.gateway_port)["records"] > WINDOW_RECORDS, "records in the topics")
         small_port = free_port()
         pipeline.start_runner("gateway_small", *gateway_args(small_port), "--client-queue", str(SMALL_QUEUE))
         pipeline.wait_port("gateway_small", small_port)
         for port in (pipeline.gateway_port, small_port):
             _wait(lambda port=port: _ready(port), f"gateway on {port} ready")
-        yield Gateways(pipeline, small_port)
+        gateways.small_port = small_port
+        yield gateways
 
 
 async def _connect(url: str, **kwargs: Any) -> websockets.ClientConnection:
@@ -291,3 +302,58 @@ def test_bad_requests_get_errors_on_their_socket_and_change_nothing(gateways: Ga
     assert replies["huge"] is not None and replies["huge"].code == 1009
     print(f"\nflood of {len(flood)} requests: {len(refused)} refused; oversized message: closed "
           f"{replies['huge'].code} {replies['huge'].reason!r}")
+
+
+def _exact(record: dict[str, Any]) -> dict[str, Any]:
+    """A streamed lob_l3 record with its decimals back as Decimals (the snapshot's have no receive time)."""
+    size = Decimal(record["size"])
+    return {**record, "price": None if record["price"] is None else Decimal(record["price"]), "size": size,
+            "atom_timestamp": record.get("atom_timestamp", 0)}
+
+
+@pytest.mark.timeout(300)
+def test_a_gateway_started_late_starts_subscribers_from_the_processors_book(gateways: Gateways) -> None:
+    """Its snapshot message plus the records after it rebuild the book the processor's /book answers."""
+    log = gateways.pipeline.log_path("gateway_small").read_text()
+    behind = int(re.search(r"(\d+) book partitions to catch up on", log).group(1))
+    assert behind > 0, "the late gateway had book records to catch up on"
+    book_url = f"http://{LOOPBACK}:{gateways.pipeline.web_ports[0]}/book/coinbase/BTC.USD?depth={DEPTH}"
+
+    def answer() -> tuple[list, list, int]:
+        with urllib.request.urlopen(book_url, timeout=10) as response:
+            body = json.loads(response.read())
+        return [[Decimal(p), Decimal(q)] for p, q in body["bids"]], [[Decimal(p), Decimal(q)] for p, q in body["asks"]], body["sequence"]
+
+    async def scenario() -> tuple[int, int, int]:
+        ws = await _connect(gateways.small)
+        book = Rebuild()
+        try:
+            await _reply(ws, {"op": "subscribe", "feeds": ["lob_l3"], "symbols": [KEY]})
+            snapshot = orjson.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+            assert snapshot["type"] == "snapshot" and snapshot["in_sync"]
+            for record in snapshot["records"]:
+                book.apply(_exact(record))
+            deadline = time.monotonic() + TIMEOUT_S
+            tries = 0
+            while time.monotonic() < deadline:
+                tries += 1
+                before = await asyncio.to_thread(answer)
+                try:
+                    while True:
+                        message = orjson.loads(await asyncio.wait_for(ws.recv(), DRAIN_S))
+                        assert message.get("type") != "dropped"
+                        book.apply(_exact(message))
+                except TimeoutError:
+                    pass
+                after = await asyncio.to_thread(answer)
+                mine = (book.levels("bid", DEPTH), book.levels("ask", DEPTH))
+                for bids, asks, sequence in (before, after):
+                    if mine == (bids, asks) and bids and asks:
+                        return tries, sequence, len(snapshot["records"])
+            raise AssertionError(f"the rebuilt book never equalled /book in {tries} tries: {mine} vs {before}")
+        finally:
+            await ws.close()
+
+    tries, sequence, orders = asyncio.run(scenario())
+    print(f"\nlate gateway ({behind} book partitions caught up): snapshot of {orders} orders + the stream "
+          f"equal to the processor's /book at sequence {sequence} (after {tries} reads)")
