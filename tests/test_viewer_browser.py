@@ -7,7 +7,8 @@ ladder must show exactly the levels (prices and sizes) the processor's
 appear, and the page must ask nothing of any host but loopback (the browser's
 own network log, over the DevTools protocol; the check is shown to catch a
 request elsewhere, whose host the browser is told never to resolve).  The
-same page on ``runner.py local --serve`` draws candles from trades.  Screenshots go to
+same page on ``runner.py local --serve`` draws candles from trades, and shows
+an L2 (``lob``) book: Kraken's recorded traffic replayed at its recorded pace.  Screenshots go to
 ``tests/artifacts/`` (git-ignored).
 
 Outside CI, a machine without chromium and chromedriver skips, saying so; in
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -34,7 +36,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from l3_atom.infra.local_pipeline import LocalPipeline
-from l3_atom.infra.processes import LOOPBACK, PROJECT_ROOT
+from l3_atom.infra.processes import LOOPBACK, PROJECT_ROOT, runner_command
+from tests.conftest import recordings_dir
 from tests.local.helpers import LocalRun
 
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
@@ -54,6 +57,7 @@ RATE = 10.0
 MATCH_TIMEOUT_S = 60.0
 WAIT_TIMEOUT_S = 60.0
 POLL_S = 0.2
+HTTP_NOT_FOUND = 404
 # Schemes that never leave the browser.
 LOCAL_SCHEMES = {"data", "about", "blob"}
 READ_LADDER = """
@@ -129,9 +133,16 @@ def ladder_matches_book(driver: webdriver.Chrome, book_url: str) -> dict[str, An
     deadline = time.monotonic() + MATCH_TIMEOUT_S
     while time.monotonic() < deadline:
         attempts += 1
-        before = get_json(book_url)
-        shown = driver.execute_script(READ_LADDER)
-        after = get_json(book_url)
+        try:
+            before = get_json(book_url)
+            shown = driver.execute_script(READ_LADDER)
+            after = get_json(book_url)
+        except urllib.error.HTTPError as exc:
+            if exc.code != HTTP_NOT_FOUND:
+                raise
+            last = {"book": "none yet (404)"}
+            time.sleep(POLL_S)
+            continue
         page = (levels(shown["bids"]), levels(shown["asks"]))
         last = {"page": shown, "before": before, "after": after}
         if page[0] and page[1]:
@@ -216,6 +227,29 @@ def test_local_serve_viewer_computes_candles_from_trades(tmp_path: Path, browser
         with pytest.raises(AssertionError, match="outside.invalid"):
             assert_loopback_only(logged)
     print(f"\nlocal --serve: ladder equal to /book after {matched['attempts']} reads; {len(candles)} candle(s) drawn")
+
+
+@pytest.mark.timeout(240)
+def test_local_serve_viewer_shows_an_l2_book_from_recorded_kraken_traffic(
+    tmp_path: Path, browser: webdriver.Chrome
+) -> None:
+    recordings = recordings_dir()
+    if recordings is None:
+        pytest.skip("no recorded traffic: set L3_ATOM_RECORDINGS or put it in ../shared/recordings")
+    with LocalRun(tmp_path) as run:
+        run.start("replay", runner_command("replay", "--recording", str(recordings / "kraken"),
+                                           "--port", str(run.source_port), "--speed", "recorded"))
+        run.wait_port("replay", run.source_port)
+        run.start_local("--source", "kraken", "--symbol", "XMR.USD", "--symbol", "SC.EUR", *run.endpoint_args())
+        open_page(browser, f"http://{LOOPBACK}:{run.serve_port}/")
+        choose(browser, "kraken", "XMR.USD")
+        matched = ladder_matches_book(browser, f"http://{LOOPBACK}:{run.serve_port}/book/kraken/XMR.USD?depth={DEPTH}")
+        assert matched["book"]["level"] == "l2"
+        assert browser.find_element(By.ID, "book-source").text == "lob"
+        status = browser.find_element(By.ID, "status").text
+        screenshot(browser, "viewer_local_l2.png")
+        assert_loopback_only(requested_urls(browser))
+    print(f"\nkraken XMR.USD (lob): ladder equal to /book after {matched['attempts']} reads; page status: {status}")
 
 
 def _ready(url: str) -> bool:
