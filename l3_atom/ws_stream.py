@@ -52,14 +52,17 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from l3_atom.consume import format_json, plain
-from l3_atom.stream_processing.book_agent import BookStore
 from l3_atom.topics import DEAD_LETTER, LOB, LOB_L3
+
+if TYPE_CHECKING:
+    # The runtime that serves the stream builds the books and hands them over.
+    from l3_atom.stream_processing.book_agent import BookStore
 
 STREAM_PATH = "/ws"
 ALL = "*"
