@@ -6,6 +6,7 @@
     python runner.py processor
     python runner.py symbols --source coinbase  normalised and exchange symbol names
     python runner.py consume --topic trades_l3 --from-beginning
+    python runner.py gateway --port 8090       the normalised topics on a websocket, and a live viewer page
     python runner.py registry --port 8081       local Schema Registry
     python runner.py broker                     local Kafka-API broker (Tansu)
     python runner.py simulate coinbase          Coinbase exchange simulator
@@ -58,6 +59,13 @@ def _consume(args: argparse.Namespace) -> None:
     from l3_atom.consume import consume
 
     consume(Settings(), args.topic, args.from_beginning, args.limit, args.json)
+
+
+def _gateway(args: argparse.Namespace) -> None:
+    from l3_atom.gateway.service import run_gateway
+
+    settings = Settings()
+    asyncio.run(run_gateway(settings, args.host or settings.processor.web_host, args.port, args.client_queue))
 
 
 def _registry(args: argparse.Namespace) -> None:
@@ -149,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--limit", type=int, help="stop after this many records")
     consume.add_argument("--json", action="store_true", help="print JSON lines")
     consume.set_defaults(handler=_consume)
+
+    gateway = commands.add_parser(
+        "gateway", help="serve the normalised topics on a websocket (the local --serve protocol) and a viewer page"
+    )
+    from l3_atom.gateway import DEFAULT_CLIENT_QUEUE, DEFAULT_PORT
+
+    gateway.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: a free one)")
+    gateway.add_argument("--host", help="address to listen on (default: L3_ATOM_WEB_HOST or 127.0.0.1)")
+    gateway.add_argument("--client-queue", type=int, default=DEFAULT_CLIENT_QUEUE,
+                         help="messages queued per client before its records are dropped (counted, reported to it)")
+    gateway.set_defaults(handler=_gateway)
 
     registry = commands.add_parser("registry", help="run the local Confluent-compatible Schema Registry")
     registry.add_argument("--host", default="127.0.0.1")

@@ -61,14 +61,15 @@ def test_up_prints_records_and_ctrl_c_leaves_no_process_behind() -> None:
         assert "price=" in first and "taker_side=" in first
         print(f"\nrunner.py up: first record after {time.monotonic() - started:.1f} s")
         started_processes = children_of(up.pid)
-        # broker, registry, simulator, processor, connector
-        assert len(started_processes) == 5, started_processes
+        # broker, registry, simulator, processor, connector, gateway
+        assert len(started_processes) == 6, started_processes
         os.killpg(up.pid, signal.SIGINT)
         # Read its output to the end while it stops, as a terminal would: records it still prints into
         # a full pipe would block it (and its exit) for good.
         _, stderr = up.communicate(timeout=60)
         assert up.returncode == 0
         assert "pipeline up in" in stderr and "stopping..." in stderr
+        assert "live view http://127.0.0.1:" in stderr, "up prints the gateway's address"
     finally:
         stop_process(up)
     assert [pid for pid in started_processes if alive(pid)] == [], "runner.py up left processes behind"

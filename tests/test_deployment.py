@@ -7,7 +7,7 @@ import re
 import yaml
 
 from l3_atom.config import PROJECT_ROOT
-from l3_atom.infra.local_pipeline import DEFAULT_SYMBOLS, connector_args, processor_args
+from l3_atom.infra.local_pipeline import DEFAULT_SYMBOLS, connector_args, gateway_args, processor_args
 from runner import build_parser
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
@@ -43,6 +43,7 @@ def test_commands_are_the_ones_the_tests_run() -> None:
     found = services()
     assert found["connector-coinbase"]["command"] == connector_args(DEFAULT_SYMBOLS)
     assert found["processor"]["command"] == processor_args()
+    assert found["gateway"]["command"] == gateway_args()
 
 
 def test_environment_variables_are_documented() -> None:

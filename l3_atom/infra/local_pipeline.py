@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Self
 
+from l3_atom.gateway import DEFAULT_PORT
 from l3_atom.infra.broker import LocalBroker
 from l3_atom.infra.processes import (
     LOOPBACK,
@@ -53,6 +54,11 @@ def processor_args(sources: Sequence[str] = (SOURCE,)) -> list[str]:
     for source in sources:
         args += ["--source", source]
     return args
+
+
+def gateway_args(port: int = DEFAULT_PORT) -> list[str]:
+    """``runner.py`` arguments of the websocket gateway (docker-compose.yml uses the same)."""
+    return ["gateway", "--port", str(port)]
 
 
 class ProcessDied(RuntimeError):
@@ -174,7 +180,7 @@ class LocalStack:
 
 
 class LocalPipeline(LocalStack):
-    """``LocalStack`` plus the Coinbase simulator and a Coinbase connector pointed at it."""
+    """``LocalStack`` plus the Coinbase simulator, a Coinbase connector pointed at it and, asked for, a gateway."""
 
     def __init__(
         self,
@@ -184,8 +190,10 @@ class LocalPipeline(LocalStack):
         workers: int = 1,
         max_messages: int = 0,
         workdir: Path | None = None,
+        gateway: bool = False,
     ):
         super().__init__((SOURCE,), workers, workdir)
+        self.gateway_port = free_port() if gateway else None
         self.symbols = [str(Symbol.parse(s)) for s in symbols]
         self.rate = rate
         self.seed = seed
@@ -201,6 +209,11 @@ class LocalPipeline(LocalStack):
     def simulator_rest_url(self) -> str:
         return f"http://{LOOPBACK}:{self.simulator_port}"
 
+    @property
+    def gateway_url(self) -> str:
+        """The gateway's viewer page (its stream is ``/ws`` there)."""
+        return f"http://{LOOPBACK}:{self.gateway_port}/"
+
     def start_sources(self) -> None:
         products = ",".join(s.replace(".", "-") for s in self.symbols)
         self.start_runner(
@@ -213,6 +226,9 @@ class LocalPipeline(LocalStack):
     def start_connectors(self) -> None:
         endpoints = ["--ws-url", self.simulator_ws_url, "--rest-url", self.simulator_rest_url]
         self.start_runner("connector", *connector_args(self.symbols), *endpoints)
+        if self.gateway_port is not None:
+            self.start_runner("gateway", *gateway_args(self.gateway_port))
+            self.wait_port("gateway", self.gateway_port)
 
 
 def _terminate(_signum: int, _frame: FrameType | None) -> None:
@@ -231,14 +247,16 @@ def run_local_pipeline(
     signal.signal(signal.SIGINT, _terminate)
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
-    pipeline = LocalPipeline(symbols or DEFAULT_SYMBOLS, rate=rate, seed=seed, workers=workers)
+    pipeline = LocalPipeline(symbols or DEFAULT_SYMBOLS, rate=rate, seed=seed, workers=workers, gateway=True)
     print(f"starting L3 Atom locally; logs in {pipeline.workdir}", file=sys.stderr, flush=True)
     try:
         pipeline.start()
         os.environ.update(pipeline.env())
         print(
             f"pipeline up in {time.monotonic() - started:.1f} s: broker {pipeline.broker.bootstrap_servers}, "
-            f"registry {pipeline.registry_url}, simulator {pipeline.simulator_ws_url}; Ctrl-C stops everything",
+            f"registry {pipeline.registry_url}, simulator {pipeline.simulator_ws_url}; "
+            f"live view {pipeline.gateway_url} (gateway, stream ws://{LOOPBACK}:{pipeline.gateway_port}/ws); "
+            "Ctrl-C stops everything",
             file=sys.stderr,
             flush=True,
         )

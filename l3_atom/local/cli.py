@@ -141,7 +141,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     outputs.add_argument(
         "--serve", metavar="[HOST:]PORT", type=_address,
-        help=f"serve the websocket stream (/ws) and /stats; host {DEFAULT_HOST} unless given",
+        help=f"serve the viewer page (/), the websocket stream (/ws) and /stats; host {DEFAULT_HOST} unless given",
     )
     limits = parser.add_argument_group("memory bounds")
     limits.add_argument(
@@ -229,11 +229,13 @@ def _outputs(
         raise UserError("--stdout and --jsonl - would both write to stdout: choose one")
     outputs = file_outputs(args.jsonl, args.avro, args.parquet, [*feeds, DEAD_LETTER])
     if args.serve:
+        from l3_atom import viewer
         from l3_atom.local.outputs.queries import QueryOutput
         from l3_atom.local.outputs.websocket import WebsocketOutput
 
         websocket = WebsocketOutput(feeds, runtime.keys, args.client_queue)
         websocket.register(runtime.http_app)
+        viewer.register(runtime.http_app)
         outputs.append(websocket)
         # The processor's book and candle APIs, over the feeds this run outputs.
         queries = QueryOutput(candles.intervals, candles.grace_ms, runtime.resync)

@@ -31,6 +31,7 @@ from aiohttp import web
 from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import ServiceUnavailable, UserError
+from l3_atom.http_app import serve_app
 from l3_atom.local.bus import BusItem, BusSink, FrameBus, RawFrame
 from l3_atom.local.outputs import LocalRecord, Output
 from l3_atom.local.progress import Progress, StatusLine
@@ -47,7 +48,6 @@ OUTPUT_QUEUE_BATCHES = 8
 # At shutdown, how long each step may take to hand on what it holds before it is given up.
 DRAIN_TIMEOUT_S = 10.0
 PROGRESS_INTERVAL_S = 1.0
-HTTP_SHUTDOWN_TIMEOUT_S = 2.0
 STATS_PATH = "/stats"
 CONNECTOR_DEAD_LETTER = "connector: frame too large"
 
@@ -239,15 +239,7 @@ class Runtime:
 
     async def _serve(self) -> web.AppRunner:
         host, port = self.serve
-        runner = web.AppRunner(
-            self.http_app, access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S
-        )
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise UserError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+        runner = await serve_app(self.http_app, host, port)
         self.address = runner.addresses[0][:2]
         paths = sorted({route.resource.canonical for route in self.http_app.router.routes()})
         LOG.info("serving http://%s:%d: %s", *self.address, ", ".join(paths))

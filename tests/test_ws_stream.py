@@ -1,0 +1,60 @@
+"""The stream's book snapshot for new subscribers and its request limits, without a network (pure parts)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from l3_atom.stream_processing.book_agent import BookStore
+from l3_atom.ws_stream import REQUEST_BURST, StreamServer, _Client
+
+KEY = "coinbase_BTC.USD"
+
+
+def lob_l3(event: str, order_id: str, side: str, price: str, size: str, sequence: int, snapshot: bool = False,
+           atom: int = 1) -> dict[str, Any]:
+    return {
+        "exchange": "coinbase", "symbol": "BTC.USD", "event_type": event, "order_id": order_id, "side": side,
+        "price": Decimal(price), "size": Decimal(size), "reason": None, "is_snapshot": snapshot,
+        "sequence": sequence, "prev_sequence": None, "event_timestamp": 1, "atom_timestamp": atom,
+    }
+
+
+class _Quiet:
+    """A websocket stand-in: the queue logic only."""
+
+
+def test_a_new_book_subscriber_gets_the_book_as_snapshot_records_then_its_updates() -> None:
+    stream = StreamServer(["lob_l3", "trades_l3"], [KEY], client_queue=100, books=BookStore())
+    for record in (
+        lob_l3("open", "a", "bid", "100.50", "1.5", 10, snapshot=True),
+        lob_l3("open", "b", "ask", "101", "2", 10, snapshot=True),
+        lob_l3("open", "c", "bid", "100.50", "0.25", 11, atom=2),
+        lob_l3("done", "b", "ask", "101", "0", 12, atom=3),
+    ):
+        stream.publish("lob_l3", KEY, record)
+    client = _Client(_Quiet(), capacity=100)
+    stream.clients.add(client)
+    stream._request(client, orjson.dumps({"op": "subscribe", "feeds": ["lob_l3"], "symbols": [KEY]}).decode())
+    subscribed, snapshot = (orjson.loads(m) for m in client.queue)
+    assert subscribed["type"] == "subscribed"
+    assert snapshot["type"] == "snapshot" and snapshot["feed"] == "lob_l3" and snapshot["in_sync"]
+    orders = {r["order_id"]: (r["side"], r["price"], r["size"], r["is_snapshot"], r["event_type"])
+              for r in snapshot["records"]}
+    assert orders == {"a": ("bid", "100.5", "1.5", True, "open"), "c": ("bid", "100.5", "0.25", True, "open")}
+    assert {r["sequence"] for r in snapshot["records"]} == {12}
+    # Subscribing again to what it has brings no second snapshot; the next update is queued as a record.
+    stream._request(client, orjson.dumps({"op": "subscribe", "feeds": ["*"], "symbols": [KEY]}).decode())
+    stream.publish("lob_l3", KEY, lob_l3("done", "a", "bid", "100.50", "0", 13, atom=4))
+    kinds = [orjson.loads(m).get("type") or orjson.loads(m)["topic"] for m in list(client.queue)[2:]]
+    assert kinds == ["subscribed", "lob_l3"]
+
+
+def test_requests_beyond_the_burst_are_refused_until_the_allowance_comes_back() -> None:
+    client = _Client(_Quiet(), capacity=100)
+    allowed = [client.take_request() for _ in range(REQUEST_BURST + 5)]
+    assert allowed == [True] * REQUEST_BURST + [False] * 5
+    client.allowance_at -= 1.0  # a second later
+    assert client.take_request()
