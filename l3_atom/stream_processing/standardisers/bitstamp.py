@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from l3_atom.off_chain.bitstamp import FEED_BOOK, FEED_ORDERS
+from l3_atom.off_chain.bitstamp import DIFF_ORDER_BOOK, FEED_BOOK, FEED_ORDERS
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import (
     IN_SNAPSHOT,
@@ -56,7 +56,6 @@ TAKER_SIDE = {0: "buy", 1: "sell"}
 EVENT_TYPE = {"order_created": "open", "order_changed": "change", "order_deleted": "done"}
 ZERO = exact("0")
 US_PER_MS = 1000
-DIFF_ORDER_BOOK = "diff_order_book"
 # The REST order books have no "event": they dispatch, by the feed of their raw key, as these.
 ORDERS_SNAPSHOT = "orders snapshot"
 BOOK_SNAPSHOT = "book snapshot"

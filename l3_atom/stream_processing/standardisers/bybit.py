@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from l3_atom.off_chain.bybit import CATEGORY_SEPARATOR
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import BookChecks, check_order
 from l3_atom.stream_processing.standardiser import (
@@ -53,7 +54,6 @@ from l3_atom.topics import (
 )
 
 SOURCE = "bybit"
-CATEGORY_SEPARATOR = "/"
 PRICE, SIZE = range(2)
 SNAPSHOT, DELTA = "snapshot", "delta"
 BOOK_TICKER_DEPTH = "1"

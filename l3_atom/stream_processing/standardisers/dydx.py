@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from l3_atom.off_chain.dydx import CANDLE_ID_SEPARATOR, TICKER_SEPARATOR
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import BookChecks, check_order
 from l3_atom.stream_processing.standardiser import (
@@ -55,10 +56,8 @@ SUBSCRIBED, CHANNEL_DATA, BATCH_DATA = "subscribed", "channel_data", "channel_ba
 CONTROL_TYPES = frozenset({"connected", "unsubscribed", "pong"})
 ERROR = "error"
 
-TICKER_SEPARATOR = "-"
 PERPETUAL_SUFFIX = "-PERP"
 # Candle channel ids are "<ticker>/<resolution>".
-CANDLE_ID_SEPARATOR = "/"
 MINUTE_MS = 60_000
 # dYdX candle resolution -> (normalised interval, length in ms).
 RESOLUTIONS = {

@@ -26,6 +26,7 @@ from __future__ import annotations
 import zlib
 from typing import Any, ClassVar, NamedTuple
 
+from l3_atom.off_chain.htx import LOB as MBP
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import BookChecks, RecentUpdates, repeat_reason
 from l3_atom.stream_processing.standardiser import (
@@ -58,7 +59,6 @@ KLINE_PERIODS = {
     "1week": ("1w", 7 * 1440 * MS_PER_MINUTE),
 }
 SNAPSHOT_SUFFIX = " snapshot"
-MBP = "mbp.150"
 
 
 def split_channel(channel: Any) -> tuple[str, str]:

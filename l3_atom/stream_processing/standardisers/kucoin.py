@@ -28,7 +28,7 @@ import re
 from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
 
-from l3_atom.off_chain.kucoin import CANDLES, LEVEL2, MATCH, TICKER_CHANNEL, split_topic
+from l3_atom.off_chain.kucoin import CANDLES, CODE_OK, LEVEL2, MATCH, MESSAGE, TICKER_CHANNEL, split_topic
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import (
     IN_SNAPSHOT,
@@ -42,7 +42,6 @@ from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, NO_SYMBOL, TICKER, TRADES, normalised_key, split_raw_key
 
 SOURCE = "kucoin"
-MESSAGE = "message"
 MESSAGE_PREFIX = "message:"
 
 BOOK_SIDES = (("bid", "bids"), ("ask", "asks"))
@@ -59,7 +58,6 @@ UNIT_MS = {"min": 60_000, "hour": 3_600_000, "day": 86_400_000, "week": 604_800_
 UNIT_NAME = {"min": "m", "hour": "h", "day": "d", "week": "w"}
 MS_PER_S = 1_000
 NS_PER_MS = 1_000_000
-CODE_OK = "200000"
 # The REST book snapshot (``{"code", "data"}``) has no "type": it dispatches as this.
 LEVEL2_SNAPSHOT = "level2 snapshot"
 
