@@ -173,7 +173,10 @@ def kafka_records(
     from confluent_kafka.schema_registry.avro import AvroDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    kafka = (settings or Settings()).kafka_at(bootstrap)
+    settings = settings or Settings()
+    kafka = settings.kafka_at(bootstrap)
+    # The registry the caller names, with the credentials of keys/.env (SCHEMA_REGISTRY_KEY/SECRET) if any.
+    registry = settings.schema_registry.client_config() | {"url": registry_url}
     consumer = Consumer(
         {
             **kafka.client_config(),
@@ -184,7 +187,7 @@ def kafka_records(
             **(extra_config or {}),
         }
     )
-    deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+    deserializer = AvroDeserializer(SchemaRegistryClient(registry))
     try:
         present = consumer.list_topics(timeout=KAFKA_METADATA_TIMEOUT_S).topics
         missing = [topic for topic in topics if topic not in present]
