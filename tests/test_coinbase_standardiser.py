@@ -89,7 +89,7 @@ def test_match_taker_is_opposite_of_maker_side(std: CoinbaseStandardiser) -> Non
         assert trade.record == {
             "exchange": "coinbase", "symbol": "BAND.GBP", "trade_id": "881613", "price": Decimal("14.7775"),
             "size": Decimal("0.04"), "taker_side": "buy", "maker_order_id": "mk", "taker_order_id": "tk",
-            "sequence": 333938798, "event_timestamp": TIME_MS, "atom_timestamp": ATOM,
+            "sequence": 333938798, "origin": None, "event_timestamp": TIME_MS, "atom_timestamp": ATOM,
         }
 
 

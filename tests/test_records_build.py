@@ -17,6 +17,8 @@ BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "lob_l3": records_build.lob_l3_event,
     "book_resync": records_build.book_resync,
     "trades": records_build.trade,
+    "trades_l3": records_build.trade_l3,
+    "coverage": records_build.coverage,
     "ticker": records_build.ticker,
     "candle": records_build.exchange_candle,
     "funding_rate": records_build.funding_rate,

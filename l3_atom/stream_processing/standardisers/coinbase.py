@@ -254,19 +254,19 @@ class CoinbaseStandardiser(Standardiser):
         maker_side = message["side"]
         book_side(maker_side)
         sequence = integer(message["sequence"])
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "trade_id": str(integer(message["trade_id"])),
-            "price": exact(message["price"]),
-            "size": exact(message["size"]),
-            "taker_side": TAKER_SIDE_OF_MAKER[maker_side],
-            "maker_order_id": message["maker_order_id"],
-            "taker_order_id": message["taker_order_id"],
-            "sequence": sequence,
-            "event_timestamp": ms_from_iso(message["time"]),
-            "atom_timestamp": atom_timestamp,
-        }
+        record = records_build.trade_l3(
+            exchange=SOURCE,
+            symbol=symbol,
+            trade_id=str(integer(message["trade_id"])),
+            price=exact(message["price"]),
+            size=exact(message["size"]),
+            taker_side=TAKER_SIDE_OF_MAKER[maker_side],
+            maker_order_id=message["maker_order_id"],
+            taker_order_id=message["taker_order_id"],
+            sequence=sequence,
+            event_timestamp=ms_from_iso(message["time"]),
+            atom_timestamp=atom_timestamp,
+        )
         outputs = [Output(TRADES_L3, key, record)]
         # Matches join the full channel's numbering only on it (the matches channel skips numbers);
         # last_match is the last trade before subscribing, outside the numbering.
