@@ -33,13 +33,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
+from l3_atom.backfill import TradeHistory, fetch_history, id_holes
 from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.config import ConnectorSettings
+from l3_atom.coverage import (
+    STREAM_DOWN,
+    STREAM_UP,
+    TRADES_BACKFILLED,
+    TRADES_FEED,
+    TRADES_UNRECOVERABLE,
+    coverage_record,
+)
 from l3_atom.errors import UserError
 from l3_atom.feed import RestClient, WebsocketConnection, now_us
 from l3_atom.raw_sink import FrameSink
 from l3_atom.tokens import Symbol
-from l3_atom.topics import split_raw_key
+from l3_atom.topics import ORIGIN_BACKFILL, normalised_key, raw_key, split_raw_key
 
 LOG = logging.getLogger(__name__)
 STATS_INTERVAL_S = 10.0
@@ -52,6 +61,11 @@ SYMBOL_CACHE_KEYS = 4096
 
 
 REST_CONNECTION_ID = "rest"
+US_PER_MS = 1000
+# A backfill the venue refuses (rate limit, error) is tried this many times, waiting longer each time.
+BACKFILL_ATTEMPTS = 3
+BACKFILL_RETRY_S = 2.0
+RESTART_REASON = "connector restarted"
 
 
 class UnknownSymbol(UserError):
@@ -79,6 +93,8 @@ class DataFeed(ABC):
     max_symbols_per_connection: ClassVar[int] = 0
     # Seconds between the client pings of exchanges that require them (see ``ping``).
     ping_interval_s: ClassVar[float] = 20.0
+    # The venue's REST trade history, where it documents one: trades missed in an outage are fetched from it.
+    trade_history: ClassVar[TradeHistory | None] = None
 
     def __init__(
         self,
@@ -107,6 +123,13 @@ class DataFeed(ABC):
         self._snapshot_lock = asyncio.Lock()
         # Raw key -> its frames that arrived while its REST snapshot was being fetched.
         self._held: dict[str, list[tuple[bytes, int, str]]] = {}
+        # Exchange symbol -> since when (ms) its connection is down, and why.
+        self._down_since: dict[str, tuple[int, str]] = {}
+        # Exchange symbol -> the receive time (ms) of the last frame archived before this process started,
+        # from the raw topic's tail (``runner.py connector``): its downtime is backfilled on the first connect.
+        self.resume_from: dict[str, int] = {}
+        self._history_client: RestClient | None = None
+        self.backfilled = 0
 
     @property
     def normalised_of(self) -> dict[str, str]:
@@ -236,6 +259,10 @@ class DataFeed(ABC):
                     await connection.send(message)
                 if self.snapshot_polls(chunk):
                     connection.spawn(self.fetch_snapshots(chunk))
+                self._stream_up(connection, chunk)
+
+            def closed(reason: str, last_frame_us: int, chunk: list[str] = chunk) -> None:
+                self._stream_down(chunk, reason, last_frame_us // US_PER_MS)
 
             async def url(chunk: list[str] = chunk) -> str:
                 return await self.connection_url(chunk)
@@ -250,6 +277,7 @@ class DataFeed(ABC):
                     replies,
                     keepalive,
                     room=self.sink.room,
+                    on_close=closed,
                 )
             )
             self.connection_of.update(dict.fromkeys(chunk, self.connections[-1]))
@@ -263,8 +291,9 @@ class DataFeed(ABC):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if self._snapshot_client is not None:
-                await self._snapshot_client.close()
+            for client in (self._snapshot_client, self._history_client):
+                if client is not None:
+                    await client.close()
 
     async def fetch_snapshots(self, exchange_symbols: Sequence[str]) -> None:
         """Fetch the REST book snapshots of ``exchange_symbols`` one at a time, each into the raw topic.
@@ -293,6 +322,86 @@ class DataFeed(ABC):
                 wait = self.sink.room()
                 if wait is not None:
                     await wait
+
+    # -- coverage and backfill ------------------------------------------------------------
+
+    def _coverage(self, exchange_symbol: str, kind: str, **fields: object) -> None:
+        symbol = self.normalised_of[exchange_symbol]
+        stamp = now_us()
+        self.sink.coverage(normalised_key(self.name, symbol), coverage_record(
+            exchange=self.name, symbol=symbol, kind=kind, event_timestamp=stamp // US_PER_MS, atom_timestamp=stamp,
+            **fields,
+        ))
+
+    def _stream_down(self, exchange_symbols: Sequence[str], reason: str, since_ms: int) -> None:
+        """A connection that was up ended: its symbols' data is missing from its last frame on."""
+        for exchange_symbol in exchange_symbols:
+            if exchange_symbol not in self._down_since:
+                self._down_since[exchange_symbol] = (since_ms, reason)
+                self._coverage(exchange_symbol, STREAM_DOWN, reason=reason, start=since_ms)
+
+    def _stream_up(self, connection: WebsocketConnection, exchange_symbols: Sequence[str]) -> None:
+        """Subscribed again: the outage ends now; its trades (or a restart's) are fetched where the venue allows."""
+        now_ms = now_us() // US_PER_MS
+        for exchange_symbol in exchange_symbols:
+            down = self._down_since.pop(exchange_symbol, None)
+            if down is None and exchange_symbol in self.resume_from:
+                down = (self.resume_from.pop(exchange_symbol), RESTART_REASON)
+            if down is None:
+                continue
+            since_ms, reason = down
+            self._coverage(exchange_symbol, STREAM_UP, reason=reason, start=since_ms, end=now_ms)
+            if self.trade_history is not None:
+                connection.spawn(self.backfill(exchange_symbol, since_ms, now_ms))
+
+    async def backfill(self, exchange_symbol: str, since_ms: int, until_ms: int) -> None:
+        """Fetch the trades of ``[since_ms, until_ms]`` into the raw topic (marked backfill) and say what it got."""
+        history = self.trade_history
+        if self._history_client is None:
+            self._history_client = self.rest_client()
+        fetched = None
+        refusal = ""
+        for attempt in range(BACKFILL_ATTEMPTS):
+            try:
+                fetched = await fetch_history(self._history_client.get_text, history, exchange_symbol, since_ms,
+                                              until_ms)
+                break
+            except (TimeoutError, OSError, ConnectionError) as exc:
+                refusal = f"the venue refused the backfill: {exc}"
+                LOG.warning("%s: backfill of %s failed (attempt %d): %s", self.name, exchange_symbol, attempt + 1, exc)
+                await asyncio.sleep(BACKFILL_RETRY_S * (attempt + 1))
+        if fetched is None:
+            self._coverage(exchange_symbol, TRADES_UNRECOVERABLE, feed=TRADES_FEED, reason=refusal, start=since_ms,
+                           end=until_ms)
+            return
+        key = raw_key(self.name, exchange_symbol, history.feed)
+        symbol = self.normalised_of[exchange_symbol]
+        for body in fetched.pages:
+            self.sink.write_marked(key, body.encode(), now_us(), REST_CONNECTION_ID, symbol, ORIGIN_BACKFILL)
+        trades = fetched.trades
+        self.backfilled += len(trades)
+        ids = [trade.trade_id for trade in trades]
+        LOG.info("%s: backfilled %d trades of %s in %d pages", self.name, len(trades), exchange_symbol,
+                 len(fetched.pages))
+        if fetched.problem is not None:
+            oldest = trades[0].time_ms if trades and history.newest_first else until_ms
+            reached = trades[-1].time_ms if trades and not history.newest_first else since_ms
+            self._coverage(exchange_symbol, TRADES_UNRECOVERABLE, feed=TRADES_FEED, reason=fetched.problem,
+                           start=since_ms if history.newest_first else reached,
+                           end=oldest if history.newest_first else until_ms)
+        self._coverage(exchange_symbol, TRADES_BACKFILLED, feed=TRADES_FEED, start=since_ms, end=until_ms,
+                       count=len(trades), sequence_before=ids[0] if ids else None,
+                       sequence_after=ids[-1] if ids else None)
+        if history.sequential_ids:
+            time_of = {trade.trade_id: trade.time_ms for trade in trades}
+            for before, after in id_holes(ids):
+                self._coverage(exchange_symbol, TRADES_UNRECOVERABLE, feed=TRADES_FEED,
+                               reason="the venue's history lacks these trade ids", start=time_of[before],
+                               end=time_of[after], sequence_before=before, sequence_after=after,
+                               count=after - before - 1)
+        wait = self.sink.room()
+        if wait is not None:
+            await wait
 
     def resync(self, symbol: str, reason: str = "") -> bool:
         """Get a fresh snapshot of normalised ``symbol``'s book; False when it is not this feed's or too soon.

@@ -47,6 +47,7 @@ NORMAL_CLOSURE = 1000
 # What ``receive`` hands over as frames; anything else (close, closing, closed, error) ends the connection.
 DATA_MESSAGES = (WSMsgType.TEXT, WSMsgType.BINARY)
 NS_PER_US = 1000
+US_PER_S = 1_000_000
 REST_TIMEOUT_S = 30.0
 
 FrameHandler = Callable[[bytes, int, str], None]
@@ -60,6 +61,8 @@ PingFactory = Callable[[], "str | bytes"]
 UrlFactory = Callable[[], Awaitable[str]]
 # Backpressure from the frame sink: None while it has room, else an awaitable that completes when it has.
 RoomCheck = Callable[[], "Awaitable[None] | None"]
+# Told when a connection that was up ended: why, and the receive time (µs) of its last frame.
+CloseHandler = Callable[[str, int], None]
 
 
 def now_us() -> int:
@@ -108,12 +111,14 @@ class WebsocketConnection:
         reply: ReplyHandler | None = None,
         keepalive: tuple[float, PingFactory] | None = None,
         room: RoomCheck | None = None,
+        on_close: CloseHandler | None = None,
     ):
         """``url`` may be a coroutine function, called on every (re)connect (e.g. for a fresh token).
 
         ``keepalive`` is (interval in s, ping factory) for exchanges that drop clients that do not ping.
         ``room`` is asked after every frame: while the sink is full the connection stops reading, so the
         socket's buffers fill and TCP slows the sender instead of memory growing.
+        ``on_close`` hears of every connection that was up and ended (not of failed attempts, nor of :meth:`close`).
         """
         self.url = url
         self.reply = reply
@@ -123,6 +128,7 @@ class WebsocketConnection:
         self.settings = settings
         self.on_open = on_open
         self.on_frame = on_frame
+        self.on_close = on_close
         self.stats = ConnectionStats()
         self.connection_id = ""
         self._ws: ClientWebSocketResponse | None = None
@@ -156,15 +162,21 @@ class WebsocketConnection:
         attempt = 0
         while not self._closing:
             started = time.monotonic()
+            connects = self.stats.connects
+            reason = "closed"
             try:
                 await self._run_once(session)
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, OSError, aiohttp.ClientError) as exc:
                 self.stats.error(type(exc).__name__)
+                reason = str(exc) or type(exc).__name__
                 LOG.warning("%s: connection %s lost: %s", self.name, self.connection_id, exc)
             if self._closing:
                 break
+            if self.on_close is not None and self.stats.connects > connects:
+                last_frame_us = now_us() - int((time.monotonic() - self._last_frame) * US_PER_S)
+                self.on_close(reason, last_frame_us)
             if self._skip_backoff:
                 self._skip_backoff = False
                 continue

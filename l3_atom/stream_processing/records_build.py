@@ -194,38 +194,6 @@ def trade_l3(
     }
 
 
-def coverage(
-    *,
-    exchange: str,
-    symbol: str,
-    kind: str,
-    event_timestamp: int,
-    atom_timestamp: int,
-    feed: str | None = None,
-    reason: str | None = None,
-    start: int | None = None,
-    end: int | None = None,
-    sequence_before: int | None = None,
-    sequence_after: int | None = None,
-    count: int | None = None,
-) -> dict[str, Any]:
-    """A ``coverage`` record: data of one symbol (and feed) incomplete, complete again, or filled."""
-    return {
-        "exchange": exchange,
-        "symbol": symbol,
-        "feed": feed,
-        "kind": kind,
-        "reason": reason,
-        "start": start,
-        "end": end,
-        "sequence_before": sequence_before,
-        "sequence_after": sequence_after,
-        "count": count,
-        "event_timestamp": event_timestamp,
-        "atom_timestamp": atom_timestamp,
-    }
-
-
 def ticker(
     *,
     exchange: str,

@@ -1,0 +1,178 @@
+"""Trade backfill: paging stop conditions, gap detection by id, dedup at both edges, the simulator's history."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from decimal import Decimal
+
+import aiohttp
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from l3_atom.backfill import OVERLAP_MS, Request, TradeHistory, TradeRef, fetch_history, id_holes, next_step
+from l3_atom.feed import RestClient
+from l3_atom.off_chain.coinbase import CoinbaseTrades
+from l3_atom.sim.coinbase import CB_AFTER, CB_BEFORE, CoinbaseSimulator
+from l3_atom.stream_processing.standardisers.coinbase import ALREADY_PUBLISHED, CoinbaseStandardiser
+from l3_atom.stream_processing.trade_ids import PublishedIds
+from l3_atom.topics import ORIGIN_BACKFILL
+
+pytestmark = pytest.mark.timeout(120)
+COINBASE = CoinbaseTrades()
+SINCE, UNTIL = 10_000, 20_000
+
+
+class OldestFirst(TradeHistory):
+    """A venue paging forward from an id (as Binance's ``fromId``)."""
+
+    feed = "trades"
+    newest_first = False
+    max_pages = 3
+
+    def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
+        return Request("/trades", {"fromId": str(cursor)} if cursor is not None else {"startTime": str(since_ms)})
+
+    def trades(self, body: str) -> list[TradeRef]:
+        return [TradeRef(*pair) for pair in orjson.loads(body)]
+
+
+def refs(*pairs: tuple[int, int]) -> list[TradeRef]:
+    return [TradeRef(*pair) for pair in pairs]
+
+
+def test_newest_first_paging_goes_back_until_before_the_gap() -> None:
+    assert next_step(COINBASE, refs((30, 25_000), (29, 15_000)), SINCE, UNTIL, None) == (29, None)
+    assert next_step(COINBASE, refs((28, 12_000), (27, 9_000)), SINCE, UNTIL, 29) == (None, None)
+    assert next_step(COINBASE, [], SINCE, UNTIL, 29) == (None, None)
+
+
+def test_newest_first_paging_stops_on_pages_that_do_not_line_up() -> None:
+    repeat = next_step(COINBASE, refs((30, 15_000), (29, 14_000)), SINCE, UNTIL, 29)
+    assert repeat.cursor is None and "repeats" in repeat.problem
+    disorder = next_step(COINBASE, refs((28, 15_000), (29, 14_000)), SINCE, UNTIL, None)
+    assert disorder.cursor is None and "out of order" in disorder.problem
+
+
+def test_oldest_first_paging_goes_forward_until_past_the_gap() -> None:
+    history = OldestFirst()
+    assert next_step(history, refs((5, 9_000), (6, 15_000)), SINCE, UNTIL, None) == (7, None)
+    assert next_step(history, refs((7, 16_000), (8, 21_000)), SINCE, UNTIL, 7) == (None, None)
+    assert "repeats" in next_step(history, refs((5, 16_000)), SINCE, UNTIL, 7).problem
+    assert "out of order" in next_step(history, refs((9, 16_000), (8, 17_000)), SINCE, UNTIL, 7).problem
+
+
+def test_id_holes_are_runs_of_missing_ids() -> None:
+    assert id_holes([5, 6, 9, 10, 14]) == [(6, 9), (10, 14)]
+    assert id_holes([3, 2, 1]) == []
+
+
+def pages_of(pages: dict[str, list]) -> object:
+    async def get_text(path: str, params: dict[str, str]) -> str:
+        return orjson.dumps(pages[params.get("after") or params.get("fromId") or "first"]).decode()
+    return get_text
+
+
+def coinbase_trade(trade_id: int, second: int) -> dict:
+    return {"time": f"1970-01-01T00:00:{second:02d}.000000Z", "trade_id": trade_id, "price": "10.50",
+            "size": "0.1", "side": "buy"}
+
+
+def test_fetch_history_returns_pages_oldest_first_and_every_trade_sorted() -> None:
+    pages = {"first": [coinbase_trade(i, 40 - (12 - i)) for i in (12, 11, 10)],
+             "10": [coinbase_trade(i, 30 + i) for i in (9, 8)], "8": [coinbase_trade(7, 1)]}
+    fetched = asyncio.run(fetch_history(pages_of(pages), COINBASE, "BTC-USD", 35_000, 40_000))
+    assert fetched.problem is None
+    assert [t.trade_id for t in fetched.trades] == [7, 8, 9, 10, 11, 12]
+    assert [orjson.loads(body)[0]["trade_id"] for body in fetched.pages] == [7, 9, 12]
+
+
+def test_fetch_history_stops_at_the_page_limit_and_says_so() -> None:
+    pages = {"first": [[1, 1], [2, 2]], "3": [[3, 3]], "4": [[4, 4]], "5": [[5, 5]]}
+    fetched = asyncio.run(fetch_history(pages_of(pages), OldestFirst(), "X", OVERLAP_MS, 10**9))
+    assert fetched.problem == "stopped after 3 pages"
+    assert [t.trade_id for t in fetched.trades] == [1, 2, 3, 4]
+
+
+def test_coinbase_history_page_is_read_exactly() -> None:
+    assert COINBASE.trades(orjson.dumps([coinbase_trade(5, 3)]).decode()) == [TradeRef(5, 3000)]
+    assert COINBASE.request("BTC-USD", 0, 17) == Request("/products/BTC-USD/trades", {"limit": "1000", "after": "17"})
+    with pytest.raises(TypeError):
+        COINBASE.trades('{"message": "NotFound"}')
+
+
+@given(st.lists(st.integers(0, 60), max_size=80))
+def test_published_ids_say_each_id_is_new_exactly_once(ids: list[int]) -> None:
+    published = PublishedIds()
+    seen: set[int] = set()
+    for trade_id in ids:
+        assert published.add("A", trade_id) == (trade_id not in seen)
+        seen.add(trade_id)
+    ranges = published.ranges("A")
+    assert {i for low, high in ranges for i in range(low, high + 1)} == seen
+    assert all(high + 1 < low for (_, high), (low, _) in itertools.pairwise(ranges))
+
+
+def history_frame(*trades: dict) -> bytes:
+    return orjson.dumps(list(trades))
+
+
+def match(trade_id: int, sequence: int) -> bytes:
+    return orjson.dumps({"type": "match", "trade_id": trade_id, "maker_order_id": "m", "taker_order_id": "t",
+                         "side": "sell", "size": "0.5", "price": "100.25", "product_id": "BTC-USD",
+                         "sequence": sequence, "time": "2024-01-01T00:00:00.000000Z"})
+
+
+def test_backfilled_trades_are_published_once_in_id_order_between_the_streamed_ones() -> None:
+    std = CoinbaseStandardiser()
+    key = "coinbase_BTC-USD_full"
+    published = [out.record["trade_id"] for frame in (match(1, 10), match(2, 11), match(6, 20))
+                 for out in std.standardise(frame, 1, key)]
+    assert published == ["1", "2", "6"]
+    # The history overlaps both edges of the gap (2 and 6 streamed) and lists newest first.
+    page = history_frame(*(coinbase_trade(i, i) for i in (7, 6, 5, 4, 3, 2)))
+    outs = std.standardise(page, 99, key)
+    assert [o.record["trade_id"] for o in outs] == ["3", "4", "5", "7"]
+    assert {o.record["origin"] for o in outs} == {ORIGIN_BACKFILL}
+    first = outs[0].record
+    assert (first["taker_side"], first["maker_order_id"], first["sequence"], first["price"]) == (
+        "sell", None, None, Decimal("10.50"))
+    assert std.skipped[ALREADY_PUBLISHED] == 2
+    # The stream brings 7 late: it was backfilled, so it is not published again.
+    assert [o.topic for o in std.standardise(match(7, 21), 100, key)] == []
+    assert std.skipped[ALREADY_PUBLISHED] == 3
+
+
+def test_simulator_serves_its_trade_history_with_coinbase_cursor_paging() -> None:
+    async def body() -> None:
+        async with CoinbaseSimulator(rate=5000, products=("BTC-USD",), seed=3) as sim:
+            sim.advance(6000)
+            made = sim.stats()["trades"]["BTC-USD"]
+            assert made > 50
+            client = RestClient(sim.rest_url)
+            try:
+                latest = orjson.loads(await client.get_text("/products/BTC-USD/trades", {"limit": "10"}))
+                ids = [t["trade_id"] for t in latest]
+                assert ids == sorted(ids, reverse=True) and len(ids) == 10
+                older = orjson.loads(await client.get_text("/products/BTC-USD/trades",
+                                                           {"limit": "10", "after": str(ids[-1])}))
+                assert [t["trade_id"] for t in older] == list(range(ids[-1] - 1, ids[-1] - 11, -1))
+                newer = orjson.loads(await client.get_text("/products/BTC-USD/trades",
+                                                           {"limit": "3", "before": str(older[-1]["trade_id"])}))
+                assert [t["trade_id"] for t in newer] == [older[-1]["trade_id"] + n for n in (3, 2, 1)]
+                fetched = await fetch_history(client.get_text, COINBASE, "BTC-USD", 0, 2**62)
+            finally:
+                await client.close()
+            assert fetched.problem is None
+            assert [t.trade_id for t in fetched.trades] == list(range(ids[0] - made + 1, ids[0] + 1))
+            session_headers = await headers_of(sim.rest_url + "/products/BTC-USD/trades?limit=5")
+            assert (int(session_headers[CB_BEFORE]), int(session_headers[CB_AFTER])) == (ids[0], ids[0] - 4)
+
+    asyncio.run(body())
+
+
+async def headers_of(url: str) -> dict[str, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return dict(response.headers)
