@@ -361,6 +361,10 @@ class CoinbaseSimulator:
                     del ids[: len(ids) - TRADES_KEPT], trades[: len(trades) - TRADES_KEPT]
         return messages
 
+    def trade_ids(self, product_id: str) -> list[int]:
+        """Every trade id the flow made for ``product_id`` (test hook: what a consumer must find)."""
+        return list(self._trade_ids[product_id])
+
     def trades_page(self, product_id: str, limit: int, before: int | None, after: int | None) -> list[dict]:
         """A page of ``product_id``'s trades, newest first: the newest older than ``after``, the oldest newer
         than ``before``, else the latest."""
