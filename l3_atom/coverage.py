@@ -181,16 +181,21 @@ class CoverageLog:
         return list(self._records.get((exchange, symbol), ()))
 
     def answer(self, exchange: str, symbol: str, query: Mapping[str, str], now_ms: int) -> Answer:
-        """The missing intervals of a symbol's feed in a range, and the seconds they add up to."""
-        try:
-            feed, start, end = parse_range(query, now_ms)
-        except ValueError as exc:
-            return Answer(HTTP_BAD_REQUEST, {"error": str(exc)})
-        holes = missing(self.records(exchange, symbol), feed, start, end)
-        return Answer(HTTP_OK, {
-            "exchange": exchange, "symbol": symbol, "feed": feed, "start": start, "end": end,
-            "missing": [list(hole) for hole in holes], "missing_seconds": total_ms(holes) / MS_PER_S,
-        })
+        return answer(exchange, symbol, self.records(exchange, symbol), query, now_ms)
+
+
+def answer(exchange: str, symbol: str, records: Iterable[Mapping[str, Any]], query: Mapping[str, str],
+           now_ms: int) -> Answer:
+    """``/coverage``: the missing intervals of a symbol's feed in a range, and the seconds they add up to."""
+    try:
+        feed, start, end = parse_range(query, now_ms)
+    except ValueError as exc:
+        return Answer(HTTP_BAD_REQUEST, {"error": str(exc)})
+    holes = missing(records, feed, start, end)
+    return Answer(HTTP_OK, {
+        "exchange": exchange, "symbol": symbol, "feed": feed, "start": start, "end": end,
+        "missing": [list(hole) for hole in holes], "missing_seconds": total_ms(holes) / MS_PER_S,
+    })
 
 
 def _iso(ms: int | None) -> str:

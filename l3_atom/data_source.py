@@ -125,8 +125,8 @@ class DataFeed(ABC):
         self._held: dict[str, list[tuple[bytes, int, str]]] = {}
         # Exchange symbol -> since when (ms) its connection is down, and why.
         self._down_since: dict[str, tuple[int, str]] = {}
-        # Exchange symbol -> the receive time (ms) of the last frame archived before this process started,
-        # from the raw topic's tail (``runner.py connector``): its downtime is backfilled on the first connect.
+        # Raw key of a symbol's trades -> the receive time (ms) of the last frame archived under it before this
+        # process started, from the raw topic's tail (``runner.py connector``): the downtime is backfilled.
         self.resume_from: dict[str, int] = {}
         self._history_client: RestClient | None = None
         self.backfilled = 0
@@ -345,8 +345,9 @@ class DataFeed(ABC):
         now_ms = now_us() // US_PER_MS
         for exchange_symbol in exchange_symbols:
             down = self._down_since.pop(exchange_symbol, None)
-            if down is None and exchange_symbol in self.resume_from:
-                down = (self.resume_from.pop(exchange_symbol), RESTART_REASON)
+            if down is None and self.resume_from and self.trade_history is not None:
+                archived = self.resume_from.pop(raw_key(self.name, exchange_symbol, self.trade_history.feed), None)
+                down = None if archived is None else (archived, RESTART_REASON)
             if down is None:
                 continue
             since_ms, reason = down

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from l3_atom.errors import UserError
-from l3_atom.topics import DEAD_LETTER, NORMALISED_TOPICS
+from l3_atom.topics import COVERAGE, DEAD_LETTER, NORMALISED_TOPICS
 
 # Only what ``add_arguments`` needs is imported here: runner.py builds every command's parser at start.
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ def _outputs(
             from l3_atom.local.outputs.parquet import ParquetFiles
         except ImportError:
             raise UserError("--parquet needs pyarrow: pip install -r requirements.txt") from None
-        outputs.append(ParquetFiles(args.parquet, [*feeds, DEAD_LETTER]))
+        outputs.append(ParquetFiles(args.parquet, [*feeds, DEAD_LETTER, COVERAGE]))
     if args.serve:
         from l3_atom.local.outputs.queries import QueryOutput
         from l3_atom.local.outputs.websocket import WebsocketOutput
@@ -238,7 +238,7 @@ def _outputs(
         websocket = WebsocketOutput(feeds, runtime.keys, args.client_queue)
         websocket.register(runtime.http_app)
         outputs.append(websocket)
-        # The processor's book and candle APIs, over the feeds this run outputs.
+        # The processor's book, candle and coverage APIs, over the feeds this run outputs.
         queries = QueryOutput(candles.intervals, candles.grace_ms, runtime.resync)
         queries.register(runtime.http_app)
         outputs.append(queries)
