@@ -10,7 +10,8 @@ misses the start, and it runs at a chosen rate of 1 to 100,000 messages/s
 (as far as the CPU allows).
 
 Test hooks (not part of Coinbase's API): ``--journal`` records every frame
-sent (and every level-3 REST book served, as connection ``rest``);
+sent (and every level-3 REST book served, as connection ``rest:<product>``, and
+every trade-history page, as ``trades:<product>``);
 ``POST /_sim/inject`` sends a bad frame, ``POST /_sim/book_fault`` makes a
 product's next full-channel message go missing, arrive twice or arrive late
 (``{"kind": "gap"|"duplicate"|"reorder", "product_id": ...}``),
@@ -71,8 +72,10 @@ MAX_OVERSIZE_BYTES = 64 << 20
 DEFAULT_FAULT_EVERY = 1000
 # Flow messages that go to nobody after POST /_sim/disconnect, so reconnecting clients see a gap.
 DEFAULT_DISCONNECT_MISSED = 100
-# The journal's "connection" for level-3 REST book bodies served: "rest:<product id>".
+# The journal's "connection" for level-3 REST book bodies served: "rest:<product id>"; trade-history pages
+# served: "trades:<product id>".
 REST_JOURNAL_CONN = "rest"
+TRADES_JOURNAL_CONN = "trades"
 
 FULL = "full"
 TICKER = "ticker"
@@ -647,6 +650,8 @@ class CoinbaseSimulator:
             return _json_response({"message": f"limit must be 1 to {TRADES_PAGE_LIMIT}"}, status=400)
         page = self.trades_page(product_id, limit, before, after)
         response = _json_response(page)
+        if self._journal is not None:
+            self._journal.write(f"{TRADES_JOURNAL_CONN}:{product_id}", [response.body])
         if page:
             response.headers[CB_BEFORE] = str(page[0]["trade_id"])
             response.headers[CB_AFTER] = str(page[-1]["trade_id"])
