@@ -12,13 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from l3_atom import data_source
 from l3_atom.backfill import OVERLAP_MS, Request, TradeHistory, TradeRef, fetch_history, id_holes, next_step
+from l3_atom.config import ConnectorSettings
 from l3_atom.feed import RestClient
-from l3_atom.off_chain.coinbase import CoinbaseTrades
+from l3_atom.off_chain.coinbase import Coinbase, CoinbaseTrades
+from l3_atom.raw_tail import last_times
 from l3_atom.sim.coinbase import CB_AFTER, CB_BEFORE, CoinbaseSimulator
 from l3_atom.stream_processing.standardisers.coinbase import ALREADY_PUBLISHED, CoinbaseStandardiser
 from l3_atom.stream_processing.trade_ids import PublishedIds
 from l3_atom.topics import ORIGIN_BACKFILL
+from tests.sinks import ListSink
 
 pytestmark = pytest.mark.timeout(120)
 COINBASE = CoinbaseTrades()
@@ -176,3 +180,73 @@ def test_simulator_serves_its_trade_history_with_coinbase_cursor_paging() -> Non
 async def headers_of(url: str) -> dict[str, str]:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return dict(response.headers)
+
+
+def test_raw_tail_gives_the_last_receive_time_of_each_trades_key() -> None:
+    messages = [
+        ("coinbase_BTC-USD_full", [("atom_timestamp", "100"), ("connection_id", "c")]),
+        ("coinbase_BTC-USD_ticker", [("atom_timestamp", "900")]),
+        ("coinbase_BTC-USD_full", [("atom_timestamp", "300")]),
+        ("coinbase_ETH-USD_full", [("atom_timestamp", "bad")]),
+        ("coinbase_BTC-USD_full", [("atom_timestamp", "200")]),
+        (None, [("atom_timestamp", "999")]),
+    ]
+    assert last_times(messages, "full") == {"coinbase_BTC-USD_full": 300}
+
+
+class StubHistory:
+    """A REST client answering the backfill's pages from a dict (unit test of the connector's reporting)."""
+
+    def __init__(self, pages: dict[str, list], failures: int = 0) -> None:
+        self.pages = pages
+        self.failures = failures
+
+    async def get_text(self, path: str, params: dict[str, str]) -> str:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("GET answered 429: rate limited")
+        return orjson.dumps(self.pages[params.get("after", "first")]).decode()
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+def backfill_with(pages: dict[str, list], monkeypatch: pytest.MonkeyPatch, failures: int = 0) -> ListSink:
+    monkeypatch.setattr(data_source, "BACKFILL_RETRY_S", 0.0)
+    sink = ListSink()
+    feed = Coinbase(["BTC.USD"], sink, ConnectorSettings(0.1, 1.0, 30.0, 1 << 20))
+    feed.normalised_of = {"BTC-USD": "BTC.USD"}
+    client = StubHistory(pages, failures)
+    monkeypatch.setattr(feed, "rest_client", lambda: client)
+    asyncio.run(feed.backfill("BTC-USD", 35_000, 40_000))
+    return sink
+
+
+def test_ids_the_history_lacks_are_reported_unrecoverable(monkeypatch: pytest.MonkeyPatch) -> None:
+    pages = {"first": [coinbase_trade(i, 39) for i in (12, 11, 8)], "8": [coinbase_trade(7, 1)]}
+    sink = backfill_with(pages, monkeypatch)
+    kinds = [r["kind"] for r in sink.coverage_records]
+    assert kinds == ["trades_backfilled", "trades_unrecoverable"]
+    filled, lost = sink.coverage_records
+    assert (filled["count"], filled["sequence_before"], filled["sequence_after"]) == (4, 7, 12)
+    assert (lost["sequence_before"], lost["sequence_after"], lost["count"]) == (8, 11, 2)
+    assert len(sink.marked) == 2
+
+
+def test_a_page_that_repeats_ends_the_backfill_and_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    pages = {"first": [coinbase_trade(i, 39) for i in (12, 11)], "11": [coinbase_trade(i, 38) for i in (12, 11)]}
+    sink = backfill_with(pages, monkeypatch)
+    lost, filled = sink.coverage_records
+    assert lost["kind"] == "trades_unrecoverable" and "repeats" in lost["reason"]
+    assert (lost["start"], lost["end"]) == (35_000, 39_000)
+    assert filled["kind"] == "trades_backfilled" and filled["count"] == 2
+    assert [orjson.loads(frame)[0]["trade_id"] for _, frame, _ in sink.marked] == [12], "the repeat is not archived"
+
+
+def test_a_venue_that_keeps_refusing_is_retried_then_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = backfill_with({"first": [coinbase_trade(5, 39)], "5": []}, monkeypatch, failures=2)
+    assert [r["kind"] for r in sink.coverage_records] == ["trades_backfilled"], "two refusals, then an answer"
+    sink = backfill_with({}, monkeypatch, failures=data_source.BACKFILL_ATTEMPTS)
+    [refused] = sink.coverage_records
+    assert refused["kind"] == "trades_unrecoverable" and "429" in refused["reason"]
+    assert (refused["start"], refused["end"]) == (35_000, 40_000) and sink.marked == []
