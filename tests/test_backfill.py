@@ -16,9 +16,12 @@ from l3_atom import data_source
 from l3_atom.backfill import OVERLAP_MS, Request, TradeHistory, TradeRef, fetch_history, id_holes, next_step
 from l3_atom.config import ConnectorSettings
 from l3_atom.feed import RestClient
+from l3_atom.off_chain.binance import AggTradesHistory
+from l3_atom.off_chain.binance_futures import BinanceFutures
 from l3_atom.off_chain.coinbase import Coinbase, CoinbaseTrades
 from l3_atom.raw_tail import last_times
 from l3_atom.sim.coinbase import CB_AFTER, CB_BEFORE, CoinbaseSimulator
+from l3_atom.stream_processing.standardisers.binance_futures import BinanceFuturesStandardiser
 from l3_atom.stream_processing.standardisers.coinbase import ALREADY_PUBLISHED, CoinbaseStandardiser
 from l3_atom.stream_processing.trade_ids import PublishedIds
 from l3_atom.topics import ORIGIN_BACKFILL
@@ -250,3 +253,42 @@ def test_a_venue_that_keeps_refusing_is_retried_then_reported(monkeypatch: pytes
     [refused] = sink.coverage_records
     assert refused["kind"] == "trades_unrecoverable" and "429" in refused["reason"]
     assert (refused["start"], refused["end"]) == (35_000, 40_000) and sink.marked == []
+
+
+AGG = AggTradesHistory("/fapi/v1/aggTrades")
+
+
+def agg_trade(agg_id: int, time_ms: int) -> dict:
+    """An entry of ``GET /fapi/v1/aggTrades`` as Binance documents it."""
+    return {"a": agg_id, "p": "7.03", "q": "0.5", "f": agg_id * 2, "l": agg_id * 2 + 1, "T": time_ms, "m": True}
+
+
+def test_binance_agg_trades_page_forward_from_a_time_then_from_ids() -> None:
+    first = AGG.request("BTCUSDT", 1_000_000, None)
+    assert first == Request("/fapi/v1/aggTrades", {"symbol": "BTCUSDT", "limit": "1000", "startTime": "1000000",
+                                                    "endTime": str(1_000_000 + 3_599_999)})
+    assert AGG.request("BTCUSDT", 0, 27).params == {"symbol": "BTCUSDT", "limit": "1000", "fromId": "27"}
+    assert AGG.trades(orjson.dumps([agg_trade(26129, 1498793709153)]).decode()) == [TradeRef(26129, 1498793709153)]
+    pages = {"first": [agg_trade(i, 30_000 + i) for i in (5, 6, 7)], "8": [agg_trade(8, 41_000)]}
+    fetched = asyncio.run(fetch_history(pages_of(pages), AGG, "BTCUSDT", 32_000, 40_000))
+    assert fetched.problem is None and [t.trade_id for t in fetched.trades] == [5, 6, 7, 8]
+    assert [orjson.loads(body)[0]["a"] for body in fetched.pages] == [5, 8], "oldest first, as fetched"
+
+
+def test_binance_futures_backfilled_agg_trades_are_published_once_and_marked() -> None:
+    std = BinanceFuturesStandardiser()
+    key = "binance-futures_BTCUSDT_aggtrade"
+
+    def streamed(agg_id: int) -> bytes:
+        return orjson.dumps({"stream": "btcusdt@aggTrade", "data": {
+            "e": "aggTrade", "E": 1, "s": "BTCUSDT", "a": agg_id, "p": "7.03", "q": "0.5", "f": 1, "l": 2,
+            "T": 5, "m": False}})
+
+    assert [o.record["trade_id"] for i in (1, 2, 6) for o in std.standardise(streamed(i), 1, key, "BTC.USDT-PERP")] == [
+        "1", "2", "6"]
+    outs = std.standardise(orjson.dumps([agg_trade(i, 9) for i in (2, 3, 4, 5, 6, 7)]), 2, key, "BTC.USDT-PERP")
+    assert [(o.topic, o.record["trade_id"], o.record["origin"]) for o in outs] == [
+        ("trades", str(i), ORIGIN_BACKFILL) for i in (3, 4, 5, 7)]
+    assert outs[0].record["taker_side"] == "sell" and outs[0].record["symbol"] == "BTC.USDT-PERP"
+    assert std.standardise(streamed(7), 3, key, "BTC.USDT-PERP") == []
+    assert BinanceFutures.trade_history.feed == "aggtrade"
