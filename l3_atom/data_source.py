@@ -129,6 +129,9 @@ class DataFeed(ABC):
         # process started, from the raw topic's tail (``runner.py connector``): the downtime is backfilled.
         self.resume_from: dict[str, int] = {}
         self._history_client: RestClient | None = None
+        # Exchange symbol -> since when (ms) its trades await a backfill that has not finished (a connection that
+        # drops again cancels it): the next backfill starts there.
+        self._unfilled: dict[str, int] = {}
         self.backfilled = 0
 
     @property
@@ -353,6 +356,7 @@ class DataFeed(ABC):
             since_ms, reason = down
             self._coverage(exchange_symbol, STREAM_UP, reason=reason, start=since_ms, end=now_ms)
             if self.trade_history is not None:
+                since_ms = self._unfilled[exchange_symbol] = min(since_ms, self._unfilled.get(exchange_symbol, now_ms))
                 connection.spawn(self.backfill(exchange_symbol, since_ms, now_ms))
 
     async def backfill(self, exchange_symbol: str, since_ms: int, until_ms: int) -> None:
@@ -371,6 +375,7 @@ class DataFeed(ABC):
                 refusal = f"the venue refused the backfill: {exc}"
                 LOG.warning("%s: backfill of %s failed (attempt %d): %s", self.name, exchange_symbol, attempt + 1, exc)
                 await asyncio.sleep(BACKFILL_RETRY_S * (attempt + 1))
+        self._unfilled.pop(exchange_symbol, None)
         if fetched is None:
             self._coverage(exchange_symbol, TRADES_UNRECOVERABLE, feed=TRADES_FEED, reason=refusal, start=since_ms,
                            end=until_ms)

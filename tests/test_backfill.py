@@ -292,3 +292,29 @@ def test_binance_futures_backfilled_agg_trades_are_published_once_and_marked() -
     assert outs[0].record["taker_side"] == "sell" and outs[0].record["symbol"] == "BTC.USDT-PERP"
     assert std.standardise(streamed(7), 3, key, "BTC.USDT-PERP") == []
     assert BinanceFutures.trade_history.feed == "aggtrade"
+
+
+class Spawner:
+    """Stands in for a connection: keeps what it is asked to run beside it (never run: as if cancelled)."""
+
+    def __init__(self) -> None:
+        self.work: list = []
+
+    def spawn(self, work: object) -> None:
+        self.work.append(work)
+
+
+def test_a_backfill_cut_short_by_another_drop_is_started_again_from_its_beginning() -> None:
+    feed = Coinbase(["BTC.USD"], ListSink(), ConnectorSettings(0.1, 1.0, 30.0, 1 << 20))
+    feed.normalised_of = {"BTC-USD": "BTC.USD"}
+    connection = Spawner()
+    feed._stream_down(["BTC-USD"], "closed", 1_000)
+    feed._stream_up(connection, ["BTC-USD"])
+    feed._stream_down(["BTC-USD"], "closed", 5_000)  # the backfill of the first drop never finished
+    feed._stream_up(connection, ["BTC-USD"])
+    first, second = connection.work
+    assert (first.cr_frame.f_locals["since_ms"], second.cr_frame.f_locals["since_ms"]) == (1_000, 1_000)
+    for work in connection.work:
+        work.close()
+    ups = [r for r in feed.sink.coverage_records if r["kind"] == "stream_up"]
+    assert [r["start"] for r in ups] == [1_000, 5_000], "each outage is reported as it was"

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from l3_atom.consume import format_human
 from l3_atom.coverage import (
     HTTP_BAD_REQUEST,
     HTTP_OK,
@@ -107,3 +108,10 @@ def test_describe_is_one_readable_line(kind: str, expected: str) -> None:
     line = describe(record("trades_backfilled", 1000, 2000, feed="trades", count=4, sequence_before=1, sequence_after=6,
                            reason="GET /products/BTC-USD/trades"))
     assert line.endswith("sequences 1 .. 6 count 4 (GET /products/BTC-USD/trades)")
+
+
+def test_consume_prints_coverage_as_a_sentence_and_other_topics_as_fields() -> None:
+    line = format_human("coverage", "coinbase_BTC.USD", record("stream_up", 1000, 3500, reason="websocket closed"))
+    assert line == ("coverage coinbase BTC.USD all feeds: stream_up 1970-01-01T00:00:01.000Z -> "
+                    "1970-01-01T00:00:03.500Z (2.500 s) (websocket closed)")
+    assert format_human("ticker", "k", {"sequence": 3}) == "ticker k sequence=3"
