@@ -82,8 +82,9 @@ async def run_connector(
     encoders = register_encoders(settings.schema_registry.client_config(), [DEAD_LETTER, BOOK_RESYNC, COVERAGE])
     sink = KafkaRawSink(source, kafka, encoders[DEAD_LETTER], encoders[COVERAGE])
     feed = make_feed(sink)
-    if feed.trade_history is not None:
-        archived = read_tail(kafka, source, feed.trade_history.feed)
+    history = getattr(feed, "trade_history", None)  # on-chain feeds have none
+    if history is not None:
+        archived = read_tail(kafka, source, history.feed)
         feed.resume_from = {key: stamp // US_PER_MS for key, stamp in archived.items()}
         if archived:
             LOG.info("%s: resuming %d symbols' trades from the raw topic's tail", source, len(archived))
@@ -104,4 +105,4 @@ async def run_connector(
             LOG.info("%s: book resyncs by reason %s; requests %s", source, feed.resyncs, dict(listener.counts))
         sink.close()
         LOG.info("%s: %d frames written to %s, %d dead letters, %d coverage records, %d trades backfilled", source,
-                 sink.produced, sink.topic, sink.dead_letters, sink.coverage_records, feed.backfilled)
+                 sink.produced, sink.topic, sink.dead_letters, sink.coverage_records, getattr(feed, "backfilled", 0))

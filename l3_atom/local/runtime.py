@@ -104,6 +104,8 @@ class SourceRuntime:
             else:
                 encoder = self._connector_encoders.get(type(item), self._dead_letter_encoder)
                 value = encoder.encode(item.record)
+                if encoder.topic == COVERAGE:
+                    self.processor.records[COVERAGE] += 1
                 records.append(LocalRecord(encoder.topic, item.key, decode_wire(value, schemas)))
         return records
 
@@ -193,9 +195,12 @@ class Runtime:
         for source in self.sources:
             records.update(source.processor.records)
         sources = {source.source: source.stats() for source in self.sources}
+        counted = {topic: records[topic] for topic in self.feeds}
+        if records[COVERAGE]:
+            counted[COVERAGE] = records[COVERAGE]  # coverage reaches the outputs whatever the feeds
         return {
             "sources": sources,
-            "records": {topic: records[topic] for topic in self.feeds},
+            "records": counted,
             "dead_letters": sum(sum(state["dead_letters"].values()) for state in sources.values()),
             "outputs": {w.output.name: {**w.output.stats(), "queued_batches": w.queue.qsize()} for w in self.workers},
         }

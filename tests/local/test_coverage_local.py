@@ -15,7 +15,7 @@ from l3_atom.local import cli
 from l3_atom.local.bus import ConnectorCoverage
 from l3_atom.local.outputs import LocalRecord
 from l3_atom.local.outputs.queries import QueryOutput
-from l3_atom.local.runtime import SourceRuntime
+from l3_atom.local.runtime import Runtime, SourceRuntime
 
 T0_MS = 1_700_000_000_000
 KEY = "coinbase_BTC.USD"
@@ -35,6 +35,7 @@ def test_a_connectors_coverage_record_is_output_decoded_whatever_the_feeds() -> 
     [record] = runtime.standardise([item])
     assert (record.topic, record.key) == ("coverage", KEY)
     assert record.value == outage(T0_MS, T0_MS + 2500)
+    assert Runtime([runtime], ["trades_l3"]).stats()["records"] == {"trades_l3": 0, "coverage": 1}
 
 
 def test_the_local_coverage_route_answers_the_holes_of_a_range() -> None:
