@@ -117,6 +117,14 @@ class CaptureSink:
     def dead_letter(self, key: str | None, frame: bytes, error: str, atom_timestamp: int) -> None:
         self.frames.append((key or "", frame, None))
 
+    def write_marked(
+        self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None, origin: str
+    ) -> None:
+        self.frames.append((key, frame, symbol))
+
+    def coverage(self, key: str, record: dict) -> None:
+        """Coverage is not what the bench measures."""
+
     def poll(self) -> None:
         """Nothing is delivered in the background."""
 

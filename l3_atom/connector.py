@@ -3,7 +3,9 @@
 Sets up the topics and the dead-letter schema, then runs the source's
 ``DataFeed`` into a ``KafkaRawSink`` until SIGINT/SIGTERM, and delivers what
 is still queued before it exits.  Beside it, a :class:`ResyncListener` acts on
-the processor's requests for fresh book snapshots.
+the processor's requests for fresh book snapshots.  On start, where the source
+has a trade history, the tail of its raw topic says when each symbol's trades
+were last archived, and the feed backfills the time it was not running.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
 from l3_atom.limits import OVERRIDES
 from l3_atom.raw_sink import FrameSink, KafkaRawSink
+from l3_atom.raw_tail import read_tail
 from l3_atom.resync_listener import ResyncListener
 from l3_atom.sources import connector_class
 from l3_atom.tokens import Symbol
 from l3_atom.topic_admin import ensure_topics
-from l3_atom.topics import BOOK_RESYNC, DEAD_LETTER, raw_topic
+from l3_atom.topics import BOOK_RESYNC, COVERAGE, DEAD_LETTER, raw_topic
 
 LOG = logging.getLogger(__name__)
+US_PER_MS = 1000
 
 
 def _channels(value: str | None) -> list[str] | None:
@@ -79,10 +83,16 @@ async def run_connector(
     # Check what the user typed before touching Kafka.
     make_feed = feed_factory(settings, source, symbols, ws_url, rest_url, channels)
     kafka = settings.kafka
-    ensure_topics(kafka, [raw_topic(source), DEAD_LETTER, BOOK_RESYNC])
-    encoders = register_encoders(settings.schema_registry.client_config(), [DEAD_LETTER, BOOK_RESYNC])
-    sink = KafkaRawSink(source, kafka, encoders[DEAD_LETTER])
+    ensure_topics(kafka, [raw_topic(source), DEAD_LETTER, BOOK_RESYNC, COVERAGE])
+    encoders = register_encoders(settings.schema_registry.client_config(), [DEAD_LETTER, BOOK_RESYNC, COVERAGE])
+    sink = KafkaRawSink(source, kafka, encoders[DEAD_LETTER], encoders[COVERAGE])
     feed = make_feed(sink)
+    history = getattr(feed, "trade_history", None)  # on-chain feeds have none
+    if history is not None:
+        archived = read_tail(kafka, source, history.feed)
+        feed.resume_from = {key: stamp // US_PER_MS for key, stamp in archived.items()}
+        if archived:
+            LOG.info("%s: resuming %d symbols' trades from the raw topic's tail", source, len(archived))
     listener = ResyncListener(kafka, source, encoders[BOOK_RESYNC].schema_id)
     listening = asyncio.create_task(listener.run(feed))
     task = asyncio.current_task()
@@ -99,4 +109,5 @@ async def run_connector(
         if feed.resyncs:
             LOG.info("%s: book resyncs by reason %s; requests %s", source, feed.resyncs, dict(listener.counts))
         sink.close()
-        LOG.info("%s: %d frames written to %s, %d dead letters", source, sink.produced, sink.topic, sink.dead_letters)
+        LOG.info("%s: %d frames written to %s, %d dead letters, %d coverage records, %d trades backfilled", source,
+                 sink.produced, sink.topic, sink.dead_letters, sink.coverage_records, getattr(feed, "backfilled", 0))

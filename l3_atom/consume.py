@@ -20,6 +20,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from l3_atom.config import Settings
+from l3_atom.coverage import describe
+from l3_atom.topics import COVERAGE
 
 POLL_S = 0.5
 METADATA_TIMEOUT_S = 10.0
@@ -41,7 +43,9 @@ def _json_default(value: Any) -> Any:
 
 
 def format_human(topic: str, key: str | None, record: dict[str, Any]) -> str:
-    """``topic key field=value ...`` with decimals as plain numbers (no trailing zeros)."""
+    """``topic key field=value ...`` with decimals as plain numbers (no trailing zeros); coverage as a sentence."""
+    if topic == COVERAGE:
+        return f"{topic} {describe(record)}"
     parts = []
     for name, value in record.items():
         if isinstance(value, Decimal):

@@ -33,14 +33,23 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
+from l3_atom.backfill import TradeHistory, fetch_history, id_holes
 from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.config import ConnectorSettings
+from l3_atom.coverage import (
+    STREAM_DOWN,
+    STREAM_UP,
+    TRADES_BACKFILLED,
+    TRADES_FEED,
+    TRADES_UNRECOVERABLE,
+    coverage_record,
+)
 from l3_atom.errors import UserError
 from l3_atom.feed import RestClient, RestError, WebsocketConnection, backoff_delay, now_us
 from l3_atom.limits import Limits, Pacer, Rate, RestLimiter
 from l3_atom.raw_sink import FrameSink
 from l3_atom.tokens import Symbol
-from l3_atom.topics import split_raw_key
+from l3_atom.topics import ORIGIN_BACKFILL, normalised_key, raw_key, split_raw_key
 
 LOG = logging.getLogger(__name__)
 STATS_INTERVAL_S = 10.0
@@ -56,6 +65,11 @@ REST_CONNECTION_ID = "rest"
 # For a source that declares nothing (each venue declares its own, cited): one request a second, one
 # subscribe a second, one connection a second.
 CONSERVATIVE_LIMITS = Limits(rest=(Rate(1, 1.0),), subscribes=Rate(1, 1.0), connections=Rate(1, 1.0))
+US_PER_MS = 1000
+# A backfill the venue refuses (rate limit, error) is tried this many times, waiting longer each time.
+BACKFILL_ATTEMPTS = 3
+BACKFILL_RETRY_S = 2.0
+RESTART_REASON = "connector restarted"
 
 
 class UnknownSymbol(UserError):
@@ -85,6 +99,8 @@ class DataFeed(ABC):
     ping_interval_s: ClassVar[float] = 20.0
     # The venue's documented public limits (cited in each venue's docstring).
     limits: ClassVar[Limits] = CONSERVATIVE_LIMITS
+    # The venue's REST trade history, where it documents one: trades missed in an outage are fetched from it.
+    trade_history: ClassVar[TradeHistory | None] = None
 
     def __init__(
         self,
@@ -124,6 +140,16 @@ class DataFeed(ABC):
         self._snapshot_lock = asyncio.Lock()
         # Raw key -> its frames that arrived while its REST snapshot was being fetched.
         self._held: dict[str, list[tuple[bytes, int, str]]] = {}
+        # Exchange symbol -> since when (ms) its connection is down, and why.
+        self._down_since: dict[str, tuple[int, str]] = {}
+        # Raw key of a symbol's trades -> the receive time (ms) of the last frame archived under it before this
+        # process started, from the raw topic's tail (``runner.py connector``): the downtime is backfilled.
+        self.resume_from: dict[str, int] = {}
+        self._history_client: RestClient | None = None
+        # Exchange symbol -> since when (ms) its trades await a backfill that has not finished (a connection that
+        # drops again cancels it): the next backfill starts there.
+        self._unfilled: dict[str, int] = {}
+        self.backfilled = 0
 
     @property
     def normalised_of(self) -> dict[str, str]:
@@ -271,6 +297,10 @@ class DataFeed(ABC):
                     await connection.send(message)
                 if self.snapshot_polls(chunk):
                     connection.spawn(self.fetch_snapshots(chunk))
+                self._stream_up(connection, chunk)
+
+            def closed(reason: str, last_frame_us: int, chunk: list[str] = chunk) -> None:
+                self._stream_down(chunk, reason, last_frame_us // US_PER_MS)
 
             async def url(chunk: list[str] = chunk) -> str:
                 return await self.connection_url(chunk)
@@ -286,6 +316,7 @@ class DataFeed(ABC):
                     keepalive,
                     room=self.sink.room,
                     before_connect=self.connect_pacer.wait,
+                    on_close=closed,
                 )
             )
             self.connection_of.update(dict.fromkeys(chunk, self.connections[-1]))
@@ -299,8 +330,9 @@ class DataFeed(ABC):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if self._snapshot_client is not None:
-                await self._snapshot_client.close()
+            for client in (self._snapshot_client, self._history_client):
+                if client is not None:
+                    await client.close()
 
     async def fetch_snapshots(self, exchange_symbols: Sequence[str]) -> None:
         """Fetch the REST book snapshots of ``exchange_symbols`` one at a time, each into the raw topic.
@@ -347,6 +379,88 @@ class DataFeed(ABC):
             for frame, atom_timestamp, connection_id in held:
                 self._on_frame(frame, atom_timestamp, connection_id)
         return body is not None
+    # -- coverage and backfill ------------------------------------------------------------
+
+    def _coverage(self, exchange_symbol: str, kind: str, **fields: object) -> None:
+        symbol = self.normalised_of[exchange_symbol]
+        stamp = now_us()
+        self.sink.coverage(normalised_key(self.name, symbol), coverage_record(
+            exchange=self.name, symbol=symbol, kind=kind, event_timestamp=stamp // US_PER_MS, atom_timestamp=stamp,
+            **fields,
+        ))
+
+    def _stream_down(self, exchange_symbols: Sequence[str], reason: str, since_ms: int) -> None:
+        """A connection that was up ended: its symbols' data is missing from its last frame on."""
+        for exchange_symbol in exchange_symbols:
+            if exchange_symbol not in self._down_since:
+                self._down_since[exchange_symbol] = (since_ms, reason)
+                self._coverage(exchange_symbol, STREAM_DOWN, reason=reason, start=since_ms)
+
+    def _stream_up(self, connection: WebsocketConnection, exchange_symbols: Sequence[str]) -> None:
+        """Subscribed again: the outage ends now; its trades (or a restart's) are fetched where the venue allows."""
+        now_ms = now_us() // US_PER_MS
+        for exchange_symbol in exchange_symbols:
+            down = self._down_since.pop(exchange_symbol, None)
+            if down is None and self.resume_from and self.trade_history is not None:
+                archived = self.resume_from.pop(raw_key(self.name, exchange_symbol, self.trade_history.feed), None)
+                down = None if archived is None else (archived, RESTART_REASON)
+            if down is None:
+                continue
+            since_ms, reason = down
+            self._coverage(exchange_symbol, STREAM_UP, reason=reason, start=since_ms, end=now_ms)
+            if self.trade_history is not None:
+                since_ms = self._unfilled[exchange_symbol] = min(since_ms, self._unfilled.get(exchange_symbol, now_ms))
+                connection.spawn(self.backfill(exchange_symbol, since_ms, now_ms))
+
+    async def backfill(self, exchange_symbol: str, since_ms: int, until_ms: int) -> None:
+        """Fetch the trades of ``[since_ms, until_ms]`` into the raw topic (marked backfill) and say what it got."""
+        history = self.trade_history
+        if self._history_client is None:
+            self._history_client = self.rest_client()
+        fetched = None
+        refusal = ""
+        for attempt in range(BACKFILL_ATTEMPTS):
+            try:
+                fetched = await fetch_history(self._history_client.get_text, history, exchange_symbol, since_ms,
+                                              until_ms)
+                break
+            except (TimeoutError, OSError, ConnectionError) as exc:
+                refusal = f"the venue refused the backfill: {exc}"
+                LOG.warning("%s: backfill of %s failed (attempt %d): %s", self.name, exchange_symbol, attempt + 1, exc)
+                await asyncio.sleep(BACKFILL_RETRY_S * (attempt + 1))
+        self._unfilled.pop(exchange_symbol, None)
+        if fetched is None:
+            self._coverage(exchange_symbol, TRADES_UNRECOVERABLE, feed=TRADES_FEED, reason=refusal, start=since_ms,
+                           end=until_ms)
+            return
+        key = raw_key(self.name, exchange_symbol, history.feed)
+        symbol = self.normalised_of[exchange_symbol]
+        for body in fetched.pages:
+            self.sink.write_marked(key, body.encode(), now_us(), REST_CONNECTION_ID, symbol, ORIGIN_BACKFILL)
+        trades = fetched.trades
+        self.backfilled += len(trades)
+        ids = [trade.trade_id for trade in trades]
+        LOG.info("%s: backfilled %d trades of %s in %d pages", self.name, len(trades), exchange_symbol,
+                 len(fetched.pages))
+        if fetched.problem is not None:
+            oldest = trades[0].time_ms if trades and history.newest_first else until_ms
+            reached = trades[-1].time_ms if trades and not history.newest_first else since_ms
+            self._coverage(exchange_symbol, TRADES_UNRECOVERABLE, feed=TRADES_FEED, reason=fetched.problem,
+                           start=since_ms if history.newest_first else reached,
+                           end=oldest if history.newest_first else until_ms)
+        self._coverage(exchange_symbol, TRADES_BACKFILLED, feed=TRADES_FEED, start=since_ms, end=until_ms,
+                       count=len(trades), sequence_before=ids[0] if ids else None,
+                       sequence_after=ids[-1] if ids else None)
+        if history.sequential_ids:
+            time_of = {trade.trade_id: trade.time_ms for trade in trades}
+            for before, after in id_holes(ids):
+                self._coverage(exchange_symbol, TRADES_UNRECOVERABLE, feed=TRADES_FEED,
+                               reason="the venue's history lacks these trade ids", start=time_of[before],
+                               end=time_of[after], sequence_before=before, sequence_after=after,
+                               count=after - before - 1)
+        wait = self.sink.room()
+        if wait is not None:
+            await wait
 
     def resync(self, symbol: str, reason: str = "") -> bool:
         """Get a fresh snapshot of normalised ``symbol``'s book; False when it is not this feed's or too soon.

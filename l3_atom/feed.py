@@ -51,6 +51,7 @@ NORMAL_CLOSURE = 1000
 # What ``receive`` hands over as frames; anything else (close, closing, closed, error) ends the connection.
 DATA_MESSAGES = (WSMsgType.TEXT, WSMsgType.BINARY)
 NS_PER_US = 1000
+US_PER_S = 1_000_000
 REST_TIMEOUT_S = 30.0
 # Tries of one REST request (answers 429/418/5xx, timeouts) before its failure is raised.
 REST_ATTEMPTS = 5
@@ -70,6 +71,8 @@ PingFactory = Callable[[], "str | bytes"]
 UrlFactory = Callable[[], Awaitable[str]]
 # Backpressure from the frame sink: None while it has room, else an awaitable that completes when it has.
 RoomCheck = Callable[[], "Awaitable[None] | None"]
+# Told when a connection that was up ended: why, and the receive time (µs) of its last frame.
+CloseHandler = Callable[[str, int], None]
 
 
 def now_us() -> int:
@@ -119,6 +122,7 @@ class WebsocketConnection:
         keepalive: tuple[float, PingFactory] | None = None,
         room: RoomCheck | None = None,
         before_connect: Callable[[], Awaitable[None]] | None = None,
+        on_close: CloseHandler | None = None,
     ):
         """``url`` may be a coroutine function, called on every (re)connect (e.g. for a fresh token).
 
@@ -127,6 +131,7 @@ class WebsocketConnection:
         socket's buffers fill and TCP slows the sender instead of memory growing.
         ``before_connect`` is awaited before every (re)connect: the venue's connection rate, shared by a
         source's connections, so that all of them reconnecting at once stay inside it.
+        ``on_close`` hears of every connection that was up and ended (not of failed attempts, nor of :meth:`close`).
         """
         self.before_connect = before_connect
         self.url = url
@@ -137,6 +142,7 @@ class WebsocketConnection:
         self.settings = settings
         self.on_open = on_open
         self.on_frame = on_frame
+        self.on_close = on_close
         self.stats = ConnectionStats()
         self.connection_id = ""
         self._ws: ClientWebSocketResponse | None = None
@@ -170,15 +176,21 @@ class WebsocketConnection:
         attempt = 0
         while not self._closing:
             started = time.monotonic()
+            connects = self.stats.connects
+            reason = "closed"
             try:
                 await self._run_once(session)
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, OSError, aiohttp.ClientError) as exc:
                 self.stats.error(type(exc).__name__)
+                reason = str(exc) or type(exc).__name__
                 LOG.warning("%s: connection %s lost: %s", self.name, self.connection_id, exc)
             if self._closing:
                 break
+            if self.on_close is not None and self.stats.connects > connects:
+                last_frame_us = now_us() - int((time.monotonic() - self._last_frame) * US_PER_S)
+                self.on_close(reason, last_frame_us)
             if self._skip_backoff:
                 self._skip_backoff = False
                 continue

@@ -21,7 +21,9 @@ from l3_atom.dead_letter import CONNECTOR, dead_letter_record
 from l3_atom.topics import (
     ATOM_TIMESTAMP_HEADER,
     CONNECTION_HEADER,
+    COVERAGE,
     DEAD_LETTER,
+    ORIGIN_HEADER,
     SYMBOL_HEADER,
     raw_topic,
 )
@@ -49,6 +51,14 @@ class FrameSink(Protocol):
 
     def dead_letter(self, key: str | None, frame: bytes, error: str, atom_timestamp: int) -> None: ...
 
+    def write_marked(
+        self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None, origin: str
+    ) -> None:
+        """Archive ``frame`` as ``write`` does, with an ``origin`` header (``backfill``: fetched to fill a gap)."""
+
+    def coverage(self, key: str, record: dict) -> None:
+        """Publish a ``coverage`` record (a connection lost or back, trades backfilled) under ``key``."""
+
     def room(self) -> Awaitable[None] | None:
         """None while the sink takes frames; else an awaitable the connector waits on before reading on."""
 
@@ -58,11 +68,18 @@ class FrameSink(Protocol):
     def close(self) -> None: ...
 
 
-def raw_headers(atom_timestamp: int, connection_id: str, symbol: str | None) -> list[tuple[str, bytes]]:
-    """The headers a raw frame carries: receive time (µs), connection id and, where known, its symbol."""
+def raw_headers(
+    atom_timestamp: int, connection_id: str, symbol: str | None, origin: str | None = None
+) -> list[tuple[str, bytes]]:
+    """The headers a raw frame carries: receive time (µs), connection id, where known its symbol, and its origin.
+
+    ``origin`` (``backfill``) marks a REST body fetched to fill a gap, for whoever reads the raw topic.
+    """
     headers = [(ATOM_TIMESTAMP_HEADER, str(atom_timestamp).encode()), (CONNECTION_HEADER, connection_id.encode())]
     if symbol is not None:
         headers.append((SYMBOL_HEADER, symbol.encode()))
+    if origin is not None:
+        headers.append((ORIGIN_HEADER, origin.encode()))
     return headers
 
 
@@ -79,11 +96,16 @@ class KafkaRawSink:
     looked for after each ``poll``: delivery reports arrive only there.
     """
 
-    def __init__(self, source: str, kafka: KafkaSettings, dead_letter_encoder: AvroEncoder):
+    def __init__(
+        self, source: str, kafka: KafkaSettings, dead_letter_encoder: AvroEncoder,
+        coverage_encoder: AvroEncoder | None = None,
+    ):
         self.source = source
         self.topic = raw_topic(source)
         self.kafka = kafka
         self._encoder = dead_letter_encoder
+        self._coverage_encoder = coverage_encoder
+        self.coverage_records = 0
         self._producer = Producer({**kafka.producer_config(), "on_delivery": self._on_delivery})
         # (connection id, symbol) -> the headers after ``atom_timestamp``, encoded once, not per frame.
         self._header_tails = BoundedMemo(lambda key: tuple(raw_headers(0, *key)[1:]), HEADER_TAIL_CACHE)
@@ -110,6 +132,19 @@ class KafkaRawSink:
         )
         self._produce(DEAD_LETTER, key or self.source, self._encoder.encode(record), None)
         self.dead_letters += 1
+
+    def write_marked(
+        self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None, origin: str
+    ) -> None:
+        """Archive a REST body fetched to fill a gap, with its ``origin`` header (rare: headers built here)."""
+        self._produce(self.topic, key, frame, raw_headers(atom_timestamp, connection_id, symbol, origin))
+        self.produced += 1
+
+    def coverage(self, key: str, record: dict) -> None:
+        if self._coverage_encoder is None:
+            raise RuntimeError("this sink was made without a coverage encoder")
+        self._produce(COVERAGE, key, self._coverage_encoder.encode(record), None)
+        self.coverage_records += 1
 
     def _produce(self, topic: str, key: str, value: bytes, headers: list | None) -> None:
         while True:

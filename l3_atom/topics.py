@@ -21,6 +21,9 @@ CANDLE = "candle"
 FUNDING_RATE = "funding_rate"
 OPEN_INTEREST = "open_interest"
 
+# When data is complete and when not, per source, symbol and feed (schema coverage.avsc; see coverage.py).
+COVERAGE = "coverage"
+
 # Control topic: the processor asks a source's connector for a fresh book snapshot (schema book_resync.avsc).
 BOOK_RESYNC = "book_resync"
 
@@ -41,6 +44,9 @@ ATOM_TIMESTAMP_HEADER = "atom_timestamp"
 CONNECTION_HEADER = "connection_id"
 # The normalised symbol of a raw frame, where the connector knows it (its symbol map comes from REST).
 SYMBOL_HEADER = "symbol"
+# Marks a raw frame the connector fetched to fill a gap (value ORIGIN_BACKFILL), not one the stream sent.
+ORIGIN_HEADER = "origin"
+ORIGIN_BACKFILL = "backfill"
 
 # Key of raw frames that belong to no symbol (acks, errors, heartbeats of a whole connection).
 NO_SYMBOL = "all"

@@ -12,6 +12,12 @@ class NullSink:
     def dead_letter(self, *args: object) -> None:
         """Nothing is kept."""
 
+    def write_marked(self, *args: object) -> None:
+        """Nothing is kept."""
+
+    def coverage(self, *args: object) -> None:
+        """Nothing is kept."""
+
     def room(self) -> None:
         """Always room."""
 
@@ -30,6 +36,9 @@ class ListSink(NullSink):
         # (key, frame, atom_timestamp, connection_id, symbol header)
         self.rows: list[tuple[str, bytes, int, str, str | None]] = []
         self.dead: list[tuple] = []
+        # (key, frame, origin) of the frames archived with an origin header (backfilled REST pages).
+        self.marked: list[tuple[str, bytes, str]] = []
+        self.coverage_records: list[dict] = []
 
     @property
     def frames(self) -> list[tuple[str, bytes, str | None]]:
@@ -38,6 +47,15 @@ class ListSink(NullSink):
 
     def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
         self.rows.append((key, frame, atom_timestamp, connection_id, symbol))
+
+    def write_marked(
+        self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None, origin: str
+    ) -> None:
+        self.write(key, frame, atom_timestamp, connection_id, symbol)
+        self.marked.append((key, frame, origin))
+
+    def coverage(self, key: str, record: dict) -> None:
+        self.coverage_records.append(record)
 
     def dead_letter(self, *args: object) -> None:
         if self.strict:

@@ -66,7 +66,7 @@ def test_refuses_what_the_schema_does_not_allow(field: str, value: object, error
     write = compile_python_record_writer(json.loads(schema_text("trades_l3")))
     record = {"exchange": "x", "symbol": "A.B", "trade_id": "1", "price": Decimal(1), "size": Decimal(1),
               "taker_side": "buy", "maker_order_id": None, "taker_order_id": None, "sequence": None,
-              "event_timestamp": 1, "atom_timestamp": 1}
+              "origin": None, "event_timestamp": 1, "atom_timestamp": 1}
     with pytest.raises(error):
         write({**record, field: value})
 
@@ -195,7 +195,7 @@ def test_prefix_goes_first_and_the_source_is_readable() -> None:
     schema = json.loads(schema_text("trades_l3"))
     record = {"exchange": "x", "symbol": "A.B", "trade_id": "1", "price": Decimal(1), "size": Decimal(1),
               "taker_side": "buy", "maker_order_id": None, "taker_order_id": None, "sequence": None,
-              "event_timestamp": 1, "atom_timestamp": 1}
+              "origin": None, "event_timestamp": 1, "atom_timestamp": 1}
     assert compile_python_record_writer(schema, b"\x00head")(record) == b"\x00head" + compile_python_record_writer(schema)(record)
     source = writer_source(schema)
     assert source.startswith("def write_TradeL3(record):")

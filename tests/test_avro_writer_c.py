@@ -423,7 +423,7 @@ def test_without_the_extension_the_python_writer_serves() -> None:
         "print(avro_writer.native_writer_available(), type(encode).__name__, avro_writer.writer_kind())\n"
         "print(encode({'exchange': 'x', 'symbol': 'A.B', 'trade_id': '1', 'price': Decimal(1), 'size': Decimal(1),"
         " 'taker_side': 'buy', 'maker_order_id': None, 'taker_order_id': None, 'sequence': None,"
-        " 'event_timestamp': 1, 'atom_timestamp': 1}).hex())\n"
+        " 'origin': None, 'event_timestamp': 1, 'atom_timestamp': 1}).hex())\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     kind, encoded = done.stdout.splitlines()

@@ -74,7 +74,7 @@ class TradeWriter:
         for t in trades:
             self.next_id += 1
             record = {"exchange": t.exchange, "symbol": t.symbol, "trade_id": str(self.next_id), "price": t.price,
-                      "size": t.size, "taker_side": "buy", "sequence": None, "event_timestamp": t.timestamp,
+                      "size": t.size, "taker_side": "buy", "sequence": None, "origin": None, "event_timestamp": t.timestamp,
                       "atom_timestamp": t.atom_timestamp}
             self.producer.produce("trades", self.encoder.encode(record), f"{t.exchange}_{t.symbol}")
         assert self.producer.flush(30) == 0

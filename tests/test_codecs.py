@@ -12,7 +12,7 @@ from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 RECORD = {
     "exchange": "coinbase", "symbol": "BTC.USD", "trade_id": "1", "price": Decimal("30000.123456789012345678"),
     "size": Decimal("0.00000001"), "taker_side": "buy", "maker_order_id": None, "taker_order_id": "t",
-    "sequence": None, "event_timestamp": 1, "atom_timestamp": 2,
+    "sequence": None, "origin": None, "event_timestamp": 1, "atom_timestamp": 2,
 }
 
 

@@ -78,18 +78,18 @@ def test_done_of_market_order_has_null_price(std: CoinbaseStandardiser) -> None:
 
 
 def test_match_taker_is_opposite_of_maker_side(std: CoinbaseStandardiser) -> None:
-    for kind in ("match", "last_match"):
+    for offset, kind in enumerate(("match", "last_match")):
         [trade] = std.standardise(
-            frame(type=kind, trade_id=881613, maker_order_id="mk", taker_order_id="tk", side="sell",
+            frame(type=kind, trade_id=881613 + offset, maker_order_id="mk", taker_order_id="tk", side="sell",
                   size="0.04", price="14.7775", product_id="BAND-GBP", sequence=333938798, time=TIME),
             ATOM,
         )
         assert trade.topic == "trades_l3"
         assert trade.key == "coinbase_BAND.GBP"
         assert trade.record == {
-            "exchange": "coinbase", "symbol": "BAND.GBP", "trade_id": "881613", "price": Decimal("14.7775"),
+            "exchange": "coinbase", "symbol": "BAND.GBP", "trade_id": str(881613 + offset), "price": Decimal("14.7775"),
             "size": Decimal("0.04"), "taker_side": "buy", "maker_order_id": "mk", "taker_order_id": "tk",
-            "sequence": 333938798, "event_timestamp": TIME_MS, "atom_timestamp": ATOM,
+            "sequence": 333938798, "origin": None, "event_timestamp": TIME_MS, "atom_timestamp": ATOM,
         }
 
 
@@ -142,7 +142,8 @@ def test_skips_are_counted_by_reason(std: CoinbaseStandardiser) -> None:
     ("raw", "error"),
     [
         (b'{"type": "open", "product_id": ', "malformed JSON"),
-        (b"[1, 2]", "message has no type"),
+        (b"[1, 2]", "trade_history message has a mistyped field"),
+        (b'{"no": "type"}', "message has no type"),
         (frame(type="teleport", product_id="BTC-USD"), "unknown message type 'teleport'"),
         (frame(type="open", time=TIME, product_id="BTC-USD", sequence=1, order_id="o", side="buy",
                remaining_size="1"), "open message lacks field 'price'"),

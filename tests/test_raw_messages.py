@@ -44,7 +44,8 @@ def test_headers_as_a_dict_and_the_first_of_repeated_headers(processor: RawMessa
     assert decoded(trade)["atom_timestamp"] == ATOM
     headers = [(SYMBOL_HEADER, b"XBT.USD"), (ATOM_TIMESTAMP_HEADER, b"1"), (ATOM_TIMESTAMP_HEADER, b"2"),
                (SYMBOL_HEADER, b"other")]
-    [trade] = processor.process(MATCH.replace(b'"sequence": 10', b'"sequence": 11'), headers, "raw", 0, 6, KEY)
+    next_trade = MATCH.replace(b'"sequence": 10', b'"sequence": 11').replace(b'"trade_id": 7', b'"trade_id": 8')
+    [trade] = processor.process(next_trade, headers, "raw", 0, 6, KEY)
     assert decoded(trade)["atom_timestamp"] == 1
     assert processor.standardiser.header_symbol == "XBT.USD"
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from l3_atom.avro.codecs import schema_text
+from l3_atom.coverage import coverage_record
 from l3_atom.stream_processing import records_build
 
 BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -17,6 +18,8 @@ BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "lob_l3": records_build.lob_l3_event,
     "book_resync": records_build.book_resync,
     "trades": records_build.trade,
+    "trades_l3": records_build.trade_l3,
+    "coverage": coverage_record,
     "ticker": records_build.ticker,
     "candle": records_build.exchange_candle,
     "funding_rate": records_build.funding_rate,

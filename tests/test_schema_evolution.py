@@ -1,7 +1,7 @@
-"""The book topics' new integrity fields are a BACKWARD-compatible change: old records read with defaults.
+"""New fields are BACKWARD-compatible changes: old records read with defaults.
 
 The previous versions of ``lob`` and ``lob_l3`` are today's schemas without the fields the order-book
-work added; the registry's own check must accept the new versions after them, and a record written
+work added, those of ``trades`` and ``trades_l3`` without the backfill work's ``origin``; the registry's own check must accept the new versions after them, and a record written
 with an old schema must read, under the new one, with the documented defaults.
 """
 
@@ -17,14 +17,19 @@ import pytest
 from l3_atom.avro.codecs import schema_text
 from l3_atom.infra.schema_registry import AvroSchema, compatibility_problems
 
-ADDED = {"lob": ("prev_sequence", "checksum"), "lob_l3": ("is_snapshot", "prev_sequence")}
-DEFAULTS = {"prev_sequence": None, "checksum": None, "is_snapshot": False}
+ADDED = {"lob": ("prev_sequence", "checksum"), "lob_l3": ("is_snapshot", "prev_sequence"),
+         "trades": ("origin",), "trades_l3": ("origin",)}
+DEFAULTS = {"prev_sequence": None, "checksum": None, "is_snapshot": False, "origin": None}
+TRADE = {"exchange": "coinbase", "symbol": "BTC.USD", "trade_id": "5", "price": Decimal("1.5"), "size": Decimal(2),
+         "taker_side": "buy", "sequence": 11, "event_timestamp": 1, "atom_timestamp": 2}
 OLD_RECORDS = {
     "lob": {"exchange": "binance", "symbol": "BTC.USDT", "side": "bid", "price": Decimal("1.5"),
             "size": Decimal(2), "is_snapshot": False, "sequence": 7, "event_timestamp": 1, "atom_timestamp": 2},
     "lob_l3": {"exchange": "coinbase", "symbol": "BTC.USD", "event_type": "open", "order_id": "o",
                "side": "ask", "price": Decimal(3), "size": Decimal(1), "reason": None, "sequence": 9,
                "event_timestamp": 1, "atom_timestamp": 2},
+    "trades": TRADE,
+    "trades_l3": {**TRADE, "maker_order_id": "m", "taker_order_id": None},
 }
 
 

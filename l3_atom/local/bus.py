@@ -36,7 +36,14 @@ class ConnectorDeadLetter(NamedTuple):
     record: dict[str, Any]
 
 
-BusItem = RawFrame | ConnectorDeadLetter
+class ConnectorCoverage(NamedTuple):
+    """A ``coverage`` record from the connector (a connection lost or back, trades backfilled)."""
+
+    key: str
+    record: dict[str, Any]
+
+
+BusItem = RawFrame | ConnectorDeadLetter | ConnectorCoverage
 
 
 class FrameBus:
@@ -108,6 +115,15 @@ class BusSink:
 
     def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
         self.bus.put(RawFrame(key, frame, raw_headers(atom_timestamp, connection_id, symbol)))
+
+    def write_marked(
+        self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None, origin: str
+    ) -> None:
+        self.bus.put(RawFrame(key, frame, raw_headers(atom_timestamp, connection_id, symbol, origin)))
+
+    def coverage(self, key: str, record: dict[str, Any]) -> None:
+        """On the bus, so it keeps its place among the frames around it."""
+        self.bus.put(ConnectorCoverage(key, record))
 
     def dead_letter(self, key: str | None, frame: bytes, error: str, atom_timestamp: int) -> None:
         """The same record ``KafkaRawSink`` publishes, on the bus so it keeps its place in the stream."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from l3_atom.errors import UserError
-from l3_atom.topics import DEAD_LETTER, NORMALISED_TOPICS
+from l3_atom.topics import COVERAGE, DEAD_LETTER, NORMALISED_TOPICS
 
 # Only what ``add_arguments`` needs is imported here: runner.py builds every command's parser at start.
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ def _outputs(
 
     if args.stdout and args.jsonl == STDOUT_PATH:
         raise UserError("--stdout and --jsonl - would both write to stdout: choose one")
-    outputs = file_outputs(args.jsonl, args.avro, args.parquet, [*feeds, DEAD_LETTER])
+    outputs = file_outputs(args.jsonl, args.avro, args.parquet, [*feeds, DEAD_LETTER, COVERAGE])
     if args.serve:
         from l3_atom import viewer
         from l3_atom.local.outputs.queries import QueryOutput
@@ -237,7 +237,7 @@ def _outputs(
         websocket.register(runtime.http_app)
         viewer.register(runtime.http_app)
         outputs.append(websocket)
-        # The processor's book and candle APIs, over the feeds this run outputs.
+        # The processor's book, candle and coverage APIs, over the feeds this run outputs.
         queries = QueryOutput(candles.intervals, candles.grace_ms, runtime.resync)
         queries.register(runtime.http_app)
         outputs.append(queries)

@@ -32,13 +32,13 @@ from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import ServiceUnavailable, UserError
 from l3_atom.http_app import serve_app
-from l3_atom.local.bus import BusItem, BusSink, FrameBus, RawFrame
+from l3_atom.local.bus import BusItem, BusSink, ConnectorCoverage, FrameBus, RawFrame
 from l3_atom.local.outputs import LocalRecord, Output
 from l3_atom.local.progress import Progress, StatusLine
 from l3_atom.raw_sink import FrameSink
 from l3_atom.sources import standardiser_class
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
-from l3_atom.topics import BOOK_RESYNC, DEAD_LETTER, normalised_key, raw_topic
+from l3_atom.topics import BOOK_RESYNC, COVERAGE, DEAD_LETTER, normalised_key, raw_topic
 
 LOG = logging.getLogger(__name__)
 # Frames standardised per batch: large enough to amortise the hand-over, small enough to keep latency low.
@@ -68,13 +68,14 @@ class SourceRuntime:
         self.sink = BusSink(source, self.bus, max_message_bytes)
         self.feed = make_feed(self.sink)
         standardiser = standardiser_class(source)()
-        topics = [*standardiser.topics, DEAD_LETTER]
+        topics = [*standardiser.topics, DEAD_LETTER, COVERAGE]
         # Schema ids never leave this process: any distinct numbers will do.
         encoders = {topic: AvroEncoder(topic, schema_id) for schema_id, topic in enumerate(topics, 1)}
+        self._connector_encoders = {ConnectorCoverage: encoders[COVERAGE]}
         self._dead_letter_encoder = encoders[DEAD_LETTER]
         self._schemas = {encoder.schema_id: parsed_schema(topic) for topic, encoder in encoders.items()}
         self.processor = RawMessageProcessor(source, standardiser, encoders, max_message_bytes)
-        self.wanted = frozenset(feeds) | {DEAD_LETTER}
+        self.wanted = frozenset(feeds) | {DEAD_LETTER, COVERAGE}
         self.raw_topic = raw_topic(source)
         # Position of the next frame in this run: the "offset" a processor dead letter names.
         self.offset = 0
@@ -101,8 +102,11 @@ class SourceRuntime:
                     if out.topic in wanted:
                         records.append(LocalRecord(out.topic, out.key, decode_wire(out.value, schemas)))
             else:
-                value = self._dead_letter_encoder.encode(item.record)
-                records.append(LocalRecord(DEAD_LETTER, item.key, decode_wire(value, schemas)))
+                encoder = self._connector_encoders.get(type(item), self._dead_letter_encoder)
+                value = encoder.encode(item.record)
+                if encoder.topic == COVERAGE:
+                    self.processor.records[COVERAGE] += 1
+                records.append(LocalRecord(encoder.topic, item.key, decode_wire(value, schemas)))
         return records
 
     def resync(self, request: dict[str, Any]) -> None:
@@ -191,9 +195,12 @@ class Runtime:
         for source in self.sources:
             records.update(source.processor.records)
         sources = {source.source: source.stats() for source in self.sources}
+        counted = {topic: records[topic] for topic in self.feeds}
+        if records[COVERAGE]:
+            counted[COVERAGE] = records[COVERAGE]  # coverage reaches the outputs whatever the feeds
         return {
             "sources": sources,
-            "records": {topic: records[topic] for topic in self.feeds},
+            "records": counted,
             "dead_letters": sum(sum(state["dead_letters"].values()) for state in sources.values()),
             "outputs": {w.output.name: {**w.output.stats(), "queued_batches": w.queue.qsize()} for w in self.workers},
         }

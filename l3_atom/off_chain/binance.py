@@ -12,6 +12,14 @@ joining them (drop diffs with ``u`` <= ``lastUpdateId``) is the standardiser's.
 
 :class:`BinanceStreams` is what Binance spot and USD-M futures (``binance_futures``)
 share; each subclass declares its endpoints, channels and symbol list.
+
+:class:`AggTradesHistory` is the aggregate-trade history (``GET /api/v3/aggTrades``,
+``/fapi/v1/aggTrades``): oldest first; the first page from ``startTime`` (with an
+``endTime`` less than an hour later, as Binance requires when both are sent), the
+next ones from ``fromId`` (inclusive), up to 1000 a page.  Aggregate ids count up by
+one per symbol, as the ``aggTrade`` stream's ``a``.  Sources whose stream carries
+``aggTrade`` backfill from it (USD-M futures; spot streams ``trade``, whose ids are
+not aggregate ids).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from typing import ClassVar
 
 import orjson
 
+from l3_atom.backfill import Request, TradeHistory, TradeRef
 from l3_atom.data_source import DataFeed, RestPoll
 from l3_atom.feed import RECONNECT
 from l3_atom.limits import EndpointWeight, Limits, Rate
@@ -34,6 +43,10 @@ DEPTH = "depth"
 SNAPSHOT_LEVELS = "1000"
 # Book snapshots are fetched on (re)connect and resync, not on a timer.
 SNAPSHOT_POLL_INTERVAL_S = 0.0
+# aggTrades: the most a page holds, and the widest startTime..endTime window Binance accepts (less than an hour).
+AGG_TRADES_LIMIT = "1000"
+AGG_TRADES_WINDOW_MS = 3_600_000 - 1
+AGG_TRADE_FEED = "aggtrade"
 # Binance sends this event before it closes a connection for maintenance: reconnect at once.
 SHUTDOWN_NOTICE = b'"serverShutdown"'
 
@@ -55,6 +68,31 @@ def normalised_name(base: str, quote: str, suffix: str | None = None) -> str | N
         return str(Symbol.parse(name))
     except SymbolError:
         return None
+
+
+class AggTradesHistory(TradeHistory):
+    """Binance's aggregate-trade history at ``path``, archived under the symbol's ``aggtrade`` key."""
+
+    feed = AGG_TRADE_FEED
+    newest_first = False
+    sequential_ids = True
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
+        params = {"symbol": exchange_symbol, "limit": AGG_TRADES_LIMIT}
+        if cursor is None:
+            params.update(startTime=str(since_ms), endTime=str(since_ms + AGG_TRADES_WINDOW_MS))
+        else:
+            params["fromId"] = str(cursor)
+        return Request(self.path, params)
+
+    def trades(self, body: str) -> list[TradeRef]:
+        page = orjson.loads(body)
+        if type(page) is not list:
+            raise TypeError(f"expected a list of aggregate trades, got {type(page).__name__}")
+        return [TradeRef(int(trade["a"]), int(trade["T"])) for trade in page]
 
 
 class StreamGroup(list[str]):

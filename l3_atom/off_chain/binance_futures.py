@@ -8,6 +8,8 @@ of symbols needs one connection per route; book snapshots (``GET /fapi/v1/depth`
 are fetched when a ``/public`` connection connects and on resync.  A connection
 carries at most 200 streams.  Open interest has no stream: ``GET
 /fapi/v1/openInterest`` is polled on a timer into the raw topic (feed ``openinterest``).
+Trades missed in an outage come from ``GET /fapi/v1/aggTrades`` (``fromId`` paging,
+:class:`~l3_atom.off_chain.binance.AggTradesHistory`), as the ``aggTrade`` stream's ids.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import orjson
 
 from l3_atom.data_source import RestPoll
 from l3_atom.limits import EndpointWeight, Limits, Rate
-from l3_atom.off_chain.binance import BinanceStreams, normalised_name, stream_kind
+from l3_atom.off_chain.binance import AggTradesHistory, BinanceStreams, normalised_name, stream_kind
 from l3_atom.topics import raw_key
 
 OPEN_INTEREST = "openInterest"
@@ -69,6 +71,7 @@ class BinanceFutures(BinanceStreams):
         streams_per_connection=1024,
         connections=Rate(300, 300.0),
     )
+    trade_history = AggTradesHistory("/fapi/v1/aggTrades")
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

@@ -4,6 +4,12 @@ The level-3 book starts from ``GET /products/{id}/book?level=3``, fetched
 after every (re)connect and on every resync request, and archived under the
 product's ``full`` key so it sits in order among the full channel's frames.
 
+Trades missed while a connection was down come from ``GET /products/{id}/trades``
+(:class:`CoinbaseTrades`): newest first, paged to older trades with the ``after``
+cursor (https://docs.cdp.coinbase.com/exchange/docs/rest-pagination: ``CB-AFTER``
+names the last, oldest, trade id of a page), archived under the product's ``full``
+key, where its ``match`` messages are.
+
 Coinbase now asks for an authenticated subscribe on ``full`` and ``level2``:
 when ``COINBASE_API_KEY``, ``COINBASE_API_SECRET`` and
 ``COINBASE_API_PASSPHRASE`` are set (keys/.env), the subscribe is signed as
@@ -18,9 +24,11 @@ import hmac
 import os
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from l3_atom.backfill import Request, TradeHistory, TradeRef
 from l3_atom.data_source import DataFeed, RestPoll
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import Symbol
@@ -50,6 +58,31 @@ FEED_OF_TYPE = {
 SIGNATURE_PATH = "/users/self/verify"
 L3_BOOK = {"level": "3"}
 CREDENTIAL_VARIABLES = ("COINBASE_API_KEY", "COINBASE_API_SECRET", "COINBASE_API_PASSPHRASE")
+# Coinbase's largest page of trades (docs: limit, maximum 1000).
+TRADES_PAGE_LIMIT = 1000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
+
+
+class CoinbaseTrades(TradeHistory):
+    """``GET /products/{id}/trades``: newest first; ``after=<trade id>`` pages to older trades."""
+
+    feed = FULL
+    newest_first = True
+    # A product's trade ids count up one by one (trade_id in match messages and in the REST history).
+    sequential_ids = True
+
+    def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
+        params = {"limit": str(TRADES_PAGE_LIMIT)}
+        if cursor is not None:
+            params["after"] = str(cursor)
+        return Request(f"/products/{exchange_symbol}/trades", params)
+
+    def trades(self, body: str) -> list[TradeRef]:
+        page = orjson.loads(body)
+        if not isinstance(page, list):
+            raise TypeError(f"expected a list of trades, got {type(page).__name__}")
+        return [TradeRef(int(t["trade_id"]), (datetime.fromisoformat(t["time"]) - EPOCH) // ONE_MS) for t in page]
 
 
 class Coinbase(DataFeed):
@@ -73,6 +106,7 @@ class Coinbase(DataFeed):
         subscribes_per_ip=True,
         connections=Rate(8, 1.0),
     )
+    trade_history = CoinbaseTrades()
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

@@ -10,7 +10,8 @@ misses the start, and it runs at a chosen rate of 1 to 100,000 messages/s
 (as far as the CPU allows).
 
 Test hooks (not part of Coinbase's API): ``--journal`` records every frame
-sent (and every level-3 REST book served, as connection ``rest``);
+sent (and every level-3 REST book served, as connection ``rest:<product>``, and
+every trade-history page, as ``trades:<product>``);
 ``POST /_sim/inject`` sends a bad frame, ``POST /_sim/book_fault`` makes a
 product's next full-channel message go missing, arrive twice or arrive late
 (``{"kind": "gap"|"duplicate"|"reorder", "product_id": ...}``),
@@ -22,12 +23,20 @@ with 429 + ``Retry-After`` past it and 418 after repeated violations, and a
 subscribe rate past which a connection is closed (``--rest-limit``,
 ``--subscribe-limit`` and friends; ``GET /_sim/stats`` reports the answers under
 ``limits`` and the level-3 books served per product under ``books_served``).
+
+``GET /products/{id}/trades`` serves every trade the flow made (those sent to
+nobody during a disconnect too), newest first, with Coinbase's cursor paging
+(https://docs.cdp.coinbase.com/exchange/docs/rest-pagination): ``limit``
+(at most 1000), ``after`` (older than this trade id), ``before`` (newer), and
+the ``CB-BEFORE``/``CB-AFTER`` headers naming the first and last trade id of the
+page.  As Coinbase documents for trades, ``side`` is the maker's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import signal
 import struct
 import time
@@ -70,8 +79,10 @@ MAX_OVERSIZE_BYTES = 64 << 20
 DEFAULT_FAULT_EVERY = 1000
 # Flow messages that go to nobody after POST /_sim/disconnect, so reconnecting clients see a gap.
 DEFAULT_DISCONNECT_MISSED = 100
-# The journal's "connection" for level-3 REST book bodies served: "rest:<product id>".
+# The journal's "connection" for level-3 REST book bodies served: "rest:<product id>"; trade-history pages
+# served: "trades:<product id>".
 REST_JOURNAL_CONN = "rest"
+TRADES_JOURNAL_CONN = "trades"
 
 FULL = "full"
 TICKER = "ticker"
@@ -88,6 +99,12 @@ FAULT_DEFAULT_FIELD = "price"
 UNKNOWN_MESSAGE_TYPE = "sim_unknown_type"
 
 JSON_CONTENT_TYPE = "application/json"
+# Trade history paging, as Coinbase's: default and largest page; the trades kept per product (older ones are gone).
+TRADES_PAGE_LIMIT = 1000
+TRADES_KEPT = 1_000_000
+CB_BEFORE, CB_AFTER = "CB-BEFORE", "CB-AFTER"
+# A match's fields that its REST trade-history entry keeps.
+TRADE_FIELDS = ("time", "trade_id", "price", "size", "side")
 
 
 def _now_us() -> int:
@@ -197,6 +214,9 @@ class CoinbaseSimulator:
         # Held while frames go out, so subscription acks, flow batches, heartbeats and faults never interleave.
         self._send_lock = asyncio.Lock()
         self._clock = IsoClock()
+        # Per product: the ids and REST bodies of every trade made, oldest first (for /products/{id}/trades).
+        self._trade_ids: dict[str, list[int]] = {pid: [] for pid in self.flow.product_ids}
+        self._trades: dict[str, list[dict]] = {pid: [] for pid in self.flow.product_ids}
         self._journal: _Journal | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
@@ -222,6 +242,7 @@ class CoinbaseSimulator:
         app.router.add_get("/products/{product_id}", self._handle_product)
         app.router.add_get("/products/{product_id}/book", self._handle_book)
         app.router.add_get("/products/{product_id}/ticker", self._handle_ticker)
+        app.router.add_get("/products/{product_id}/trades", self._handle_trades)
         app.router.add_post("/_sim/inject", self._handle_inject)
         app.router.add_post("/_sim/book_fault", self._handle_book_fault)
         app.router.add_post("/_sim/disconnect", self._handle_disconnect)
@@ -275,6 +296,7 @@ class CoinbaseSimulator:
             "sequences": {pid: self.flow.sequence(pid) for pid in self.flow.product_ids},
             "limits": self.rest_gate.stats(),
             "books_served": dict(self.books_served),
+            "trades": {pid: len(ids) for pid, ids in self._trade_ids.items()},
         }
 
     async def inject(self, kind: str, product_id: str, size: int = DEFAULT_OVERSIZE_BYTES, field: str = "") -> dict:
@@ -297,7 +319,7 @@ class CoinbaseSimulator:
             if self.max_messages:
                 missed = min(missed, self.max_messages - self.flow.generated)
             if missed > 0:
-                self.flow.take(missed, _now_us())
+                self.advance(missed)
         await asyncio.gather(*(self._close(client) for client in clients))
         return len(clients)
 
@@ -341,8 +363,40 @@ class CoinbaseSimulator:
                 continue
             owed -= count
             async with self._send_lock:
-                await self._publish(self.flow.take(count, _now_us()))
+                await self._publish(self.advance(count))
                 await self._send_scheduled_faults(count)
+
+    def advance(self, count: int) -> list[dict]:
+        """The flow's next ``count`` messages; their trades join the REST trade history."""
+        messages = self.flow.take(count, _now_us())
+        for message in messages:
+            if message["type"] == "match":
+                product_id = message["product_id"]
+                ids, trades = self._trade_ids[product_id], self._trades[product_id]
+                ids.append(message["trade_id"])
+                trades.append({name: message[name] for name in TRADE_FIELDS})
+                if len(ids) > TRADES_KEPT:
+                    del ids[: len(ids) - TRADES_KEPT], trades[: len(trades) - TRADES_KEPT]
+        return messages
+
+    def trade_ids(self, product_id: str) -> list[int]:
+        """Every trade id the flow made for ``product_id`` (test hook: what a consumer must find)."""
+        return list(self._trade_ids[product_id])
+
+    def trades_page(self, product_id: str, limit: int, before: int | None, after: int | None) -> list[dict]:
+        """A page of ``product_id``'s trades, newest first: the newest older than ``after``, the oldest newer
+        than ``before``, else the latest."""
+        ids, trades = self._trade_ids[product_id], self._trades[product_id]
+        if after is not None:
+            end = bisect.bisect_left(ids, after)
+            start = max(0, end - limit)
+        elif before is not None:
+            start = bisect.bisect_right(ids, before)
+            end = min(len(ids), start + limit)
+        else:
+            end = len(ids)
+            start = max(0, end - limit)
+        return trades[start:end][::-1]
 
     async def _publish(self, messages: list[dict]) -> None:
         dumps = orjson.dumps
@@ -606,6 +660,24 @@ class CoinbaseSimulator:
                 "time": ticker.get("time", self._clock(_now_us())),
             }
         )
+
+    async def _handle_trades(self, request: web.Request) -> web.Response:
+        product_id = self._product_or_404(request)
+        try:
+            limit = int(request.query.get("limit", TRADES_PAGE_LIMIT))
+            before, after = (int(request.query[name]) if name in request.query else None for name in ("before", "after"))
+        except ValueError:
+            return _json_response({"message": "limit, before and after must be integers"}, status=400)
+        if not 1 <= limit <= TRADES_PAGE_LIMIT:
+            return _json_response({"message": f"limit must be 1 to {TRADES_PAGE_LIMIT}"}, status=400)
+        page = self.trades_page(product_id, limit, before, after)
+        response = _json_response(page)
+        if self._journal is not None:
+            self._journal.write(f"{TRADES_JOURNAL_CONN}:{product_id}", [response.body])
+        if page:
+            response.headers[CB_BEFORE] = str(page[0]["trade_id"])
+            response.headers[CB_AFTER] = str(page[-1]["trade_id"])
+        return response
 
     async def _handle_inject(self, request: web.Request) -> web.Response:
         try:

@@ -29,10 +29,11 @@ from l3_atom.sources import standardiser_class
 from l3_atom.stream_processing.batched_consumer import BatchingApp
 from l3_atom.stream_processing.book_agent import add_books
 from l3_atom.stream_processing.candle_agent import add_candles
+from l3_atom.stream_processing.coverage_agent import CoverageService
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
 from l3_atom.topic_admin import ensure_topics
-from l3_atom.topics import BOOK_RESYNC, CANDLE, DEAD_LETTER, LOB, LOB_L3, TRADES, TRADES_L3, raw_topic
+from l3_atom.topics import BOOK_RESYNC, CANDLE, COVERAGE, DEAD_LETTER, LOB, LOB_L3, TRADES, TRADES_L3, raw_topic
 
 LOG = logging.getLogger(__name__)
 STATS_INTERVAL_S = 10.0
@@ -58,7 +59,8 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
     standardisers = {source: standardiser_class(source)() for source in sources}
     candles = settings.candles
     candle_topics = {TRADES, TRADES_L3, CANDLE} if candles.intervals else set()
-    produced = {topic for s in standardisers.values() for topic in s.topics} | {DEAD_LETTER} | candle_topics
+    # coverage: the books' losses are published here, the connectors' outages read here (/coverage).
+    produced = {topic for s in standardisers.values() for topic in s.topics} | {DEAD_LETTER, COVERAGE} | candle_topics
     if produced & {LOB, LOB_L3}:
         produced.add(BOOK_RESYNC)  # the books ask connectors for snapshots
     output_topics = sorted(produced)
@@ -108,6 +110,8 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
         add_books(
             app, book_schema_ids, (encoders[BOOK_RESYNC], publisher),
         )
+
+    CoverageService(app, encoders[COVERAGE].schema_id)
 
     @app.timer(STATS_INTERVAL_S)
     async def log_stats() -> None:

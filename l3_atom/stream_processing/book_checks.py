@@ -7,6 +7,13 @@ the standardiser whether a message continues its book (see
 (Kafka topic ``book_resync`` in the distributed pipeline, a direct call in
 ``runner.py local``).  State is one small entry per book.
 
+A book that was right and went wrong is published on ``coverage`` (``book_lost``,
+with the reason and the last good sequence), and so is the snapshot that makes it
+right again (``book_resynced``, with the interval it could not be trusted).  These
+wait in :attr:`BookChecks.notices` for the runtime (``RawMessageProcessor``), which
+publishes them after the message that caused them: the standardisers' outputs stay
+what they were.
+
 Also here, for every book standardiser: the named reasons an update is
 skipped (:func:`repeat_reason`, :func:`check_order` for order-only sources)
 and :class:`RecentUpdates`, the "cache, then replay after a late snapshot"
@@ -19,9 +26,10 @@ from collections import deque
 from typing import Any, NamedTuple
 
 from l3_atom.books.integrity import Continuity, Reason, Verdict
+from l3_atom.coverage import BOOK_FEED, BOOK_LOST, BOOK_RESYNCED, coverage_record
 from l3_atom.stream_processing.records_build import book_resync
 from l3_atom.stream_processing.standardiser import Output
-from l3_atom.topics import BOOK_RESYNC, normalised_key
+from l3_atom.topics import BOOK_RESYNC, COVERAGE, normalised_key
 
 __all__ = ["DUPLICATE_UPDATE", "IN_SNAPSHOT", "BookChecks", "Reason", "RecentUpdates", "Verdict", "check_order",
            "repeat_reason", "snapshot_sequence"]
@@ -32,6 +40,7 @@ DUPLICATE_UPDATE = "duplicate book update"
 # Book updates kept to be published again after a late snapshot: this much stream time, this many at most.
 RECENT_WINDOW_US = 5_000_000
 RECENT_LIMIT = 1024
+US_PER_MS = 1000
 
 
 class BookChecks:
@@ -43,8 +52,19 @@ class BookChecks:
         # ``update(symbol, sequence, prev_sequence, atom_timestamp) -> Verdict`` runs for every book message:
         # it is the continuity's own method, with no forwarding call in between.
         self.update = self.continuity.update
+        # Per symbol: since when (µs) a book that had been right is lost, and its last good sequence.
+        self._lost_since: dict[str, tuple[int, int | None]] = {}
+        # ``coverage`` outputs for the runtime to take (and clear) after each message.
+        self.notices: list[Output] = []
 
     def snapshot(self, symbol: str, sequence: int | None, atom_timestamp: int) -> None:
+        lost = self._lost_since.pop(symbol, None)
+        if lost is not None:
+            since, before = lost
+            self.notices.append(self._coverage(
+                symbol, BOOK_RESYNCED, atom_timestamp, start=since // US_PER_MS, end=atom_timestamp // US_PER_MS,
+                sequence_before=before, sequence_after=sequence,
+            ))
         self.continuity.snapshot(symbol, sequence, atom_timestamp)
 
     def mismatch(self, symbol: str, detail: str, atom_timestamp: int) -> None:
@@ -65,7 +85,20 @@ class BookChecks:
         record = book_resync(
             exchange=self.source, symbol=symbol, reason=reason.value, detail=detail, atom_timestamp=atom_timestamp
         )
+        state = self.continuity.books[symbol]
+        if state.snapshot_seen and symbol not in self._lost_since:
+            # A book that had been right went wrong (not one still waiting for its first snapshot).
+            self._lost_since[symbol] = (atom_timestamp, state.last)
+            self.notices.append(self._coverage(
+                symbol, BOOK_LOST, atom_timestamp, reason=f"{reason.value}: {detail}",
+                start=atom_timestamp // US_PER_MS, sequence_before=state.last,
+            ))
         return [Output(BOOK_RESYNC, normalised_key(self.source, symbol), record)]
+
+    def _coverage(self, symbol: str, kind: str, atom_timestamp: int, **fields: object) -> Output:
+        record = coverage_record(exchange=self.source, symbol=symbol, kind=kind, feed=BOOK_FEED,
+                                 event_timestamp=atom_timestamp // US_PER_MS, atom_timestamp=atom_timestamp, **fields)
+        return Output(COVERAGE, normalised_key(self.source, symbol), record)
 
     def stats(self) -> dict[str, int]:
         return dict(self.continuity.counts)

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from l3_atom.avro.codecs import AvroEncoder
 from l3_atom.dead_letter import PROCESSOR, dead_letter_record
+from l3_atom.stream_processing.book_checks import BookChecks
 from l3_atom.stream_processing.standardiser import StandardiseError, Standardiser
 from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER, SYMBOL_HEADER
 
@@ -42,6 +43,8 @@ class RawMessageProcessor:
         self.messages = 0
         self.records: Counter[str] = Counter()
         self.dead_letters: Counter[str] = Counter()
+        # The coverage notices of the standardiser's book checks (books lost, resynced), published after each message.
+        self._notices = [value.notices for value in vars(standardiser).values() if isinstance(value, BookChecks)]
 
     def process(
         self,
@@ -79,6 +82,17 @@ class RawMessageProcessor:
         records = self.records
         for topic, _, _ in outputs:
             records[topic] += 1
+        for notices in self._notices:
+            if notices:
+                encoded += self._encode_notices(notices)
+        return encoded
+
+    def _encode_notices(self, notices: list) -> list[Encoded]:
+        """The standardiser's coverage notices, encoded and counted; the list is emptied."""
+        encoded = [Encoded(topic, key, self.encoders[topic].encode(record)) for topic, key, record in notices]
+        for topic, _, _ in notices:
+            self.records[topic] += 1
+        notices.clear()
         return encoded
 
     def _dead_letter(

@@ -41,6 +41,7 @@ class TradeL3(_Normalised, serializer="json"):
     maker_order_id: str | None
     taker_order_id: str | None
     sequence: int | None
+    origin: str | None
     event_timestamp: int
     atom_timestamp: int
 
@@ -51,6 +52,7 @@ class Trade(_Normalised, serializer="json"):
     size: Decimal
     taker_side: str
     sequence: int | None
+    origin: str | None
     event_timestamp: int
     atom_timestamp: int
 
@@ -121,6 +123,19 @@ class BookResync(_Normalised, serializer="json"):
     atom_timestamp: int
 
 
+class Coverage(_Normalised, serializer="json"):
+    feed: str | None
+    kind: str
+    reason: str | None
+    start: int | None
+    end: int | None
+    sequence_before: int | None
+    sequence_after: int | None
+    count: int | None
+    event_timestamp: int
+    atom_timestamp: int
+
+
 class DeadLetter(faust.Record, serializer="json"):
     source: str
     stage: str
@@ -147,4 +162,5 @@ RECORDS: dict[str, type[faust.Record]] = {
     "lob": Lob,
     "dead_letter": DeadLetter,
     "book_resync": BookResync,
+    "coverage": Coverage,
 }

@@ -145,8 +145,9 @@ def trade(
     event_timestamp: int,
     atom_timestamp: int,
     sequence: int | None = None,
+    origin: str | None = None,
 ) -> dict[str, Any]:
-    """A ``trades`` record."""
+    """A ``trades`` record (``origin`` ``backfill`` for trades fetched after an outage, else None)."""
     return {
         "exchange": exchange,
         "symbol": symbol,
@@ -155,6 +156,39 @@ def trade(
         "size": size,
         "taker_side": taker_side,
         "sequence": sequence,
+        "origin": origin,
+        "event_timestamp": event_timestamp,
+        "atom_timestamp": atom_timestamp,
+    }
+
+
+def trade_l3(
+    *,
+    exchange: str,
+    symbol: str,
+    trade_id: str,
+    price: Decimal,
+    size: Decimal,
+    taker_side: str,
+    event_timestamp: int,
+    atom_timestamp: int,
+    maker_order_id: str | None = None,
+    taker_order_id: str | None = None,
+    sequence: int | None = None,
+    origin: str | None = None,
+) -> dict[str, Any]:
+    """A ``trades_l3`` record: a trade with the order ids of both sides (None where a REST history lacks them)."""
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "trade_id": trade_id,
+        "price": price,
+        "size": size,
+        "taker_side": taker_side,
+        "maker_order_id": maker_order_id,
+        "taker_order_id": taker_order_id,
+        "sequence": sequence,
+        "origin": origin,
         "event_timestamp": event_timestamp,
         "atom_timestamp": atom_timestamp,
     }

@@ -355,7 +355,7 @@ def test_agg_trade_field_by_field(recordings: Path, std: BinanceStandardiser) ->
     assert out == Output("trades", "binance_NKN.USDT", {
         "exchange": "binance", "symbol": "NKN.USDT", "trade_id": "15683430", "price": Decimal("0.35280000"),
         "size": Decimal("58.00000000"), "taker_side": "buy", "sequence": 15683430,
-        "event_timestamp": 1633998523963, "atom_timestamp": ATOM,
+        "origin": None, "event_timestamp": 1633998523963, "atom_timestamp": ATOM,
     })
 
 
@@ -367,7 +367,7 @@ def test_trade_from_the_documentation(std: BinanceStandardiser) -> None:
     [out] = standardise(std, raw, "BNB.BTC")
     assert out.record == {
         "exchange": "binance", "symbol": "BNB.BTC", "trade_id": "12345", "price": Decimal("0.001"),
-        "size": Decimal(100), "taker_side": "sell", "sequence": 12345, "event_timestamp": 1672515782136,
+        "size": Decimal(100), "taker_side": "sell", "sequence": 12345, "origin": None, "event_timestamp": 1672515782136,
         "atom_timestamp": ATOM,
     }
 

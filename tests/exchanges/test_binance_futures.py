@@ -195,7 +195,7 @@ def test_agg_trade_field_by_field(recordings: Path, std: BinanceFuturesStandardi
     [out] = standardise(std, first(recordings / RECORDING, "ctkusdt@aggTrade"), "CTK.USDT-PERP")
     assert out == Output("trades", "binance-futures_CTK.USDT-PERP", {
         "exchange": "binance-futures", "symbol": "CTK.USDT-PERP", "trade_id": "16599292", "price": Decimal("1.01100"),
-        "size": Decimal(10), "taker_side": "buy", "sequence": 16599292, "event_timestamp": 1626992741421,
+        "size": Decimal(10), "taker_side": "buy", "sequence": 16599292, "origin": None, "event_timestamp": 1626992741421,
         "atom_timestamp": ATOM,
     })
 

@@ -157,7 +157,7 @@ def test_recorded_records_match_their_frames(recordings: Path) -> None:
     trades = {o.record["trade_id"]: o.record for o in outputs if o.topic == "trades"}
     assert trades["669899159"] == {
         "exchange": "bitfinex", "symbol": "BFT.USD", "trade_id": "669899159", "price": Decimal("0.076989"),
-        "size": Decimal("166.391496"), "taker_side": "buy", "sequence": 8, "event_timestamp": 1618665870435,
+        "size": Decimal("166.391496"), "taker_side": "buy", "sequence": 8, "origin": None, "event_timestamp": 1618665870435,
         "atom_timestamp": ATOM,
     }
     assert trades["669898213"]["taker_side"] == "sell"
@@ -392,7 +392,7 @@ def test_trades_te_published_tu_skipped(std: BitfinexStandardiser) -> None:
     [snapshot] = records(std, b"[17470,[[401597393,1574694475039,0.005,7244.9]],1,1574694475050]", key)
     assert snapshot == {
         "exchange": "bitfinex", "symbol": "BTC.USD", "trade_id": "401597393", "price": Decimal("7244.9"),
-        "size": Decimal("0.005"), "taker_side": "buy", "sequence": 1, "event_timestamp": TIME, "atom_timestamp": ATOM,
+        "size": Decimal("0.005"), "taker_side": "buy", "sequence": 1, "origin": None, "event_timestamp": TIME, "atom_timestamp": ATOM,
     }
     [sold] = records(std, b'[17470,"te",[401597395,1574694478808,-0.0001,7245.3],2,1574694478810]', key)
     assert (sold["trade_id"], sold["taker_side"], sold["size"], sold["sequence"]) == (

@@ -132,7 +132,7 @@ def test_trade_names_maker_and_taker_orders() -> None:
     assert trade == Output("trades_l3", "bitstamp_BTC.USD", {
         "exchange": "bitstamp", "symbol": "BTC.USD", "trade_id": "158457579", "price": Decimal("57748.80"),
         "size": Decimal("1E-8"), "taker_side": "buy", "maker_order_id": "1341285698236416",
-        "taker_order_id": "1341285759094784", "sequence": None, "event_timestamp": 1616297318187,
+        "taker_order_id": "1341285759094784", "sequence": None, "origin": None, "event_timestamp": 1616297318187,
         "atom_timestamp": ATOM,
     })
 

@@ -325,7 +325,7 @@ def test_public_trade_side_is_the_takers(std: BybitStandardiser) -> None:
     assert out == Output("trades", "bybit_BTC.USDT-PERP", {
         "exchange": "bybit", "symbol": "BTC.USDT-PERP", "trade_id": "20f43950-d8dd-5b31-9112-a178eb6023af",
         "price": Decimal("16578.50"), "size": Decimal("0.001"), "taker_side": "buy", "sequence": 1783284617,
-        "event_timestamp": 1672304486865, "atom_timestamp": ATOM,
+        "origin": None, "event_timestamp": 1672304486865, "atom_timestamp": ATOM,
     })
 
 

@@ -306,7 +306,7 @@ def test_trades_direction_is_the_takers(std: DeribitStandardiser) -> None:
     assert topic == "trades"
     assert trade == {
         "exchange": "deribit", "symbol": "BTC.USD-PERP", "trade_id": "48079269", "price": Decimal(8950),
-        "size": Decimal(10), "taker_side": "sell", "sequence": 30289442, "event_timestamp": 1590484512188,
+        "size": Decimal(10), "taker_side": "sell", "sequence": 30289442, "origin": None, "event_timestamp": 1590484512188,
         "atom_timestamp": ATOM,
     }
     assert records(std, notification("trades.BTC-PERPETUAL.100ms", [])) == []

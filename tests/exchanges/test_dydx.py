@@ -166,7 +166,7 @@ def test_trades(outputs) -> None:
     assert trades[0] == {
         "exchange": "dydx", "symbol": "BTC.USD-PERP", "trade_id": "8ee6d90d-272d-5edd-bf0f-2e4d6ae3d3b7",
         "price": Decimal(27839), "size": Decimal("0.000100431"), "taker_side": "buy", "sequence": 4,
-        "event_timestamp": 1_680_568_159_353, "atom_timestamp": ATOM,
+        "origin": None, "event_timestamp": 1_680_568_159_353, "atom_timestamp": ATOM,
     }
     assert [t["taker_side"] for t in trades] == ["buy", "buy", "sell", "sell"]
 

@@ -136,7 +136,7 @@ def test_recorded_book_snapshot_by_hand(recordings: Path) -> None:
     })
     assert trades[0].record == {
         "exchange": "gemini", "symbol": "ALCX.USD", "trade_id": None, "price": Decimal("302.53"),
-        "size": Decimal("0.992143"), "taker_side": "buy", "sequence": 45465785975, "event_timestamp": 1624493651491,
+        "size": Decimal("0.992143"), "taker_side": "buy", "sequence": 45465785975, "origin": None, "event_timestamp": 1624493651491,
         "atom_timestamp": ATOM,
     }
 
@@ -164,7 +164,7 @@ def test_recorded_trade_by_hand(recordings: Path) -> None:
     assert trade == Output("trades", "gemini_ANKR.USD", {
         "exchange": "gemini", "symbol": "ANKR.USD", "trade_id": None, "price": Decimal("0.07946"),
         "size": Decimal("1020.482111"), "taker_side": "buy", "sequence": 45465818387,
-        "event_timestamp": 1624493670759, "atom_timestamp": ATOM,
+        "origin": None, "event_timestamp": 1624493670759, "atom_timestamp": ATOM,
     })
 
 

@@ -156,7 +156,7 @@ def test_recorded_trades_by_hand(recordings: Path) -> None:
     assert len(outputs) == 7
     assert outputs[0] == Output("trades", "htx_FIL3S.USDT", {
         "exchange": "htx", "symbol": "FIL3S.USDT", "trade_id": "5957217", "price": Decimal("1.3262E-4"),
-        "size": Decimal("2680830.0"), "taker_side": "sell", "sequence": None, "event_timestamp": 1618678078119,
+        "size": Decimal("2680830.0"), "taker_side": "sell", "sequence": None, "origin": None, "event_timestamp": 1618678078119,
         "atom_timestamp": ATOM,
     })
     assert [o.record["trade_id"] for o in outputs] == [str(n) for n in range(5957217, 5957210, -1)]

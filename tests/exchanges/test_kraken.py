@@ -117,7 +117,7 @@ def test_recorded_records_match_their_frames(recordings: Path) -> None:
     assert first(outputs, "trades", "XMR.USD") == {
         "exchange": "kraken", "symbol": "XMR.USD", "trade_id": None, "price": Decimal("354.11000000"),
         "size": Decimal("0.89594024"), "taker_side": "sell", "sequence": None,
-        "event_timestamp": 1_618_678_142_557, "atom_timestamp": ATOM,
+        "origin": None, "event_timestamp": 1_618_678_142_557, "atom_timestamp": ATOM,
     }
     # [1668,{"a":["13.253900",35,"35.72892241"],"b":["13.232900",185,"185.18432037"],
     #        "c":["13.253900","3.71672000"],...},"ticker","WAVES/EUR"]: v1 tickers have no time.
@@ -225,7 +225,7 @@ def test_v2_records_match_the_documented_frames() -> None:
     assert [o.record for o in outputs if o.topic == "trades"][-1] == {
         "exchange": "kraken", "symbol": "MATIC.USD", "trade_id": "4665906", "price": Decimal("0.5117"),
         "size": Decimal("40.0"), "taker_side": "sell", "sequence": 4665906,
-        "event_timestamp": 1_695_628_177_708, "atom_timestamp": ATOM,
+        "origin": None, "event_timestamp": 1_695_628_177_708, "atom_timestamp": ATOM,
     }
     assert first(outputs, "ticker", "ALGO.USD") == {
         "exchange": "kraken", "symbol": "ALGO.USD", "bid_price": Decimal("0.10025"), "bid_size": Decimal("740.0"),

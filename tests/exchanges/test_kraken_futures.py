@@ -127,7 +127,7 @@ def test_trade_records_match_the_documented_frames() -> None:
     assert trades[2] == {
         "exchange": "kraken-futures", "symbol": "BTC.USD-PERP", "trade_id": "05af78ac-a774-478c-a50c-8b9c234e071e",
         "price": Decimal("34969.5"), "size": Decimal(15000), "taker_side": "sell", "sequence": 653355,
-        "event_timestamp": 1_612_266_317_519, "atom_timestamp": ATOM,
+        "origin": None, "event_timestamp": 1_612_266_317_519, "atom_timestamp": ATOM,
     }
 
 

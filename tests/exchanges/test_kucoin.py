@@ -106,7 +106,7 @@ def test_records_match_the_documented_frames() -> None:
     assert by_topic["trades"].record == {
         "exchange": "kucoin", "symbol": "BTC.USDT", "trade_id": "11067996711960577", "price": Decimal(67523),
         "size": Decimal("0.003"), "taker_side": "buy", "sequence": 11067996711960577,
-        "event_timestamp": 1729843222921, "atom_timestamp": ATOM,
+        "origin": None, "event_timestamp": 1729843222921, "atom_timestamp": ATOM,
     }
     assert by_topic["ticker"].record == {
         "exchange": "kucoin", "symbol": "BTC.USDT", "bid_price": Decimal("0.049"), "bid_size": Decimal("0.036"),

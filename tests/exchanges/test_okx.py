@@ -196,7 +196,7 @@ def test_other_records_match_the_documented_frames() -> None:
     by_topic = {out.topic: out for out in fixture_outputs() if out.topic != "lob"}
     assert by_topic["trades"] == Output("trades", "okx_BTC.USDT", {
         "exchange": "okx", "symbol": "BTC.USDT", "trade_id": "130639474", "price": Decimal("42219.9"),
-        "size": Decimal("0.12060306"), "taker_side": "buy", "sequence": 1234, "event_timestamp": 1630048897897,
+        "size": Decimal("0.12060306"), "taker_side": "buy", "sequence": 1234, "origin": None, "event_timestamp": 1630048897897,
         "atom_timestamp": ATOM,
     })
     assert by_topic["ticker"].record == {

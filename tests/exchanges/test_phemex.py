@@ -198,7 +198,7 @@ def test_trades(outputs) -> None:
     assert trades["BTC.USDT"] == {
         "exchange": "phemex", "symbol": "BTC.USDT", "trade_id": None, "price": Decimal("867.3"),
         "size": Decimal("0.0021"), "taker_side": "buy", "sequence": 1188273,
-        "event_timestamp": 1573717116484, "atom_timestamp": ATOM,
+        "origin": None, "event_timestamp": 1573717116484, "atom_timestamp": ATOM,
     }
     perp = trades["BTC.USDT-PERP"]
     assert (perp["price"], perp["size"], perp["taker_side"], perp["event_timestamp"]) == (

@@ -34,7 +34,7 @@ def trade(n: int, atom: int, price: Decimal, symbol: str = "BTC.USD") -> LocalRe
     return LocalRecord("trades_l3", f"coinbase_{symbol}", {
         "exchange": "coinbase", "symbol": symbol, "trade_id": str(n), "price": price, "size": SMALLEST,
         "taker_side": "buy", "maker_order_id": None, "taker_order_id": "t", "sequence": n,
-        "event_timestamp": atom // 1000, "atom_timestamp": atom,
+        "origin": None, "event_timestamp": atom // 1000, "atom_timestamp": atom,
     })
 
 

@@ -53,7 +53,7 @@ def test_records_are_the_decoded_avro_records_of_the_wanted_feeds() -> None:
         # Scale 18, as decoded from Kafka; equal to the exchange's string, exactly.
         "price": Decimal("30000.500000000000000000"), "size": Decimal("1E-8"),
         "taker_side": "buy", "maker_order_id": "m", "taker_order_id": "t", "sequence": 5,
-        "event_timestamp": 1_700_000_000_123, "atom_timestamp": ATOM,
+        "origin": None, "event_timestamp": 1_700_000_000_123, "atom_timestamp": ATOM,
     }
     assert str(records[0].value["price"]) == "30000.500000000000000000"
     assert runtime.processor.records == {"trades_l3": 1, "lob_l3": 1}

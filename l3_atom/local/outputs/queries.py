@@ -1,29 +1,32 @@
-"""The book and candle query APIs in the one-process runtime.
+"""The book, candle and coverage query APIs in the one-process runtime.
 
 The same pure parts as the distributed processor: ``BookStore`` (the books
 and their answers) and ``CandleBuilder`` (computed candles from trades).  Here
 one process holds every symbol, so no request needs routing; the routes are
-the processor's (``/book``, ``/volume``, ``/orders``, ``/candles``).
+the processor's (``/book``, ``/volume``, ``/orders``, ``/candles``, ``/coverage``).
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from l3_atom.coverage import CoverageLog
 from l3_atom.stream_processing.book_agent import Answer, BookStore
 from l3_atom.stream_processing.candle_agent import HISTORY_LENGTH, candle_json
 from l3_atom.stream_processing.candles import CandleBuilder, Trade
-from l3_atom.topics import LOB, LOB_L3, TRADES, TRADES_L3
+from l3_atom.topics import COVERAGE, LOB, LOB_L3, TRADES, TRADES_L3
 
 from . import LocalRecord
 
 HTTP_OK, HTTP_BAD_REQUEST, HTTP_NOT_FOUND = 200, 400, 404
 # The one process holds every partition; the book store still wants one.
 ONLY_PARTITION = 0
+MS_PER_S = 1000
 
 
 class QueryOutput:
@@ -38,6 +41,7 @@ class QueryOutput:
         self.intervals = intervals
         self.candles = CandleBuilder(intervals, grace_ms)
         self.closed: dict[tuple[str, str, str], deque] = defaultdict(lambda: deque(maxlen=HISTORY_LENGTH))
+        self.coverage = CoverageLog()
         self.records = 0
 
     def register(self, app: web.Application) -> None:
@@ -45,6 +49,7 @@ class QueryOutput:
         app.router.add_get("/volume/{exchange}/{symbol}", self._volume)
         app.router.add_get("/orders/{exchange}/{symbol}/{order_id}", self._order)
         app.router.add_get("/candles/{exchange}/{symbol}/{interval}", self._candles)
+        app.router.add_get("/coverage/{exchange}/{symbol}", self._coverage)
 
     async def start(self) -> None:
         """Nothing to open."""
@@ -59,6 +64,8 @@ class QueryOutput:
                               value["event_timestamp"], value["atom_timestamp"])
                 for candle in self.candles.add(trade):
                     self.closed[(candle["exchange"], candle["symbol"], candle["interval"])].append(candle_json(candle))
+            elif record.topic == COVERAGE:
+                self.coverage.add(value)
             self.records += 1
         if self.books.resync_requests:
             requests, self.books.resync_requests = self.books.resync_requests, []
@@ -87,6 +94,10 @@ class QueryOutput:
     async def _order(self, request: web.Request) -> web.Response:
         info = request.match_info
         return self._json(self.books.order(info["exchange"], info["symbol"], info["order_id"]))
+
+    async def _coverage(self, request: web.Request) -> web.Response:
+        exchange, symbol = request.match_info["exchange"], request.match_info["symbol"]
+        return self._json(self.coverage.answer(exchange, symbol, request.query, int(time.time() * MS_PER_S)))
 
     async def _candles(self, request: web.Request) -> web.Response:
         exchange, symbol, interval = (request.match_info[k] for k in ("exchange", "symbol", "interval"))

@@ -28,13 +28,27 @@ from typing import Any, ClassVar
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import BookChecks, repeat_reason
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
-from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, NO_SYMBOL, TICKER, TRADES, normalised_key, split_raw_key
+from l3_atom.stream_processing.trade_ids import PublishedIds
+from l3_atom.topics import (
+    BOOK_RESYNC,
+    CANDLE,
+    LOB,
+    NO_SYMBOL,
+    ORIGIN_BACKFILL,
+    TICKER,
+    TRADES,
+    normalised_key,
+    split_raw_key,
+)
 
 MS_PER_US = 1000
 DEPTH_SNAPSHOT = "depthSnapshot"
 BOOK_TICKER = "bookTicker"
 OPEN_INTEREST = "openInterest"
 SUBSCRIPTION_ACK = "result"
+# A page of the REST aggregate-trade history (a JSON list), archived by the connector to fill a gap.
+AGG_TRADE_HISTORY = "aggTradeHistory"
+ALREADY_PUBLISHED = "aggregate trade already published (streamed or backfilled)"
 # Why a book update is dropped: it holds nothing the book does not have.
 
 
@@ -72,6 +86,7 @@ class BinanceStandardiser(Standardiser):
         DEPTH_SNAPSHOT: "_depth_snapshot",
         "trade": "_trade",
         "aggTrade": "_agg_trade",
+        AGG_TRADE_HISTORY: "_agg_trade_history",
         BOOK_TICKER: "_book_ticker",
         "kline": "_kline",
     }
@@ -83,6 +98,8 @@ class BinanceStandardiser(Standardiser):
     def __init__(self) -> None:
         super().__init__()
         self.book_checks = BookChecks(self.source)
+        # Aggregate trade ids published, streamed or backfilled: each once.
+        self.published = PublishedIds()
 
     def decode(self, frame: bytes) -> Any:
         """The payload: combined-stream frames are unwrapped (a wrapper without ``data`` has no type)."""
@@ -92,6 +109,8 @@ class BinanceStandardiser(Standardiser):
         return message
 
     def message_type(self, message: Any) -> str:
+        if type(message) is list:
+            return AGG_TRADE_HISTORY
         kind = message.get("e")
         if kind is not None:
             return kind
@@ -158,9 +177,27 @@ class BinanceStandardiser(Standardiser):
         return self._trade_record(message, message["t"], atom_timestamp)
 
     def _agg_trade(self, message: dict, atom_timestamp: int) -> list[Output]:
-        return self._trade_record(message, message["a"], atom_timestamp)
+        [output] = self._trade_record(message, message["a"], atom_timestamp)
+        if self.published.add(output.record["symbol"], output.record["sequence"]):
+            return [output]
+        return self.skip(ALREADY_PUBLISHED)
 
-    def _trade_record(self, message: dict, trade_id: Any, atom_timestamp: int) -> list[Output]:
+    def _agg_trade_history(self, page: list, atom_timestamp: int) -> list[Output]:
+        """A backfilled page of ``aggTrades`` (no ``s``: the raw key names the symbol): new ids, marked, in order."""
+        exchange_symbol = split_raw_key(self.raw_key or "")[1]
+        trades = sorted(({**trade, "s": exchange_symbol} for trade in page), key=lambda trade: integer(trade["a"]))
+        outputs = []
+        for trade in trades:
+            [output] = self._trade_record(trade, trade["a"], atom_timestamp, ORIGIN_BACKFILL)
+            if self.published.add(output.record["symbol"], output.record["sequence"]):
+                outputs.append(output)
+            else:
+                self.skipped[ALREADY_PUBLISHED] += 1
+        return outputs
+
+    def _trade_record(
+        self, message: dict, trade_id: Any, atom_timestamp: int, origin: str | None = None
+    ) -> list[Output]:
         """Trade ids (and aggregate trade ids) count up by one per symbol: they are the sequence too."""
         trade_id = integer(trade_id)
         symbol = self.symbol_of(message["s"])
@@ -172,6 +209,7 @@ class BinanceStandardiser(Standardiser):
             size=exact(message["q"]),
             taker_side=taker_side(message["m"]),
             sequence=trade_id,
+            origin=origin,
             event_timestamp=integer(message["T"]),
             atom_timestamp=atom_timestamp,
         )

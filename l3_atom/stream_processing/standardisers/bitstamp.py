@@ -209,6 +209,7 @@ class BitstampStandardiser(Standardiser):
             "maker_order_id": maker_order,
             "taker_order_id": taker_order,
             "sequence": None,
+            "origin": None,
             "event_timestamp": ms_from_microtimestamp(data["microtimestamp"]),
             "atom_timestamp": atom_timestamp,
         }

@@ -18,6 +18,14 @@ every full-channel message carries the product's next ``sequence``.  So:
   the connector for a new snapshot (again every retry interval until one comes);
 - book events numbered at or below the snapshot's sequence are already inside
   it: skipped (trades are not: a trade is news whatever the book holds).
+Trades missed during an outage arrive as pages of ``GET /products/{id}/trades``
+that the connector archived under the product's ``full`` key (a JSON list: ws
+frames are objects).  They become ``trades_l3`` records with ``origin``
+``backfill`` (no order ids: the history has none), in trade-id order; every
+trade, streamed or backfilled, is published once by trade id (the history
+overlaps the stream on both sides of the gap).  The history's ``side`` is the
+maker's, as on ``match``.
+
 Book events skip numbers (``received`` and ``match`` take some), so each
 ``lob_l3`` record's ``prev_sequence`` is the previous book event this
 standardiser published (or the snapshot), and after a gap the number just
@@ -40,7 +48,17 @@ from l3_atom.stream_processing.standardiser import (
     ms_from_iso,
     optional_exact,
 )
-from l3_atom.topics import BOOK_RESYNC, LOB, LOB_L3, TICKER, TRADES_L3, normalised_key, split_raw_key
+from l3_atom.stream_processing.trade_ids import PublishedIds
+from l3_atom.topics import (
+    BOOK_RESYNC,
+    LOB,
+    LOB_L3,
+    ORIGIN_BACKFILL,
+    TICKER,
+    TRADES_L3,
+    normalised_key,
+    split_raw_key,
+)
 
 SOURCE = "coinbase"
 BOOK_SIDE = {"buy": "bid", "sell": "ask"}
@@ -52,6 +70,9 @@ CHANGE_SIDE, CHANGE_PRICE, CHANGE_SIZE = range(3)
 LEVEL_PRICE, LEVEL_SIZE, LEVEL_ORDER_ID = range(3)
 # The level-3 REST book snapshot has no "type": it dispatches as this.
 L3_SNAPSHOT = "l3_snapshot"
+# A page of the REST trade history (a JSON list), archived by the connector to fill a gap.
+TRADE_HISTORY = "trade_history"
+ALREADY_PUBLISHED = "trade already published (streamed or backfilled)"
 OPEN = "open"
 CHANGE = "change"
 DONE = "done"
@@ -70,11 +91,18 @@ def book_side(side: Any) -> str:
         raise ValueError(f"side must be 'buy' or 'sell', got {side!r}") from None
 
 
+def taker_side(maker_side: Any) -> str:
+    """Coinbase names the maker's side (on ``match`` and in the trade history); the taker took the other."""
+    book_side(maker_side)
+    return TAKER_SIDE_OF_MAKER[maker_side]
+
+
 class CoinbaseStandardiser(Standardiser):
     source = SOURCE
     topics = (LOB_L3, TRADES_L3, TICKER, LOB, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         L3_SNAPSHOT: "_l3_snapshot",
+        TRADE_HISTORY: "_trade_history",
         "received": "_off_book",
         "activate": "_off_book",
         "open": "_open",
@@ -102,8 +130,11 @@ class CoinbaseStandardiser(Standardiser):
         self._book_prev: dict[str, int] = {}
         # Per symbol: the size of each resting order, from the snapshot on (partial fills change it).
         self._resting: dict[str, dict[str, Decimal]] = {}
+        self.published = PublishedIds()
 
     def message_type(self, message: Any) -> str:
+        if type(message) is list:
+            return TRADE_HISTORY
         if "type" not in message and "bids" in message and "sequence" in message:
             return L3_SNAPSHOT
         return message["type"]
@@ -252,22 +283,22 @@ class CoinbaseStandardiser(Standardiser):
         product_id = message["product_id"]
         symbol, key = self._products.get(product_id) or self._product(product_id)
         maker_side = message["side"]
-        book_side(maker_side)
         sequence = integer(message["sequence"])
-        record = {
-            "exchange": SOURCE,
-            "symbol": symbol,
-            "trade_id": str(integer(message["trade_id"])),
-            "price": exact(message["price"]),
-            "size": exact(message["size"]),
-            "taker_side": TAKER_SIDE_OF_MAKER[maker_side],
-            "maker_order_id": message["maker_order_id"],
-            "taker_order_id": message["taker_order_id"],
-            "sequence": sequence,
-            "event_timestamp": ms_from_iso(message["time"]),
-            "atom_timestamp": atom_timestamp,
-        }
-        outputs = [Output(TRADES_L3, key, record)]
+        trade_id = integer(message["trade_id"])
+        record = records_build.trade_l3(
+            exchange=SOURCE,
+            symbol=symbol,
+            trade_id=str(trade_id),
+            price=exact(message["price"]),
+            size=exact(message["size"]),
+            taker_side=taker_side(maker_side),
+            maker_order_id=message["maker_order_id"],
+            taker_order_id=message["taker_order_id"],
+            sequence=sequence,
+            event_timestamp=ms_from_iso(message["time"]),
+            atom_timestamp=atom_timestamp,
+        )
+        outputs = [Output(TRADES_L3, key, record)] if self.published.add(symbol, trade_id) else self.skip(ALREADY_PUBLISHED)
         # Matches join the full channel's numbering only on it (the matches channel skips numbers);
         # last_match is the last trade before subscribing, outside the numbering.
         if message["type"] == "match" and symbol in self._stream.books:
@@ -276,6 +307,27 @@ class CoinbaseStandardiser(Standardiser):
                 return self._repeat(verdict)
             outputs += self._partial_fill(symbol, key, record, maker_side)
         return outputs + self.book_checks.requests(symbol, atom_timestamp)
+
+    def _trade_history(self, page: list, atom_timestamp: int) -> list[Output]:
+        """A backfilled page of trades: those not yet published, oldest first, marked ``backfill``."""
+        symbol = self.symbol_of(split_raw_key(self.raw_key or "")[1])
+        key = normalised_key(SOURCE, symbol)
+        trades = sorted(((integer(trade["trade_id"]), trade) for trade in page), key=lambda pair: pair[0])
+        records = [
+            records_build.trade_l3(
+                exchange=SOURCE, symbol=symbol, trade_id=str(trade_id), price=exact(trade["price"]),
+                size=exact(trade["size"]), taker_side=taker_side(trade["side"]),
+                origin=ORIGIN_BACKFILL, event_timestamp=ms_from_iso(trade["time"]), atom_timestamp=atom_timestamp,
+            )
+            for trade_id, trade in trades
+        ]
+        outputs = []
+        for (trade_id, _), record in zip(trades, records, strict=True):
+            if self.published.add(symbol, trade_id):
+                outputs.append(Output(TRADES_L3, key, record))
+            else:
+                self.skipped[ALREADY_PUBLISHED] += 1
+        return outputs
 
     def _partial_fill(self, symbol: str, key: str, trade: dict[str, Any], maker_side: str) -> list[Output]:
         """A match shrinks the resting maker order with no message of its own: a ``change`` says so.

@@ -150,6 +150,7 @@ class KrakenFuturesStandardiser(Standardiser):
             "size": exact(trade["qty"]),
             "taker_side": taker_side(trade["side"]),
             "sequence": integer(trade["seq"]),
+            "origin": None,
         }
         return [self._record(TRADES, self.symbol_of(trade["product_id"]), fields, millis(trade["time"]),
                              atom_timestamp)]

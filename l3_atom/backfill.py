@@ -1,0 +1,137 @@
+"""Trades missed while a connection was down, fetched from the venue's REST trade history.
+
+Each venue that documents a trade history declares a :class:`TradeHistory` in its
+connector module (its paths, parameters and id scheme); the paging here is the
+same for all of them.  A venue pages one of two ways:
+- newest first, with a cursor to older pages (Coinbase's ``after``): paging goes back
+  until a page reaches before the gap;
+- oldest first, from an id or a time (Binance's ``fromId``, Kraken's ``since``):
+  paging goes forward until a page reaches past the gap.
+
+Paging stops early, saying why, when a page does not line up (ids out of order, a
+page that repeats the last) or after ``max_pages``: what was not fetched is reported
+as not recoverable, never invented.  Pages are returned oldest first, as the venue
+sent them, to be archived in the raw topic; the standardiser drops the trades
+already streamed on either side of the gap (by trade id).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from itertools import pairwise
+from typing import ClassVar, NamedTuple
+
+# Trades this much older than the gap are fetched too: the clocks of venue and connector may differ a little.
+OVERLAP_MS = 2000
+DEFAULT_MAX_PAGES = 50
+
+GetText = Callable[[str, dict[str, str]], Awaitable[str]]
+
+
+class TradeRef(NamedTuple):
+    """What paging needs of one trade of a page: its id and time (ms)."""
+
+    trade_id: int
+    time_ms: int
+
+
+class Request(NamedTuple):
+    path: str
+    params: dict[str, str]
+
+
+class TradeHistory(ABC):
+    """A venue's REST trade history, declared in its connector module (pure: no I/O)."""
+
+    # The raw feed of the symbol's trades: the backfilled pages are archived under its key.
+    feed: ClassVar[str]
+    # True: pages come newest first with a cursor to older ones; False: oldest first, from a cursor on.
+    newest_first: ClassVar[bool]
+    # Whether the venue numbers a symbol's trades 1, 2, 3, ... (then a missing id is a missing trade).
+    sequential_ids: ClassVar[bool] = False
+    max_pages: ClassVar[int] = DEFAULT_MAX_PAGES
+
+    @abstractmethod
+    def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
+        """The request of the first page (``cursor`` None) or of the page ``cursor`` names."""
+
+    @abstractmethod
+    def trades(self, body: str) -> list[TradeRef]:
+        """The trades of one page, as listed; ValueError when the body is not a page of trades."""
+
+
+class Step(NamedTuple):
+    """After a page: the next cursor, or None with ``problem`` None (done) or saying what went wrong."""
+
+    cursor: int | None
+    problem: str | None = None
+
+
+def next_step(history: TradeHistory, page: Sequence[TradeRef], since_ms: int, until_ms: int,
+              cursor: int | None) -> Step:
+    """Where paging goes after ``page`` (the paging stop conditions, for both directions)."""
+    if not page:
+        return Step(None)  # the history ends here
+    ids = [trade.trade_id for trade in page]
+    if history.newest_first:
+        if ids != sorted(ids, reverse=True):
+            return Step(None, f"ids out of order in a newest-first page: {ids[:3]}...")
+        if cursor is not None and ids[0] >= cursor:
+            return Step(None, f"page repeats: asked for ids below {cursor}, got {ids[0]}")
+        if min(trade.time_ms for trade in page) < since_ms:
+            return Step(None)  # reached before the gap
+        return Step(ids[-1])
+    if ids != sorted(ids):
+        return Step(None, f"ids out of order in an oldest-first page: {ids[:3]}...")
+    if cursor is not None and ids[0] < cursor:
+        return Step(None, f"page repeats: asked for ids from {cursor}, got {ids[0]}")
+    if max(trade.time_ms for trade in page) >= until_ms:
+        return Step(None)  # reached past the gap
+    return Step(ids[-1] + 1)
+
+
+def id_holes(ids: Sequence[int]) -> list[tuple[int, int]]:
+    """``(before, after)`` of every run of missing ids between the sorted, distinct ``ids``."""
+    ordered = sorted(set(ids))
+    return [(low, high) for low, high in pairwise(ordered) if high - low > 1]
+
+
+class History(NamedTuple):
+    """What a backfill fetched: the pages' bodies (oldest first), their trades, and why it stopped early."""
+
+    pages: list[str]
+    trades: list[TradeRef]
+    problem: str | None
+
+
+async def fetch_history(get_text: GetText, history: TradeHistory, exchange_symbol: str, since_ms: int,
+                        until_ms: int) -> History:
+    """Page through the venue's trades from ``since_ms`` (less the overlap) to ``until_ms``."""
+    since_ms -= OVERLAP_MS
+    pages: list[str] = []
+    trades: list[TradeRef] = []
+    cursor: int | None = None
+    problem = None
+    for _ in range(history.max_pages):
+        request = history.request(exchange_symbol, since_ms, cursor)
+        body = await get_text(request.path, request.params)
+        try:
+            page = history.trades(body)
+        except (ValueError, TypeError, KeyError) as exc:
+            problem = f"unreadable page from {request.path}: {exc}"
+            break
+        step = next_step(history, page, since_ms, until_ms, cursor)
+        if step.problem is not None:
+            problem = step.problem
+            break
+        pages.append(body)
+        trades.extend(page)
+        if step.cursor is None:
+            break
+        cursor = step.cursor
+    else:
+        problem = f"stopped after {history.max_pages} pages"
+    if history.newest_first:
+        pages.reverse()
+    return History(pages, sorted(trades), problem)
