@@ -31,7 +31,9 @@ def _connector(args: argparse.Namespace) -> None:
     from l3_atom.connector import run_connector
 
     channels = args.channels.split(",") if args.channels else None
-    asyncio.run(run_connector(Settings(), args.source, args.symbol, args.ws_url, args.rest_url, channels))
+    asyncio.run(run_connector(
+        Settings(), args.source, args.symbol, args.ws_url, args.rest_url, channels, args.metrics_port
+    ))
 
 
 def _symbols(args: argparse.Namespace) -> None:
@@ -48,7 +50,7 @@ def _processor(args: argparse.Namespace) -> None:
     from l3_atom.sources import SOURCES
     from l3_atom.stream_processing.app import create_app
 
-    app = create_app(Settings(), args.source or sorted(SOURCES), web_port=args.web_port)
+    app = create_app(Settings(), args.source or sorted(SOURCES), web_port=args.web_port, metrics_port=args.metrics_port)
     Worker(app, loglevel=args.log_level.lower()).execute_from_commandline()
 
 
@@ -100,6 +102,13 @@ def _up(args: argparse.Namespace) -> None:
     run_local_pipeline(args.symbol, args.rate, args.seed, args.topic, args.workers)
 
 
+def add_metrics_port(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port``: where the role serves /metrics, /health and /ready."""
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve /metrics, /health, /ready here (0: a free port; default: config.ini)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runner.py", description="L3 Atom market-data pipeline")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -113,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     connector.add_argument("--ws-url", help="websocket endpoint (default: the exchange's own)")
     connector.add_argument("--rest-url", help="REST endpoint (default: the exchange's own)")
     connector.add_argument("--channels", help="comma-separated exchange channels (default: the source's)")
+    add_metrics_port(connector)
     connector.set_defaults(handler=_connector)
 
     symbols = commands.add_parser("symbols", help="list a source's symbols: normalised, then the exchange's name")
@@ -123,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     processor = commands.add_parser("processor", help="run a Faust worker that standardises raw topics")
     processor.add_argument("--source", action="append", help="only these sources (default: all)")
     processor.add_argument("--web-port", type=int, help="serve Faust's web views on this port")
+    add_metrics_port(processor)
     processor.set_defaults(handler=_processor)
 
     consume = commands.add_parser("consume", help="print a normalised topic's records")
@@ -160,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     from l3_atom.local import cli as local_cli
 
     local_cli.add_arguments(local)
+    add_metrics_port(local)
     local.set_defaults(handler=_local)
 
     up = commands.add_parser("up", help="broker, registry, simulator, connector, processor and a consumer, offline")

@@ -11,12 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry
 
 from l3_atom.avro.codecs import register_encoders
 from l3_atom.config import Settings
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
+from l3_atom.observability.metrics import CallbackCollector, ConnectorCollector, ready_family
+from l3_atom.observability.server import MetricsServer, bind_metrics_socket
 from l3_atom.raw_sink import FrameSink, KafkaRawSink
 from l3_atom.resync_listener import ResyncListener
 from l3_atom.sources import connector_class
@@ -25,6 +30,7 @@ from l3_atom.topic_admin import ensure_topics
 from l3_atom.topics import BOOK_RESYNC, DEAD_LETTER, raw_topic
 
 LOG = logging.getLogger(__name__)
+ROLE = "connector"
 
 
 def _channels(value: str | None) -> list[str] | None:
@@ -63,6 +69,17 @@ def feed_factory(
     return build
 
 
+def connector_metrics_server(
+    sock: socket.socket, feed: DataFeed, sink: FrameSink, listener: ResyncListener | None
+) -> MetricsServer:
+    """``/metrics`` from the feed's, sink's and listener's own counts; ``/ready`` from its connections."""
+    registry = CollectorRegistry()
+    collector = ConnectorCollector(feed, sink, listener)
+    registry.register(collector)
+    registry.register(CallbackCollector(lambda: [ready_family(ROLE, collector.not_ready())]))
+    return MetricsServer(sock, registry, collector.not_ready, f"{feed.name} {ROLE}")
+
+
 async def run_connector(
     settings: Settings,
     source: str,
@@ -70,9 +87,11 @@ async def run_connector(
     ws_url: str | None = None,
     rest_url: str | None = None,
     channels: Sequence[str] | None = None,
+    metrics_port: int | None = None,
 ) -> None:
-    # Check what the user typed before touching Kafka.
+    # Check what the user typed, and take the metrics port, before touching Kafka.
     make_feed = feed_factory(settings, source, symbols, ws_url, rest_url, channels)
+    metrics_socket = bind_metrics_socket(settings.metrics.host, settings.metrics.port(ROLE, metrics_port), ROLE)
     kafka = settings.kafka
     ensure_topics(kafka, [raw_topic(source), DEAD_LETTER, BOOK_RESYNC])
     encoders = register_encoders(settings.schema_registry.client_config(), [DEAD_LETTER, BOOK_RESYNC])
@@ -80,6 +99,9 @@ async def run_connector(
     feed = make_feed(sink)
     listener = ResyncListener(kafka, source, encoders[BOOK_RESYNC].schema_id)
     listening = asyncio.create_task(listener.run(feed))
+    server = connector_metrics_server(metrics_socket, feed, sink, listener)
+    await server.start()
+    print(f"{source} connector: metrics on {server.address}/metrics", flush=True)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,6 +113,7 @@ async def run_connector(
     finally:
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)
+        await server.stop()
         if feed.resyncs:
             LOG.info("%s: book resyncs by reason %s; requests %s", source, feed.resyncs, dict(listener.counts))
         sink.close()
