@@ -22,6 +22,7 @@ import warnings
 
 from l3_atom.config import Settings
 from l3_atom.errors import UserError
+from l3_atom.observability.server import add_metrics_port
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_USAGE = 2
@@ -102,13 +103,6 @@ def _up(args: argparse.Namespace) -> None:
     run_local_pipeline(args.symbol, args.rate, args.seed, args.topic, args.workers)
 
 
-def add_metrics_port(parser: argparse.ArgumentParser) -> None:
-    """``--metrics-port``: where the role serves /metrics, /health and /ready."""
-    parser.add_argument(
-        "--metrics-port", type=int, help="serve /metrics, /health, /ready here (0: a free port; default: config.ini)"
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runner.py", description="L3 Atom market-data pipeline")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -171,7 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
     from l3_atom.local import cli as local_cli
 
     local_cli.add_arguments(local)
-    add_metrics_port(local)
     local.set_defaults(handler=_local)
 
     up = commands.add_parser("up", help="broker, registry, simulator, connector, processor and a consumer, offline")

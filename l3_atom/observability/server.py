@@ -9,6 +9,7 @@ a failing check answers 503 with the reason.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import socket
 from collections.abc import Callable
@@ -29,6 +30,13 @@ LISTEN_BACKLOG = 128
 
 # Reasons the role is not ready; empty when it is.
 ReadyCheck = Callable[[], list[str]]
+
+
+def add_metrics_port(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port``: where a role serves /metrics, /health and /ready."""
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve /metrics, /health, /ready here (0: a free port; default: config.ini)"
+    )
 
 
 class MetricsPortInUse(UserError):
