@@ -79,9 +79,9 @@ class MetricsServer:
         app.router.add_get(METRICS_PATH, self._metrics)
         app.router.add_get(HEALTH_PATH, self._health)
         app.router.add_get(READY_PATH, self._ready)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await self._runner.setup()
-        await web.SockSite(self._runner, self.sock, shutdown_timeout=SHUTDOWN_TIMEOUT_S).start()
+        await web.SockSite(self._runner, self.sock).start()
         LOG.info("%s: metrics, /health and /ready on %s", self.role, self.address)
 
     async def stop(self) -> None:
