@@ -22,7 +22,7 @@ import warnings
 
 from l3_atom.config import Settings
 from l3_atom.errors import UserError
-from l3_atom.observability.server import add_metrics_port
+from l3_atom.observability.server import add_metrics_port, chosen_metrics_port
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_USAGE = 2
@@ -33,7 +33,8 @@ def _connector(args: argparse.Namespace) -> None:
 
     channels = args.channels.split(",") if args.channels else None
     asyncio.run(run_connector(
-        Settings(), args.source, args.symbol, args.ws_url, args.rest_url, channels, args.metrics_port
+        Settings(), args.source, args.symbol, args.ws_url, args.rest_url, channels,
+        chosen_metrics_port(args),
     ))
 
 
@@ -51,7 +52,9 @@ def _processor(args: argparse.Namespace) -> None:
     from l3_atom.sources import SOURCES
     from l3_atom.stream_processing.app import create_app
 
-    app = create_app(Settings(), args.source or sorted(SOURCES), web_port=args.web_port, metrics_port=args.metrics_port)
+    app = create_app(
+        Settings(), args.source or sorted(SOURCES), web_port=args.web_port, metrics_port=chosen_metrics_port(args)
+    )
     Worker(app, loglevel=args.log_level.lower()).execute_from_commandline()
 
 

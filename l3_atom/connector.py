@@ -99,9 +99,10 @@ async def run_connector(
     feed = make_feed(sink)
     listener = ResyncListener(kafka, source, encoders[BOOK_RESYNC].schema_id)
     listening = asyncio.create_task(listener.run(feed))
-    server = connector_metrics_server(metrics_socket, feed, sink, listener)
-    await server.start()
-    print(f"{source} connector: metrics on {server.address}/metrics", flush=True)
+    server = None if metrics_socket is None else connector_metrics_server(metrics_socket, feed, sink, listener)
+    if server is not None:
+        await server.start()
+        print(f"{source} connector: metrics on {server.address}/metrics", flush=True)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,7 +114,8 @@ async def run_connector(
     finally:
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)
-        await server.stop()
+        if server is not None:
+            await server.stop()
         if feed.resyncs:
             LOG.info("%s: book resyncs by reason %s; requests %s", source, feed.resyncs, dict(listener.counts))
         sink.close()

@@ -78,8 +78,10 @@ class LocalStack:
         self.registry_port = free_port()
         # Each worker serves Faust's web views (the candle API) on its own port.
         self.web_ports = [free_port() for _ in range(workers)]
-        # Process name -> the port it serves /metrics, /health and /ready on (connectors and workers).
+        # Process name -> the port it serves /metrics, /health and /ready on (connectors and workers);
+        # ``metrics = False`` starts them with --no-metrics (the bench measures what metrics cost).
         self.metrics_ports: dict[str, int] = {}
+        self.metrics = True
         self.processes: dict[str, subprocess.Popen] = {}
 
     @property
@@ -108,6 +110,8 @@ class LocalStack:
 
     def metrics_args(self, name: str) -> list[str]:
         """``--metrics-port P`` for process ``name``, with a free port remembered in ``metrics_ports``."""
+        if not self.metrics:
+            return ["--no-metrics"]
         port = self.metrics_ports.setdefault(name, free_port())
         return ["--metrics-port", str(port)]
 

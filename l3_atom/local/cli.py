@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from l3_atom.errors import UserError
-from l3_atom.observability.server import add_metrics_port, bind_metrics_socket
+from l3_atom.observability.server import add_metrics_port, bind_metrics_socket, chosen_metrics_port
 from l3_atom.topics import DEAD_LETTER, NORMALISED_TOPICS
 
 # Only what ``add_arguments`` needs is imported here: runner.py builds every command's parser at start.
@@ -281,8 +281,9 @@ def main(args: argparse.Namespace) -> None:
     settings = Settings()
     runtime = build_runtime(args, settings)
     metrics = settings.metrics
-    sock = bind_metrics_socket(metrics.host, metrics.port(LOCAL_ROLE, args.metrics_port), LOCAL_ROLE)
-    runtime.metrics = local_metrics_server(sock, runtime)
+    sock = bind_metrics_socket(metrics.host, metrics.port(LOCAL_ROLE, chosen_metrics_port(args)), LOCAL_ROLE)
+    if sock is not None:
+        runtime.metrics = local_metrics_server(sock, runtime)
     completed = False
     try:
         asyncio.run(_run(runtime))

@@ -28,6 +28,8 @@ HTTP_UNAVAILABLE = 503
 SHUTDOWN_TIMEOUT_S = 2.0
 LISTEN_BACKLOG = 128
 
+# The metrics port that means "serve no metrics" (``--no-metrics``: the bench measures what they cost).
+METRICS_OFF = -1
 # Reasons the role is not ready; empty when it is.
 ReadyCheck = Callable[[], list[str]]
 
@@ -37,14 +39,27 @@ def add_metrics_port(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-port", type=int, help="serve /metrics, /health, /ready here (0: a free port; default: config.ini)"
     )
+    parser.add_argument(
+        "--no-metrics", dest="metrics", action="store_false", help="serve no metrics (to measure what they cost)"
+    )
+
+
+def chosen_metrics_port(args: argparse.Namespace) -> int | None:
+    """The port the options ask for: ``METRICS_OFF`` with ``--no-metrics``, None for the configured one."""
+    return args.metrics_port if args.metrics else METRICS_OFF
 
 
 class MetricsPortInUse(UserError):
     """The metrics port is taken: the message names the port and how to choose another."""
 
 
-def bind_metrics_socket(host: str, port: int, role: str) -> socket.socket:
-    """A listening socket on ``host:port`` (0: a free port), bound now so a clash is reported up front."""
+def bind_metrics_socket(host: str, port: int, role: str) -> socket.socket | None:
+    """A listening socket on ``host:port`` (0: a free port), bound now so a clash is reported up front.
+
+    None for ``METRICS_OFF``: the role then serves no metrics.
+    """
+    if port == METRICS_OFF:
+        return None
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind((host, port))

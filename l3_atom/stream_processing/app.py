@@ -101,16 +101,20 @@ def create_app(
         source: RawMessageProcessor(source, standardiser, encoders, kafka.max_message_bytes)
         for source, standardiser in standardisers.items()
     }
-    metrics = ProcessorMetrics(app, metrics_socket, list(processors.values()), publisher)
+    metrics = None if metrics_socket is None else ProcessorMetrics(
+        app, metrics_socket, list(processors.values()), publisher
+    )
     for processor in processors.values():
         _add_source_agent(app, processor, publisher, metrics)
     state_writers = []
     if candles.intervals:
-        candle_service = metrics.candles = add_candles(
+        candle_service = add_candles(
             app, candles.intervals, candles.grace_ms, candles.idle_close_ms, encoders[CANDLE], publisher,
             {topic: encoders[topic].schema_id for topic in (TRADES, TRADES_L3)},
         )
         state_writers.append(candle_service.write_dirty)
+        if metrics is not None:
+            metrics.candles = candle_service
     _before_commits(app, publisher, state_writers)
     book_schema_ids = {topic: encoders[topic].schema_id for topic in (LOB, LOB_L3) if topic in encoders}
     if book_schema_ids:
@@ -130,10 +134,12 @@ def create_app(
                 dict(processor.dead_letters),
             )
 
-    @app.task
-    async def serve_metrics() -> None:
-        await metrics.server.start()
-        print(f"processor: metrics on {metrics.server.address}/metrics", flush=True)
+    if metrics is not None:
+
+        @app.task
+        async def serve_metrics() -> None:
+            await metrics.server.start()
+            print(f"processor: metrics on {metrics.server.address}/metrics", flush=True)
 
     @app.task
     async def freeze_startup_heap() -> None:
@@ -162,7 +168,7 @@ def _before_commits(app: faust.App, publisher: RecordPublisher, state_writers: l
 
 
 def _add_source_agent(
-    app: BatchingApp, processor: RawMessageProcessor, publisher: RecordPublisher, metrics: ProcessorMetrics
+    app: BatchingApp, processor: RawMessageProcessor, publisher: RecordPublisher, metrics: ProcessorMetrics | None
 ) -> None:
     topic_name = raw_topic(processor.source)
     topic = app.batched_topic(topic_name)
@@ -170,15 +176,15 @@ def _add_source_agent(
     async def standardise(stream: faust.StreamT) -> None:
         process = processor.process
         produce = publisher.produce
-        latency = metrics.latency_of(processor.source)
-        batch_done = metrics.batch_done
+        latency = metrics and metrics.latency_of(processor.source)
+        batch_done = metrics and metrics.batch_done
         async for batch in stream:
             for record in batch:
                 key = record.key.decode() if record.key else None
                 for out in process(record.value, record.headers, topic_name, record.partition, record.offset, key):
                     produce(out.topic, out.key, out.value)
             publisher.poll()
-            if batch:
+            if batch_done and batch:
                 batch_done(latency, topic_name, batch)
 
     app.agent(topic, name=f"standardise_{processor.source.replace('-', '_')}")(standardise)
