@@ -84,7 +84,7 @@ class ConnectionStats:
     bytes: int = 0
     silent_reconnects: int = 0
     errors: dict[str, int] = field(default_factory=dict)
-    # Why each established connection ended (``DISCONNECT_REASONS`` or an exception's class name).
+    # Why each established connection ended: SILENCE, RESYNC, EXCHANGE_REQUEST, STOPPED, PEER_CLOSED or an error class.
     disconnects: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
