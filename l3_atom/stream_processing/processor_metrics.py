@@ -36,7 +36,7 @@ from l3_atom.observability.metrics import (
     ready_family,
 )
 from l3_atom.observability.server import MetricsServer
-from l3_atom.topics import ATOM_TIMESTAMP_HEADER
+from l3_atom.topics import ATOM_TIMESTAMP_HEADER, raw_topic
 
 ROLE = "processor"
 FAUST_PREFIX = "l3_atom_faust"
@@ -65,7 +65,7 @@ class ProcessorMetrics:
         self.latency = latency_histogram(self.registry)
         # (raw topic, partition) -> the last offset processed, set once per batch.
         self.positions: dict[tuple[str, int], int] = {}
-        self.raw_topics = {processor.source: f"{processor.source}_raw" for processor in processors}
+        self.raw_topics = {processor.source: raw_topic(processor.source) for processor in processors}
         self.held: set[TP] = set()
         self.candles: Any = None
         self.registry.register(CallbackCollector(self._families))
