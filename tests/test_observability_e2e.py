@@ -16,9 +16,7 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import yaml
 from l3_atom.config import DEFAULT_CONFIG_PATH
 from l3_atom.infra.local_pipeline import LocalPipeline
 from l3_atom.infra.processes import LOOPBACK, PROJECT_ROOT, free_port, start_process, stop_process, wait_until
+from tests.local.helpers import http_get as http
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -44,7 +43,6 @@ SCRAPE_INTERVAL = "2s"
 RATE_WINDOW = "20s"
 WAIT_S = 120.0
 POLL_S = 1.0
-HTTP_TIMEOUT_S = 10.0
 # Panels that must show data while the pipeline runs (dead letters and resyncs may rightly be empty).
 CORE_PANELS = (
     "Frames received /s", "Records out /s by topic", "Latency p99 (receive to produce)",
@@ -60,16 +58,6 @@ def _need_prometheus() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI installs it in .ci/run")
     pytest.skip(reason)
-
-
-def http(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError as exc:  # not listening yet (URLError is an OSError)
-        return 0, str(exc)
 
 
 class Prometheus:

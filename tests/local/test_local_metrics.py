@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,18 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from l3_atom.infra.processes import LOOPBACK, free_port
 from tests.local.helpers import LocalRun
+from tests.local.helpers import http_get as get
 
 WAIT_S = 60.0
 POLL_S = 0.5
-HTTP_TIMEOUT_S = 5.0
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def samples(url: str) -> dict[tuple[str, tuple], float]:
