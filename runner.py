@@ -25,6 +25,7 @@ import warnings
 
 from l3_atom.config import Settings
 from l3_atom.errors import UserError
+from l3_atom.observability.server import add_metrics_port, chosen_metrics_port
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_USAGE = 2
@@ -34,7 +35,10 @@ def _connector(args: argparse.Namespace) -> None:
     from l3_atom.connector import run_connector
 
     channels = args.channels.split(",") if args.channels else None
-    asyncio.run(run_connector(Settings(), args.source, args.symbol, args.ws_url, args.rest_url, channels))
+    asyncio.run(run_connector(
+        Settings(), args.source, args.symbol, args.ws_url, args.rest_url, channels,
+        chosen_metrics_port(args),
+    ))
 
 
 def _symbols(args: argparse.Namespace) -> None:
@@ -51,7 +55,9 @@ def _processor(args: argparse.Namespace) -> None:
     from l3_atom.sources import SOURCES
     from l3_atom.stream_processing.app import create_app
 
-    app = create_app(Settings(), args.source or sorted(SOURCES), web_port=args.web_port)
+    app = create_app(
+        Settings(), args.source or sorted(SOURCES), web_port=args.web_port, metrics_port=chosen_metrics_port(args)
+    )
     Worker(app, loglevel=args.log_level.lower()).execute_from_commandline()
 
 
@@ -139,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     connector.add_argument("--ws-url", help="websocket endpoint (default: the exchange's own)")
     connector.add_argument("--rest-url", help="REST endpoint (default: the exchange's own)")
     connector.add_argument("--channels", help="comma-separated exchange channels (default: the source's)")
+    add_metrics_port(connector)
     connector.set_defaults(handler=_connector)
 
     symbols = commands.add_parser("symbols", help="list a source's symbols: normalised, then the exchange's name")
@@ -149,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     processor = commands.add_parser("processor", help="run a Faust worker that standardises raw topics")
     processor.add_argument("--source", action="append", help="only these sources (default: all)")
     processor.add_argument("--web-port", type=int, help="serve Faust's web views on this port")
+    add_metrics_port(processor)
     processor.set_defaults(handler=_processor)
 
     consume = commands.add_parser("consume", help="print a normalised topic's records")

@@ -20,7 +20,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from unittest import mock
 
 import aiohttp
@@ -38,6 +38,7 @@ from l3_atom.sources import standardiser_class
 from l3_atom.topic_admin import ensure_topics
 from l3_atom.topics import ATOM_TIMESTAMP_HEADER, LOB_L3, TICKER, TRADES_L3, raw_topic
 
+StackT = TypeVar("StackT", bound=LocalStack)
 OUTPUT_TOPICS = [LOB_L3, TRADES_L3, TICKER]
 # Journal lines of level-3 REST books served are from connection "rest:<product id>".
 REST_PREFIX = "rest:"
@@ -143,10 +144,34 @@ async def measure_all(add: Callable, scale: Any) -> dict[int, float]:
             add(section, f"broker alone, one hop: p99 of the {part} {AGE_FRACTION}% of the run", "ms",
                 [hop[index] for hop in hops],
                 "Tansu's in-memory store slows as records pile up" if part == "last" else "")
+    measure_metrics_cost(add, scale)
     return measure_connector(add, scale)
 
 
-def processor_throughput(workers: int, messages: int) -> float:
+def _metrics(stack: StackT, metrics: bool) -> StackT:
+    """``stack`` whose connector and workers serve metrics, or run with ``--no-metrics``."""
+    stack.metrics = metrics
+    return stack
+
+
+def measure_metrics_cost(add: Callable, scale: Any) -> None:
+    """Connector frames/s and processor msg/s with and without metrics, runs interleaved in one bench run."""
+    rates: dict[tuple[str, bool], list[float]] = {}
+    for _ in range(scale.repeats):
+        for metrics in (True, False):
+            rates.setdefault(("connector", metrics), []).append(
+                connector_rate(1, scale.connector_frames, workers=0, metrics=metrics)[0])
+            rates.setdefault(("processor", metrics), []).append(
+                processor_throughput(1, scale.broker_messages, metrics=metrics))
+    for role, unit in (("connector", "frames/s"), ("processor", "msg/s")):
+        with_metrics, without = rates[role, True], rates[role, False]
+        ratio = statistics.median(with_metrics) / statistics.median(without)
+        add(METRICS_SECTION, f"{role}, metrics served", unit, with_metrics,
+            f"{ratio:.1%} of the rate without metrics (medians)")
+        add(METRICS_SECTION, f"{role}, --no-metrics", unit, without, "same inputs, runs interleaved")
+
+
+def processor_throughput(workers: int, messages: int, metrics: bool = True) -> float:
     """Raw messages/s one or two workers sustain, over the middle 80% of their normalised records.
 
     The raw topic is written as fast as the producer goes while the workers read it; the start (group
@@ -155,7 +180,8 @@ def processor_throughput(workers: int, messages: int) -> float:
     frames = coinbase_frames(messages)
     std = standardiser_class("coinbase")()
     expected = sum(len(std.standardise(f, ATOM)) for f in frames)
-    with tempfile.TemporaryDirectory() as workdir, LocalStack(("coinbase",), workers, Path(workdir)) as stack:
+    with tempfile.TemporaryDirectory() as workdir, _metrics(LocalStack(("coinbase",), workers, Path(workdir)),
+                                                             metrics) as stack:
         with mock.patch.dict(os.environ, stack.env()):
             producer = Producer(Settings().kafka.producer_config())
         headers = [(ATOM_TIMESTAMP_HEADER, str(ATOM).encode())]
@@ -324,6 +350,7 @@ def expected_records(journal: Path) -> int:
 
 CONNECTOR_SECTION = "connector (websocket -> raw topic)"
 MEMORY_SECTION = "memory (peak RSS)"
+METRICS_SECTION = "what metrics cost (/metrics served vs --no-metrics, 1 symbol / 1 worker)"
 SYMBOL_COUNTS = (1, 50)
 # The simulator's top rate: it offers more than a connector (or runner.py local) takes.
 SIMULATOR_RATE = 100_000
@@ -490,7 +517,7 @@ def _wait_for_topic(pipeline: LocalPipeline, topic: str) -> None:
         probe.close()
 
 
-def connector_rate(symbols: int, messages: int, workers: int) -> tuple[float, dict[str, float]]:
+def connector_rate(symbols: int, messages: int, workers: int, metrics: bool = True) -> tuple[float, dict[str, float]]:
     """Frames/s the connector archives from the simulator at its top rate, and peak RSS per process.
 
     The rate is over the middle of the raw topic's records by their timestamps (produce time): the
@@ -498,9 +525,9 @@ def connector_rate(symbols: int, messages: int, workers: int) -> tuple[float, di
     the simulator's end are left out.  ``workers`` processors alongside compete for the cores: the
     rate is meant with none; run one for its memory under load.
     """
-    with tempfile.TemporaryDirectory() as workdir, LocalPipeline(
+    with tempfile.TemporaryDirectory() as workdir, _metrics(LocalPipeline(
         symbol_names(symbols), rate=SIMULATOR_RATE, workers=workers, max_messages=messages, workdir=Path(workdir)
-    ) as pipeline:
+    ), metrics) as pipeline:
         topic = raw_topic("coinbase")
         _wait_for_topic(pipeline, topic)
         consumer = _consumer(pipeline.broker.bootstrap_servers, [topic])

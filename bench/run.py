@@ -95,6 +95,7 @@ def run(scale: Scale) -> list[Figure]:
 
     pure.measure_coinbase(add, repeat, repeats, messages=scale.messages)
     pure.measure_recordings(add, repeat, repeats)
+    pure.measure_metrics(add, repeat, repeats, messages=scale.messages)
     books.measure(add, repeat, repeats)
     ceilings = asyncio.run(distributed.measure_all(add, scale))
     local_mode.measure(add, scale, ceilings)

@@ -25,6 +25,11 @@ PROFILE_PREFIX = "profile:"
 LIMITS_PREFIX = "limits."
 SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
 MS_PER_S = 1000
+METRICS_PORT_ENV = "L3_ATOM_METRICS_PORT"
+METRICS_HOST_ENV = "L3_ATOM_METRICS_HOST"
+# Each role its own default port, so a connector, a processor and a local run on one host never clash.
+DEFAULT_METRICS_PORTS = {"connector": 9401, "processor": 9402, "local": 9403}
+METRICS_ROLES = tuple(DEFAULT_METRICS_PORTS)
 
 
 class ConfigError(UserError):
@@ -93,6 +98,26 @@ class ProcessorSettings:
     app_id: str
     web_port: int
     web_host: str
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Where each role serves ``/metrics``, ``/health`` and ``/ready``."""
+
+    host: str
+    # Role (connector, processor, local) -> port; 0 picks a free one.
+    ports: dict[str, int]
+
+    def port(self, role: str, override: int | None = None) -> int:
+        """``--metrics-port`` if given, else ``L3_ATOM_METRICS_PORT``, else the role's ``config.ini`` port."""
+        if override is not None:
+            return override
+        from_env = os.environ.get(METRICS_PORT_ENV)
+        if from_env:
+            if not from_env.isdigit():
+                raise ConfigError(f"{METRICS_PORT_ENV} must be a port number, got {from_env!r}")
+            return int(from_env)
+        return self.ports[role]
 
 
 @dataclass(frozen=True)
@@ -183,6 +208,7 @@ class Settings:
         self.connector = self._connector_settings()
         self.processor = self._processor_settings()
         self.candles = self._candle_settings()
+        self.metrics = self._metrics_settings()
 
     def _connector_settings(self) -> ConnectorSettings:
         r = self._reader
@@ -199,6 +225,17 @@ class Settings:
             app_id=r.text("processor", "app_id", "l3_atom"),
             web_port=r.integer("processor", "web_port", minimum=1),
             web_host=os.environ.get("L3_ATOM_WEB_HOST") or r.text("processor", "web_host", "127.0.0.1"),
+        )
+
+    def _metrics_settings(self) -> MetricsSettings:
+        r = self._reader
+        return MetricsSettings(
+            host=os.environ.get(METRICS_HOST_ENV) or r.text("metrics", "host", "127.0.0.1"),
+            ports={
+                role: r.integer("metrics", f"{role}_port") if r.parser.has_option("metrics", f"{role}_port")
+                else default
+                for role, default in DEFAULT_METRICS_PORTS.items()
+            },
         )
 
     def _candle_settings(self) -> CandleSettings:

@@ -13,13 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry
 
 from l3_atom.avro.codecs import register_encoders
 from l3_atom.config import Settings
 from l3_atom.data_source import DataFeed
 from l3_atom.errors import UserError
 from l3_atom.limits import OVERRIDES
+from l3_atom.observability.metrics import CallbackCollector, ConnectorCollector, ready_family
+from l3_atom.observability.server import MetricsServer, bind_metrics_socket
 from l3_atom.raw_sink import FrameSink, KafkaRawSink
 from l3_atom.raw_tail import read_tail
 from l3_atom.resync_listener import ResyncListener
@@ -30,6 +35,7 @@ from l3_atom.topics import BOOK_RESYNC, COVERAGE, DEAD_LETTER, raw_topic
 
 LOG = logging.getLogger(__name__)
 US_PER_MS = 1000
+ROLE = "connector"
 
 
 def _channels(value: str | None) -> list[str] | None:
@@ -72,6 +78,17 @@ def feed_factory(
     return build
 
 
+def connector_metrics_server(
+    sock: socket.socket, feed: DataFeed, sink: FrameSink, listener: ResyncListener | None
+) -> MetricsServer:
+    """``/metrics`` from the feed's, sink's and listener's own counts; ``/ready`` from its connections."""
+    registry = CollectorRegistry()
+    collector = ConnectorCollector(feed, sink, listener)
+    registry.register(collector)
+    registry.register(CallbackCollector(lambda: [ready_family(ROLE, collector.not_ready())]))
+    return MetricsServer(sock, registry, collector.not_ready, f"{feed.name} {ROLE}")
+
+
 async def run_connector(
     settings: Settings,
     source: str,
@@ -79,9 +96,11 @@ async def run_connector(
     ws_url: str | None = None,
     rest_url: str | None = None,
     channels: Sequence[str] | None = None,
+    metrics_port: int | None = None,
 ) -> None:
-    # Check what the user typed before touching Kafka.
+    # Check what the user typed, and take the metrics port, before touching Kafka.
     make_feed = feed_factory(settings, source, symbols, ws_url, rest_url, channels)
+    metrics_socket = bind_metrics_socket(settings.metrics.host, settings.metrics.port(ROLE, metrics_port), ROLE)
     kafka = settings.kafka
     ensure_topics(kafka, [raw_topic(source), DEAD_LETTER, BOOK_RESYNC, COVERAGE])
     encoders = register_encoders(settings.schema_registry.client_config(), [DEAD_LETTER, BOOK_RESYNC, COVERAGE])
@@ -95,6 +114,10 @@ async def run_connector(
             LOG.info("%s: resuming %d symbols' trades from the raw topic's tail", source, len(archived))
     listener = ResyncListener(kafka, source, encoders[BOOK_RESYNC].schema_id)
     listening = asyncio.create_task(listener.run(feed))
+    server = None if metrics_socket is None else connector_metrics_server(metrics_socket, feed, sink, listener)
+    if server is not None:
+        await server.start()
+        print(f"{source} connector: metrics on {server.address}/metrics", flush=True)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -106,6 +129,8 @@ async def run_connector(
     finally:
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)
+        if server is not None:
+            await server.stop()
         if feed.resyncs:
             LOG.info("%s: book resyncs by reason %s; requests %s", source, feed.resyncs, dict(listener.counts))
         sink.close()

@@ -30,6 +30,7 @@ import difflib
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
@@ -135,6 +136,9 @@ class DataFeed(ABC):
         # Book snapshots that failed and were asked for again (each is retried until it arrives).
         self.snapshot_retries = 0
         self.resyncs: dict[str, int] = {}
+        # For metrics: REST requests by (endpoint kind, status) over every client of this feed; snapshots fetched.
+        self.rest_requests: Counter[tuple[str, str]] = Counter()
+        self.snapshots = 0
         self._last_resync: dict[str, float] = {}
         self._snapshot_client: RestClient | None = None
         self._snapshot_lock = asyncio.Lock()
@@ -219,13 +223,20 @@ class DataFeed(ABC):
         backoff = (self.settings.reconnect_initial_delay_s, self.settings.reconnect_max_delay_s)
         return RestClient(self.rest_endpoint, self.limiter, backoff=backoff)
 
+    def _counted_client(self, kind: str) -> RestClient:
+        """A REST client whose requests count in ``rest_requests`` under endpoint ``kind``."""
+        client = self.rest_client()
+        client.requests = self.rest_requests
+        client.kind = kind
+        return client
+
     @classmethod
     async def fetch_symbol_map(cls, rest_url: str | None = None) -> dict[str, str]:
         """The symbol map, without starting a connector (``runner.py symbols``)."""
         return await cls([], None, None, rest_url=rest_url).load_symbol_map()
 
     async def load_symbol_map(self) -> dict[str, str]:
-        client = self.rest_client()
+        client = self._counted_client("symbols")
         try:
             return self.parse_symbols(await client.get_text(self.symbols_path))
         finally:
@@ -347,7 +358,7 @@ class DataFeed(ABC):
         """
         async with self._snapshot_lock:
             if self._snapshot_client is None:
-                self._snapshot_client = self.rest_client()
+                self._snapshot_client = self._counted_client("snapshot")
             for poll in self.snapshot_polls(exchange_symbols):
                 tries = 0
                 while not await self._fetch_snapshot(self._snapshot_client, poll):
@@ -375,6 +386,7 @@ class DataFeed(ABC):
         finally:
             held = self._held.pop(poll.key, [])
             if body is not None:
+                self.snapshots += 1
                 self._on_frame(body.encode(), now_us(), REST_CONNECTION_ID, poll.key)
             for frame, atom_timestamp, connection_id in held:
                 self._on_frame(frame, atom_timestamp, connection_id)
@@ -486,7 +498,7 @@ class DataFeed(ABC):
 
     async def _poll(self, poll: RestPoll) -> None:
         """Fetch ``poll`` every interval and write each body as a raw frame; failures are logged and retried."""
-        client = self.rest_client()
+        client = self._counted_client("poll")
         try:
             while True:
                 try:

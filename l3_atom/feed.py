@@ -20,6 +20,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,10 @@ REST_BACKOFF_INITIAL_S = 0.5
 REST_BACKOFF_MAX_S = 30.0
 HTTP_OK = 200
 HTTP_SERVER_ERROR = 500
+# Why a connection ended, for metrics: we closed it (silence, a resync, the exchange asked, shutdown) or the peer did.
+SILENCE, RESYNC, EXCHANGE_REQUEST, STOPPED, PEER_CLOSED = "silence", "resync", "exchange_request", "stopped", "closed"
+# A REST request that got no HTTP status (timeout, refused connection): its ``status`` label.
+NO_RESPONSE = "no_response"
 
 FrameHandler = Callable[[bytes, int, str], None]
 OpenHandler = Callable[["WebsocketConnection"], Awaitable[None]]
@@ -92,9 +97,14 @@ class ConnectionStats:
     bytes: int = 0
     silent_reconnects: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # Why each established connection ended: SILENCE, RESYNC, EXCHANGE_REQUEST, STOPPED, PEER_CLOSED or an error class.
+    disconnects: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def disconnected(self, reason: str) -> None:
+        self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
 
 
 class ConnectionClosed(ConnectionError):
@@ -152,6 +162,9 @@ class WebsocketConnection:
         self._paused = False
         self._connected_at = 0.0
         self._skip_backoff = False
+        # True from a finished subscribe until the connection ends (readiness, the ``connection_up`` gauge).
+        self.subscribed = False
+        self._end_reason: str | None = None
         # Work started for this connection (book snapshots after a subscribe), cancelled when it ends.
         self._tasks: set[asyncio.Task] = set()
 
@@ -225,11 +238,18 @@ class WebsocketConnection:
                 helpers.append(asyncio.create_task(self._ping(ws, *self.keepalive)))
             try:
                 await self.on_open(self)
+                self.subscribed = True
                 await self._read(ws)
+            except BaseException as exc:
+                self._end_reason = self._end_reason or _end_reason(exc)
+                raise
             finally:
                 for task in helpers:
                     task.cancel()
                 self._ws = None
+                self.subscribed = False
+                self.stats.disconnected(self._end_reason or PEER_CLOSED)
+                self._end_reason = None
 
     async def _read(self, ws: ClientWebSocketResponse) -> None:
         """The hot path: per frame, a receive that returns at once while frames are buffered, then plain calls.
@@ -258,6 +278,7 @@ class WebsocketConnection:
                 answer = reply(frame)
                 if answer is RECONNECT:
                     LOG.info("%s: the exchange asked for a reconnect", self.name)
+                    self._end_reason = EXCHANGE_REQUEST
                     await ws.close(code=NORMAL_CLOSURE, message=b"exchange asked for a reconnect")
                     return
                 if answer is not None:
@@ -294,6 +315,7 @@ class WebsocketConnection:
             await asyncio.sleep(timeout / WATCHDOG_CHECKS_PER_TIMEOUT)
             if not self._paused and time.monotonic() - self._last_frame > timeout:
                 self.stats.silent_reconnects += 1
+                self._end_reason = SILENCE
                 LOG.warning("%s: silent for %.0f s, reconnecting", self.name, timeout)
                 await ws.close(code=NORMAL_CLOSURE, message=b"silence watchdog")
                 return
@@ -313,15 +335,30 @@ class WebsocketConnection:
         if ws is None or time.monotonic() - self._connected_at < RESYNC_GRACE_S:
             return False
         self._skip_backoff = True
+        self._end_reason = RESYNC
         self.spawn(ws.close(code=NORMAL_CLOSURE, message=b"book resync"))
         return True
 
+    def silent_for(self) -> float:
+        """Seconds since the last frame (or since the connection object was made, before any)."""
+        return time.monotonic() - self._last_frame
+
     async def close(self) -> None:
         self._closing = True
+        self._end_reason = STOPPED
         for task in list(self._tasks):
             task.cancel()
         if self._ws is not None:
             await self._ws.close()
+
+
+def _end_reason(exc: BaseException) -> str:
+    """The ``reason`` label of a connection ended by ``exc``: a few fixed words or the exception's class."""
+    if isinstance(exc, asyncio.CancelledError):
+        return STOPPED
+    if isinstance(exc, ConnectionClosed):
+        return PEER_CLOSED
+    return type(exc).__name__
 
 
 async def _send(ws: ClientWebSocketResponse, message: str | bytes) -> None:
@@ -367,6 +404,9 @@ class RestClient:
         self.headers = headers or {}
         self.backoff = backoff
         self._session: aiohttp.ClientSession | None = None
+        # (endpoint kind, HTTP status or NO_RESPONSE) -> requests; a feed shares one counter among its clients.
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.kind = "other"
 
     async def get_text(
         self,
@@ -415,6 +455,7 @@ class RestClient:
                     error = RestError(f"{method} {url} timed out after {REST_TIMEOUT_S:.0f} s")
                 except (OSError, aiohttp.ClientError) as exc:
                     error = RestError(f"{method} {url} failed: {exc}")
+            self.requests[self.kind, NO_RESPONSE if status is None else str(status)] += 1
             if status is not None:
                 counts.by_status[status] = counts.by_status.get(status, 0) + 1
                 error = RestError(f"{method} {url} answered {status}: {body[:200]}", status)

@@ -172,6 +172,10 @@ class KafkaRawSink:
         if self._fatal is not None:
             raise DeliveryFailed(f"producer failed and cannot recover: {self._fatal}")
 
+    def queue_depth(self) -> int:
+        """Messages waiting in the producer's queue (read at scrape time)."""
+        return len(self._producer)
+
     def room(self) -> None:
         """Always room: a full producer queue blocks ``write`` itself until the broker catches up."""
 

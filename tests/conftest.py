@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from l3_atom.config import PROJECT_ROOT
+from l3_atom.config import METRICS_PORT_ENV, PROJECT_ROOT
 
 RECORDINGS_ENV = "L3_ATOM_RECORDINGS"
 
@@ -24,3 +24,8 @@ def recordings() -> Path:
     if found is None:
         pytest.skip(f"no recorded traffic: set {RECORDINGS_ENV} or put it in ../shared/recordings")
     return found
+
+
+# Every role a test starts takes a free metrics port unless the test names one: tests (and other
+# stacks on this host) never clash on config.ini's fixed per-role defaults.
+os.environ.setdefault(METRICS_PORT_ENV, "0")

@@ -12,7 +12,7 @@ import pytest
 from l3_atom.infra.processes import PROJECT_ROOT
 
 SECTIONS = ("standardise, one core", "book engine", "distributed path", "latency at 1,000", "latency at 10,000",
-            "connector", "runner.py local", "memory")
+            "connector", "runner.py local", "memory", "what metrics cost")
 # Section prefix -> {measurement: unit} of the figures measured for 1 and for 50 symbols.
 PER_SYMBOLS = {
     "connector": {"{} symbol(s)": "frames/s", "simulator ceiling, {} symbol(s)": "frames/s"},

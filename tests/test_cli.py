@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -70,6 +71,9 @@ def test_up_prints_records_and_ctrl_c_leaves_no_process_behind() -> None:
         assert up.returncode == 0
         assert "pipeline up in" in stderr and "stopping..." in stderr
         assert "live view http://127.0.0.1:" in stderr, "up prints the gateway's address"
+        # Each process's metrics address, printed (free ports: two "up"s on one host never clash).
+        assert re.search(r"connector: http://127\.0\.0\.1:\d+/metrics", stderr), stderr
+        assert re.search(r"processor0: http://127\.0\.0\.1:\d+/metrics", stderr), stderr
     finally:
         stop_process(up)
     assert [pid for pid in started_processes if alive(pid)] == [], "runner.py up left processes behind"

@@ -62,6 +62,9 @@ def test_reconnects_and_resubscribes_after_the_server_drops() -> None:
     # Text and binary frames arrive as the exact bytes sent, tagged with their connection.
     assert frames[:2] == [(b'{"n":1}', "test.1"), (b'{"n":2}', "test.1")]
     assert connection.stats.connects >= 3
+    # Each drop counted by its reason (metrics): the peer closed them.
+    assert connection.stats.disconnects.get("closed", 0) >= 2
+    assert not connection.subscribed
 
 
 @pytest.mark.timeout(20)
@@ -74,6 +77,7 @@ def test_silence_watchdog_reconnects() -> None:
     connection, _, subscribes = asyncio.run(_run_against(silent, settings, lambda f, s: len(s) >= 2))
     assert connection.stats.silent_reconnects >= 1
     assert subscribes[:2] == ["test.1", "test.2"]
+    assert connection.stats.disconnects.get("silence", 0) >= 1
 
 
 @pytest.mark.timeout(20)
@@ -115,3 +119,4 @@ def test_keepalive_pings_and_exchange_requested_reconnect() -> None:
     assert received[:2] == ["subscribe", "ping"]
     assert received.count("subscribe") >= 2, "resubscribed after the exchange-requested reconnect"
     assert connection.stats.connects >= 2
+    assert connection.stats.disconnects.get("exchange_request", 0) >= 1

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Self
 
+from l3_atom.config import METRICS_PORT_ENV
 from l3_atom.gateway import DEFAULT_PORT
 from l3_atom.infra.broker import LocalBroker
 from l3_atom.infra.processes import (
@@ -83,6 +84,10 @@ class LocalStack:
         self.registry_port = free_port()
         # Each worker serves Faust's web views (the candle API) on its own port.
         self.web_ports = [free_port() for _ in range(workers)]
+        # Process name -> the port it serves /metrics, /health and /ready on (connectors and workers);
+        # ``metrics = False`` starts them with --no-metrics (the bench measures what metrics cost).
+        self.metrics_ports: dict[str, int] = {}
+        self.metrics = True
         self.processes: dict[str, subprocess.Popen] = {}
 
     @property
@@ -96,6 +101,8 @@ class LocalStack:
             "SCHEMA_REGISTRY_URL": self.registry_url,
             "L3_ATOM_PROFILE": "local",
             "PYTHONUNBUFFERED": "1",
+            # Processes started without --metrics-port take a free one: several stacks share a host.
+            METRICS_PORT_ENV: "0",
         }
         if self.config_path is not None:
             env["L3_ATOM_CONFIG"] = str(self.config_path)
@@ -106,6 +113,16 @@ class LocalStack:
         proc = start_process(runner_command(*args), env=self.env(), log_path=self.log_path(name))
         self.processes[name] = proc
         return proc
+
+    def metrics_args(self, name: str) -> list[str]:
+        """``--metrics-port P`` for process ``name``, with a free port remembered in ``metrics_ports``."""
+        if not self.metrics:
+            return ["--no-metrics"]
+        port = self.metrics_ports.setdefault(name, free_port())
+        return ["--metrics-port", str(port)]
+
+    def metrics_url(self, name: str) -> str:
+        return f"http://{LOOPBACK}:{self.metrics_ports[name]}"
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -122,7 +139,9 @@ class LocalStack:
         while len(self.web_ports) <= index:
             self.web_ports.append(free_port())
         name = f"processor{index}"
-        proc = self.start_runner(name, *processor_args(self.sources), "--web-port", str(self.web_ports[index]))
+        proc = self.start_runner(
+            name, *processor_args(self.sources), "--web-port", str(self.web_ports[index]), *self.metrics_args(name)
+        )
         if wait:
             self.wait_worker(name)
         return proc
@@ -225,7 +244,7 @@ class LocalPipeline(LocalStack):
 
     def start_connectors(self) -> None:
         endpoints = ["--ws-url", self.simulator_ws_url, "--rest-url", self.simulator_rest_url]
-        self.start_runner("connector", *connector_args(self.symbols), *endpoints)
+        self.start_runner("connector", *connector_args(self.symbols), *endpoints, *self.metrics_args("connector"))
         if self.gateway_port is not None:
             self.start_runner("gateway", *gateway_args(self.gateway_port))
             self.wait_port("gateway", self.gateway_port)
@@ -260,6 +279,8 @@ def run_local_pipeline(
             file=sys.stderr,
             flush=True,
         )
+        for name in pipeline.metrics_ports:
+            print(f"{name}: {pipeline.metrics_url(name)}/metrics, /health, /ready", file=sys.stderr, flush=True)
         consume(Settings(), list(topics or ["trades_l3"]), from_beginning=True)
     except KeyboardInterrupt:
         pass

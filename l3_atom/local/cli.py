@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from l3_atom.errors import UserError
+from l3_atom.observability.server import add_metrics_port, bind_metrics_socket, chosen_metrics_port
 from l3_atom.topics import COVERAGE, DEAD_LETTER, NORMALISED_TOPICS
 
 # Only what ``add_arguments`` needs is imported here: runner.py builds every command's parser at start.
@@ -110,6 +111,7 @@ def _positive(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``runner.py local`` options."""
+    add_metrics_port(parser)
     source = parser.add_argument_group("sources (each option applies to the --source before it)")
     source.add_argument(
         "--source", action=_StartSource, dest=SOURCES_DEST, required=True, metavar="SOURCE",
@@ -291,9 +293,16 @@ async def _run(runtime: Runtime) -> None:
 def main(args: argparse.Namespace) -> None:
     """Run until Ctrl-C or SIGTERM; then drain, close every output and print a summary on stderr."""
     from l3_atom.config import Settings
+    from l3_atom.local.metrics import ROLE as LOCAL_ROLE
+    from l3_atom.local.metrics import local_metrics_server
     from l3_atom.local.progress import summary
 
-    runtime = build_runtime(args, Settings())
+    settings = Settings()
+    runtime = build_runtime(args, settings)
+    metrics = settings.metrics
+    sock = bind_metrics_socket(metrics.host, metrics.port(LOCAL_ROLE, chosen_metrics_port(args)), LOCAL_ROLE)
+    if sock is not None:
+        runtime.metrics = local_metrics_server(sock, runtime)
     completed = False
     try:
         asyncio.run(_run(runtime))

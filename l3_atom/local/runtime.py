@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,6 +36,7 @@ from l3_atom.http_app import serve_app
 from l3_atom.local.bus import BusItem, BusSink, ConnectorCoverage, FrameBus, RawFrame
 from l3_atom.local.outputs import LocalRecord, Output
 from l3_atom.local.progress import Progress, StatusLine
+from l3_atom.observability.server import MetricsServer
 from l3_atom.raw_sink import FrameSink
 from l3_atom.sources import standardiser_class
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
@@ -171,6 +173,8 @@ class Runtime:
         self.http_app = web.Application()
         self.http_app.router.add_get(STATS_PATH, self._stats_handler)
         self.address: tuple[str, int] | None = None
+        # Serves /metrics, /health and /ready while the runtime runs (see ``local/metrics.py``).
+        self.metrics: MetricsServer | None = None
         self._stop = asyncio.Event()
 
     @property
@@ -211,6 +215,9 @@ class Runtime:
     async def run(self) -> None:
         """Stream until stopped; then drain what was received into the outputs, close them, and re-raise a failure."""
         http = await self._serve() if self.serve else None
+        if self.metrics is not None:
+            await self.metrics.start()
+            print(f"metrics on {self.metrics.address}/metrics", file=sys.stderr, flush=True)
         tasks: dict[str, list[asyncio.Task]] = {"feeds": [], "processing": [], "outputs": []}
         progress = stopping = None
         try:
@@ -243,6 +250,8 @@ class Runtime:
                 self.status.clear()
             if http is not None:
                 await http.cleanup()
+            if self.metrics is not None:
+                await self.metrics.stop()
 
     async def _serve(self) -> web.AppRunner:
         host, port = self.serve

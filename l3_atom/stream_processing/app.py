@@ -25,11 +25,13 @@ import faust
 from l3_atom.avro.codecs import register_encoders
 from l3_atom.avro.writer import writer_kind
 from l3_atom.config import SASL_PROTOCOLS, Settings
+from l3_atom.observability.server import bind_metrics_socket
 from l3_atom.sources import standardiser_class
 from l3_atom.stream_processing.batched_consumer import BatchingApp
 from l3_atom.stream_processing.book_agent import add_books
 from l3_atom.stream_processing.candle_agent import add_candles
 from l3_atom.stream_processing.coverage_agent import CoverageService
+from l3_atom.stream_processing.processor_metrics import ROLE, ProcessorMetrics
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
 from l3_atom.topic_admin import ensure_topics
@@ -53,8 +55,14 @@ def _broker_credentials(settings: Settings) -> Any:
     )
 
 
-def create_app(settings: Settings, sources: list[str], web_port: int | None = None) -> BatchingApp:
-    """A Faust app that standardises ``sources``; topics and schemas are set up here, before it starts."""
+def create_app(
+    settings: Settings, sources: list[str], web_port: int | None = None, metrics_port: int | None = None
+) -> BatchingApp:
+    """A Faust app that standardises ``sources``; topics and schemas are set up here, before it starts.
+
+    The metrics port is taken first, so a clash stops the command before it touches Kafka.
+    """
+    metrics_socket = bind_metrics_socket(settings.metrics.host, settings.metrics.port(ROLE, metrics_port), ROLE)
     kafka = settings.kafka
     standardisers = {source: standardiser_class(source)() for source in sources}
     candles = settings.candles
@@ -95,8 +103,11 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
         source: RawMessageProcessor(source, standardiser, encoders, kafka.max_message_bytes)
         for source, standardiser in standardisers.items()
     }
+    metrics = None if metrics_socket is None else ProcessorMetrics(
+        app, metrics_socket, list(processors.values()), publisher
+    )
     for processor in processors.values():
-        _add_source_agent(app, settings, processor, publisher)
+        _add_source_agent(app, processor, publisher, metrics)
     state_writers = []
     if candles.intervals:
         candle_service = add_candles(
@@ -104,6 +115,8 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
             {topic: encoders[topic].schema_id for topic in (TRADES, TRADES_L3)},
         )
         state_writers.append(candle_service.write_dirty)
+        if metrics is not None:
+            metrics.candles = candle_service
     _before_commits(app, publisher, state_writers)
     book_schema_ids = {topic: encoders[topic].schema_id for topic in (LOB, LOB_L3) if topic in encoders}
     if book_schema_ids:
@@ -124,6 +137,13 @@ def create_app(settings: Settings, sources: list[str], web_port: int | None = No
                 dict(processor.standardiser.skipped),
                 dict(processor.dead_letters),
             )
+
+    if metrics is not None:
+
+        @app.task
+        async def serve_metrics() -> None:
+            await metrics.server.start()
+            print(f"processor: metrics on {metrics.server.address}/metrics", flush=True)
 
     @app.task
     async def freeze_startup_heap() -> None:
@@ -152,7 +172,7 @@ def _before_commits(app: faust.App, publisher: RecordPublisher, state_writers: l
 
 
 def _add_source_agent(
-    app: BatchingApp, settings: Settings, processor: RawMessageProcessor, publisher: RecordPublisher
+    app: BatchingApp, processor: RawMessageProcessor, publisher: RecordPublisher, metrics: ProcessorMetrics | None
 ) -> None:
     topic_name = raw_topic(processor.source)
     topic = app.batched_topic(topic_name)
@@ -160,11 +180,15 @@ def _add_source_agent(
     async def standardise(stream: faust.StreamT) -> None:
         process = processor.process
         produce = publisher.produce
+        latency = metrics and metrics.latency_of(processor.source)
+        batch_done = metrics and metrics.batch_done
         async for batch in stream:
             for record in batch:
                 key = record.key.decode() if record.key else None
                 for out in process(record.value, record.headers, topic_name, record.partition, record.offset, key):
                     produce(out.topic, out.key, out.value)
             publisher.poll()
+            if batch_done and batch:
+                batch_done(latency, topic_name, batch)
 
     app.agent(topic, name=f"standardise_{processor.source.replace('-', '_')}")(standardise)

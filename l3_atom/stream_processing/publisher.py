@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 
 from confluent_kafka import KafkaError, Producer
@@ -33,6 +34,8 @@ class RecordPublisher:
         self._producer = Producer(kafka.producer_config())
         self.failures: Counter[str] = Counter()
         self._first_failure: KafkaError | None = None
+        # time.monotonic() of the last failed delivery (readiness), None before any.
+        self.last_failure_at: float | None = None
         # Bound once: produce runs for every record.
         self._report = self._on_delivery
 
@@ -49,6 +52,11 @@ class RecordPublisher:
         if err is not None:
             self.failures[err.name()] += 1
             self._first_failure = self._first_failure or err
+            self.last_failure_at = time.monotonic()
+
+    def queue_depth(self) -> int:
+        """Records waiting in the producer's queue (read at scrape time)."""
+        return len(self._producer)
 
     def poll(self) -> None:
         """Serve delivery reports without waiting (between batches); failures surface at the next flush."""

@@ -10,6 +10,7 @@ import glob
 import json
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,17 @@ def http_json(url: str, body: dict | None = None) -> Any:
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
         return json.loads(response.read())
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """Status and body of a GET; an error status is an answer too, and nothing listening is status 0."""
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:  # not listening (yet): URLError is an OSError
+        return 0, str(exc)
 
 
 class ProcessDied(AssertionError):
