@@ -30,15 +30,16 @@ import difflib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import ClassVar, NamedTuple
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.config import ConnectorSettings
 from l3_atom.errors import UserError
 from l3_atom.feed import RestClient, WebsocketConnection, now_us
 from l3_atom.raw_sink import FrameSink
-from l3_atom.tokens import Symbol
+from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import split_raw_key
 
 LOG = logging.getLogger(__name__)
@@ -52,6 +53,36 @@ SYMBOL_CACHE_KEYS = 4096
 
 
 REST_CONNECTION_ID = "rest"
+
+# What reading one product of a symbol list may raise when the product lacks a field or has a shape the
+# parser does not know: that product is skipped and counted, the rest of the list still counts.
+PRODUCT_FAULTS = (KeyError, TypeError, ValueError, AttributeError, IndexError, SymbolError)
+# Source -> products of its symbol lists skipped as unreadable, since the process started (for metrics).
+SKIPPED_PRODUCTS: Counter[str] = Counter()
+# (source, fault) pairs already logged: each kind of fault is logged once, however many products share it.
+_LOGGED_FAULTS: set[tuple[str, str]] = set()
+T = TypeVar("T")
+
+
+def readable_products(source: str, products: Iterable[Any], read: Callable[[Any], T | None]) -> Iterator[T]:
+    """``read`` of every product of ``source``'s symbol list that it can read and does not leave out (None).
+
+    Venues add fields to their product lists and list products of new shapes (Phemex's 2022 spot
+    products had no ``priceScale``): one such product must not fail the whole list, so it is
+    skipped, counted in :data:`SKIPPED_PRODUCTS` and logged once per kind of fault.
+    """
+    for product in products:
+        try:
+            value = read(product)
+        except PRODUCT_FAULTS as exc:
+            SKIPPED_PRODUCTS[source] += 1
+            fault = f"{type(exc).__name__}: {exc}"
+            if (source, fault) not in _LOGGED_FAULTS:
+                _LOGGED_FAULTS.add((source, fault))
+                LOG.warning("%s: skipped a product of the symbol list (%s): %.200s", source, fault, product)
+            continue
+        if value is not None:
+            yield value
 
 
 class UnknownSymbol(UserError):

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import orjson
 
-from l3_atom.data_source import DataFeed, RestPoll
+from l3_atom.data_source import DataFeed, RestPoll, readable_products
 from l3_atom.feed import RECONNECT
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
@@ -151,9 +151,10 @@ class Binance(BinanceStreams):
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
-        symbols = {}
-        for market in orjson.loads(body)["symbols"]:
-            name = normalised_name(market["baseAsset"], market["quoteAsset"])
-            if name is not None:
-                symbols[name] = market["symbol"]
-        return symbols
+        return dict(readable_products(cls.name, orjson.loads(body)["symbols"], _listed))
+
+
+def _listed(market: dict) -> tuple[str, str] | None:
+    """(normalised name, exchange symbol) of one market of ``exchangeInfo``; None for names outside the grammar."""
+    name = normalised_name(market["baseAsset"], market["quoteAsset"])
+    return None if name is None else (name, market["symbol"])

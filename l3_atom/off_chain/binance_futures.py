@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from l3_atom.data_source import RestPoll
+from l3_atom.data_source import RestPoll, readable_products
 from l3_atom.off_chain.binance import BinanceStreams, normalised_name, stream_kind
 from l3_atom.topics import raw_key
 
@@ -52,19 +52,7 @@ class BinanceFutures(BinanceStreams):
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
         """Perpetuals and dated futures; other contract types (and pending listings without one) are left out."""
-        symbols = {}
-        for market in orjson.loads(body)["symbols"]:
-            kind = market.get("contractType")
-            if kind in PERPETUAL_TYPES:
-                suffix = PERPETUAL_SUFFIX
-            elif kind in DATED_TYPES:
-                suffix = expiry(market["deliveryDate"])
-            else:
-                continue
-            name = normalised_name(market["baseAsset"], market["quoteAsset"], suffix)
-            if name is not None:
-                symbols[name] = market["symbol"]
-        return symbols
+        return dict(readable_products(cls.name, orjson.loads(body)["symbols"], _listed))
 
     def route(self, channel: str) -> str:
         kind = stream_kind(channel)
@@ -79,3 +67,16 @@ class BinanceFutures(BinanceStreams):
                      OPEN_INTEREST_INTERVAL_S)
             for s in exchange_symbols
         ]
+
+
+def _listed(market: dict) -> tuple[str, str] | None:
+    """(normalised name, exchange symbol) of one contract; None for other contract types or unnameable ones."""
+    kind = market.get("contractType")
+    if kind in PERPETUAL_TYPES:
+        suffix = PERPETUAL_SUFFIX
+    elif kind in DATED_TYPES:
+        suffix = expiry(market["deliveryDate"])
+    else:
+        return None
+    name = normalised_name(market["baseAsset"], market["quoteAsset"], suffix)
+    return None if name is None else (name, market["symbol"])

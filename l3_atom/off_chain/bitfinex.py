@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.errors import UserError
 from l3_atom.feed import RECONNECT
 from l3_atom.tokens import InstrumentType, Symbol
@@ -141,11 +141,8 @@ class Bitfinex(DataFeed):
         """Normalised -> websocket symbol from a ``pub:list:pair:*`` body (``[["BTCUSD", ...]]``)."""
         [pairs] = orjson.loads(body)
         symbol_map: dict[str, str] = {}
-        for pair in pairs:
-            try:
-                symbol_map.setdefault(normalise_pair(pair), f"{TRADING_PREFIX}{pair}")
-            except (TypeError, ValueError):
-                continue  # Not a pair this project can name (none in the lists today).
+        for name, pair in readable_products(cls.name, pairs, lambda pair: (normalise_pair(pair), pair)):
+            symbol_map.setdefault(name, f"{TRADING_PREFIX}{pair}")
         return symbol_map
 
     async def load_symbol_map(self) -> dict[str, str]:

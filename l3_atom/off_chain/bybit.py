@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
 
@@ -68,6 +68,12 @@ def feed_of_topic(prefix: str) -> str:
     return prefix.replace(".", "").replace("_", "").lower() or CONTROL
 
 
+def _listed(category: str, instrument: dict) -> tuple[str, str] | None:
+    """(normalised name, category-qualified symbol) of one instrument; None where it has no name."""
+    name = _normalised_name(category, instrument)
+    return None if name is None else (name, qualified(category, instrument["symbol"]))
+
+
 def _normalised_name(category: str, instrument: dict) -> str | None:
     """``BASE.QUOTE`` for spot, ``-PERP`` or ``-YYYYMMDD`` (delivery date, UTC) for linear; None otherwise."""
     if category == SPOT:
@@ -106,12 +112,7 @@ class Bybit(DataFeed):
             raise ValueError(f"bybit instruments-info answered retCode {answer.get('retCode')!r}: "
                              f"{answer.get('retMsg')!r}")
         category = answer["result"]["category"]
-        symbol_map = {}
-        for instrument in answer["result"]["list"]:
-            name = _normalised_name(category, instrument)
-            if name is not None:
-                symbol_map[name] = qualified(category, instrument["symbol"])
-        return symbol_map
+        return dict(readable_products(cls.name, answer["result"]["list"], lambda item: _listed(category, item)))
 
     async def load_symbol_map(self) -> dict[str, str]:
         """One listing per category, following ``nextPageCursor``."""

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from l3_atom.data_source import DataFeed, RestPoll
+from l3_atom.data_source import DataFeed, RestPoll, readable_products
 from l3_atom.tokens import Symbol
 from l3_atom.topics import raw_key
 
@@ -60,11 +60,7 @@ class Coinbase(DataFeed):
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
-        return {
-            str(Symbol(p["base_currency"], p["quote_currency"])): p["id"]
-            for p in orjson.loads(body)
-            if p.get("base_currency") and p.get("quote_currency")
-        }
+        return dict(readable_products(cls.name, orjson.loads(body), _listed))
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
         message = {"type": "subscribe", "product_ids": list(exchange_symbols), "channels": list(self.active_channels)}
@@ -95,3 +91,10 @@ def signed_fields(env: dict[str, str] | os._Environ, timestamp: float | None = N
     stamp = str(timestamp if timestamp is not None else time.time())
     digest = hmac.new(base64.b64decode(secret), f"{stamp}GET{SIGNATURE_PATH}".encode(), hashlib.sha256).digest()
     return {"signature": base64.b64encode(digest).decode(), "key": key, "passphrase": passphrase, "timestamp": stamp}
+
+
+def _listed(product: dict) -> tuple[str, str] | None:
+    """(normalised name, product id) of one product; None for products without both currencies."""
+    if not product.get("base_currency") or not product.get("quote_currency"):
+        return None
+    return str(Symbol(product["base_currency"], product["quote_currency"])), product["id"]

@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
-from l3_atom.data_source import DataFeed, RestPoll
+from l3_atom.data_source import DataFeed, RestPoll, readable_products
 from l3_atom.feed import REST_TIMEOUT_S
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
@@ -98,14 +98,7 @@ class Kucoin(DataFeed):
         answer = orjson.loads(body)
         if answer.get("code") != CODE_OK:
             raise ValueError(f"kucoin symbols answered code {answer.get('code')!r}: {answer.get('msg')!r}")
-        symbol_map = {}
-        for market in answer["data"]:
-            try:
-                name = str(Symbol.parse(str(Symbol(market["baseCurrency"], market["quoteCurrency"]))))
-            except SymbolError:
-                continue
-            symbol_map[name] = market["symbol"]
-        return symbol_map
+        return dict(readable_products(cls.name, answer["data"], _listed))
 
     @staticmethod
     def parse_token(body: str) -> Bullet:
@@ -194,3 +187,12 @@ class Kucoin(DataFeed):
         if not channel or "_" in channel:
             channel = UNPARSED
         return raw_key(self.name, symbol or None, channel)
+
+
+def _listed(market: dict) -> tuple[str, str] | None:
+    """(normalised name, symbol) of one market; None where an asset falls outside the grammar."""
+    try:
+        name = str(Symbol.parse(str(Symbol(market["baseCurrency"], market["quoteCurrency"]))))
+    except SymbolError:
+        return None
+    return name, market["symbol"]

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.tokens import InstrumentType, Symbol, SymbolError
 from l3_atom.topics import raw_key
 
@@ -103,12 +103,7 @@ class Okx(DataFeed):
         answer = orjson.loads(body)
         if answer.get("code") != "0":
             raise ValueError(f"okx instruments answered code {answer.get('code')!r}: {answer.get('msg')!r}")
-        symbol_map = {}
-        for instrument in answer["data"]:
-            name = _normalised_name(instrument)
-            if name is not None:
-                symbol_map[name] = instrument["instId"]
-        return symbol_map
+        return dict(readable_products(cls.name, answer["data"], _listed))
 
     async def load_symbol_map(self) -> dict[str, str]:
         """One request per instrument type (OKX lists them separately)."""
@@ -165,6 +160,11 @@ class Okx(DataFeed):
         if not isinstance(feed, str) or not feed or "_" in feed:
             feed = UNPARSED
         return raw_key(self.name, inst_id if isinstance(inst_id, str) else None, feed)
+
+
+def _listed(instrument: dict) -> tuple[str, str] | None:
+    name = _normalised_name(instrument)
+    return None if name is None else (name, instrument["instId"])
 
 
 def _normalised_name(instrument: dict) -> str | None:

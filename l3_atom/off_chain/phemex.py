@@ -25,7 +25,7 @@ from typing import ClassVar, NamedTuple
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.errors import UserError
 from l3_atom.tokens import InstrumentType, Symbol, SymbolError
 from l3_atom.topics import raw_key
@@ -55,6 +55,7 @@ def default_scales(exchange_symbol: str) -> Scales:
     return SPOT_SCALES if exchange_symbol.startswith(SPOT_PREFIX) else CONTRACT_SCALES
 
 
+SOURCE = "phemex"
 ORDERBOOK = "orderbook"
 TRADE = "trade"
 KLINE = "kline"
@@ -98,27 +99,48 @@ class Product(NamedTuple):
     scales: Scales | None
 
 
+def _value_scale(currency: dict) -> tuple[str, int]:
+    return currency["currency"], currency["valueScale"]
+
+
 def _base(product: dict) -> str:
     return product.get("baseCurrency") or product["displaySymbol"].split(DISPLAY_SEPARATOR)[0]
 
 
-def parse_products(body: str) -> list[Product]:
-    """The listed products whose names fit the normalised grammar; USDT-margined perps win a name clash."""
-    data = orjson.loads(body)["data"]
-    value_scale = {c["currency"]: c["valueScale"] for c in data.get("currencies", [])}
-    candidates = []
-    for item in data.get("perpProductsV2", []):
+def _real_valued(item: dict) -> tuple[dict, Product]:
+    """A USDT-margined perpetual of ``perpProductsV2``."""
+    name = Symbol(_base(item), item["quoteCurrency"], InstrumentType.PERPETUAL)
+    return item, Product(item["symbol"], str(name), True, None)
+
+
+def _scaled(item: dict, value_scale: dict[str, int]) -> tuple[dict, Product] | None:
+    """A spot product or legacy contract of ``products``; None for other types.
+
+    ``priceScale`` is required: without it the standardiser's scale cannot be checked against the
+    product's (Phemex's 2022 list had spot products without it), so such a product is skipped, counted.
+    """
+    kind = item.get("type")
+    if kind == SPOT:
+        base, quote = item["baseCurrency"], item["quoteCurrency"]
+        scales = Scales(item["priceScale"], value_scale.get(base), value_scale.get(quote))
+        return item, Product(item["symbol"], str(Symbol(base, quote)), False, scales)
+    if kind == LEGACY_PERPETUAL:
         name = Symbol(_base(item), item["quoteCurrency"], InstrumentType.PERPETUAL)
-        candidates.append((item, Product(item["symbol"], str(name), True, None)))
-    for item in data.get("products", []):
-        if item.get("type") == SPOT:
-            base, quote = item["baseCurrency"], item["quoteCurrency"]
-            scales = Scales(item["priceScale"], value_scale.get(base), value_scale.get(quote))
-            candidates.append((item, Product(item["symbol"], str(Symbol(base, quote)), False, scales)))
-        elif item.get("type") == LEGACY_PERPETUAL:
-            name = Symbol(_base(item), item["quoteCurrency"], InstrumentType.PERPETUAL)
-            scales = Scales(item["priceScale"], 0, None)
-            candidates.append((item, Product(item["symbol"], str(name), False, scales)))
+        return item, Product(item["symbol"], str(name), False, Scales(item["priceScale"], 0, None))
+    return None
+
+
+def parse_products(body: str) -> list[Product]:
+    """The listed products whose names fit the normalised grammar; USDT-margined perps win a name clash.
+
+    A product (or currency) the parser cannot read is skipped and counted, never failing the list.
+    """
+    data = orjson.loads(body)["data"]
+    value_scale = dict(readable_products(SOURCE, data.get("currencies", []), _value_scale))
+    candidates = [
+        *readable_products(SOURCE, data.get("perpProductsV2", []), _real_valued),
+        *readable_products(SOURCE, data.get("products", []), lambda item: _scaled(item, value_scale)),
+    ]
     products: dict[str, Product] = {}
     for item, product in candidates:
         if item.get("status") != LISTED or product.normalised in products:
@@ -143,7 +165,7 @@ def check_scales(products: Sequence[Product], requested: Sequence[str]) -> None:
 
 
 class Phemex(DataFeed):
-    name = "phemex"
+    name = SOURCE
     ws_url = "wss://ws.phemex.com"
     rest_url = "https://api.phemex.com"
     symbols_path = "/public/products"
