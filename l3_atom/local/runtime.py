@@ -120,6 +120,7 @@ class SourceRuntime:
             "bus_high_water": self.bus.high_water,
             "paused": self.bus.pauses,
             "skipped": dict(self.processor.standardiser.skipped),
+            "unknown_message_types": dict(self.processor.standardiser.unknown_types),
             "book_resyncs": dict(self.feed.resyncs),
             "dead_letters": dead_letters,
         }

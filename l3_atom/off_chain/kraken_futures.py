@@ -32,6 +32,8 @@ from l3_atom.topics import raw_key
 BOOK = "book"
 TRADE = "trade"
 TICKER = "ticker"
+# Kraken's lighter ticker (best bid and ask, no sizes, no time): archived and standardised beside ``ticker``.
+TICKER_LITE = "ticker_lite"
 HEARTBEAT = "heartbeat"
 CONTROL = "control"
 UNPARSED = "unparsed"
@@ -42,6 +44,7 @@ FEED_OF_MESSAGE = {
     "trade_snapshot": TRADE,
     "trade": TRADE,
     "ticker": TICKER,
+    TICKER_LITE: TICKER,
     "heartbeat": HEARTBEAT,
 }
 # Kind letter of a product id; the second letter (F flexible, I inverse, V vanilla) does not change the name.

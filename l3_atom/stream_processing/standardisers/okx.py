@@ -13,7 +13,10 @@ snapshot: none).  Every book message carries ``checksum``, OKX's signed CRC32 of
 the top 25 levels after the message: it goes on the message's last ``lob``
 record, and the standardiser checks it against its own copy of each book
 (exact decimals, so the exchange's digits hash as sent).  A gap, a repeat or a
-checksum that does not match asks for a resync (``book_resync``).  With no
+checksum that does not match asks for a resync (``book_resync``).  Book messages
+sent before OKX added ``seqId``/``prevSeqId`` (2023) carry neither: such a book
+is verified by its checksum alone, and its records carry null sequences;
+messages without ``checksum`` (delisted by OKX in 2026) by their ``seqId`` alone.  With no
 changes for a while OKX sends an update with empty sides and ``seqId`` ==
 ``prevSeqId``: a keepalive, skipped.  After maintenance OKX may restart
 ``seqId`` (an update whose ``seqId`` is below its ``prevSeqId``): the count goes
@@ -84,6 +87,13 @@ def ms(value: Any) -> int:
 def blank_exact(value: Any) -> Any:
     """OKX sends ``""`` where it has no value (e.g. no best ask): None, else an exact decimal."""
     return None if value == "" or value is None else exact(value)
+
+
+def optional_integer(value: Any) -> int | None:
+    """A book number OKX does not always send: ``seqId``/``prevSeqId`` came after the first v5 ``books``
+    messages, and ``checksum`` is delisted from 2026 (docs-v5 changelog, "Delist initial snapshot and
+    checksum field in order book channels", https://www.okx.com/docs-v5/log_en)."""
+    return None if value is None else integer(value)
 
 
 def is_spot(inst_id: str) -> bool:
@@ -157,9 +167,9 @@ class OkxStandardiser(Standardiser):
 
     def _book(self, symbol: str, key: str, book: dict, snapshot: bool, atom_timestamp: int) -> list[Output]:
         """One book message: read it in full, check its place in the book, apply it and verify the checksum."""
-        sequence = integer(book["seqId"])
-        prev_sequence = integer(book["prevSeqId"])
-        checksum = integer(book["checksum"])
+        sequence = optional_integer(book.get("seqId"))
+        prev_sequence = optional_integer(book.get("prevSeqId"))
+        checksum = optional_integer(book.get("checksum"))
         event_timestamp = ms(book["ts"])
         bids = [(exact(level[LEVEL_PRICE]), exact(level[LEVEL_SIZE])) for level in book["bids"]]
         asks = [(exact(level[LEVEL_PRICE]), exact(level[LEVEL_SIZE])) for level in book["asks"]]
@@ -167,6 +177,8 @@ class OkxStandardiser(Standardiser):
             prev_sequence = None
             self.book_checks.snapshot(symbol, sequence, atom_timestamp)
             self._books[symbol] = L2Book(BOOKS_DEPTH)
+        elif sequence is None or prev_sequence is None:
+            self.book_checks.update(symbol, sequence, None, atom_timestamp)
         elif not bids and not asks and sequence == prev_sequence:
             return self.skip(KEEPALIVE)
         else:
@@ -193,11 +205,12 @@ class OkxStandardiser(Standardiser):
         return Verdict.NEXT
 
     def _apply_and_verify(
-        self, symbol: str, bids: list[Level], asks: list[Level], checksum: int, atom_timestamp: int
+        self, symbol: str, bids: list[Level], asks: list[Level], checksum: int | None, atom_timestamp: int
     ) -> None:
         """Apply the levels to the book kept since the snapshot and compare its CRC32 with OKX's.
 
         Only a book in sync is verified: one that is already out of sync has asked for a snapshot.
+        A message without ``checksum`` (OKX delists it in 2026) is checked by its ``seqId`` alone.
         """
         local = self._books.get(symbol)
         if local is None:
@@ -205,7 +218,7 @@ class OkxStandardiser(Standardiser):
         for side, levels in ((BID, bids), (ASK, asks)):
             for price, size in levels:
                 local.update(side, price, size)
-        if not self.book_checks.continuity.in_sync(symbol):
+        if checksum is None or not self.book_checks.continuity.in_sync(symbol):
             return
         computed = okx_checksum(local.bids.top(OKX_CHECKSUM_DEPTH), local.asks.top(OKX_CHECKSUM_DEPTH))
         if computed == checksum:
