@@ -1,13 +1,16 @@
 """OKX ``books`` in the shapes of other API versions (issue 15, "messages drift; the data still counts").
 
 Before 2023 a v5 ``books`` message had no ``seqId``/``prevSeqId``: the book is verified by its CRC32
-checksum alone and its records carry null sequences (``tests/fixtures/okx/books-2022``, quoted from
-OKX's documentation of that time, see its README).  From August 2026 OKX delists ``checksum``
+checksum alone and its records carry null sequences; trades came without ``seqId`` and candles with 7
+fields (``tests/fixtures/okx/v5-first-shape``, quoted from OKX's documentation of that time, see its
+README).  From August 2026 OKX delists ``checksum``
 (docs-v5 changelog): the book is checked by its sequence numbers alone, records carry a null checksum.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -16,7 +19,7 @@ from l3_atom.stream_processing.standardisers.okx import OkxStandardiser
 from tests.exchanges.doc_fixtures import ws_frames
 from tests.exchanges.test_okx import ATOM, OkxBook, assert_fits_schema, okx_crc, resync_requests, topics
 
-FIXTURE_2022 = Path(__file__).parent.parent / "fixtures" / "okx" / "books-2022"
+FIRST_SHAPE = Path(__file__).parent.parent / "fixtures" / "okx" / "v5-first-shape"
 
 
 def without(frame: bytes, *fields: str) -> bytes:
@@ -26,13 +29,13 @@ def without(frame: bytes, *fields: str) -> bytes:
     return orjson.dumps(message)
 
 
-def test_the_documented_pre_2023_snapshot_is_understood_with_null_sequences() -> None:
+def test_the_documented_first_shapes_are_understood() -> None:
     std = OkxStandardiser()
-    outputs = [out for raw in ws_frames(FIXTURE_2022) for out in std.standardise(raw, ATOM)]
-    lob = [out for out in outputs if out.topic == "lob"]
-    assert len(lob) == 16
+    outputs = [out for raw in ws_frames(FIRST_SHAPE) for out in std.standardise(raw, ATOM)]
     for out in outputs:
         assert_fits_schema(out)
+    assert Counter(out.topic for out in outputs) == {"lob": 16, "book_resync": 1, "trades": 1, "candle": 1}
+    lob = [out for out in outputs if out.topic == "lob"]
     assert {(o.record["sequence"], o.record["prev_sequence"], o.record["is_snapshot"]) for o in lob} == {
         (None, None, True)
     }
@@ -40,6 +43,12 @@ def test_the_documented_pre_2023_snapshot_is_understood_with_null_sequences() ->
     # The printed checksum is not the CRC32 of the 16 levels printed: found, and a resync asked for.
     assert std.book_checks.stats() == {"snapshots": 1, "checksum_mismatches": 1, "resyncs_requested": 1}
     assert dict(std.skipped) == {"subscription ack": 1}
+    by_topic = {out.topic: out.record for out in outputs}
+    assert (by_topic["trades"]["trade_id"], by_topic["trades"]["sequence"]) == ("130639474", None)
+    candle = by_topic["candle"]
+    assert (candle["symbol"], candle["volume"], candle["quote_volume"], candle["closed"]) == (
+        "BTC.USD-20191227", Decimal("529.5858061"), None, False
+    )
 
 
 def test_books_without_seq_ids_are_verified_by_checksum_alone() -> None:

@@ -65,6 +65,9 @@ TAKER_SIDES = ("buy", "sell")
     CANDLE_CONFIRM,
 ) = range(9)
 CANDLE_FIELDS = 9
+# The first v5 candles were [ts, o, h, l, c, vol, volCcy]: no volCcyQuote, no confirm (OKX's docs example of
+# that time, "data": [["1597026383085","8533.02","8553.74","8527.17","8548.26","45247","529.5858061"]]).
+LEGACY_CANDLE_FIELDS = 7
 CANDLE_CLOSED = {"0": False, "1": True}
 # candle1m, candle4H, candle1Dutc, ...: the intervals of fixed length (months vary, so candle1M is not one).
 CANDLE_CHANNEL = re.compile(r"^candle(?P<count>[1-9]\d*)(?P<unit>[smHDW])(?:utc)?$")
@@ -277,7 +280,9 @@ class OkxStandardiser(Standardiser):
     def _candle(self, message: dict, atom_timestamp: int) -> list[Output]:
         """Volume in the base asset: ``vol`` for spot, ``volCcy`` for derivatives (whose ``vol`` is contracts).
 
-        OKX gives a candle no time but its start, so that is its ``event_timestamp``.
+        OKX gives a candle no time but its start, so that is its ``event_timestamp``.  A candle of the
+        first v5 shape (7 fields) has no quote volume (null) and no ``confirm``: OKX pushed the window
+        in progress, and without the flag it is not known to be final, so ``closed`` is false.
         """
         match = CANDLE_CHANNEL.match(message["arg"]["channel"])
         length_ms = int(match["count"]) * UNIT_MS[match["unit"]]
@@ -287,11 +292,16 @@ class OkxStandardiser(Standardiser):
         symbol, key, data = self._pushes(message)
         outputs = []
         for row in data:
-            if len(row) != CANDLE_FIELDS:
-                raise ValueError(f"a candle has {CANDLE_FIELDS} fields, got {len(row)}")
-            confirm = row[CANDLE_CONFIRM]
-            if confirm not in CANDLE_CLOSED:
-                raise ValueError(f"candle confirm must be '0' or '1', got {confirm!r}")
+            if len(row) == LEGACY_CANDLE_FIELDS:
+                quote_volume, closed = None, False
+            elif len(row) == CANDLE_FIELDS:
+                confirm = row[CANDLE_CONFIRM]
+                if confirm not in CANDLE_CLOSED:
+                    raise ValueError(f"candle confirm must be '0' or '1', got {confirm!r}")
+                quote_volume, closed = exact(row[CANDLE_VOLUME_QUOTE]), CANDLE_CLOSED[confirm]
+            else:
+                raise ValueError(f"a candle has {CANDLE_FIELDS} fields, or {LEGACY_CANDLE_FIELDS} in the first v5 "
+                                 f"shape, got {len(row)}")
             start = ms(row[CANDLE_START])
             record = records_build.exchange_candle(
                 exchange=SOURCE,
@@ -304,8 +314,8 @@ class OkxStandardiser(Standardiser):
                 low=exact(row[CANDLE_LOW]),
                 close=exact(row[CANDLE_CLOSE]),
                 volume=exact(row[volume_field]),
-                quote_volume=exact(row[CANDLE_VOLUME_QUOTE]),
-                closed=CANDLE_CLOSED[confirm],
+                quote_volume=quote_volume,
+                closed=closed,
                 event_timestamp=start,
                 atom_timestamp=atom_timestamp,
             )
