@@ -98,6 +98,12 @@ class RestPoll(NamedTuple):
     interval_s: float
 
 
+def chunked(items: list[T], size: int) -> list[list[T]]:
+    """``items`` in consecutive groups of ``size`` (0: one group of all)."""
+    size = size or len(items) or 1
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 class DataFeed(ABC):
     """One source's connector.  Subclasses are short and declarative."""
 
@@ -108,6 +114,8 @@ class DataFeed(ABC):
     channels: ClassVar[tuple[str, ...]]
     # Largest number of symbols one connection may carry (0: no limit).
     max_symbols_per_connection: ClassVar[int] = 0
+    # Largest number of subscriptions one connection may carry, one per symbol and channel (0: no limit).
+    max_subscriptions_per_connection: ClassVar[int] = 0
     # Seconds between the client pings of exchanges that require them (see ``ping``).
     ping_interval_s: ClassVar[float] = 20.0
 
@@ -226,13 +234,25 @@ class DataFeed(ABC):
             raise UnknownSymbol(f"{self.name} does not list {'; '.join(hints)}")
         return [symbol_map[s] for s in self.requested]
 
+    def symbols_per_connection(self, channels: int | None = None) -> int:
+        """How many symbols one connection carries within the venue's per-connection limits (0: no limit).
+
+        ``max_symbols_per_connection`` bounds symbols; ``max_subscriptions_per_connection`` bounds
+        symbols x ``channels`` (the active channels by default); the tighter one wins, and a
+        connection always carries at least one symbol.
+        """
+        limits = [self.max_symbols_per_connection] if self.max_symbols_per_connection else []
+        if self.max_subscriptions_per_connection:
+            per_symbol = max(1, len(self.active_channels) if channels is None else channels)
+            limits.append(max(1, self.max_subscriptions_per_connection // per_symbol))
+        return min(limits, default=0)
+
     def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
-        """How symbols are spread over connections: ``max_symbols_per_connection`` each by default.
+        """How symbols are spread over connections: :meth:`symbols_per_connection` each by default.
 
         Override when an exchange needs other groups (e.g. spot and derivatives on different endpoints).
         """
-        size = self.max_symbols_per_connection or len(exchange_symbols) or 1
-        return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
+        return chunked(exchange_symbols, self.symbols_per_connection())
 
     def _on_frame(self, frame: bytes, atom_timestamp: int, connection_id: str, key: str | None = None) -> None:
         """Archive one frame (``key`` given for REST bodies); oversize frames go to dead_letter instead."""

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import orjson
 
-from l3_atom.data_source import DataFeed, RestPoll, readable_products
+from l3_atom.data_source import DataFeed, RestPoll, chunked, readable_products
 from l3_atom.feed import RECONNECT
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
@@ -69,8 +69,6 @@ class BinanceStreams(DataFeed):
     """Binance's combined-stream protocol, shared by spot and USD-M futures."""
 
     depth_path: ClassVar[str]
-    # Most streams one connection may carry.
-    max_streams_per_connection: ClassVar[int]
     # Channels served by REST polls rather than streams.
     rest_channels: ClassVar[tuple[str, ...]] = ()
 
@@ -82,15 +80,13 @@ class BinanceStreams(DataFeed):
         return [c for c in self.active_channels if c not in self.rest_channels]
 
     def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
-        """One group per endpoint and per ``max_streams_per_connection`` streams."""
+        """One group per endpoint and per ``max_subscriptions_per_connection`` streams (one per symbol and channel)."""
         by_route: dict[str, list[str]] = {}
         for channel in self.stream_channels():
             by_route.setdefault(self.route(channel), []).append(channel)
         groups: list[list[str]] = []
         for path, channels in by_route.items():
-            size = max(1, self.max_streams_per_connection // len(channels))
-            for start in range(0, len(exchange_symbols), size):
-                chunk = exchange_symbols[start : start + size]
+            for chunk in chunked(exchange_symbols, self.symbols_per_connection(len(channels))):
                 groups.append(StreamGroup(chunk, path, [f"{s.lower()}@{c}" for c in channels for s in chunk]))
         return groups
 
@@ -147,7 +143,8 @@ class Binance(BinanceStreams):
     symbols_path = "/api/v3/exchangeInfo"
     depth_path = "/api/v3/depth"
     channels = ("depth@100ms", "trade", "bookTicker", "kline_1m")
-    max_streams_per_connection = 1024
+    # Binance: at most 1024 streams per connection.
+    max_subscriptions_per_connection = 1024
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

@@ -47,7 +47,8 @@ class BinanceFutures(BinanceStreams):
     depth_path = "/fapi/v1/depth"
     channels = ("depth@100ms", "aggTrade", "bookTicker", "kline_1m", "markPrice", OPEN_INTEREST)
     rest_channels = (OPEN_INTEREST,)
-    max_streams_per_connection = 200
+    # Binance futures: at most 200 streams per connection.
+    max_subscriptions_per_connection = 200
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

@@ -129,6 +129,7 @@ class Bitfinex(DataFeed):
     symbols_path = "/v2/conf/pub:list:pair:exchange"
     futures_path = "/v2/conf/pub:list:pair:future"
     channels = (FEED_RAW_BOOK, FEED_TRADES, FEED_TICKER)
+    max_subscriptions_per_connection = MAX_CHANNELS_PER_CONNECTION
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -155,10 +156,6 @@ class Bitfinex(DataFeed):
             return symbol_map
         finally:
             await client.close()
-
-    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
-        size = max(1, MAX_CHANNELS_PER_CONNECTION // max(1, len(self.active_channels)))
-        return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
         messages = [{"event": "conf", "flags": FLAG_SEQ_ALL | FLAG_TIMESTAMP}]

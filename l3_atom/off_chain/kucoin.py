@@ -88,6 +88,8 @@ class Kucoin(DataFeed):
     rest_url = "https://api.kucoin.com"
     symbols_path = "/api/v2/symbols"
     channels = (LEVEL2, MATCH, TICKER_CHANNEL, CANDLES)
+    # KuCoin: 400 topics per connection, one topic per symbol and channel.
+    max_subscriptions_per_connection = TOPICS_PER_CONNECTION
 
     # bullet-public's pingInterval, which has been 18 s; each token answer restates it.
     ping_interval_s = DEFAULT_PING_INTERVAL_S
@@ -111,11 +113,6 @@ class Kucoin(DataFeed):
             return Bullet(server["endpoint"], answer["data"]["token"], server["pingInterval"] / MS_PER_S)
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
             raise ConnectionError(f"kucoin bullet-public answer unreadable ({exc!r}): {body[:200]!r}") from None
-
-    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
-        """As many symbols per connection as KuCoin's 400 topics allow (one topic per symbol and channel)."""
-        size = max(1, TOPICS_PER_CONNECTION // max(1, len(self.active_channels)))
-        return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
 
     async def connection_url(self, exchange_symbols: Sequence[str]) -> str:
         """A fresh token on every (re)connect; an explicitly given websocket URL is used as it is."""

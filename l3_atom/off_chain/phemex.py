@@ -170,6 +170,7 @@ class Phemex(DataFeed):
     rest_url = "https://api.phemex.com"
     symbols_path = "/public/products"
     channels = (ORDERBOOK, TRADE, KLINE)
+    max_subscriptions_per_connection = MAX_SUBSCRIPTIONS_PER_CONNECTION
     ping_interval_s: ClassVar[float] = 5.0
     # Exchange symbols of USDT-margined perpetuals; set when the products are loaded.
     real_valued: frozenset[str] = frozenset()
@@ -195,11 +196,6 @@ class Phemex(DataFeed):
 
     def ping(self) -> str:
         return PING
-
-    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
-        """One subscription per channel and symbol, at most 20 per connection."""
-        size = max(1, MAX_SUBSCRIPTIONS_PER_CONNECTION // len(self.active_channels))
-        return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
         messages = []
