@@ -39,6 +39,7 @@ from l3_atom.config import ConnectorSettings
 from l3_atom.errors import UserError
 from l3_atom.feed import RestClient, WebsocketConnection, now_us
 from l3_atom.raw_sink import FrameSink
+from l3_atom.symbol_selection import AllSymbols
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import split_raw_key
 
@@ -48,6 +49,8 @@ STATS_INTERVAL_S = 10.0
 RESYNC_MIN_INTERVAL_S = 2.0
 SINK_POLL_INTERVAL_S = 0.1
 NEAR_MATCHES = 5
+# Symbols named in the "streaming" log line; the rest are counted.
+NAMES_LOGGED = 10
 # Distinct raw keys whose symbol is remembered; past this (a source inventing keys) it is worked out per frame.
 SYMBOL_CACHE_KEYS = 4096
 
@@ -98,6 +101,12 @@ class RestPoll(NamedTuple):
     interval_s: float
 
 
+def _names(symbols: Sequence[str]) -> str:
+    """Symbols for a log line: all of a few, the first few of many."""
+    shown = ", ".join(symbols[:NAMES_LOGGED])
+    return shown if len(symbols) <= NAMES_LOGGED else f"{shown}, ... {len(symbols) - NAMES_LOGGED} more"
+
+
 def chunked(items: list[T], size: int) -> list[list[T]]:
     """``items`` in consecutive groups of ``size`` (0: one group of all)."""
     size = size or len(items) or 1
@@ -127,8 +136,11 @@ class DataFeed(ABC):
         ws_url: str | None = None,
         rest_url: str | None = None,
         channels: Sequence[str] | None = None,
+        every: AllSymbols | None = None,
     ):
         self.requested = [str(Symbol.parse(s)) for s in symbols]
+        # ``--all-symbols``: the requested symbols are chosen from the venue's list once it is loaded.
+        self.every = every
         self.sink = sink
         self.settings = settings
         self.ws_endpoint = ws_url or self.ws_url
@@ -270,9 +282,18 @@ class DataFeed(ABC):
                 return
         self.sink.write(key, frame, atom_timestamp, connection_id, self._symbol_of_key[key])
 
+    def choose(self, symbol_map: dict[str, str]) -> None:
+        """With ``--all-symbols``, request every listed symbol the filters take; none is an error."""
+        if self.every is None:
+            return
+        self.requested = self.every.select(symbol_map)
+        if not self.requested:
+            raise UnknownSymbol(f"{self.name} lists no symbol for {self.every} (it lists {len(symbol_map)})")
+
     async def run(self) -> None:
         """Connect and stream until cancelled."""
         self.symbol_map = await self.load_symbol_map()
+        self.choose(self.symbol_map)
         exchange_symbols = self.resolve(self.symbol_map)
         self.normalised_of = dict(zip(exchange_symbols, self.requested, strict=True))
         replies = self.reply if type(self).reply is not DataFeed.reply else None
@@ -304,7 +325,10 @@ class DataFeed(ABC):
                 )
             )
             self.connection_of.update(dict.fromkeys(chunk, self.connections[-1]))
-        LOG.info("%s: streaming %s on %d connection(s)", self.name, ", ".join(self.requested), len(self.connections))
+        LOG.info(
+            "%s: streaming %d symbol(s) (%s) on %d connection(s)", self.name, len(self.requested),
+            _names(self.requested), len(self.connections),
+        )
         tasks = [asyncio.create_task(c.run()) for c in self.connections]
         tasks += [asyncio.create_task(self._poll(poll)) for poll in self.rest_polls(exchange_symbols)]
         tasks.append(asyncio.create_task(self._housekeeping()))

@@ -189,7 +189,11 @@ class Phemex(DataFeed):
         return self.learn_products(body)
 
     def learn_products(self, body: str) -> dict[str, str]:
+        """The symbol map; a requested product whose scales differ is refused, and with ``--all-symbols``
+        such products are left out (the standardiser would misread them)."""
         products = parse_products(body)
+        if self.every is not None:
+            products = [p for p in products if p.real_valued or p.scales == default_scales(p.symbol)]
         check_scales(products, self.requested)
         self.real_valued = frozenset(p.symbol for p in products if p.real_valued)
         return {p.normalised: p.symbol for p in products}
