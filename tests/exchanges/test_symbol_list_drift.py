@@ -8,6 +8,7 @@ Each case is a minimal body in the venue's documented shape holding one good pro
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import orjson
 import pytest
@@ -28,6 +29,7 @@ from l3_atom.off_chain.kraken_futures import KrakenFutures
 from l3_atom.off_chain.kucoin import Kucoin
 from l3_atom.off_chain.okx import Okx
 from l3_atom.off_chain.phemex import Phemex
+from tests.exchanges.doc_fixtures import http_bodies
 
 BINANCE_GOOD = {"symbol": "BTCUSDT", "baseAsset": "BTC", "quoteAsset": "USDT"}
 FUTURES_GOOD = {**BINANCE_GOOD, "contractType": "PERPETUAL"}
@@ -103,3 +105,13 @@ def test_phemex_spot_product_without_price_scale_is_skipped_and_reported_if_requ
     assert symbol_map == {"BTC.USDT": "sBTCUSDT"}
     with pytest.raises(UnknownSymbol, match="ETH.USDT"):
         Phemex(["ETH.USDT"], None, None).resolve(symbol_map)
+
+
+PHEMEX_2022 = Path(__file__).parent.parent / "fixtures" / "phemex" / "products-2022"
+
+
+def test_phemex_2022_product_list_keeps_the_contract_and_skips_the_spot_product() -> None:
+    body = http_bodies(PHEMEX_2022)["https://api.phemex.com/public/products"]
+    before = SKIPPED_PRODUCTS["phemex"]
+    assert Phemex([], None, None).learn_products(body) == {"BTC.USD-PERP": "BTCUSD"}
+    assert SKIPPED_PRODUCTS["phemex"] == before + 1
