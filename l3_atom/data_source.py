@@ -127,6 +127,9 @@ class DataFeed(ABC):
     max_subscriptions_per_connection: ClassVar[int] = 0
     # Seconds between the client pings of exchanges that require them (see ``ping``).
     ping_interval_s: ClassVar[float] = 20.0
+    # Fetch ``snapshot_polls`` after every connect; False: only when the processor asks (``resync``), for
+    # venues whose websocket may or may not send the snapshot itself.
+    snapshot_on_connect: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -306,7 +309,7 @@ class DataFeed(ABC):
             ) -> None:
                 for message in messages:
                     await connection.send(message)
-                if self.snapshot_polls(chunk):
+                if self.snapshot_on_connect and self.snapshot_polls(chunk):
                     connection.spawn(self.fetch_snapshots(chunk))
 
             async def url(chunk: list[str] = chunk) -> str:

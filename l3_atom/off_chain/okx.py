@@ -11,9 +11,15 @@ the text ``ping`` (answered by the text ``pong``, archived and skipped by the
 standardiser); the connector sends it every ``ping_interval_s`` through the
 ``DataFeed.ping`` hook.
 
-``books`` sends a full snapshot after every subscribe, then updates: a book
-resync is a reconnect of the symbol's connection (the ``DataFeed`` default,
-there is no REST snapshot to fetch).
+``books`` sent a full snapshot after every subscribe, then updates.  OKX delists
+that initial snapshot (and the ``checksum`` field) from August 2026 (docs-v5
+changelog, "Delist initial snapshot and checksum field in order book
+channels", https://www.okx.com/docs-v5/log_en) and asks clients to take the
+snapshot from ``GET /api/v5/market/books`` and join it by ``seqId``.  Both
+shapes work: the connector does not fetch on connect (``snapshot_on_connect``
+is False), the processor finds a book with updates and no snapshot and asks for
+one, and a resync is that REST snapshot (``snapshot_polls``), archived under the
+symbol's ``books`` key with the updates held back while it is on its way.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from l3_atom.data_source import DataFeed, readable_products
+from l3_atom.data_source import DataFeed, RestPoll, readable_products
 from l3_atom.tokens import InstrumentType, Symbol, SymbolError
 from l3_atom.topics import raw_key
 
@@ -31,6 +37,9 @@ PUBLIC_PATH = "/ws/v5/public"
 BUSINESS_PATH = "/ws/v5/business"
 
 BOOKS = "books"
+BOOK_SNAPSHOT_PATH = "/api/v5/market/books"
+# The ``books`` channel's depth: the REST snapshot asks for as many levels.
+BOOK_SNAPSHOT_LEVELS = "400"
 TRADES = "trades"
 TICKERS = "tickers"
 CANDLE_1M = "candle1m"
@@ -87,6 +96,17 @@ class Okx(DataFeed):
     max_symbols_per_connection = SYMBOLS_PER_CONNECTION
     # OKX drops a connection that pushed nothing for 30 s unless the client pings.
     ping_interval_s = 25.0
+    snapshot_on_connect = False
+
+    def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
+        """The REST book of each symbol whose ``books`` are streamed, keyed like them (fetched on resync only)."""
+        if BOOKS not in self.active_channels:
+            return []
+        return [
+            RestPoll(BOOK_SNAPSHOT_PATH, {"instId": inst_id, "sz": BOOK_SNAPSHOT_LEVELS},
+                     raw_key(self.name, inst_id, BOOKS), 0.0)
+            for inst_id in exchange_symbols
+        ]
 
     def ping(self) -> str:
         return "ping"

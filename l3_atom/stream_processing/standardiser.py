@@ -26,7 +26,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
-from l3_atom.topics import split_raw_key
+from l3_atom.topics import NO_SYMBOL, split_raw_key
 
 LOG = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -198,6 +198,14 @@ class Standardiser(ABC):
         if self.header_symbol is not None and split_raw_key(self.raw_key or "")[1] == exchange_symbol:
             return self.header_symbol
         return self.convert_symbol(exchange_symbol)
+
+    def keyed_symbol(self, what: str) -> str:
+        """The normalised symbol of a REST body that names none (a book snapshot): the connector archived it
+        under the symbol's raw key.  ``what`` names the body in the error when the key gives no symbol."""
+        exchange_symbol = split_raw_key(self.raw_key or "")[1]
+        if not exchange_symbol or exchange_symbol == NO_SYMBOL:
+            raise ValueError(f"a {what} names no symbol and its raw key {self.raw_key!r} gives none")
+        return self.symbol_of(exchange_symbol)
 
     def convert_symbol(self, exchange_symbol: str) -> str:
         """Exchange name -> normalised name without a symbol list; sources whose names allow it override this."""

@@ -7,7 +7,11 @@ bare text ``pong``.  OKX sends numbers as strings, so orjson decodes exactly.
 Sizes of derivatives are in contracts, as OKX sends them; candle volume and open
 interest use OKX's base-currency figures.
 
-Books: the snapshot comes on subscribe (a resync reconnects).  A book's
+Books: the snapshot came on subscribe; from August 2026 OKX sends none and the
+snapshot is the REST ``/api/v5/market/books`` answer the connector fetches when
+asked (``book_resync``: a book's first update without a snapshot asks at once), under
+the symbol's ``books`` raw key; updates numbered at or below its ``seqId`` are
+already in it and skipped.  A book's
 ``sequence`` is ``seqId`` and its ``prev_sequence`` is ``prevSeqId`` (-1 on a
 snapshot: none).  Every book message carries ``checksum``, OKX's signed CRC32 of
 the top 25 levels after the message: it goes on the message's last ``lob``
@@ -32,7 +36,7 @@ from l3_atom.books.checksums import OKX_DEPTH as OKX_CHECKSUM_DEPTH
 from l3_atom.books.checksums import okx_checksum
 from l3_atom.books.engine import ASK, BID, L2Book, Level
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks, Verdict, repeat_reason
+from l3_atom.stream_processing.book_checks import BookChecks, Reason, Verdict, repeat_reason
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import BOOK_RESYNC, CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
@@ -43,6 +47,9 @@ PONG = b"pong"
 PONG_MESSAGE = object()
 PONG_TYPE = "pong"
 EVENT_PREFIX = "event:"
+# A REST ``/api/v5/market/books`` answer, archived under the symbol's ``books`` raw key.
+REST_BOOKS_TYPE = "books (REST snapshot)"
+NO_SNAPSHOT_DETAIL = "book updates and no snapshot (OKX sends none on subscribe since August 2026)"
 CANDLE_TYPE = "candle"
 
 BOOK_ACTIONS = {"snapshot": True, "update": False}
@@ -108,6 +115,7 @@ class OkxStandardiser(Standardiser):
     topics = (LOB, TRADES, TICKER, CANDLE, FUNDING_RATE, OPEN_INTEREST, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         "books": "_books",
+        REST_BOOKS_TYPE: "_rest_books",
         "trades": "_trades",
         "tickers": "_tickers",
         CANDLE_TYPE: "_candle",
@@ -139,6 +147,8 @@ class OkxStandardiser(Standardiser):
             return PONG_TYPE
         if "event" in message:
             return f"{EVENT_PREFIX}{message['event']}"
+        if "arg" not in message and "code" in message:
+            return REST_BOOKS_TYPE
         channel = message["arg"]["channel"]
         return CANDLE_TYPE if CANDLE_CHANNEL.match(channel) else channel
 
@@ -168,6 +178,16 @@ class OkxStandardiser(Standardiser):
             outputs += self._book(symbol, key, book, BOOK_ACTIONS[action], atom_timestamp)
         return outputs + self.book_checks.requests(symbol, atom_timestamp)
 
+    def _rest_books(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """A REST book snapshot: it names no symbol, the connector archived it under the symbol's books key."""
+        code = message["code"]
+        if code != "0":
+            raise StandardiseError(f"okx book snapshot answered code {code!r}: {message.get('msg')!r}")
+        symbol = self.keyed_symbol("REST book snapshot")
+        key = normalised_key(SOURCE, symbol)
+        [book] = message["data"]
+        return self._book(symbol, key, book, True, atom_timestamp) + self.book_checks.requests(symbol, atom_timestamp)
+
     def _book(self, symbol: str, key: str, book: dict, snapshot: bool, atom_timestamp: int) -> list[Output]:
         """One book message: read it in full, check its place in the book, apply it and verify the checksum."""
         sequence = optional_integer(book.get("seqId"))
@@ -180,15 +200,19 @@ class OkxStandardiser(Standardiser):
             prev_sequence = None
             self.book_checks.snapshot(symbol, sequence, atom_timestamp)
             self._books[symbol] = L2Book(BOOKS_DEPTH)
-        elif sequence is None or prev_sequence is None:
-            self.book_checks.update(symbol, sequence, None, atom_timestamp)
-        elif not bids and not asks and sequence == prev_sequence:
+        elif not bids and not asks and sequence is not None and sequence == prev_sequence:
             return self.skip(KEEPALIVE)
         else:
-            verdict = self._place(symbol, sequence, prev_sequence, atom_timestamp)
-            repeat = repeat_reason(self.book_checks, symbol, sequence, verdict)
-            if repeat is not None:
-                return self.skip(repeat)
+            if symbol not in self.book_checks.continuity.books:
+                # OKX sends no snapshot since August 2026: ask for the REST one now, not after a wait for it.
+                self.book_checks.lost(symbol, Reason.NO_SNAPSHOT, NO_SNAPSHOT_DETAIL, atom_timestamp)
+            if sequence is None or prev_sequence is None:
+                self.book_checks.update(symbol, sequence, None, atom_timestamp)
+            else:
+                verdict = self._place(symbol, sequence, prev_sequence, atom_timestamp)
+                repeat = repeat_reason(self.book_checks, symbol, sequence, verdict)
+                if repeat is not None:
+                    return self.skip(repeat)
         self._apply_and_verify(symbol, bids, asks, checksum, atom_timestamp)
         outputs = records_build.book_levels(
             exchange=SOURCE, symbol=symbol, key=key, bids=bids, asks=asks, is_snapshot=snapshot, sequence=sequence,
