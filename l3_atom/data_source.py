@@ -32,6 +32,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from l3_atom.bounded_memo import BoundedMemo
@@ -51,6 +52,7 @@ SINK_POLL_INTERVAL_S = 0.1
 NEAR_MATCHES = 5
 # Symbols named in the "streaming" log line; the rest are counted.
 NAMES_LOGGED = 10
+EXPIRY_FORMAT = "%Y%m%d"
 # Distinct raw keys whose symbol is remembered; past this (a source inventing keys) it is worked out per frame.
 SYMBOL_CACHE_KEYS = 4096
 
@@ -99,6 +101,12 @@ class RestPoll(NamedTuple):
     params: dict[str, str]
     key: str
     interval_s: float
+
+
+def _expired(name: str, today: str) -> bool:
+    """Whether ``name`` is a dated future (or option) whose expiry (YYYYMMDD) is before ``today``."""
+    expiry = Symbol.parse(name).expiry
+    return expiry is not None and expiry < today
 
 
 def _names(symbols: Sequence[str]) -> str:
@@ -158,6 +166,14 @@ class DataFeed(ABC):
         self.resyncs: dict[str, int] = {}
         self._last_resync: dict[str, float] = {}
         self._snapshot_client: RestClient | None = None
+        # Listing changes followed by the symbol-list refresh (listed, delisted, expired), for metrics.
+        self.listing_changes: Counter[str] = Counter()
+        self._chunks: dict[str, list[str]] = {}
+        self._tasks: list[asyncio.Task] = []
+        # Connections opened for new listings, started by the refresh that found them.
+        self._added: list[WebsocketConnection] = []
+        # Connections closed because every symbol they carried left the venue's list.
+        self._closed: set[str] = set()
         self._snapshot_lock = asyncio.Lock()
         # Raw key -> its frames that arrived while its REST snapshot was being fetched.
         self._held: dict[str, list[tuple[bytes, int, str]]] = {}
@@ -299,35 +315,8 @@ class DataFeed(ABC):
         self.choose(self.symbol_map)
         exchange_symbols = self.resolve(self.symbol_map)
         self.normalised_of = dict(zip(exchange_symbols, self.requested, strict=True))
-        replies = self.reply if type(self).reply is not DataFeed.reply else None
-        keepalive = (self.ping_interval_s, self.ping) if self.ping() is not None else None
-        for index, chunk in enumerate(self.connection_groups(exchange_symbols)):
-            messages = self.subscribe_messages(chunk)
-
-            async def subscribe(
-                connection: WebsocketConnection, messages: list[str] = messages, chunk: list[str] = chunk
-            ) -> None:
-                for message in messages:
-                    await connection.send(message)
-                if self.snapshot_on_connect and self.snapshot_polls(chunk):
-                    connection.spawn(self.fetch_snapshots(chunk))
-
-            async def url(chunk: list[str] = chunk) -> str:
-                return await self.connection_url(chunk)
-
-            self.connections.append(
-                WebsocketConnection(
-                    url,
-                    f"{self.name}.{index}",
-                    self.settings,
-                    subscribe,
-                    self._on_frame,
-                    replies,
-                    keepalive,
-                    room=self.sink.room,
-                )
-            )
-            self.connection_of.update(dict.fromkeys(chunk, self.connections[-1]))
+        for chunk in self.connection_groups(exchange_symbols):
+            self._open(chunk)
         LOG.info(
             "%s: streaming %d symbol(s) (%s) on %d connection(s)", self.name, len(self.requested),
             _names(self.requested), len(self.connections),
@@ -335,14 +324,102 @@ class DataFeed(ABC):
         tasks = [asyncio.create_task(c.run()) for c in self.connections]
         tasks += [asyncio.create_task(self._poll(poll)) for poll in self.rest_polls(exchange_symbols)]
         tasks.append(asyncio.create_task(self._housekeeping()))
+        if self.settings.symbol_refresh_s:
+            tasks.append(asyncio.create_task(self._refresh_listings()))
+        self._tasks = tasks
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
+            for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._snapshot_client is not None:
                 await self._snapshot_client.close()
+
+    def _open(self, chunk: list[str]) -> WebsocketConnection:
+        """A connection carrying ``chunk`` (a list it reads on every connect: symbols dropped from it stay dropped)."""
+        replies = self.reply if type(self).reply is not DataFeed.reply else None
+        keepalive = (self.ping_interval_s, self.ping) if self.ping() is not None else None
+
+        async def subscribe(connection: WebsocketConnection) -> None:
+            for message in self.subscribe_messages(chunk):
+                await connection.send(message)
+            if self.snapshot_on_connect and self.snapshot_polls(chunk):
+                connection.spawn(self.fetch_snapshots(chunk))
+
+        async def url() -> str:
+            return await self.connection_url(chunk)
+
+        connection = WebsocketConnection(
+            url, f"{self.name}.{len(self.connections)}", self.settings, subscribe, self._on_frame, replies,
+            keepalive, room=self.sink.room,
+        )
+        self.connections.append(connection)
+        self._chunks[connection.name] = chunk
+        self.connection_of.update(dict.fromkeys(chunk, connection))
+        return connection
+
+    # -- listings that change ----------------------------------------------------------------------
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str] | None:
+        """The frames that unsubscribe a connection from ``exchange_symbols``; None where the venue has none
+        (then a dropped symbol leaves its connection at the next reconnect)."""
+        return None
+
+    async def _refresh_listings(self) -> None:
+        """Load the symbol list every ``symbol_refresh_s`` and apply what changed; failures are logged, retried."""
+        while True:
+            await asyncio.sleep(self.settings.symbol_refresh_s)
+            try:
+                symbol_map = await self.load_symbol_map()
+            except (TimeoutError, OSError, ConnectionError, ValueError) as exc:
+                LOG.warning("%s: symbol list refresh failed: %s", self.name, exc)
+                continue
+            for connection, messages in self.apply_listing(symbol_map, datetime.now(UTC).strftime(EXPIRY_FORMAT)):
+                try:
+                    for message in messages:
+                        await connection.send(message)
+                except ConnectionError:
+                    pass  # Not connected: the next connect subscribes the connection's symbols as they are now.
+            for connection in self.connections:
+                if not self._chunks[connection.name] and connection.name not in self._closed:
+                    self._closed.add(connection.name)
+                    await connection.close()
+            self._tasks += [asyncio.create_task(connection.run()) for connection in self._added]
+            self._added = []
+
+    def apply_listing(self, symbol_map: dict[str, str], today: str) -> list[tuple[WebsocketConnection, list[str]]]:
+        """Follow a new symbol list: drop what is gone, and with ``--all-symbols`` open connections for new listings.
+
+        A requested symbol that is no longer listed is dropped with a log line and counted
+        (``listing_changes``: ``expired`` for a dated future past its expiry ``today``, YYYYMMDD,
+        else ``delisted``); it leaves its connection's list, and the unsubscribe frames to send are
+        returned.  New listings get connections of their own: other connections are not touched; a
+        connection left with no symbol is closed.
+        """
+        gone = [name for name in self.requested if name not in symbol_map]
+        added = [name for name in self.every.select(symbol_map) if name not in self.requested] if self.every else []
+        unsubscribes = []
+        for name in gone:
+            kind = "expired" if _expired(name, today) else "delisted"
+            self.listing_changes[kind] += 1
+            LOG.warning("%s: %s is no longer listed (%s): unsubscribed", self.name, name, kind)
+            exchange_symbol = self.symbol_map.get(name, "")
+            connection = self.connection_of.pop(exchange_symbol, None)
+            if connection is not None:
+                self._chunks[connection.name].remove(exchange_symbol)
+                messages = self.unsubscribe_messages([exchange_symbol])
+                if messages:
+                    unsubscribes.append((connection, messages))
+        self.symbol_map = symbol_map
+        self.requested = [name for name in self.requested if name not in gone] + added
+        self.normalised_of = {symbol_map[name]: name for name in self.requested}
+        if added:
+            self.listing_changes["listed"] += len(added)
+            LOG.info("%s: %d new listing(s) subscribed: %s", self.name, len(added), _names(added))
+            for chunk in self.connection_groups([symbol_map[name] for name in added]):
+                self._added.append(self._open(chunk))
+        return unsubscribes
 
     async def fetch_snapshots(self, exchange_symbols: Sequence[str]) -> None:
         """Fetch the REST book snapshots of ``exchange_symbols`` one at a time, each into the raw topic.

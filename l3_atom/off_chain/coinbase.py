@@ -67,6 +67,10 @@ class Coinbase(DataFeed):
         message.update(signed_fields(os.environ))
         return [orjson.dumps(message).decode()]
 
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        message = {"type": "unsubscribe", "product_ids": list(exchange_symbols), "channels": list(self.active_channels)}
+        return [orjson.dumps(message).decode()]
+
     def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
         """The level-3 REST book of each product, for the full channel."""
         if FULL not in self.active_channels:
