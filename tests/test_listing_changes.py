@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from l3_atom.config import ConnectorSettings
+from l3_atom.config import ConfigError, ConnectorSettings, Settings
 from l3_atom.off_chain.coinbase import Coinbase
 from l3_atom.symbol_selection import AllSymbols
 from tests.local.helpers import LocalRun, http_json
@@ -114,3 +114,18 @@ def test_the_simulators_listing_changes_reach_runner_local(tmp_path: Path, monke
     assert '"topic":"dead_letter"' not in out.read_text()
     assert "ETH.USD is no longer listed (delisted): unsubscribed" in log
     assert "1 new listing(s) subscribed: SOL.USD" in log
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_refresh_interval_of_zero_or_less_is_refused_with_its_name(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "config.ini"
+    config.write_text(PROJECT_CONFIG.read_text().replace("symbol_refresh_s = 600", f"symbol_refresh_s = {value}"))
+    with pytest.raises(ConfigError, match=rf"\[connector\] symbol_refresh_s must be greater than 0, got {value}"):
+        Settings(config_path=config, env_path=tmp_path / "none.env")
+
+
+def test_the_refresh_interval_is_read_from_config_and_defaults_to_ten_minutes(tmp_path: Path) -> None:
+    assert Settings(config_path=PROJECT_CONFIG, env_path=tmp_path / "none.env").connector.symbol_refresh_s == 600
+    config = tmp_path / "config.ini"
+    config.write_text(PROJECT_CONFIG.read_text().replace("symbol_refresh_s = 600\n", ""))
+    assert Settings(config_path=config, env_path=tmp_path / "none.env").connector.symbol_refresh_s == 600
