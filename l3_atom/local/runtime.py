@@ -29,7 +29,7 @@ import aiohttp
 from aiohttp import web
 
 from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import SKIPPED_PRODUCTS, DataFeed
 from l3_atom.errors import ServiceUnavailable, UserError
 from l3_atom.local.bus import BusItem, BusSink, FrameBus, RawFrame
 from l3_atom.local.outputs import LocalRecord, Output
@@ -122,6 +122,8 @@ class SourceRuntime:
             "skipped": dict(self.processor.standardiser.skipped),
             "unknown_message_types": dict(self.processor.standardiser.unknown_types),
             "book_resyncs": dict(self.feed.resyncs),
+            "listing_changes": dict(getattr(self.feed, "listing_changes", {})),
+            "skipped_products": SKIPPED_PRODUCTS[self.source],
             "dead_letters": dead_letters,
         }
 
