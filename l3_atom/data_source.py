@@ -405,12 +405,15 @@ class DataFeed(ABC):
             self.listing_changes[kind] += 1
             LOG.warning("%s: %s is no longer listed (%s): unsubscribed", self.name, name, kind)
             exchange_symbol = self.symbol_map.get(name, "")
-            connection = self.connection_of.pop(exchange_symbol, None)
-            if connection is not None:
-                self._chunks[connection.name].remove(exchange_symbol)
-                messages = self.unsubscribe_messages([exchange_symbol])
-                if messages:
-                    unsubscribes.append((connection, messages))
+            self.connection_of.pop(exchange_symbol, None)
+            # Every connection carrying it (a symbol may be on one per endpoint).
+            for connection in self.connections:
+                chunk = self._chunks[connection.name]
+                if exchange_symbol in chunk:
+                    chunk.remove(exchange_symbol)
+                    messages = self.unsubscribe_messages([exchange_symbol])
+                    if messages:
+                        unsubscribes.append((connection, messages))
         self.symbol_map = symbol_map
         self.requested = [name for name in self.requested if name not in gone] + added
         self.normalised_of = {symbol_map[name]: name for name in self.requested}

@@ -129,3 +129,17 @@ def test_the_refresh_interval_is_read_from_config_and_defaults_to_ten_minutes(tm
     config = tmp_path / "config.ini"
     config.write_text(PROJECT_CONFIG.read_text().replace("symbol_refresh_s = 600\n", ""))
     assert Settings(config_path=config, env_path=tmp_path / "none.env").connector.symbol_refresh_s == 600
+
+
+def test_a_symbol_on_two_endpoints_leaves_both_connections() -> None:
+    """OKX carries a symbol on the public and the business endpoint (candles): a delisting drops it from both."""
+    from l3_atom.off_chain.okx import Okx
+
+    listed = {"BTC.USDT": "BTC-USDT", "ETH.USDT": "ETH-USDT"}
+    feed = Okx(["BTC.USDT", "ETH.USDT"], NullSink(), SETTINGS, channels=["trades", "candle1m"])
+    feed.symbol_map = listed
+    for chunk in feed.connection_groups(feed.resolve(listed)):
+        feed._open(chunk)
+    assert len(feed.connections) == 2
+    feed.apply_listing({"BTC.USDT": "BTC-USDT"}, today="20260101")
+    assert [list(feed._chunks[c.name]) for c in feed.connections] == [["BTC-USDT"], ["BTC-USDT"]]

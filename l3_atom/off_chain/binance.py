@@ -57,12 +57,17 @@ def normalised_name(base: str, quote: str, suffix: str | None = None) -> str | N
 
 
 class StreamGroup(list[str]):
-    """The exchange symbols of one connection, with the endpoint path and the stream names it carries."""
+    """The exchange symbols of one connection, with the endpoint path and the channels it carries."""
 
-    def __init__(self, symbols: Iterable[str], path: str, streams: list[str]):
+    def __init__(self, symbols: Iterable[str], path: str, channels: list[str]):
         super().__init__(symbols)
         self.path = path
-        self.streams = streams
+        self.channels = channels
+
+    @property
+    def streams(self) -> list[str]:
+        """The stream names of the group's symbols as they are now (a delisted symbol leaves the URL)."""
+        return [f"{symbol.lower()}@{channel}" for channel in self.channels for symbol in self]
 
 
 class BinanceStreams(DataFeed):
@@ -87,7 +92,7 @@ class BinanceStreams(DataFeed):
         groups: list[list[str]] = []
         for path, channels in by_route.items():
             for chunk in chunked(exchange_symbols, self.symbols_per_connection(len(channels))):
-                groups.append(StreamGroup(chunk, path, [f"{s.lower()}@{c}" for c in channels for s in chunk]))
+                groups.append(StreamGroup(chunk, path, channels))
         return groups
 
     async def connection_url(self, exchange_symbols: Sequence[str]) -> str:
