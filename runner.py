@@ -26,6 +26,7 @@ import warnings
 from l3_atom.config import Settings
 from l3_atom.errors import UserError
 from l3_atom.observability.server import add_metrics_port, chosen_metrics_port
+from l3_atom.symbol_selection import add_symbol_selection
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_USAGE = 2
@@ -33,11 +34,12 @@ EXIT_USAGE = 2
 
 def _connector(args: argparse.Namespace) -> None:
     from l3_atom.connector import run_connector
+    from l3_atom.symbol_selection import symbol_request
 
     channels = args.channels.split(",") if args.channels else None
+    symbols, every = symbol_request(args.symbol, args.symbols_file, args.all_symbols, args.quote, args.type)
     asyncio.run(run_connector(
-        Settings(), args.source, args.symbol, args.ws_url, args.rest_url, channels,
-        chosen_metrics_port(args),
+        Settings(), args.source, symbols, args.ws_url, args.rest_url, channels, chosen_metrics_port(args), every,
     ))
 
 
@@ -142,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     connector.add_argument(
         "--symbol", action="append", default=[], help="normalised symbol, e.g. BTC.USD (none for a chain)"
     )
+    add_symbol_selection(connector.add_argument)
     connector.add_argument("--ws-url", help="websocket endpoint (default: the exchange's own)")
     connector.add_argument("--rest-url", help="REST endpoint (default: the exchange's own)")
     connector.add_argument("--channels", help="comma-separated exchange channels (default: the source's)")

@@ -30,6 +30,8 @@ METRICS_HOST_ENV = "L3_ATOM_METRICS_HOST"
 # Each role its own default port, so a connector, a processor and a local run on one host never clash.
 DEFAULT_METRICS_PORTS = {"connector": 9401, "processor": 9402, "local": 9403}
 METRICS_ROLES = tuple(DEFAULT_METRICS_PORTS)
+# Seconds between symbol-list refreshes when config.ini does not say.
+DEFAULT_SYMBOL_REFRESH_S = 600.0
 
 
 class ConfigError(UserError):
@@ -91,6 +93,9 @@ class ConnectorSettings:
     reconnect_max_delay_s: float
     silence_timeout_s: float
     max_frame_bytes: int
+    # Seconds between reloads of a venue's symbol list (new listings, delistings, expiries); 0 (only in code,
+    # e.g. unit tests): never.  config.ini's [connector] symbol_refresh_s must be above 0.
+    symbol_refresh_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,8 @@ class Settings:
             reconnect_max_delay_s=r.number("connector", "reconnect_max_delay_s"),
             silence_timeout_s=r.number("connector", "silence_timeout_s"),
             max_frame_bytes=r.integer("connector", "max_frame_bytes", minimum=1),
+            symbol_refresh_s=r.number("connector", "symbol_refresh_s")
+            if r.text("connector", "symbol_refresh_s") is not None else DEFAULT_SYMBOL_REFRESH_S,
         )
 
     def _processor_settings(self) -> ProcessorSettings:

@@ -29,6 +29,7 @@ from l3_atom.raw_sink import FrameSink, KafkaRawSink
 from l3_atom.raw_tail import read_tail
 from l3_atom.resync_listener import ResyncListener
 from l3_atom.sources import connector_class
+from l3_atom.symbol_selection import AllSymbols
 from l3_atom.tokens import Symbol
 from l3_atom.topic_admin import ensure_topics
 from l3_atom.topics import BOOK_RESYNC, COVERAGE, DEAD_LETTER, raw_topic
@@ -49,20 +50,29 @@ def feed_factory(
     ws_url: str | None = None,
     rest_url: str | None = None,
     channels: Sequence[str] | None = None,
+    every: AllSymbols | None = None,
 ) -> Callable[[FrameSink], DataFeed]:
     """Check what the user typed now (source, symbols); build the feed later, on whatever sink the runtime has.
 
     Endpoints and channels given here win over the source's ``config.ini`` section, which wins over the
     exchange's defaults.  Both runtimes (``runner.py connector`` and ``runner.py local``) build feeds here.
+    ``every`` (``--all-symbols``) has the feed choose its symbols from the venue's list.
     """
     feed_class = connector_class(source)
     symbols = [str(Symbol.parse(symbol)) for symbol in symbols]
-    if getattr(feed_class, "needs_symbols", True) and not symbols:
-        raise UserError(f"{source} needs at least one --symbol (see: runner.py symbols --source {source})")
+    needs_symbols = getattr(feed_class, "needs_symbols", True)
+    if every is not None and not needs_symbols:
+        raise UserError(f"{source} has no symbol list: --all-symbols does not apply")
+    if needs_symbols and not symbols and every is None:
+        raise UserError(
+            f"{source} needs at least one --symbol, a --symbols-file or --all-symbols "
+            f"(see: runner.py symbols --source {source})"
+        )
     overrides = settings.source(source)
     # Venues declare limits (config.ini [limits.<source>] overrides them); chain nodes have none.
     declared = getattr(feed_class, "limits", None)
     limits = {"limits": declared.overridden(settings.limit_overrides(source, OVERRIDES))} if declared else {}
+    extra = {"every": every} if every is not None else {}
 
     def build(sink: FrameSink) -> DataFeed:
         return feed_class(
@@ -73,6 +83,7 @@ def feed_factory(
             rest_url=rest_url or overrides.get("rest_url"),
             channels=channels or _channels(overrides.get("channels")),
             **limits,
+            **extra,
         )
 
     return build
@@ -97,9 +108,10 @@ async def run_connector(
     rest_url: str | None = None,
     channels: Sequence[str] | None = None,
     metrics_port: int | None = None,
+    every: AllSymbols | None = None,
 ) -> None:
     # Check what the user typed, and take the metrics port, before touching Kafka.
-    make_feed = feed_factory(settings, source, symbols, ws_url, rest_url, channels)
+    make_feed = feed_factory(settings, source, symbols, ws_url, rest_url, channels, every)
     metrics_socket = bind_metrics_socket(settings.metrics.host, settings.metrics.port(ROLE, metrics_port), ROLE)
     kafka = settings.kafka
     ensure_topics(kafka, [raw_topic(source), DEAD_LETTER, BOOK_RESYNC, COVERAGE])

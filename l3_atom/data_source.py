@@ -31,8 +31,9 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
-from typing import ClassVar, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from l3_atom.backfill import TradeHistory, fetch_history, id_holes
 from l3_atom.bounded_memo import BoundedMemo
@@ -49,7 +50,8 @@ from l3_atom.errors import UserError
 from l3_atom.feed import RestClient, RestError, WebsocketConnection, backoff_delay, now_us
 from l3_atom.limits import Limits, Pacer, Rate, RestLimiter
 from l3_atom.raw_sink import FrameSink
-from l3_atom.tokens import Symbol
+from l3_atom.symbol_selection import AllSymbols
+from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import ORIGIN_BACKFILL, normalised_key, raw_key, split_raw_key
 
 LOG = logging.getLogger(__name__)
@@ -58,6 +60,9 @@ STATS_INTERVAL_S = 10.0
 RESYNC_MIN_INTERVAL_S = 2.0
 SINK_POLL_INTERVAL_S = 0.1
 NEAR_MATCHES = 5
+# Symbols named in the "streaming" log line; the rest are counted.
+NAMES_LOGGED = 10
+EXPIRY_FORMAT = "%Y%m%d"
 # Distinct raw keys whose symbol is remembered; past this (a source inventing keys) it is worked out per frame.
 SYMBOL_CACHE_KEYS = 4096
 
@@ -72,6 +77,36 @@ BACKFILL_ATTEMPTS = 3
 BACKFILL_RETRY_S = 2.0
 RESTART_REASON = "connector restarted"
 
+# What reading one product of a symbol list may raise when the product lacks a field or has a shape the
+# parser does not know: that product is skipped and counted, the rest of the list still counts.
+PRODUCT_FAULTS = (KeyError, TypeError, ValueError, AttributeError, IndexError, SymbolError)
+# Source -> products of its symbol lists skipped as unreadable, since the process started (for metrics).
+SKIPPED_PRODUCTS: Counter[str] = Counter()
+# (source, fault) pairs already logged: each kind of fault is logged once, however many products share it.
+_LOGGED_FAULTS: set[tuple[str, str]] = set()
+T = TypeVar("T")
+
+
+def readable_products(source: str, products: Iterable[Any], read: Callable[[Any], T | None]) -> Iterator[T]:
+    """``read`` of every product of ``source``'s symbol list that it can read and does not leave out (None).
+
+    Venues add fields to their product lists and list products of new shapes (Phemex's 2022 spot
+    products had no ``priceScale``): one such product must not fail the whole list, so it is
+    skipped, counted in :data:`SKIPPED_PRODUCTS` and logged once per kind of fault.
+    """
+    for product in products:
+        try:
+            value = read(product)
+        except PRODUCT_FAULTS as exc:
+            SKIPPED_PRODUCTS[source] += 1
+            fault = f"{type(exc).__name__}: {exc}"
+            if (source, fault) not in _LOGGED_FAULTS:
+                _LOGGED_FAULTS.add((source, fault))
+                LOG.warning("%s: skipped a product of the symbol list (%s): %.200s", source, fault, product)
+            continue
+        if value is not None:
+            yield value
+
 
 class UnknownSymbol(UserError):
     """A requested symbol the source does not list."""
@@ -84,6 +119,24 @@ class RestPoll(NamedTuple):
     params: dict[str, str]
     key: str
     interval_s: float
+
+
+def _expired(name: str, today: str) -> bool:
+    """Whether ``name`` is a dated future (or option) whose expiry (YYYYMMDD) is before ``today``."""
+    expiry = Symbol.parse(name).expiry
+    return expiry is not None and expiry < today
+
+
+def _names(symbols: Sequence[str]) -> str:
+    """Symbols for a log line: all of a few, the first few of many."""
+    shown = ", ".join(symbols[:NAMES_LOGGED])
+    return shown if len(symbols) <= NAMES_LOGGED else f"{shown}, ... {len(symbols) - NAMES_LOGGED} more"
+
+
+def chunked(items: list[T], size: int) -> list[list[T]]:
+    """``items`` in consecutive groups of ``size`` (0: one group of all)."""
+    size = size or len(items) or 1
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class DataFeed(ABC):
@@ -102,6 +155,9 @@ class DataFeed(ABC):
     limits: ClassVar[Limits] = CONSERVATIVE_LIMITS
     # The venue's REST trade history, where it documents one: trades missed in an outage are fetched from it.
     trade_history: ClassVar[TradeHistory | None] = None
+    # Fetch ``snapshot_polls`` after every connect; False: only when the processor asks (``resync``), for
+    # venues whose websocket may or may not send the snapshot itself.
+    snapshot_on_connect: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -112,9 +168,12 @@ class DataFeed(ABC):
         rest_url: str | None = None,
         channels: Sequence[str] | None = None,
         limits: Limits | None = None,
+        every: AllSymbols | None = None,
     ):
         """``limits`` replaces the class's (``config.ini`` overrides, ``[limits.<source>]``)."""
         self.requested = [str(Symbol.parse(s)) for s in symbols]
+        # ``--all-symbols``: the requested symbols are chosen from the venue's list once it is loaded.
+        self.every = every
         self.sink = sink
         self.settings = settings
         self.ws_endpoint = ws_url or self.ws_url
@@ -141,6 +200,14 @@ class DataFeed(ABC):
         self.snapshots = 0
         self._last_resync: dict[str, float] = {}
         self._snapshot_client: RestClient | None = None
+        # Listing changes followed by the symbol-list refresh (listed, delisted, expired), for metrics.
+        self.listing_changes: Counter[str] = Counter()
+        self._chunks: dict[str, list[str]] = {}
+        self._tasks: list[asyncio.Task] = []
+        # Connections opened for new listings, started by the refresh that found them.
+        self._added: list[WebsocketConnection] = []
+        # Connections closed because every symbol they carried left the venue's list.
+        self._closed: set[str] = set()
         self._snapshot_lock = asyncio.Lock()
         # Raw key -> its frames that arrived while its REST snapshot was being fetched.
         self._held: dict[str, list[tuple[bytes, int, str]]] = {}
@@ -253,21 +320,25 @@ class DataFeed(ABC):
             raise UnknownSymbol(f"{self.name} does not list {'; '.join(hints)}")
         return [symbol_map[s] for s in self.requested]
 
+    def symbols_per_connection(self, channels: int | None = None) -> int:
+        """How many symbols one connection carries within the venue's per-connection limits (0: no limit).
+
+        ``max_symbols_per_connection`` bounds symbols; the venue's ``limits.streams_per_connection``
+        bounds symbols x ``channels`` (the active channels by default); the tighter one wins, and a
+        connection always carries at least one symbol.
+        """
+        limits = [self.max_symbols_per_connection] if self.max_symbols_per_connection else []
+        if self.limits.streams_per_connection:
+            per_symbol = max(1, len(self.active_channels) if channels is None else channels)
+            limits.append(max(1, self.limits.streams_per_connection // per_symbol))
+        return min(limits, default=0)
+
     def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
-        """How symbols are spread over connections: ``max_symbols_per_connection`` each by default.
+        """How symbols are spread over connections: :meth:`symbols_per_connection` each by default.
 
         Override when an exchange needs other groups (e.g. spot and derivatives on different endpoints).
         """
-        size = self.symbols_per_connection() or len(exchange_symbols) or 1
-        return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
-
-    def symbols_per_connection(self) -> int:
-        """Most symbols one connection carries by default: the class's limit, or the venue's streams per
-        connection shared by the channels (0: no limit)."""
-        limits = [self.max_symbols_per_connection] if self.max_symbols_per_connection else []
-        if self.limits.streams_per_connection:
-            limits.append(max(1, self.limits.streams_per_connection // max(1, len(self.active_channels))))
-        return min(limits, default=0)
+        return chunked(exchange_symbols, self.symbols_per_connection())
 
     def _on_frame(self, frame: bytes, atom_timestamp: int, connection_id: str, key: str | None = None) -> None:
         """Archive one frame (``key`` given for REST bodies); oversize frames go to dead_letter instead."""
@@ -285,65 +356,136 @@ class DataFeed(ABC):
                 return
         self.sink.write(key, frame, atom_timestamp, connection_id, self._symbol_of_key[key])
 
+    def choose(self, symbol_map: dict[str, str]) -> None:
+        """With ``--all-symbols``, request every listed symbol the filters take; none is an error."""
+        if self.every is None:
+            return
+        self.requested = self.every.select(symbol_map)
+        if not self.requested:
+            raise UnknownSymbol(f"{self.name} lists no symbol for {self.every} (it lists {len(symbol_map)})")
+
     async def run(self) -> None:
         """Connect and stream until cancelled."""
         self.symbol_map = await self.load_symbol_map()
+        self.choose(self.symbol_map)
         exchange_symbols = self.resolve(self.symbol_map)
         self.normalised_of = dict(zip(exchange_symbols, self.requested, strict=True))
-        replies = self.reply if type(self).reply is not DataFeed.reply else None
-        keepalive = (self.ping_interval_s, self.ping) if self.ping() is not None else None
-        for index, chunk in enumerate(self.connection_groups(exchange_symbols)):
-            messages = self.subscribe_messages(chunk)
-
-            pacer = self._subscribe_pacer or Pacer(self.limits.subscribes)
-
-            async def subscribe(
-                connection: WebsocketConnection,
-                messages: list[str] = messages,
-                chunk: list[str] = chunk,
-                pacer: Pacer = pacer,
-            ) -> None:
-                for message in messages:
-                    await pacer.wait()
-                    await connection.send(message)
-                if self.snapshot_polls(chunk):
-                    connection.spawn(self.fetch_snapshots(chunk))
-                self._stream_up(connection, chunk)
-
-            def closed(reason: str, last_frame_us: int, chunk: list[str] = chunk) -> None:
-                self._stream_down(chunk, reason, last_frame_us // US_PER_MS)
-
-            async def url(chunk: list[str] = chunk) -> str:
-                return await self.connection_url(chunk)
-
-            self.connections.append(
-                WebsocketConnection(
-                    url,
-                    f"{self.name}.{index}",
-                    self.settings,
-                    subscribe,
-                    self._on_frame,
-                    replies,
-                    keepalive,
-                    room=self.sink.room,
-                    before_connect=self.connect_pacer.wait,
-                    on_close=closed,
-                )
-            )
-            self.connection_of.update(dict.fromkeys(chunk, self.connections[-1]))
-        LOG.info("%s: streaming %s on %d connection(s)", self.name, ", ".join(self.requested), len(self.connections))
+        for chunk in self.connection_groups(exchange_symbols):
+            self._open(chunk)
+        LOG.info(
+            "%s: streaming %d symbol(s) (%s) on %d connection(s)", self.name, len(self.requested),
+            _names(self.requested), len(self.connections),
+        )
         tasks = [asyncio.create_task(c.run()) for c in self.connections]
         tasks += [asyncio.create_task(self._poll(poll)) for poll in self.rest_polls(exchange_symbols)]
         tasks.append(asyncio.create_task(self._housekeeping()))
+        if self.settings.symbol_refresh_s:
+            tasks.append(asyncio.create_task(self._refresh_listings()))
+        self._tasks = tasks
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
+            for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             for client in (self._snapshot_client, self._history_client):
                 if client is not None:
                     await client.close()
+
+    def _open(self, chunk: list[str]) -> WebsocketConnection:
+        """A connection carrying ``chunk`` (a list it reads on every connect: symbols dropped from it stay dropped)."""
+        replies = self.reply if type(self).reply is not DataFeed.reply else None
+        keepalive = (self.ping_interval_s, self.ping) if self.ping() is not None else None
+
+        pacer = self._subscribe_pacer or Pacer(self.limits.subscribes)
+
+        async def subscribe(connection: WebsocketConnection) -> None:
+            for message in self.subscribe_messages(chunk):
+                await pacer.wait()
+                await connection.send(message)
+            if self.snapshot_on_connect and self.snapshot_polls(chunk):
+                connection.spawn(self.fetch_snapshots(chunk))
+            self._stream_up(connection, chunk)
+
+        def closed(reason: str, last_frame_us: int) -> None:
+            self._stream_down(chunk, reason, last_frame_us // US_PER_MS)
+
+        async def url() -> str:
+            return await self.connection_url(chunk)
+
+        connection = WebsocketConnection(
+            url, f"{self.name}.{len(self.connections)}", self.settings, subscribe, self._on_frame, replies,
+            keepalive, room=self.sink.room, before_connect=self.connect_pacer.wait, on_close=closed,
+        )
+        self.connections.append(connection)
+        self._chunks[connection.name] = chunk
+        self.connection_of.update(dict.fromkeys(chunk, connection))
+        return connection
+
+    # -- listings that change ----------------------------------------------------------------------
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str] | None:
+        """The frames that unsubscribe a connection from ``exchange_symbols``; None where the venue has none
+        (then a dropped symbol leaves its connection at the next reconnect)."""
+        return None
+
+    async def _refresh_listings(self) -> None:
+        """Load the symbol list every ``symbol_refresh_s`` and apply what changed; failures are logged, retried."""
+        while True:
+            await asyncio.sleep(self.settings.symbol_refresh_s)
+            try:
+                symbol_map = await self.load_symbol_map()
+            except (TimeoutError, OSError, ConnectionError, ValueError) as exc:
+                LOG.warning("%s: symbol list refresh failed: %s", self.name, exc)
+                continue
+            for connection, messages in self.apply_listing(symbol_map, datetime.now(UTC).strftime(EXPIRY_FORMAT)):
+                try:
+                    for message in messages:
+                        await connection.send(message)
+                except ConnectionError:
+                    pass  # Not connected: the next connect subscribes the connection's symbols as they are now.
+            for connection in self.connections:
+                if not self._chunks[connection.name] and connection.name not in self._closed:
+                    self._closed.add(connection.name)
+                    await connection.close()
+            self._tasks += [asyncio.create_task(connection.run()) for connection in self._added]
+            self._added = []
+
+    def apply_listing(self, symbol_map: dict[str, str], today: str) -> list[tuple[WebsocketConnection, list[str]]]:
+        """Follow a new symbol list: drop what is gone, and with ``--all-symbols`` open connections for new listings.
+
+        A requested symbol that is no longer listed is dropped with a log line and counted
+        (``listing_changes``: ``expired`` for a dated future past its expiry ``today``, YYYYMMDD,
+        else ``delisted``); it leaves its connection's list, and the unsubscribe frames to send are
+        returned.  New listings get connections of their own: other connections are not touched; a
+        connection left with no symbol is closed.
+        """
+        gone = [name for name in self.requested if name not in symbol_map]
+        added = [name for name in self.every.select(symbol_map) if name not in self.requested] if self.every else []
+        unsubscribes = []
+        for name in gone:
+            kind = "expired" if _expired(name, today) else "delisted"
+            self.listing_changes[kind] += 1
+            LOG.warning("%s: %s is no longer listed (%s): unsubscribed", self.name, name, kind)
+            exchange_symbol = self.symbol_map.get(name, "")
+            self.connection_of.pop(exchange_symbol, None)
+            # Every connection carrying it (a symbol may be on one per endpoint).
+            for connection in self.connections:
+                chunk = self._chunks[connection.name]
+                if exchange_symbol in chunk:
+                    chunk.remove(exchange_symbol)
+                    messages = self.unsubscribe_messages([exchange_symbol])
+                    if messages:
+                        unsubscribes.append((connection, messages))
+        self.symbol_map = symbol_map
+        self.requested = [name for name in self.requested if name not in gone] + added
+        self.normalised_of = {symbol_map[name]: name for name in self.requested}
+        if added:
+            self.listing_changes["listed"] += len(added)
+            LOG.info("%s: %d new listing(s) subscribed: %s", self.name, len(added), _names(added))
+            for chunk in self.connection_groups([symbol_map[name] for name in added]):
+                self._added.append(self._open(chunk))
+        return unsubscribes
 
     async def fetch_snapshots(self, exchange_symbols: Sequence[str]) -> None:
         """Fetch the REST book snapshots of ``exchange_symbols`` one at a time, each into the raw topic.

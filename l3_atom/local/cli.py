@@ -4,7 +4,8 @@
                     --source binance --symbol ETH.USDT [--feeds lob_l3,trades_l3] \\
                     [--jsonl FILE] [--avro DIR] [--parquet DIR] [--serve [HOST:]PORT]
 
-``--symbol``, ``--ws-url``, ``--rest-url`` and ``--channels`` belong to the
+``--symbol``, ``--symbols-file``, ``--all-symbols`` (with ``--quote`` and
+``--type``), ``--ws-url``, ``--rest-url`` and ``--channels`` belong to the
 ``--source`` before them (the same flags as ``runner.py connector``), so
 each source can be pointed at a simulator, a replay server or the exchange
 (the default).  With no output chosen, records are printed on stdout.
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from l3_atom.errors import UserError
 from l3_atom.observability.server import add_metrics_port, bind_metrics_socket, chosen_metrics_port
+from l3_atom.symbol_selection import add_symbol_selection, symbol_request
 from l3_atom.topics import COVERAGE, DEAD_LETTER, NORMALISED_TOPICS
 
 # Only what ``add_arguments`` needs is imported here: runner.py builds every command's parser at start.
@@ -49,6 +51,10 @@ class SourceOptions:
     ws_url: str | None = None
     rest_url: str | None = None
     channels: str | None = None
+    symbols_file: str | None = None
+    all_symbols: bool = False
+    quote: str | None = None
+    type: str | None = None
 
 
 class _StartSource(argparse.Action):
@@ -82,10 +88,23 @@ class _SourceOption(argparse.Action):
         current = sources[-1]
         if self.dest == "symbols":
             current.symbols.append(value)
-        elif getattr(current, self.dest) is not None:
+        elif getattr(current, self.dest) not in (None, False):
             parser.error(f"{option_string} is given twice for --source {current.name}")
         else:
             setattr(current, self.dest, value)
+
+
+class _SourceFlag(_SourceOption):
+    """``--all-symbols``: set on the last ``--source``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        value: object,
+        option_string: str | None = None,
+    ) -> None:
+        super().__call__(parser, namespace, True, option_string)
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -121,6 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--symbol", action=_SourceOption, dest="symbols", default=argparse.SUPPRESS, metavar="SYMBOL",
         help="normalised symbol, e.g. BTC.USD (repeatable)",
     )
+    add_symbol_selection(source.add_argument, _SourceOption, _SourceFlag, default=argparse.SUPPRESS)
     source.add_argument(
         "--ws-url", action=_SourceOption, default=argparse.SUPPRESS, metavar="URL",
         help="websocket endpoint (default: config.ini's, else the exchange's)",
@@ -190,11 +210,14 @@ def build_sources(
     for options in chosen:
         try:
             channels = [c.strip() for c in options.channels.split(",") if c.strip()] if options.channels else None
+            symbols, every = symbol_request(
+                options.symbols, options.symbols_file, options.all_symbols, options.quote, options.type
+            )
             factories.append(
                 (
                     options.name,
                     feed_factory(
-                        settings, options.name, options.symbols, options.ws_url, options.rest_url, channels
+                        settings, options.name, symbols, options.ws_url, options.rest_url, channels, every
                     ),
                 )
             )

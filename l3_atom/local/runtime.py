@@ -30,7 +30,7 @@ import aiohttp
 from aiohttp import web
 
 from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import SKIPPED_PRODUCTS, DataFeed
 from l3_atom.errors import ServiceUnavailable, UserError
 from l3_atom.http_app import serve_app
 from l3_atom.local.bus import BusItem, BusSink, ConnectorCoverage, FrameBus, RawFrame
@@ -126,7 +126,10 @@ class SourceRuntime:
             "bus_high_water": self.bus.high_water,
             "paused": self.bus.pauses,
             "skipped": dict(self.processor.standardiser.skipped),
+            "unknown_message_types": dict(self.processor.standardiser.unknown_types),
             "book_resyncs": dict(self.feed.resyncs),
+            "listing_changes": dict(getattr(self.feed, "listing_changes", {})),
+            "skipped_products": SKIPPED_PRODUCTS[self.source],
             "dead_letters": dead_letters,
         }
 

@@ -30,7 +30,7 @@ from typing import ClassVar
 import orjson
 
 from l3_atom.backfill import Request, TradeHistory, TradeRef
-from l3_atom.data_source import DataFeed, RestPoll
+from l3_atom.data_source import DataFeed, RestPoll, chunked, readable_products
 from l3_atom.feed import RECONNECT
 from l3_atom.limits import EndpointWeight, Limits, Rate
 from l3_atom.tokens import Symbol, SymbolError
@@ -96,20 +96,23 @@ class AggTradesHistory(TradeHistory):
 
 
 class StreamGroup(list[str]):
-    """The exchange symbols of one connection, with the endpoint path and the stream names it carries."""
+    """The exchange symbols of one connection, with the endpoint path and the channels it carries."""
 
-    def __init__(self, symbols: Iterable[str], path: str, streams: list[str]):
+    def __init__(self, symbols: Iterable[str], path: str, channels: list[str]):
         super().__init__(symbols)
         self.path = path
-        self.streams = streams
+        self.channels = channels
+
+    @property
+    def streams(self) -> list[str]:
+        """The stream names of the group's symbols as they are now (a delisted symbol leaves the URL)."""
+        return [f"{symbol.lower()}@{channel}" for channel in self.channels for symbol in self]
 
 
 class BinanceStreams(DataFeed):
     """Binance's combined-stream protocol, shared by spot and USD-M futures."""
 
     depth_path: ClassVar[str]
-    # Most streams one connection may carry.
-    max_streams_per_connection: ClassVar[int]
     # Channels served by REST polls rather than streams.
     rest_channels: ClassVar[tuple[str, ...]] = ()
 
@@ -121,16 +124,14 @@ class BinanceStreams(DataFeed):
         return [c for c in self.active_channels if c not in self.rest_channels]
 
     def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
-        """One group per endpoint and per ``max_streams_per_connection`` streams."""
+        """One group per endpoint and per ``limits.streams_per_connection`` streams (one per symbol and channel)."""
         by_route: dict[str, list[str]] = {}
         for channel in self.stream_channels():
             by_route.setdefault(self.route(channel), []).append(channel)
         groups: list[list[str]] = []
         for path, channels in by_route.items():
-            size = max(1, self.max_streams_per_connection // len(channels))
-            for start in range(0, len(exchange_symbols), size):
-                chunk = exchange_symbols[start : start + size]
-                groups.append(StreamGroup(chunk, path, [f"{s.lower()}@{c}" for c in channels for s in chunk]))
+            for chunk in chunked(exchange_symbols, self.symbols_per_connection(len(channels))):
+                groups.append(StreamGroup(chunk, path, channels))
         return groups
 
     async def connection_url(self, exchange_symbols: Sequence[str]) -> str:
@@ -197,7 +198,6 @@ class Binance(BinanceStreams):
     symbols_path = "/api/v3/exchangeInfo"
     depth_path = "/api/v3/depth"
     channels = ("depth@100ms", "trade", "bookTicker", "kline_1m")
-    max_streams_per_connection = 1024
     limits = Limits(
         rest=(Rate(6000, 60.0),),
         weights=(
@@ -212,9 +212,10 @@ class Binance(BinanceStreams):
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
-        symbols = {}
-        for market in orjson.loads(body)["symbols"]:
-            name = normalised_name(market["baseAsset"], market["quoteAsset"])
-            if name is not None:
-                symbols[name] = market["symbol"]
-        return symbols
+        return dict(readable_products(cls.name, orjson.loads(body)["symbols"], _listed))
+
+
+def _listed(market: dict) -> tuple[str, str] | None:
+    """(normalised name, exchange symbol) of one market of ``exchangeInfo``; None for names outside the grammar."""
+    name = normalised_name(market["baseAsset"], market["quoteAsset"])
+    return None if name is None else (name, market["symbol"])

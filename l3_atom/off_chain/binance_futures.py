@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from l3_atom.data_source import RestPoll
+from l3_atom.data_source import RestPoll, readable_products
 from l3_atom.limits import EndpointWeight, Limits, Rate
 from l3_atom.off_chain.binance import AggTradesHistory, BinanceStreams, normalised_name, stream_kind
 from l3_atom.topics import raw_key
@@ -62,13 +62,13 @@ class BinanceFutures(BinanceStreams):
     depth_path = "/fapi/v1/depth"
     channels = ("depth@100ms", "aggTrade", "bookTicker", "kline_1m", "markPrice", OPEN_INTEREST)
     rest_channels = (OPEN_INTEREST,)
-    max_streams_per_connection = 200
     limits = Limits(
         rest=(Rate(2400, 60.0),),
         weights=(EndpointWeight("/fapi/v1/depth", 2, "limit", ((50, 2), (100, 5), (500, 10), (1000, 20))),),
         used_weight_header="X-MBX-USED-WEIGHT-1M",
         subscribes=Rate(10, 1.0),
-        streams_per_connection=1024,
+        # USD-M futures: 200 streams per connection (1,024 on spot).
+        streams_per_connection=200,
         connections=Rate(300, 300.0),
     )
     trade_history = AggTradesHistory("/fapi/v1/aggTrades")
@@ -76,19 +76,7 @@ class BinanceFutures(BinanceStreams):
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
         """Perpetuals and dated futures; other contract types (and pending listings without one) are left out."""
-        symbols = {}
-        for market in orjson.loads(body)["symbols"]:
-            kind = market.get("contractType")
-            if kind in PERPETUAL_TYPES:
-                suffix = PERPETUAL_SUFFIX
-            elif kind in DATED_TYPES:
-                suffix = expiry(market["deliveryDate"])
-            else:
-                continue
-            name = normalised_name(market["baseAsset"], market["quoteAsset"], suffix)
-            if name is not None:
-                symbols[name] = market["symbol"]
-        return symbols
+        return dict(readable_products(cls.name, orjson.loads(body)["symbols"], _listed))
 
     def route(self, channel: str) -> str:
         kind = stream_kind(channel)
@@ -103,3 +91,16 @@ class BinanceFutures(BinanceStreams):
                      OPEN_INTEREST_INTERVAL_S)
             for s in exchange_symbols
         ]
+
+
+def _listed(market: dict) -> tuple[str, str] | None:
+    """(normalised name, exchange symbol) of one contract; None for other contract types or unnameable ones."""
+    kind = market.get("contractType")
+    if kind in PERPETUAL_TYPES:
+        suffix = PERPETUAL_SUFFIX
+    elif kind in DATED_TYPES:
+        suffix = expiry(market["deliveryDate"])
+    else:
+        return None
+    name = normalised_name(market["baseAsset"], market["quoteAsset"], suffix)
+    return None if name is None else (name, market["symbol"])

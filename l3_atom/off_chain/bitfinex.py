@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.errors import UserError
 from l3_atom.feed import RECONNECT
 from l3_atom.limits import Limits, Rate
@@ -142,7 +142,7 @@ class Bitfinex(DataFeed):
     limits = Limits(
         rest=(Rate(10, 60.0),),
         subscribes=Rate(5, 1.0),
-        streams_per_connection=25,
+        streams_per_connection=MAX_CHANNELS_PER_CONNECTION,
         connections=Rate(20, 60.0),
     )
 
@@ -157,11 +157,8 @@ class Bitfinex(DataFeed):
         """Normalised -> websocket symbol from a ``pub:list:pair:*`` body (``[["BTCUSD", ...]]``)."""
         [pairs] = orjson.loads(body)
         symbol_map: dict[str, str] = {}
-        for pair in pairs:
-            try:
-                symbol_map.setdefault(normalise_pair(pair), f"{TRADING_PREFIX}{pair}")
-            except (TypeError, ValueError):
-                continue  # Not a pair this project can name (none in the lists today).
+        for name, pair in readable_products(cls.name, pairs, lambda pair: (normalise_pair(pair), pair)):
+            symbol_map.setdefault(name, f"{TRADING_PREFIX}{pair}")
         return symbol_map
 
     async def load_symbol_map(self) -> dict[str, str]:
@@ -174,10 +171,6 @@ class Bitfinex(DataFeed):
             return symbol_map
         finally:
             await client.close()
-
-    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
-        size = max(1, MAX_CHANNELS_PER_CONNECTION // max(1, len(self.active_channels)))
-        return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
         messages = [{"event": "conf", "flags": FLAG_SEQ_ALL | FLAG_TIMESTAMP}]

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from l3_atom.data_source import DataFeed, RestPoll
+from l3_atom.data_source import DataFeed, RestPoll, readable_products
 from l3_atom.feed import RECONNECT
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol
@@ -86,14 +86,7 @@ class Bitstamp(DataFeed):
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
         """``[{"name": "BTC/USD", "url_symbol": "btcusd", ...}]`` -> ``{"BTC.USD": "btcusd"}``."""
-        symbols = {}
-        for pair in orjson.loads(body):
-            match = _PAIR_NAME.match(pair["name"].upper())
-            if match is None:
-                continue
-            kind = InstrumentType.PERPETUAL if match["perp"] else InstrumentType.SPOT
-            symbols[str(Symbol(match["base"], match["quote"], kind))] = pair["url_symbol"]
-        return symbols
+        return dict(readable_products(cls.name, orjson.loads(body), _listed))
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
         return [
@@ -138,3 +131,12 @@ class Bitstamp(DataFeed):
 
     def ping(self) -> str:
         return orjson.dumps({"event": HEARTBEAT_EVENT}).decode()
+
+
+def _listed(pair: dict) -> tuple[str, str] | None:
+    """(normalised name, url symbol) of one trading pair; None for names that are not a pair."""
+    match = _PAIR_NAME.match(pair["name"].upper())
+    if match is None:
+        return None
+    kind = InstrumentType.PERPETUAL if match["perp"] else InstrumentType.SPOT
+    return str(Symbol(match["base"], match["quote"], kind)), pair["url_symbol"]

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
@@ -67,6 +67,12 @@ def bare(exchange_symbol: str) -> str:
 def feed_of_topic(prefix: str) -> str:
     """``orderbook.50`` -> ``orderbook50``, ``publicTrade`` -> ``publictrade``: raw-key feeds have no ``_``."""
     return prefix.replace(".", "").replace("_", "").lower() or CONTROL
+
+
+def _listed(category: str, instrument: dict) -> tuple[str, str] | None:
+    """(normalised name, category-qualified symbol) of one instrument; None where it has no name."""
+    name = _normalised_name(category, instrument)
+    return None if name is None else (name, qualified(category, instrument["symbol"]))
 
 
 def _normalised_name(category: str, instrument: dict) -> str | None:
@@ -121,12 +127,7 @@ class Bybit(DataFeed):
             raise ValueError(f"bybit instruments-info answered retCode {answer.get('retCode')!r}: "
                              f"{answer.get('retMsg')!r}")
         category = answer["result"]["category"]
-        symbol_map = {}
-        for instrument in answer["result"]["list"]:
-            name = _normalised_name(category, instrument)
-            if name is not None:
-                symbol_map[name] = qualified(category, instrument["symbol"])
-        return symbol_map
+        return dict(readable_products(cls.name, answer["result"]["list"], lambda item: _listed(category, item)))
 
     async def load_symbol_map(self) -> dict[str, str]:
         """One listing per category, following ``nextPageCursor``."""

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from l3_atom.backfill import Request, TradeHistory, TradeRef
-from l3_atom.data_source import DataFeed, RestPoll
+from l3_atom.data_source import DataFeed, RestPoll, readable_products
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import Symbol
 from l3_atom.topics import raw_key
@@ -110,11 +110,7 @@ class Coinbase(DataFeed):
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
-        return {
-            str(Symbol(p["base_currency"], p["quote_currency"])): p["id"]
-            for p in orjson.loads(body)
-            if p.get("base_currency") and p.get("quote_currency")
-        }
+        return dict(readable_products(cls.name, orjson.loads(body), _listed))
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
         """One subscribe, or one per ``topics_per_message`` (products x channels) when a limit is set."""
@@ -128,6 +124,10 @@ class Coinbase(DataFeed):
             message.update(signed_fields(os.environ))
             messages.append(orjson.dumps(message).decode())
         return messages
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        message = {"type": "unsubscribe", "product_ids": list(exchange_symbols), "channels": list(self.active_channels)}
+        return [orjson.dumps(message).decode()]
 
     def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
         """The level-3 REST book of each product, for the full channel."""
@@ -153,3 +153,10 @@ def signed_fields(env: dict[str, str] | os._Environ, timestamp: float | None = N
     stamp = str(timestamp if timestamp is not None else time.time())
     digest = hmac.new(base64.b64decode(secret), f"{stamp}GET{SIGNATURE_PATH}".encode(), hashlib.sha256).digest()
     return {"signature": base64.b64encode(digest).decode(), "key": key, "passphrase": passphrase, "timestamp": stamp}
+
+
+def _listed(product: dict) -> tuple[str, str] | None:
+    """(normalised name, product id) of one product; None for products without both currencies."""
+    if not product.get("base_currency") or not product.get("quote_currency"):
+        return None
+    return str(Symbol(product["base_currency"], product["quote_currency"])), product["id"]

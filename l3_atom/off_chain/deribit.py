@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.errors import UserError
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol
@@ -146,14 +146,7 @@ class Deribit(DataFeed):
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
         """Normalised -> instrument name from a ``get_instruments`` body; combos have no normalised name."""
-        symbol_map: dict[str, str] = {}
-        for instrument in orjson.loads(body)["result"]:
-            name = instrument["instrument_name"]
-            try:
-                symbol_map[normalise_instrument(name)] = name
-            except ValueError:
-                continue  # future_combo / option_combo (BTC-FS-27DEC24_PERP): no single instrument.
-        return symbol_map
+        return dict(readable_products(cls.name, orjson.loads(body)["result"], _listed))
 
     async def load_symbol_map(self) -> dict[str, str]:
         """All currencies' instruments; a currency Deribit does not answer for is logged and left out."""
@@ -217,3 +210,12 @@ def subscribe_requests(
         request_id = FIRST_SUBSCRIBE_ID + offset // CHANNELS_PER_REQUEST
         messages.append(rpc(request_id, "public/subscribe", {"channels": names[offset : offset + CHANNELS_PER_REQUEST]}))
     return messages
+
+
+def _listed(instrument: dict) -> tuple[str, str] | None:
+    """(normalised name, instrument name); None for future_combo / option_combo (BTC-FS-27DEC24_PERP)."""
+    name = instrument["instrument_name"]
+    try:
+        return normalise_instrument(name), name
+    except ValueError:
+        return None

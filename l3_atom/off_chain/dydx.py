@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol, SymbolError
 from l3_atom.topics import raw_key
@@ -83,12 +83,7 @@ class Dydx(DataFeed):
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
-        symbol_map = {}
-        for ticker in orjson.loads(body)["markets"]:
-            name = normalised_of_ticker(ticker)
-            if name is not None:
-                symbol_map[name] = ticker
-        return symbol_map
+        return dict(readable_products(cls.name, orjson.loads(body)["markets"], _listed))
 
     def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
         """32 markets per connection; the first connection also carries ``v4_markets``."""
@@ -119,3 +114,8 @@ class Dydx(DataFeed):
         if channel != MARKETS and isinstance(subscription, str):
             ticker = subscription.partition(CANDLE_ID_SEPARATOR)[0]
         return raw_key(self.name, ticker, feed)
+
+
+def _listed(ticker: str) -> tuple[str, str] | None:
+    name = normalised_of_ticker(ticker)
+    return None if name is None else (name, ticker)

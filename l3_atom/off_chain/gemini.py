@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.feed import RestClient
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol
@@ -69,12 +69,7 @@ class Gemini(DataFeed):
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:
         """A JSON array of ``/v1/symbols/details`` bodies -> normalised name -> Gemini's (websocket) symbol."""
-        symbols = {}
-        for details in orjson.loads(body):
-            kind = InstrumentType.PERPETUAL if details.get("product_type") == SWAP else InstrumentType.SPOT
-            symbol = Symbol(details["base_currency"].upper(), details["quote_currency"].upper(), kind)
-            symbols[str(symbol)] = details["symbol"].upper()
-        return symbols
+        return dict(readable_products(cls.name, orjson.loads(body), _listed))
 
     async def load_symbol_map(self) -> dict[str, str]:
         client = self.rest_client()
@@ -107,3 +102,10 @@ class Gemini(DataFeed):
             return raw_key(self.name, None, UNPARSED)
         feed = FEED_OF_TYPE.get(kind) or (CANDLES_FEED if str(kind).startswith("candles_") else CONTROL)
         return raw_key(self.name, symbol if isinstance(symbol, str) and symbol else None, feed)
+
+
+def _listed(details: dict) -> tuple[str, str]:
+    """(normalised name, websocket symbol) of one ``/v1/symbols/details`` body."""
+    kind = InstrumentType.PERPETUAL if details.get("product_type") == SWAP else InstrumentType.SPOT
+    symbol = Symbol(details["base_currency"].upper(), details["quote_currency"].upper(), kind)
+    return str(symbol), details["symbol"].upper()

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import Symbol
 from l3_atom.topics import raw_key
@@ -98,11 +98,7 @@ class Htx(DataFeed):
         answer = orjson.loads(body)
         if answer.get("status") != "ok":
             raise ValueError(f"HTX symbols endpoint answered {answer.get('status')!r}: {answer.get('err-msg')!r}")
-        return {
-            str(Symbol(entry["base-currency"].upper(), entry["quote-currency"].upper())): entry["symbol"]
-            for entry in answer["data"]
-            if _ASSET.fullmatch(entry["base-currency"]) and _ASSET.fullmatch(entry["quote-currency"])
-        }
+        return dict(readable_products(cls.name, answer["data"], _listed))
 
     def _on_htx_hosts(self) -> bool:
         return self.ws_endpoint.endswith(WS_PATH)
@@ -163,3 +159,11 @@ class Htx(DataFeed):
         if isinstance(topic, str) and is_incremental(topic):
             return orjson.dumps({"req": topic, "id": topic}).decode()
         return None
+
+
+def _listed(entry: dict) -> tuple[str, str] | None:
+    """(normalised name, symbol) of one pair; None where an asset falls outside the grammar."""
+    base, quote = entry["base-currency"], entry["quote-currency"]
+    if not _ASSET.fullmatch(base) or not _ASSET.fullmatch(quote):
+        return None
+    return str(Symbol(base.upper(), quote.upper())), entry["symbol"]

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import raw_key
@@ -127,18 +127,7 @@ class Kraken(DataFeed):
         answer = orjson.loads(body)
         if answer.get("error"):
             raise ValueError(f"Kraken AssetPairs answered errors: {answer['error']}")
-        symbol_map = {}
-        for pair in answer["result"].values():
-            wsname = pair.get("wsname")
-            if not wsname or wsname.count("/") != 1:
-                continue
-            try:
-                name = Symbol.parse(f"{normalise_asset(pair['base'])}.{normalise_asset(pair['quote'])}")
-            except SymbolError:
-                continue
-            base, quote = wsname.split("/")
-            symbol_map[str(name)] = f"{websocket_asset(base)}/{websocket_asset(quote)}"
-        return symbol_map
+        return dict(readable_products(cls.name, answer["result"].values(), _listed))
 
     def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
         """One connection per channel group (each split further if a symbol limit is set)."""
@@ -175,3 +164,16 @@ class Kraken(DataFeed):
             return raw_key(self.name, None, HEARTBEAT if beat else STATUS if channel == STATUS else CONTROL)
         except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError, IndexError):
             return raw_key(self.name, None, UNPARSED)
+
+
+def _listed(pair: dict) -> tuple[str, str] | None:
+    """(normalised name, v2 websocket name) of one asset pair; None where it cannot be streamed or named."""
+    wsname = pair.get("wsname")
+    if not wsname or wsname.count("/") != 1:
+        return None
+    try:
+        name = Symbol.parse(f"{normalise_asset(pair['base'])}.{normalise_asset(pair['quote'])}")
+    except SymbolError:
+        return None
+    base, quote = wsname.split("/")
+    return str(name), f"{websocket_asset(base)}/{websocket_asset(quote)}"

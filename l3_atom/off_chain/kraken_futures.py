@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.limits import Limits, Rate
 from l3_atom.off_chain.kraken import NAME_CACHE_SIZE, normalise_asset
 from l3_atom.tokens import Symbol, SymbolError
@@ -33,6 +33,8 @@ from l3_atom.topics import raw_key
 BOOK = "book"
 TRADE = "trade"
 TICKER = "ticker"
+# Kraken's lighter ticker (best bid and ask, no sizes, no time): archived and standardised beside ``ticker``.
+TICKER_LITE = "ticker_lite"
 HEARTBEAT = "heartbeat"
 CONTROL = "control"
 UNPARSED = "unparsed"
@@ -43,6 +45,7 @@ FEED_OF_MESSAGE = {
     "trade_snapshot": TRADE,
     "trade": TRADE,
     "ticker": TICKER,
+    TICKER_LITE: TICKER,
     "heartbeat": HEARTBEAT,
 }
 # Kind letter of a product id; the second letter (F flexible, I inverse, V vanilla) does not change the name.
@@ -107,14 +110,7 @@ class KrakenFutures(DataFeed):
         if answer.get("result") != "success":
             raise ValueError(f"Kraken futures instruments answered {answer.get('result')!r}: {answer.get('error')}")
         symbol_map: dict[str, str] = {}
-        for instrument in answer["instruments"]:
-            product = instrument["symbol"].upper()
-            if not instrument.get("tradeable") or instrument.get("isExpired"):
-                continue
-            try:
-                name = normalised_product(product, instrument.get("base"), instrument.get("quote"))
-            except (ValueError, SymbolError):
-                continue
+        for name, product in readable_products(cls.name, answer["instruments"], _listed):
             held = symbol_map.get(name)
             if held is None or (product[MARGINING] == FLEXIBLE and held[MARGINING] != FLEXIBLE):
                 symbol_map[name] = product
@@ -137,3 +133,14 @@ class KrakenFutures(DataFeed):
         except (orjson.JSONDecodeError, AttributeError, TypeError):
             return raw_key(self.name, None, UNPARSED)
         return raw_key(self.name, product if isinstance(product, str) else None, feed)
+
+
+def _listed(instrument: dict) -> tuple[str, str] | None:
+    """(normalised name, product id) of a tradeable contract; None for indices and expired contracts."""
+    product = instrument["symbol"].upper()
+    if not instrument.get("tradeable") or instrument.get("isExpired"):
+        return None
+    try:
+        return normalised_product(product, instrument.get("base"), instrument.get("quote")), product
+    except (ValueError, SymbolError):
+        return None

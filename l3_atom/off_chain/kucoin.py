@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
-from l3_atom.data_source import DataFeed, RestPoll
+from l3_atom.data_source import DataFeed, RestPoll, readable_products
 from l3_atom.feed import REST_TIMEOUT_S
 from l3_atom.limits import EndpointWeight, Limits, Rate
 from l3_atom.tokens import Symbol, SymbolError
@@ -103,7 +103,7 @@ class Kucoin(DataFeed):
         rest=(Rate(2000, 30.0),),
         weights=(EndpointWeight(TOKEN_PATH, 10), EndpointWeight(BOOK_SNAPSHOT_PATH, 4)),
         subscribes=Rate(100, 10.0),
-        streams_per_connection=300,
+        streams_per_connection=TOPICS_PER_CONNECTION,
         topics_per_message=100,
         connections=Rate(30, 60.0),
     )
@@ -117,14 +117,7 @@ class Kucoin(DataFeed):
         answer = orjson.loads(body)
         if answer.get("code") != CODE_OK:
             raise ValueError(f"kucoin symbols answered code {answer.get('code')!r}: {answer.get('msg')!r}")
-        symbol_map = {}
-        for market in answer["data"]:
-            try:
-                name = str(Symbol.parse(str(Symbol(market["baseCurrency"], market["quoteCurrency"]))))
-            except SymbolError:
-                continue
-            symbol_map[name] = market["symbol"]
-        return symbol_map
+        return dict(readable_products(cls.name, answer["data"], _listed))
 
     @staticmethod
     def parse_token(body: str) -> Bullet:
@@ -137,11 +130,6 @@ class Kucoin(DataFeed):
             return Bullet(server["endpoint"], answer["data"]["token"], server["pingInterval"] / MS_PER_S)
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
             raise ConnectionError(f"kucoin bullet-public answer unreadable ({exc!r}): {body[:200]!r}") from None
-
-    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
-        """As many symbols per connection as KuCoin's 400 topics allow (one topic per symbol and channel)."""
-        size = max(1, TOPICS_PER_CONNECTION // max(1, len(self.active_channels)))
-        return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
 
     async def connection_url(self, exchange_symbols: Sequence[str]) -> str:
         """A fresh token on every (re)connect; an explicitly given websocket URL is used as it is."""
@@ -213,3 +201,12 @@ class Kucoin(DataFeed):
         if not channel or "_" in channel:
             channel = UNPARSED
         return raw_key(self.name, symbol or None, channel)
+
+
+def _listed(market: dict) -> tuple[str, str] | None:
+    """(normalised name, symbol) of one market; None where an asset falls outside the grammar."""
+    try:
+        name = str(Symbol.parse(str(Symbol(market["baseCurrency"], market["quoteCurrency"]))))
+    except SymbolError:
+        return None
+    return name, market["symbol"]

@@ -11,9 +11,15 @@ the text ``ping`` (answered by the text ``pong``, archived and skipped by the
 standardiser); the connector sends it every ``ping_interval_s`` through the
 ``DataFeed.ping`` hook.
 
-``books`` sends a full snapshot after every subscribe, then updates: a book
-resync is a reconnect of the symbol's connection (the ``DataFeed`` default,
-there is no REST snapshot to fetch).
+``books`` sent a full snapshot after every subscribe, then updates.  OKX delists
+that initial snapshot (and the ``checksum`` field) from August 2026 (docs-v5
+changelog, "Delist initial snapshot and checksum field in order book
+channels", https://www.okx.com/docs-v5/log_en) and asks clients to take the
+snapshot from ``GET /api/v5/market/books`` and join it by ``seqId``.  Both
+shapes work: the connector does not fetch on connect (``snapshot_on_connect``
+is False), the processor finds a book with updates and no snapshot and asks for
+one, and a resync is that REST snapshot (``snapshot_polls``), archived under the
+symbol's ``books`` key with the updates held back while it is on its way.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, RestPoll, readable_products
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol, SymbolError
 from l3_atom.topics import raw_key
@@ -32,6 +38,9 @@ PUBLIC_PATH = "/ws/v5/public"
 BUSINESS_PATH = "/ws/v5/business"
 
 BOOKS = "books"
+BOOK_SNAPSHOT_PATH = "/api/v5/market/books"
+# The ``books`` channel's depth: the REST snapshot asks for as many levels.
+BOOK_SNAPSHOT_LEVELS = "400"
 TRADES = "trades"
 TICKERS = "tickers"
 CANDLE_1M = "candle1m"
@@ -101,6 +110,17 @@ class Okx(DataFeed):
     )
     # OKX drops a connection that pushed nothing for 30 s unless the client pings.
     ping_interval_s = 25.0
+    snapshot_on_connect = False
+
+    def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:
+        """The REST book of each symbol whose ``books`` are streamed, keyed like them (fetched on resync only)."""
+        if BOOKS not in self.active_channels:
+            return []
+        return [
+            RestPoll(BOOK_SNAPSHOT_PATH, {"instId": inst_id, "sz": BOOK_SNAPSHOT_LEVELS},
+                     raw_key(self.name, inst_id, BOOKS), 0.0)
+            for inst_id in exchange_symbols
+        ]
 
     def ping(self) -> str:
         return "ping"
@@ -117,12 +137,7 @@ class Okx(DataFeed):
         answer = orjson.loads(body)
         if answer.get("code") != "0":
             raise ValueError(f"okx instruments answered code {answer.get('code')!r}: {answer.get('msg')!r}")
-        symbol_map = {}
-        for instrument in answer["data"]:
-            name = _normalised_name(instrument)
-            if name is not None:
-                symbol_map[name] = instrument["instId"]
-        return symbol_map
+        return dict(readable_products(cls.name, answer["data"], _listed))
 
     async def load_symbol_map(self) -> dict[str, str]:
         """One request per instrument type (OKX lists them separately)."""
@@ -179,6 +194,11 @@ class Okx(DataFeed):
         if not isinstance(feed, str) or not feed or "_" in feed:
             feed = UNPARSED
         return raw_key(self.name, inst_id if isinstance(inst_id, str) else None, feed)
+
+
+def _listed(instrument: dict) -> tuple[str, str] | None:
+    name = _normalised_name(instrument)
+    return None if name is None else (name, instrument["instId"])
 
 
 def _normalised_name(instrument: dict) -> str | None:

@@ -25,7 +25,7 @@ from typing import ClassVar, NamedTuple
 
 import orjson
 
-from l3_atom.data_source import DataFeed
+from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.errors import UserError
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol, SymbolError
@@ -56,6 +56,7 @@ def default_scales(exchange_symbol: str) -> Scales:
     return SPOT_SCALES if exchange_symbol.startswith(SPOT_PREFIX) else CONTRACT_SCALES
 
 
+SOURCE = "phemex"
 ORDERBOOK = "orderbook"
 TRADE = "trade"
 KLINE = "kline"
@@ -99,27 +100,48 @@ class Product(NamedTuple):
     scales: Scales | None
 
 
+def _value_scale(currency: dict) -> tuple[str, int]:
+    return currency["currency"], currency["valueScale"]
+
+
 def _base(product: dict) -> str:
     return product.get("baseCurrency") or product["displaySymbol"].split(DISPLAY_SEPARATOR)[0]
 
 
-def parse_products(body: str) -> list[Product]:
-    """The listed products whose names fit the normalised grammar; USDT-margined perps win a name clash."""
-    data = orjson.loads(body)["data"]
-    value_scale = {c["currency"]: c["valueScale"] for c in data.get("currencies", [])}
-    candidates = []
-    for item in data.get("perpProductsV2", []):
+def _real_valued(item: dict) -> tuple[dict, Product]:
+    """A USDT-margined perpetual of ``perpProductsV2``."""
+    name = Symbol(_base(item), item["quoteCurrency"], InstrumentType.PERPETUAL)
+    return item, Product(item["symbol"], str(name), True, None)
+
+
+def _scaled(item: dict, value_scale: dict[str, int]) -> tuple[dict, Product] | None:
+    """A spot product or legacy contract of ``products``; None for other types.
+
+    ``priceScale`` is required: without it the standardiser's scale cannot be checked against the
+    product's (Phemex's 2022 list had spot products without it), so such a product is skipped, counted.
+    """
+    kind = item.get("type")
+    if kind == SPOT:
+        base, quote = item["baseCurrency"], item["quoteCurrency"]
+        scales = Scales(item["priceScale"], value_scale.get(base), value_scale.get(quote))
+        return item, Product(item["symbol"], str(Symbol(base, quote)), False, scales)
+    if kind == LEGACY_PERPETUAL:
         name = Symbol(_base(item), item["quoteCurrency"], InstrumentType.PERPETUAL)
-        candidates.append((item, Product(item["symbol"], str(name), True, None)))
-    for item in data.get("products", []):
-        if item.get("type") == SPOT:
-            base, quote = item["baseCurrency"], item["quoteCurrency"]
-            scales = Scales(item["priceScale"], value_scale.get(base), value_scale.get(quote))
-            candidates.append((item, Product(item["symbol"], str(Symbol(base, quote)), False, scales)))
-        elif item.get("type") == LEGACY_PERPETUAL:
-            name = Symbol(_base(item), item["quoteCurrency"], InstrumentType.PERPETUAL)
-            scales = Scales(item["priceScale"], 0, None)
-            candidates.append((item, Product(item["symbol"], str(name), False, scales)))
+        return item, Product(item["symbol"], str(name), False, Scales(item["priceScale"], 0, None))
+    return None
+
+
+def parse_products(body: str) -> list[Product]:
+    """The listed products whose names fit the normalised grammar; USDT-margined perps win a name clash.
+
+    A product (or currency) the parser cannot read is skipped and counted, never failing the list.
+    """
+    data = orjson.loads(body)["data"]
+    value_scale = dict(readable_products(SOURCE, data.get("currencies", []), _value_scale))
+    candidates = [
+        *readable_products(SOURCE, data.get("perpProductsV2", []), _real_valued),
+        *readable_products(SOURCE, data.get("products", []), lambda item: _scaled(item, value_scale)),
+    ]
     products: dict[str, Product] = {}
     for item, product in candidates:
         if item.get("status") != LISTED or product.normalised in products:
@@ -152,7 +174,7 @@ class Phemex(DataFeed):
     connections per window are not documented: 5 per second each is declared.
     """
 
-    name = "phemex"
+    name = SOURCE
     ws_url = "wss://ws.phemex.com"
     rest_url = "https://api.phemex.com"
     symbols_path = "/public/products"
@@ -160,7 +182,7 @@ class Phemex(DataFeed):
     limits = Limits(
         rest=(Rate(100, 60.0), Rate(5000, 300.0)),
         subscribes=Rate(5, 1.0),
-        streams_per_connection=20,
+        streams_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         connections=Rate(5, 1.0),
     )
     ping_interval_s: ClassVar[float] = 5.0
@@ -181,18 +203,17 @@ class Phemex(DataFeed):
         return self.learn_products(body)
 
     def learn_products(self, body: str) -> dict[str, str]:
+        """The symbol map; a requested product whose scales differ is refused, and with ``--all-symbols``
+        such products are left out (the standardiser would misread them)."""
         products = parse_products(body)
+        if self.every is not None:
+            products = [p for p in products if p.real_valued or p.scales == default_scales(p.symbol)]
         check_scales(products, self.requested)
         self.real_valued = frozenset(p.symbol for p in products if p.real_valued)
         return {p.normalised: p.symbol for p in products}
 
     def ping(self) -> str:
         return PING
-
-    def connection_groups(self, exchange_symbols: list[str]) -> list[list[str]]:
-        """One subscription per channel and symbol, at most 20 per connection."""
-        size = max(1, MAX_SUBSCRIPTIONS_PER_CONNECTION // len(self.active_channels))
-        return [exchange_symbols[i : i + size] for i in range(0, len(exchange_symbols), size)]
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
         messages = []

@@ -15,8 +15,9 @@ every trade-history page, as ``trades:<product>``);
 ``POST /_sim/inject`` sends a bad frame, ``POST /_sim/book_fault`` makes a
 product's next full-channel message go missing, arrive twice or arrive late
 (``{"kind": "gap"|"duplicate"|"reorder", "product_id": ...}``),
-``POST /_sim/disconnect`` drops every connection and ``GET /_sim/stats``
-reports counts.
+``POST /_sim/listing`` takes products off the product list or puts them back
+(``{"list": [...], "delist": [...]}``), ``POST /_sim/disconnect`` drops every
+connection and ``GET /_sim/stats`` reports counts.
 
 It says no as Coinbase does (:mod:`l3_atom.sim.gate`): a REST budget answered
 with 429 + ``Retry-After`` past it and 418 after repeated violations, and a
@@ -203,6 +204,8 @@ class CoinbaseSimulator:
         self.rate = float(rate)
         self.max_messages = max_messages
         self.flow = OrderFlow(seed, list(products))
+        # Products taken off the list (``POST /_sim/listing``): not in /products, refused on subscribe.
+        self.delisted: set[str] = set()
         self._journal_path = Path(journal_path) if journal_path else None
         self._faults = list(faults)
         self._fault_every = fault_every
@@ -246,6 +249,7 @@ class CoinbaseSimulator:
         app.router.add_post("/_sim/inject", self._handle_inject)
         app.router.add_post("/_sim/book_fault", self._handle_book_fault)
         app.router.add_post("/_sim/disconnect", self._handle_disconnect)
+        app.router.add_post("/_sim/listing", self._handle_listing)
         app.router.add_get("/_sim/stats", self._handle_stats)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         try:
@@ -297,6 +301,7 @@ class CoinbaseSimulator:
             "limits": self.rest_gate.stats(),
             "books_served": dict(self.books_served),
             "trades": {pid: len(ids) for pid, ids in self._trade_ids.items()},
+            "subscribed": sorted({pid for c in self._clients.values() for ps in c.subscriptions.values() for pid in ps}),
         }
 
     async def inject(self, kind: str, product_id: str, size: int = DEFAULT_OVERSIZE_BYTES, field: str = "") -> dict:
@@ -580,7 +585,8 @@ class CoinbaseSimulator:
             if not isinstance(product_ids, list) or not all(isinstance(pid, str) for pid in product_ids):
                 raise SubscribeError("product_ids must be a list of strings")
             for product_id in product_ids:
-                if product_id not in self.flow.product_ids:
+                # A delisted product can be unsubscribed, not subscribed.
+                if product_id not in self.flow.product_ids or (require_products and product_id in self.delisted):
                     raise SubscribeError(f"{product_id} is not a valid product")
             if require_products and not product_ids:
                 raise SubscribeError(f"{name} requires product_ids")
@@ -625,7 +631,24 @@ class CoinbaseSimulator:
         return product_id
 
     async def _handle_products(self, request: web.Request) -> web.Response:
-        return _json_response(self.flow.products())
+        return _json_response([p for p in self.flow.products() if p["id"] not in self.delisted])
+
+    def change_listing(self, listed: Sequence[str] = (), delisted: Sequence[str] = ()) -> list[str]:
+        """Take products off the list or put them back (of those the flow generates); the list after."""
+        unknown = sorted((set(listed) | set(delisted)) - set(self.flow.product_ids))
+        if unknown:
+            raise ValueError(f"unknown products {unknown}")
+        self.delisted = (self.delisted - set(listed)) | set(delisted)
+        return [pid for pid in self.flow.product_ids if pid not in self.delisted]
+
+    async def _handle_listing(self, request: web.Request) -> web.Response:
+        """``{"list": [...], "delist": [...]}``: a listing change, as a venue's product list changes over time."""
+        try:
+            body = await request.json(loads=orjson.loads)
+            listed = self.change_listing(body.get("list", []), body.get("delist", []))
+        except (AttributeError, TypeError, ValueError) as error:
+            return _json_response({"message": f"bad listing request: {error}"}, status=400)
+        return _json_response({"listed": listed})
 
     async def _handle_product(self, request: web.Request) -> web.Response:
         product_id = self._product_or_404(request)

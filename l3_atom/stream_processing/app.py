@@ -130,12 +130,13 @@ def create_app(
     async def log_stats() -> None:
         for source, processor in processors.items():
             LOG.info(
-                "%s: %d raw messages, records %s, skipped %s, dead letters %s",
+                "%s: %d raw messages, records %s, skipped %s, dead letters %s, unknown message types %s",
                 source,
                 processor.messages,
                 dict(processor.records),
                 dict(processor.standardiser.skipped),
                 dict(processor.dead_letters),
+                dict(processor.standardiser.unknown_types),
             )
 
     if metrics is not None:

@@ -9,12 +9,14 @@ Each source declares, as data, which message types it turns into records
 (``handlers``: type -> method name, one method per type) and which it skips
 on purpose (``skips``: type -> reason, counted).  Anything else, and any
 message a handler cannot read, raises ``StandardiseError``; the runtime sends
-it to ``dead_letter`` with the original bytes.
+it to ``dead_letter`` with the original bytes.  A message type never seen before
+is also counted by type (``unknown_types``) and logged once per type.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
@@ -24,9 +26,13 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
-from l3_atom.topics import split_raw_key
+from l3_atom.topics import NO_SYMBOL, split_raw_key
 
+LOG = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Distinct unknown message types counted by name; past this (a source inventing types) they share one count.
+UNKNOWN_TYPES_LIMIT = 64
+OTHER_UNKNOWN_TYPES = "(other)"
 ONE_MS = timedelta(milliseconds=1)
 US_PER_MS = 1000
 # "2021-04-17T16:43:30": an ISO time's characters up to its whole second.
@@ -122,6 +128,8 @@ class Standardiser(ABC):
 
     def __init__(self) -> None:
         self.skipped: Counter[str] = Counter()
+        # Message types never seen before (each a dead letter), by type: for metrics; each is logged once.
+        self.unknown_types: Counter[str] = Counter()
         self.raw_key: str | None = None
         self.header_symbol: str | None = None
         self._dispatch: dict[str, Callable[[dict[str, Any], int], list[Output]]] = {
@@ -160,6 +168,7 @@ class Standardiser(ABC):
         if handler is None:
             reason = self.skips.get(kind)
             if reason is None:
+                self._count_unknown(kind)
                 raise StandardiseError(f"unknown message type {kind!r}")
             self.skipped[reason] += 1
             return []
@@ -169,6 +178,15 @@ class Standardiser(ABC):
             raise StandardiseError(f"{kind} message lacks field {exc}") from None
         except (TypeError, ValueError, IndexError, InvalidOperation, AttributeError) as exc:
             raise StandardiseError(f"{kind} message has a mistyped field: {exc}") from None
+
+    def _count_unknown(self, kind: str) -> None:
+        """Count a message type no handler or skip names, logging the first of each type (venues add types)."""
+        name = kind if kind in self.unknown_types or len(self.unknown_types) < UNKNOWN_TYPES_LIMIT else None
+        if name is None:
+            name = OTHER_UNKNOWN_TYPES
+        elif name not in self.unknown_types:
+            LOG.warning("%s: unknown message type %r: dead-lettered (logged once per type)", self.source, kind)
+        self.unknown_types[name] += 1
 
     def symbol_of(self, exchange_symbol: str) -> str:
         """The normalised name of ``exchange_symbol``.
@@ -180,6 +198,14 @@ class Standardiser(ABC):
         if self.header_symbol is not None and split_raw_key(self.raw_key or "")[1] == exchange_symbol:
             return self.header_symbol
         return self.convert_symbol(exchange_symbol)
+
+    def keyed_symbol(self, what: str) -> str:
+        """The normalised symbol of a REST body that names none (a book snapshot): the connector archived it
+        under the symbol's raw key.  ``what`` names the body in the error when the key gives no symbol."""
+        exchange_symbol = split_raw_key(self.raw_key or "")[1]
+        if not exchange_symbol or exchange_symbol == NO_SYMBOL:
+            raise ValueError(f"a {what} names no symbol and its raw key {self.raw_key!r} gives none")
+        return self.symbol_of(exchange_symbol)
 
     def convert_symbol(self, exchange_symbol: str) -> str:
         """Exchange name -> normalised name without a symbol list; sources whose names allow it override this."""

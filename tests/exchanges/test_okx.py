@@ -442,7 +442,7 @@ def test_trades_without_seq_id_have_no_sequence() -> None:
         (push("trades", "BTC-USDT", [{**TRADE, "ts": 1630048897897}]), "expected a millisecond timestamp string"),
         (push("trades", "BTCUSDT", [TRADE]), "instId 'BTCUSDT' is not spot, swap, future or option"),
         (push("tickers", "BTC-USDT", [{"bidPx": "1"}]), "tickers message lacks field 'bidSz'"),
-        (push("candle1m", "BTC-USDT", [CANDLE[:7]]), "a candle has 9 fields, got 7"),
+        (push("candle1m", "BTC-USDT", [CANDLE[:8]]), "a candle has 9 fields, or 7 in the first v5 shape, got 8"),
         (push("candle1m", "BTC-USDT", [[*CANDLE[:8], "2"]]), "candle confirm must be '0' or '1', got '2'"),
         (push("funding-rate", "BTC-USD-SWAP", [{"fundingRate": "abc", "fundingTime": "1", "ts": "1"}]),
          "funding-rate message has a mistyped field"),

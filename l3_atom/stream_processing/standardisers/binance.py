@@ -33,7 +33,6 @@ from l3_atom.topics import (
     BOOK_RESYNC,
     CANDLE,
     LOB,
-    NO_SYMBOL,
     ORIGIN_BACKFILL,
     TICKER,
     TRADES,
@@ -161,10 +160,7 @@ class BinanceStandardiser(Standardiser):
 
     def _depth_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
         """A REST snapshot names no symbol: the connector archived it under the symbol's depth key."""
-        exchange_symbol = split_raw_key(self.raw_key or "")[1]
-        if not exchange_symbol or exchange_symbol == NO_SYMBOL:
-            raise ValueError(f"a REST depth snapshot names no symbol and its raw key {self.raw_key!r} gives none")
-        symbol = self.symbol_of(exchange_symbol)
+        symbol = self.keyed_symbol("REST depth snapshot")
         sequence = integer(message["lastUpdateId"])
         time = event_time(message) if "T" in message or "E" in message else None
         records = self._levels(symbol, message["bids"], message["asks"], True, sequence, None, time, atom_timestamp)

@@ -17,7 +17,11 @@ open-interest record (in contracts, as Kraken reports it); for perpetuals
 (``tag: perpetual``) also a funding-rate record: the rate is
 ``relative_funding_rate`` (a fraction of the price; ``funding_rate`` is an
 amount of quote currency), and Kraken leaves the rate fields out when they are
-zero.  Funding rates are computed values that can carry more decimal places
+zero.  ``ticker_lite``, the lighter variant Kraken documents beside ``ticker``
+(https://docs.kraken.com/api/docs/futures-api/websocket/ticker_lite), gives a
+ticker record only: best bid and ask, no sizes, no last trade, and no time of its
+own, so its ``event_timestamp`` is the receive time (``atom_timestamp`` in ms).
+Funding rates are computed values that can carry more decimal places
 than the schema's 18: only those are rounded, half-even, to 18.
 """
 
@@ -30,6 +34,7 @@ from l3_atom.off_chain.kraken_futures import normalised_product
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import BookChecks, check_order
 from l3_atom.stream_processing.standardiser import (
+    US_PER_MS,
     Output,
     StandardiseError,
     Standardiser,
@@ -75,6 +80,7 @@ class KrakenFuturesStandardiser(Standardiser):
         "trade_snapshot": "_trade_snapshot",
         "trade": "_trade",
         "ticker": "_ticker",
+        "ticker_lite": "_ticker_lite",
     }
     skips: ClassVar[dict[str, str]] = {
         "heartbeat": "heartbeat",
@@ -154,6 +160,22 @@ class KrakenFuturesStandardiser(Standardiser):
         }
         return [self._record(TRADES, self.symbol_of(trade["product_id"]), fields, millis(trade["time"]),
                              atom_timestamp)]
+
+    def _ticker_lite(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """Best bid and ask; a ``time`` is used if Kraken ever sends one, else the receive time."""
+        symbol = self.symbol_of(message["product_id"])
+        time = message.get("time")
+        ticker = {
+            "bid_price": optional_exact(message.get("bid")),
+            "bid_size": None,
+            "ask_price": optional_exact(message.get("ask")),
+            "ask_size": None,
+            "last_price": None,
+            "last_size": None,
+            "sequence": None,
+        }
+        event_timestamp = atom_timestamp // US_PER_MS if time is None else millis(time)
+        return [self._record(TICKER, symbol, ticker, event_timestamp, atom_timestamp)]
 
     def _ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol_of(message["product_id"])

@@ -39,7 +39,7 @@ from l3_atom.stream_processing.book_checks import (
 )
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.tokens import Symbol, SymbolError
-from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, NO_SYMBOL, TICKER, TRADES, normalised_key, split_raw_key
+from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, TICKER, TRADES, normalised_key
 
 SOURCE = "kucoin"
 MESSAGE_PREFIX = "message:"
@@ -176,10 +176,7 @@ class KucoinStandardiser(Standardiser):
         code = message["code"]
         if code != CODE_OK:
             raise StandardiseError(f"kucoin book snapshot answered code {code!r}: {message.get('msg')!r}")
-        exchange_symbol = split_raw_key(self.raw_key or "")[1]
-        if not exchange_symbol or exchange_symbol == NO_SYMBOL:
-            raise ValueError(f"a REST book snapshot names no symbol and its raw key {self.raw_key!r} gives none")
-        symbol = self.symbol_of(exchange_symbol)
+        symbol = self.keyed_symbol("REST book snapshot")
         key = normalised_key(SOURCE, symbol)
         data = message["data"]
         sequence = digits(data["sequence"])

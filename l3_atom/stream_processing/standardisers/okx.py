@@ -7,13 +7,20 @@ bare text ``pong``.  OKX sends numbers as strings, so orjson decodes exactly.
 Sizes of derivatives are in contracts, as OKX sends them; candle volume and open
 interest use OKX's base-currency figures.
 
-Books: the snapshot comes on subscribe (a resync reconnects).  A book's
+Books: the snapshot came on subscribe; from August 2026 OKX sends none and the
+snapshot is the REST ``/api/v5/market/books`` answer the connector fetches when
+asked (``book_resync``: a book's first update without a snapshot asks at once), under
+the symbol's ``books`` raw key; updates numbered at or below its ``seqId`` are
+already in it and skipped.  A book's
 ``sequence`` is ``seqId`` and its ``prev_sequence`` is ``prevSeqId`` (-1 on a
 snapshot: none).  Every book message carries ``checksum``, OKX's signed CRC32 of
 the top 25 levels after the message: it goes on the message's last ``lob``
 record, and the standardiser checks it against its own copy of each book
 (exact decimals, so the exchange's digits hash as sent).  A gap, a repeat or a
-checksum that does not match asks for a resync (``book_resync``).  With no
+checksum that does not match asks for a resync (``book_resync``).  Book messages
+sent before OKX added ``seqId``/``prevSeqId`` (2023) carry neither: such a book
+is verified by its checksum alone, and its records carry null sequences;
+messages without ``checksum`` (delisted by OKX in 2026) by their ``seqId`` alone.  With no
 changes for a while OKX sends an update with empty sides and ``seqId`` ==
 ``prevSeqId``: a keepalive, skipped.  After maintenance OKX may restart
 ``seqId`` (an update whose ``seqId`` is below its ``prevSeqId``): the count goes
@@ -29,7 +36,7 @@ from l3_atom.books.checksums import OKX_DEPTH as OKX_CHECKSUM_DEPTH
 from l3_atom.books.checksums import okx_checksum
 from l3_atom.books.engine import ASK, BID, L2Book, Level
 from l3_atom.stream_processing import records_build
-from l3_atom.stream_processing.book_checks import BookChecks, Verdict, repeat_reason
+from l3_atom.stream_processing.book_checks import BookChecks, Reason, Verdict, repeat_reason
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
 from l3_atom.tokens import Symbol, SymbolError
 from l3_atom.topics import BOOK_RESYNC, CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
@@ -40,6 +47,9 @@ PONG = b"pong"
 PONG_MESSAGE = object()
 PONG_TYPE = "pong"
 EVENT_PREFIX = "event:"
+# A REST ``/api/v5/market/books`` answer, archived under the symbol's ``books`` raw key.
+REST_BOOKS_TYPE = "books (REST snapshot)"
+NO_SNAPSHOT_DETAIL = "book updates and no snapshot (OKX sends none on subscribe since August 2026)"
 CANDLE_TYPE = "candle"
 
 BOOK_ACTIONS = {"snapshot": True, "update": False}
@@ -62,6 +72,9 @@ TAKER_SIDES = ("buy", "sell")
     CANDLE_CONFIRM,
 ) = range(9)
 CANDLE_FIELDS = 9
+# The first v5 candles were [ts, o, h, l, c, vol, volCcy]: no volCcyQuote, no confirm (OKX's docs example of
+# that time, "data": [["1597026383085","8533.02","8553.74","8527.17","8548.26","45247","529.5858061"]]).
+LEGACY_CANDLE_FIELDS = 7
 CANDLE_CLOSED = {"0": False, "1": True}
 # candle1m, candle4H, candle1Dutc, ...: the intervals of fixed length (months vary, so candle1M is not one).
 CANDLE_CHANNEL = re.compile(r"^candle(?P<count>[1-9]\d*)(?P<unit>[smHDW])(?:utc)?$")
@@ -86,6 +99,13 @@ def blank_exact(value: Any) -> Any:
     return None if value == "" or value is None else exact(value)
 
 
+def optional_integer(value: Any) -> int | None:
+    """A book number OKX does not always send: ``seqId``/``prevSeqId`` came after the first v5 ``books``
+    messages, and ``checksum`` is delisted from 2026 (docs-v5 changelog, "Delist initial snapshot and
+    checksum field in order book channels", https://www.okx.com/docs-v5/log_en)."""
+    return None if value is None else integer(value)
+
+
 def is_spot(inst_id: str) -> bool:
     return inst_id.count("-") == SPOT_PARTS - 1
 
@@ -95,6 +115,7 @@ class OkxStandardiser(Standardiser):
     topics = (LOB, TRADES, TICKER, CANDLE, FUNDING_RATE, OPEN_INTEREST, BOOK_RESYNC)
     handlers: ClassVar[dict[str, str]] = {
         "books": "_books",
+        REST_BOOKS_TYPE: "_rest_books",
         "trades": "_trades",
         "tickers": "_tickers",
         CANDLE_TYPE: "_candle",
@@ -126,6 +147,8 @@ class OkxStandardiser(Standardiser):
             return PONG_TYPE
         if "event" in message:
             return f"{EVENT_PREFIX}{message['event']}"
+        if "arg" not in message and "code" in message:
+            return REST_BOOKS_TYPE
         channel = message["arg"]["channel"]
         return CANDLE_TYPE if CANDLE_CHANNEL.match(channel) else channel
 
@@ -155,11 +178,21 @@ class OkxStandardiser(Standardiser):
             outputs += self._book(symbol, key, book, BOOK_ACTIONS[action], atom_timestamp)
         return outputs + self.book_checks.requests(symbol, atom_timestamp)
 
+    def _rest_books(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """A REST book snapshot: it names no symbol, the connector archived it under the symbol's books key."""
+        code = message["code"]
+        if code != "0":
+            raise StandardiseError(f"okx book snapshot answered code {code!r}: {message.get('msg')!r}")
+        symbol = self.keyed_symbol("REST book snapshot")
+        key = normalised_key(SOURCE, symbol)
+        [book] = message["data"]
+        return self._book(symbol, key, book, True, atom_timestamp) + self.book_checks.requests(symbol, atom_timestamp)
+
     def _book(self, symbol: str, key: str, book: dict, snapshot: bool, atom_timestamp: int) -> list[Output]:
         """One book message: read it in full, check its place in the book, apply it and verify the checksum."""
-        sequence = integer(book["seqId"])
-        prev_sequence = integer(book["prevSeqId"])
-        checksum = integer(book["checksum"])
+        sequence = optional_integer(book.get("seqId"))
+        prev_sequence = optional_integer(book.get("prevSeqId"))
+        checksum = optional_integer(book.get("checksum"))
         event_timestamp = ms(book["ts"])
         bids = [(exact(level[LEVEL_PRICE]), exact(level[LEVEL_SIZE])) for level in book["bids"]]
         asks = [(exact(level[LEVEL_PRICE]), exact(level[LEVEL_SIZE])) for level in book["asks"]]
@@ -167,13 +200,19 @@ class OkxStandardiser(Standardiser):
             prev_sequence = None
             self.book_checks.snapshot(symbol, sequence, atom_timestamp)
             self._books[symbol] = L2Book(BOOKS_DEPTH)
-        elif not bids and not asks and sequence == prev_sequence:
+        elif not bids and not asks and sequence is not None and sequence == prev_sequence:
             return self.skip(KEEPALIVE)
         else:
-            verdict = self._place(symbol, sequence, prev_sequence, atom_timestamp)
-            repeat = repeat_reason(self.book_checks, symbol, sequence, verdict)
-            if repeat is not None:
-                return self.skip(repeat)
+            if symbol not in self.book_checks.continuity.books:
+                # OKX sends no snapshot since August 2026: ask for the REST one now, not after a wait for it.
+                self.book_checks.lost(symbol, Reason.NO_SNAPSHOT, NO_SNAPSHOT_DETAIL, atom_timestamp)
+            if sequence is None or prev_sequence is None:
+                self.book_checks.update(symbol, sequence, None, atom_timestamp)
+            else:
+                verdict = self._place(symbol, sequence, prev_sequence, atom_timestamp)
+                repeat = repeat_reason(self.book_checks, symbol, sequence, verdict)
+                if repeat is not None:
+                    return self.skip(repeat)
         self._apply_and_verify(symbol, bids, asks, checksum, atom_timestamp)
         outputs = records_build.book_levels(
             exchange=SOURCE, symbol=symbol, key=key, bids=bids, asks=asks, is_snapshot=snapshot, sequence=sequence,
@@ -193,11 +232,12 @@ class OkxStandardiser(Standardiser):
         return Verdict.NEXT
 
     def _apply_and_verify(
-        self, symbol: str, bids: list[Level], asks: list[Level], checksum: int, atom_timestamp: int
+        self, symbol: str, bids: list[Level], asks: list[Level], checksum: int | None, atom_timestamp: int
     ) -> None:
         """Apply the levels to the book kept since the snapshot and compare its CRC32 with OKX's.
 
         Only a book in sync is verified: one that is already out of sync has asked for a snapshot.
+        A message without ``checksum`` (OKX delists it in 2026) is checked by its ``seqId`` alone.
         """
         local = self._books.get(symbol)
         if local is None:
@@ -205,7 +245,7 @@ class OkxStandardiser(Standardiser):
         for side, levels in ((BID, bids), (ASK, asks)):
             for price, size in levels:
                 local.update(side, price, size)
-        if not self.book_checks.continuity.in_sync(symbol):
+        if checksum is None or not self.book_checks.continuity.in_sync(symbol):
             return
         computed = okx_checksum(local.bids.top(OKX_CHECKSUM_DEPTH), local.asks.top(OKX_CHECKSUM_DEPTH))
         if computed == checksum:
@@ -264,7 +304,9 @@ class OkxStandardiser(Standardiser):
     def _candle(self, message: dict, atom_timestamp: int) -> list[Output]:
         """Volume in the base asset: ``vol`` for spot, ``volCcy`` for derivatives (whose ``vol`` is contracts).
 
-        OKX gives a candle no time but its start, so that is its ``event_timestamp``.
+        OKX gives a candle no time but its start, so that is its ``event_timestamp``.  A candle of the
+        first v5 shape (7 fields) has no quote volume (null) and no ``confirm``: OKX pushed the window
+        in progress, and without the flag it is not known to be final, so ``closed`` is false.
         """
         match = CANDLE_CHANNEL.match(message["arg"]["channel"])
         length_ms = int(match["count"]) * UNIT_MS[match["unit"]]
@@ -274,11 +316,16 @@ class OkxStandardiser(Standardiser):
         symbol, key, data = self._pushes(message)
         outputs = []
         for row in data:
-            if len(row) != CANDLE_FIELDS:
-                raise ValueError(f"a candle has {CANDLE_FIELDS} fields, got {len(row)}")
-            confirm = row[CANDLE_CONFIRM]
-            if confirm not in CANDLE_CLOSED:
-                raise ValueError(f"candle confirm must be '0' or '1', got {confirm!r}")
+            if len(row) == LEGACY_CANDLE_FIELDS:
+                quote_volume, closed = None, False
+            elif len(row) == CANDLE_FIELDS:
+                confirm = row[CANDLE_CONFIRM]
+                if confirm not in CANDLE_CLOSED:
+                    raise ValueError(f"candle confirm must be '0' or '1', got {confirm!r}")
+                quote_volume, closed = exact(row[CANDLE_VOLUME_QUOTE]), CANDLE_CLOSED[confirm]
+            else:
+                raise ValueError(f"a candle has {CANDLE_FIELDS} fields, or {LEGACY_CANDLE_FIELDS} in the first v5 "
+                                 f"shape, got {len(row)}")
             start = ms(row[CANDLE_START])
             record = records_build.exchange_candle(
                 exchange=SOURCE,
@@ -291,8 +338,8 @@ class OkxStandardiser(Standardiser):
                 low=exact(row[CANDLE_LOW]),
                 close=exact(row[CANDLE_CLOSE]),
                 volume=exact(row[volume_field]),
-                quote_volume=exact(row[CANDLE_VOLUME_QUOTE]),
-                closed=CANDLE_CLOSED[confirm],
+                quote_volume=quote_volume,
+                closed=closed,
                 event_timestamp=start,
                 atom_timestamp=atom_timestamp,
             )
