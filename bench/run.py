@@ -97,6 +97,7 @@ def run(scale: Scale) -> list[Figure]:
     books.measure(add, repeat, repeats)
     ceilings = asyncio.run(distributed.measure_all(add, scale))
     local_mode.measure(add, scale, ceilings)
+    local_mode.measure_latency(add, scale)
     return figures
 
 
