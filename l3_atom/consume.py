@@ -37,10 +37,7 @@ def plain(value: Decimal) -> str:
 
 def _cached_plain(value: Decimal) -> str:
     """``plain(value)``, remembered: equal decimals have the same plain text (formatting is ~10x a lookup)."""
-    try:
-        text = _PLAIN.get(value)
-    except TypeError:  # a signalling NaN has no hash
-        return plain(value)
+    text = _PLAIN.get(value)
     if text is None:
         text = plain(value)
         # Zero is not kept: -0 equals 0 but prints "-0".  NaN never equals itself.
