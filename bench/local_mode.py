@@ -162,25 +162,36 @@ def local_rate(symbols: int, warmup_s: float, window_s: float) -> tuple[float, f
     return statistics.mean(rate for rate, _ in ticks), records, min(fill for _, fill in ticks), rss
 
 
-class PipeReader(ThreadedClient):
-    """Reads the runtime's JSON lines from a named pipe as they are written, stamping each chunk's arrival."""
+class ArrivalReader(ThreadedClient):
+    """A reader of the runtime's output on its own thread: what it reads, stamped with the time it arrived."""
+
+    def __init__(self, source: Path | str):
+        super().__init__()
+        self.source = source
+        # (arrival µs, what was read): parsed only after the run, so the reader spends little CPU meanwhile.
+        self.arrived: list[tuple[int, Any]] = []
+
+    def stamp(self, data: Any) -> None:
+        self.arrived.append((time.time_ns() // NS_PER_US, data))
+
+    def arrivals(self) -> list[tuple[int, bytes | str]]:
+        """(arrival µs, one output message): one JSON object each."""
+        return self.arrived
+
+
+class PipeReader(ArrivalReader):
+    """Reads the runtime's JSON lines from a named pipe as they are written."""
 
     name = "JSON-lines pipe reader"
 
-    def __init__(self, path: Path):
-        super().__init__()
-        self.path = path
-        # (arrival µs, bytes read): parsed only after the run, so the reader spends little CPU meanwhile.
-        self.chunks: list[tuple[int, bytes]] = []
-
     def _work(self) -> None:
-        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(self.source, os.O_RDONLY | os.O_NONBLOCK)
         try:
             while True:
                 ready, _, _ = select.select([fd], [], [], READER_POLL_S)
                 chunk = os.read(fd, READ_BYTES) if ready else b""
                 if chunk:
-                    self.chunks.append((time.time_ns() // NS_PER_US, chunk))
+                    self.stamp(chunk)
                 elif self._stop.is_set():
                     return
                 elif ready:  # no writer (not yet, or no more): the pipe reads as empty at once
@@ -191,24 +202,19 @@ class PipeReader(ThreadedClient):
     def arrivals(self) -> list[tuple[int, bytes]]:
         """(arrival µs, line) per complete line: a line arrives with the chunk that ends it."""
         lines, pending = [], b""
-        for stamp, chunk in self.chunks:
+        for stamp, chunk in self.arrived:
             *complete, pending = (pending + chunk).split(b"\n")
             lines += [(stamp, line) for line in complete]
         return lines
 
 
-class StreamClient(ThreadedClient):
-    """A websocket client of ``--serve``, subscribed to everything, stamping each record's arrival."""
+class StreamClient(ArrivalReader):
+    """A websocket client of ``--serve``, subscribed to everything."""
 
     name = "websocket stream client"
 
-    def __init__(self, url: str):
-        super().__init__()
-        self.url = url
-        self.messages: list[tuple[int, str]] = []
-
     async def _read(self) -> None:
-        async with aiohttp.ClientSession() as session, session.ws_connect(self.url, max_msg_size=0) as ws:
+        async with aiohttp.ClientSession() as session, session.ws_connect(self.source, max_msg_size=0) as ws:
             await ws.send_str(orjson.dumps({"op": "subscribe"}).decode())
             while not self._stop.is_set():
                 try:
@@ -217,10 +223,7 @@ class StreamClient(ThreadedClient):
                     continue
                 if message.type != aiohttp.WSMsgType.TEXT:
                     raise ConnectionError(f"the stream ended: {message.type.name}")
-                self.messages.append((time.time_ns() // NS_PER_US, message.data))
-
-    def arrivals(self) -> list[tuple[int, str]]:
-        return self.messages
+                self.stamp(message.data)
 
 
 class LatencyRun(SimulatorOnly):
@@ -242,7 +245,7 @@ class LatencyRun(SimulatorOnly):
         self.start_runner(LOCAL, *args, "--ws-url", self.simulator_ws_url, "--rest-url", self.simulator_rest_url,
                           *output, "--no-progress")
 
-    def reader(self) -> PipeReader | StreamClient:
+    def reader(self) -> ArrivalReader:
         if self.to == TO_JSONL:
             return PipeReader(self.pipe)
         self.wait_port(LOCAL, self.port)
@@ -260,7 +263,7 @@ def local_latency(rate: int, duration_s: float, to: str) -> tuple[float, float, 
 
             def quiet() -> bool:
                 run.check_alive(LOCAL)
-                arrived = len(reader.chunks if to == TO_JSONL else reader.messages)
+                arrived = len(reader.arrived)
                 if arrived != counted[0]:
                     counted[:] = [arrived, time.monotonic()]
                 return arrived > 0 and time.monotonic() - counted[1] > QUIET_S
