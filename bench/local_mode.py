@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.cpu import CpuSampler
+from bench.cpu import CpuSampler, cpu_seconds
 from bench.distributed import (
     CPU_SAMPLE_S,
     MEMORY_SECTION,
@@ -142,15 +142,22 @@ class LocalModeRun(SimulatorOnly):
         return counter.count()
 
 
-def local_rate(symbols: int, warmup_s: float, window_s: float) -> tuple[float, float, int, float]:
-    """``runner.py local`` with the simulator at its top rate: frames/s, records/s, lowest bus fill (%), peak RSS."""
+def local_rate(symbols: int, warmup_s: float, window_s: float) -> tuple[float, float, int, float, float]:
+    """``runner.py local`` with the simulator at its top rate.
+
+    Returns frames/s, records/s, the lowest bus fill (%), peak RSS (MB) and the runtime's CPU share
+    over the window (cores).
+    """
     with tempfile.TemporaryDirectory() as workdir, LocalModeRun(symbol_names(symbols), Path(workdir)) as run:
         run.wait_flowing()
         time.sleep(warmup_s)
         progress = NewBytes(run.log_path(LOCAL))
         progress()  # the window starts here
         lines = LineCounter(run.jsonl)
+        pid = run.processes[LOCAL].pid
+        cpu_before, started = cpu_seconds(pid), time.monotonic()
         [records] = window_rates([lambda: run.lines_written(lines)], window_s)
+        cores = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - started)
         ticks: list[tuple[float, int]] = []
 
         def ticked() -> bool:  # a short window may end before the first refresh
@@ -159,7 +166,7 @@ def local_rate(symbols: int, warmup_s: float, window_s: float) -> tuple[float, f
 
         wait_until(ticked, PROGRESS_TIMEOUT_S, "runner.py local's progress line")
         rss = peak_rss_mb(run.processes[LOCAL].pid)
-    return statistics.mean(rate for rate, _ in ticks), records, min(fill for _, fill in ticks), rss
+    return statistics.mean(rate for rate, _ in ticks), records, min(fill for _, fill in ticks), rss, cores
 
 
 class ArrivalReader(ThreadedClient):
@@ -309,5 +316,8 @@ def measure(add: Callable, scale: Any, ceilings: dict[int, float]) -> None:
             f"{statistics.median(frames) / ceilings[symbols]:.0%} of the simulator's ceiling")
         add(SECTION, f"{symbols} symbol(s), records written", "records/s", [run[1] for run in runs],
             "JSON lines appended in the same window")
+        add(SECTION, f"{symbols} symbol(s), per CPU-second", "frames/CPU-s", [run[0] / run[4] for run in runs],
+            f"frames/s over the runtime's CPU share in the window ({statistics.median(run[4] for run in runs):.0%} "
+            "of a core): what it takes on a core of its own, however busy the machine is")
         add(MEMORY_SECTION, f"runner.py local, {symbols} symbol(s)", "MB", [run[3] for run in runs],
             f"the run above (bus of {DEFAULT_BUS_FRAMES:,} frames, the default)")
