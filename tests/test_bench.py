@@ -20,7 +20,8 @@ LOCAL_LATENCY_FIGURES = {"p50": "ms", "p99": "ms", "max": "ms", "CPU of runner.p
 # Section prefix -> {measurement: unit} of the figures measured for 1 and for 50 symbols.
 PER_SYMBOLS = {
     "connector": {"{} symbol(s)": "frames/s", "simulator ceiling, {} symbol(s)": "frames/s"},
-    "runner.py local": {"{} symbol(s)": "frames/s", "{} symbol(s), records written": "records/s"},
+    "runner.py local": {"{} symbol(s)": "frames/s", "{} symbol(s), records written": "records/s",
+                        "{} symbol(s), per CPU-second": "frames/CPU-s"},
     "memory": {"connector, {} symbol(s)": "MB", "processor, {} symbol(s)": "MB", "runner.py local, {} symbol(s)": "MB"},
 }
 SYMBOL_COUNTS = (1, 50)
