@@ -64,8 +64,8 @@ class HumanOutput(BlockingOutput):
 class JsonLinesOutput(BlockingOutput):
     """One JSON object per record, ``{"topic", "key", ...fields}``, decimals as exact strings; appends.
 
-    A batch's lines are made on the event loop's thread and only written on the output's: formatting
-    holds the GIL wherever it runs, and on the other thread it would only add switches between threads.
+    Lines are made as UTF-8 bytes by orjson (no text layer) on the output's thread.  Made on the event
+    loop's thread instead, the same work delayed the loop: receive -> line took longer at 10k msg/s.
     """
 
     name = "jsonl"
@@ -83,20 +83,9 @@ class JsonLinesOutput(BlockingOutput):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close_all
 
-    async def write(self, records: list[LocalRecord]) -> None:
-        await self._run(self.write_lines, _lines(records))
-        self.records += len(records)
-
-    def write_lines(self, lines: bytes) -> None:
-        self._file.write(lines)
-        self._file.flush()
-
     def write_records(self, records: list[LocalRecord]) -> None:
-        self.write_lines(_lines(records))
-
-
-def _lines(records: list[LocalRecord]) -> bytes:
-    return b"".join([json_line(r.topic, r.key, r.value) for r in records])
+        self._file.write(b"".join([json_line(r.topic, r.key, r.value) for r in records]))
+        self._file.flush()
 
     def close_all(self) -> None:
         if self._file is not None and self._file is not sys.stdout.buffer:
