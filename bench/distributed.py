@@ -426,19 +426,19 @@ def window_rates(counters: list[Callable[[], int]], window_s: float) -> list[flo
     return [statistics.linear_regression(times, values).slope for values in samples]
 
 
-class BareReader:
-    """A websocket client that subscribes as the connector does and only counts frames: the simulator sets the pace.
+class ThreadedClient:
+    """A measuring client on its own thread (with its own event loop), so that the caller may sample it meanwhile.
 
-    It runs on its own thread (with its own event loop) so that the caller may sample ``frames`` meanwhile.
+    Subclasses read in ``_read`` (or a blocking ``_work``) until ``_stop`` is set; a failure there is raised
+    by ``__exit__``.
     """
 
-    def __init__(self, url: str, symbols: list[str]):
-        self.url = url
-        self.products = [symbol.replace(".", "-") for symbol in symbols]
-        self.frames = 0
+    name = "client"
+
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="bare websocket reader", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -448,13 +448,32 @@ class BareReader:
         self._stop.set()
         self._thread.join(READER_STOP_S)
         if self._error is not None:
-            raise RuntimeError(f"the bare websocket reader failed: {self._error!r}") from self._error
+            raise RuntimeError(f"the {self.name} failed: {self._error!r}") from self._error
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._read())
+            self._work()
         except BaseException as exc:  # noqa: BLE001 - reported by __exit__ on the caller's thread
             self._error = exc
+
+    def _work(self) -> None:
+        """What the thread does: by default, ``_read`` on an event loop of its own."""
+        asyncio.run(self._read())
+
+    async def _read(self) -> None:
+        raise NotImplementedError
+
+
+class BareReader(ThreadedClient):
+    """A websocket client that subscribes as the connector does and only counts frames: the simulator sets the pace."""
+
+    name = "bare websocket reader"
+
+    def __init__(self, url: str, symbols: list[str]):
+        super().__init__()
+        self.url = url
+        self.products = [symbol.replace(".", "-") for symbol in symbols]
+        self.frames = 0
 
     async def _read(self) -> None:
         subscribe = {"type": "subscribe", "product_ids": self.products, "channels": list(PRODUCT_CHANNELS)}

@@ -100,6 +100,7 @@ def run(scale: Scale) -> list[Figure]:
     ceilings = asyncio.run(distributed.measure_all(add, scale))
     local_mode.measure(add, scale, ceilings)
     symbols.measure(add, scale)
+    local_mode.measure_latency(add, scale)
     return figures
 
 

@@ -27,6 +27,9 @@ POLL_S = 0.5
 METADATA_TIMEOUT_S = 10.0
 # The schemas' decimal precision: normalising in the default context (28 digits) would round.
 _EXACT = Context(prec=38)
+# Prices and sizes repeat: the plain text of this many decimals is kept, then the cache starts over.
+PLAIN_CACHE_LIMIT = 4096
+_PLAIN: dict[Decimal, str] = {}
 
 
 def plain(value: Decimal) -> str:
@@ -34,9 +37,22 @@ def plain(value: Decimal) -> str:
     return format(value.normalize(_EXACT), "f")
 
 
+def _cached_plain(value: Decimal) -> str:
+    """``plain(value)``, remembered: equal decimals have the same plain text (formatting is ~10x a lookup)."""
+    text = _PLAIN.get(value)
+    if text is None:
+        text = plain(value)
+        # Zero is not kept: -0 equals 0 but prints "-0".  NaN never equals itself.
+        if value and value.is_finite():
+            if len(_PLAIN) >= PLAIN_CACHE_LIMIT:
+                _PLAIN.clear()
+            _PLAIN[value] = text
+    return text
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return plain(value)
+        return _cached_plain(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     raise TypeError(type(value).__name__)
@@ -49,7 +65,7 @@ def format_human(topic: str, key: str | None, record: dict[str, Any]) -> str:
     parts = []
     for name, value in record.items():
         if isinstance(value, Decimal):
-            value = plain(value)
+            value = _cached_plain(value)
         elif isinstance(value, bytes):
             value = f"<{len(value)} bytes>"
         parts.append(f"{name}={value}")
@@ -58,6 +74,11 @@ def format_human(topic: str, key: str | None, record: dict[str, Any]) -> str:
 
 def format_json(topic: str, key: str | None, record: dict[str, Any]) -> str:
     return orjson.dumps({"topic": topic, "key": key, **record}, default=_json_default).decode()
+
+
+def json_line(topic: str, key: str | None, record: dict[str, Any]) -> bytes:
+    """``format_json``'s line as UTF-8 bytes with its newline: what a JSON-lines file appends."""
+    return orjson.dumps({"topic": topic, "key": key, **record}, default=_json_default, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def consume(

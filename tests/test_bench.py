@@ -12,11 +12,16 @@ import pytest
 from l3_atom.infra.processes import PROJECT_ROOT
 
 SECTIONS = ("standardise, one core", "book engine", "distributed path", "latency at 1,000", "latency at 10,000",
-            "connector", "runner.py local", "memory", "what metrics cost")
+            "connector", "runner.py local", "runner.py local latency at 1,000", "runner.py local latency at 10,000",
+            "memory", "what metrics cost")
+# Each runner.py local latency section: to each output, these figures (ms, and the runtime's CPU in %).
+LOCAL_LATENCY_OUTPUTS = ("JSON line written", "websocket client receives")
+LOCAL_LATENCY_FIGURES = {"p50": "ms", "p99": "ms", "max": "ms", "CPU of runner.py local": "%"}
 # Section prefix -> {measurement: unit} of the figures measured for 1 and for 50 symbols.
 PER_SYMBOLS = {
     "connector": {"{} symbol(s)": "frames/s", "simulator ceiling, {} symbol(s)": "frames/s"},
-    "runner.py local": {"{} symbol(s)": "frames/s", "{} symbol(s), records written": "records/s"},
+    "runner.py local": {"{} symbol(s)": "frames/s", "{} symbol(s), records written": "records/s",
+                        "{} symbol(s), per CPU-second": "frames/CPU-s"},
     "memory": {"connector, {} symbol(s)": "MB", "processor, {} symbol(s)": "MB", "runner.py local, {} symbol(s)": "MB"},
 }
 SYMBOL_COUNTS = (1, 50)
@@ -44,6 +49,11 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
         assert figure["low"] <= figure["median"] <= figure["high"]
         # A CPU share may round to 0 in the smoke scale's one-second runs (CPU time counts in 10 ms ticks).
         assert figure["median"] > 0 or "skipped" in figure["note"] or (figure["unit"] == "%" and figure["median"] == 0), figure
+    for rate in ("1,000", "10,000"):
+        section = [f for f in figures if f["section"].startswith(f"runner.py local latency at {rate}")]
+        assert {(f["name"], f["unit"]) for f in section} == {
+            (f"{output}: {name}", unit) for output in LOCAL_LATENCY_OUTPUTS for name, unit in LOCAL_LATENCY_FIGURES.items()
+        }
     for symbols in SYMBOL_COUNTS:
         for section, units in PER_SYMBOLS.items():
             for name, unit in units.items():

@@ -10,7 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# The depth of a generated function's field lines: inside its ``def`` and its ``try``.
+FIELD_DEPTH = 2
+
 INDENT = "    "
+
+
+def keep(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> Any:
+    """Store ``value`` in a generated function's ``cache`` of at most ``limit`` entries (full: it starts over)."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def function_name(prefix: str, schema: dict[str, Any]) -> str:
@@ -42,3 +53,17 @@ class GeneratedFunction:
         code = compile(self.source(), f"<{label} {self.function}>", "exec")
         exec(code, self.names)  # noqa: S102 - the source is generated from a schema alone
         return self.names[self.function]
+
+    def emit_record_fields(self, fields: list[dict[str, Any]], emit_type: Callable[[str, int, Any], None]) -> list[str]:
+        """Per field, ``value = record[name]`` and the lines ``emit_type(target, index, type)`` add; the targets.
+
+        The writer's and the validator's functions take a ``record`` dict and handle its fields in order.
+        """
+        targets = []
+        for index, field in enumerate(fields):
+            self.emit(FIELD_DEPTH, f"value = record[{field['name']!r}]")
+            emit_type(f"f{index}", index, field["type"])
+            targets.append(f"f{index}")
+        if not fields:
+            self.emit(FIELD_DEPTH, "pass")
+        return targets

@@ -116,7 +116,7 @@ from collections.abc import Callable
 from decimal import Context, Decimal
 from typing import Any
 
-from l3_atom.avro.codegen import GeneratedFunction, function_name
+from l3_atom.avro.codegen import GeneratedFunction, function_name, keep
 
 RecordReader = Callable[[bytes, int], tuple[dict[str, Any], int]]
 
@@ -213,11 +213,7 @@ def _decimal_decoder(precision: int, scale: int, decimals: dict[bytes, Decimal])
         unscaled = int.from_bytes(raw, "big", signed=True)
         if not -limit < unscaled < limit:
             raise ValueError(f"decimal {unscaled}E-{scale} has more than {precision} digits")
-        value = Decimal(unscaled).scaleb(-scale, context)
-        if len(decimals) >= DECIMAL_CACHE_LIMIT:
-            decimals.clear()
-        decimals[raw] = value
-        return value
+        return keep(decimals, raw, Decimal(unscaled).scaleb(-scale, context), DECIMAL_CACHE_LIMIT)
 
     return decode
 

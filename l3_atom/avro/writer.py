@@ -87,7 +87,7 @@ from decimal import Context, Decimal
 from functools import cache
 from typing import Any
 
-from l3_atom.avro.codegen import GeneratedFunction, function_name
+from l3_atom.avro.codegen import FIELD_DEPTH, GeneratedFunction, function_name
 
 try:
     from l3_atom.avro import _avro_writer_c
@@ -360,12 +360,9 @@ def _generate(schema: dict[str, Any], prefix: bytes) -> GeneratedFunction:
     src.emit(0, f"def {src.function}(record):")
     src.emit(1, "try:")
     parts = [src.bind("prefix", prefix)] if prefix else []
-    for index, field in enumerate(schema["fields"]):
-        src.emit(2, f"value = record[{field['name']!r}]")
-        _emit_type(src, 2, f"f{index}", index, field["type"])
-        parts.append(f"f{index}")
-    if not schema["fields"]:
-        src.emit(2, "pass")
+    parts += src.emit_record_fields(
+        schema["fields"], lambda target, index, avro_type: _emit_type(src, FIELD_DEPTH, target, index, avro_type)
+    )
     src.emit(1, "except KeyError as exc:")
     src.emit(2, 'raise ValueError(f"record lacks field {exc}") from None')
     src.emit(1, f"return b''.join(({''.join(part + ', ' for part in parts)}))")

@@ -1,13 +1,16 @@
 """The one-process runtime: each source's connector, bus and standardiser, then outputs.
 
-    DataFeed ──write──> FrameBus (bounded) ──take──> RawMessageProcessor ──> decode ──> OutputWorker queues ──> outputs
-    (unchanged)        ("<source>_raw")              (standardise, Avro-validate,       (bounded; slow output =
-                                                      dead-letter rule)                  the runtime waits)
+    DataFeed ──write──> FrameBus (bounded) ──take──> RawMessageProcessor ──> OutputWorker queues ──> outputs
+    (unchanged)        ("<source>_raw")              (standardise, Avro-validate,  (bounded; slow output =
+                                                      dead-letter rule)             the runtime waits)
 
 Every record goes through exactly what the distributed processor does with
-it (``RawMessageProcessor``: standardise, Avro-encode against
-``static/schemas``, or dead-letter) and is then decoded from those bytes, so
-an output gets the very record a Kafka consumer would.  Memory is bounded at
+it (``RawMessageProcessor``: standardise, validate against
+``static/schemas``, or dead-letter), with a ``TopicValidator`` where the
+processor has an ``AvroEncoder``: it refuses what the Avro writer refuses and
+returns the record a reader would decode from the writer's bytes, without
+writing them.  So an output gets the very record a Kafka consumer would, and
+no record is encoded to Avro and decoded back.  Memory is bounded at
 every step; where a step is full, the one before it waits, back to the
 connector, which stops reading its socket (see ``bus.py``).
 
@@ -29,7 +32,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
+from l3_atom.avro.validator import TopicValidator
 from l3_atom.data_source import SKIPPED_PRODUCTS, DataFeed
 from l3_atom.errors import ServiceUnavailable, UserError
 from l3_atom.http_app import serve_app
@@ -52,6 +55,8 @@ DRAIN_TIMEOUT_S = 10.0
 PROGRESS_INTERVAL_S = 1.0
 STATS_PATH = "/stats"
 CONNECTOR_DEAD_LETTER = "connector: frame too large"
+# Builds a NamedTuple without its Python-level __new__ (the fields are given in order).
+_new_tuple = tuple.__new__
 
 
 class SourceRuntime:
@@ -70,13 +75,12 @@ class SourceRuntime:
         self.sink = BusSink(source, self.bus, max_message_bytes)
         self.feed = make_feed(self.sink)
         standardiser = standardiser_class(source)()
-        topics = [*standardiser.topics, DEAD_LETTER, COVERAGE]
-        # Schema ids never leave this process: any distinct numbers will do.
-        encoders = {topic: AvroEncoder(topic, schema_id) for schema_id, topic in enumerate(topics, 1)}
-        self._connector_encoders = {ConnectorCoverage: encoders[COVERAGE]}
-        self._dead_letter_encoder = encoders[DEAD_LETTER]
-        self._schemas = {encoder.schema_id: parsed_schema(topic) for topic, encoder in encoders.items()}
-        self.processor = RawMessageProcessor(source, standardiser, encoders, max_message_bytes)
+        # Validators in the encoders' place: each "encoded" value is the record a consumer would decode.
+        validators = {topic: TopicValidator(topic) for topic in [*standardiser.topics, DEAD_LETTER, COVERAGE]}
+        # Records the connector side makes itself (coverage of its connections), by item type; else dead letters.
+        self._connector_validators = {ConnectorCoverage: (COVERAGE, validators[COVERAGE].encode)}
+        self._dead_letter = (DEAD_LETTER, validators[DEAD_LETTER].encode)
+        self.processor = RawMessageProcessor(source, standardiser, validators, max_message_bytes)
         self.wanted = frozenset(feeds) | {DEAD_LETTER, COVERAGE}
         self.raw_topic = raw_topic(source)
         # Position of the next frame in this run: the "offset" a processor dead letter names.
@@ -92,23 +96,22 @@ class SourceRuntime:
         process = self.processor.process
         raw_name = self.raw_topic
         wanted = self.wanted
-        schemas = self._schemas
         records = []
+        append = records.append
         for item in items:
             if type(item) is RawFrame:
-                encoded = process(item.frame, item.headers, raw_name, None, self.offset, item.key)
+                validated = process(item.frame, item.headers, raw_name, None, self.offset, item.key)
                 self.offset += 1
-                for out in encoded:
-                    if out.topic == BOOK_RESYNC:
-                        self.resync(decode_wire(out.value, schemas))
-                    if out.topic in wanted:
-                        records.append(LocalRecord(out.topic, out.key, decode_wire(out.value, schemas)))
+                for topic, key, value in validated:
+                    if topic == BOOK_RESYNC:
+                        self.resync(value)
+                    if topic in wanted:
+                        append(_new_tuple(LocalRecord, (topic, key, value)))
             else:
-                encoder = self._connector_encoders.get(type(item), self._dead_letter_encoder)
-                value = encoder.encode(item.record)
-                if encoder.topic == COVERAGE:
+                topic, validate = self._connector_validators.get(type(item), self._dead_letter)
+                if topic == COVERAGE:
                     self.processor.records[COVERAGE] += 1
-                records.append(LocalRecord(encoder.topic, item.key, decode_wire(value, schemas)))
+                append(LocalRecord(topic, item.key, validate(item.record)))
         return records
 
     def resync(self, request: dict[str, Any]) -> None:

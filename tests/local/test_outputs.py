@@ -15,7 +15,7 @@ import pytest
 import websockets
 from aiohttp import web
 
-from l3_atom.consume import format_human, format_json
+from l3_atom.consume import format_human, format_json, json_line, plain
 from l3_atom.local.outputs import LocalRecord
 from l3_atom.local.outputs.avro import AvroFiles
 from l3_atom.local.outputs.parquet import ParquetFiles
@@ -83,6 +83,17 @@ def test_parquet_files_have_decimal128_columns_and_exact_values(tmp_path: Path) 
     assert not table.schema.field("price").nullable and table.schema.field("maker_order_id").nullable
     assert table.to_pylist() == [BATCH[0].value]
     assert pq.read_table(tmp_path / "dead_letter/coinbase/2023-11-14/22.parquet").to_pylist() == [BATCH[2].value]
+
+
+@pytest.mark.parametrize("repeat", [1, 2])
+def test_remembered_decimal_texts_are_the_exact_plain_texts(repeat: int) -> None:
+    """Equal decimals share a remembered text; zeros (-0 equals 0 but prints "-0") and NaN are never remembered."""
+    values = [Decimal("1.50"), Decimal("1.5"), Decimal("1.500000000000000000"), Decimal("-0"), Decimal("0E-18"),
+              Decimal(0), Decimal("-0E-18"), Decimal("-1.5"), Decimal("1E+3"), Decimal("NaN")]
+    for _ in range(repeat):
+        for value in values:
+            assert orjson.loads(format_json("t", "k", {"v": value}))["v"] == plain(value), value
+            assert json_line("t", "k", {"v": value}) == (format_json("t", "k", {"v": value}) + "\n").encode()
 
 
 def test_text_outputs_print_what_runner_consume_prints(tmp_path: Path) -> None:

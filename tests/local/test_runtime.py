@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections import Counter
 from decimal import Decimal
 
 import orjson
 import pytest
 
+from l3_atom.avro import validator
+from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
 from l3_atom.config import Settings
 from l3_atom.connector import feed_factory
 from l3_atom.errors import ServiceUnavailable, UserError
@@ -17,6 +20,8 @@ from l3_atom.local import cli
 from l3_atom.local.bus import ConnectorDeadLetter, RawFrame
 from l3_atom.local.runtime import Runtime, SourceRuntime
 from l3_atom.raw_sink import raw_headers
+from l3_atom.sources import standardiser_class
+from l3_atom.stream_processing.raw_messages import RawMessageProcessor
 
 ATOM = 1_700_000_000_123_456
 MAX_MESSAGE_BYTES = 1_000_000
@@ -71,6 +76,51 @@ def test_a_bad_frame_is_a_dead_letter_with_its_bytes_and_place_and_the_stream_go
     assert dead["original"] == broken and dead["original_size"] == len(broken)
     assert dead["atom_timestamp"] == ATOM
     assert runtime.stats()["dead_letters"] == {"match message has a mistyped field": 1}
+
+
+def test_records_are_validated_without_avro_bytes_and_a_misfit_is_the_processors_dead_letter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No output asks for Avro: valid records are never encoded nor decoded; one the writer refuses is refused."""
+    calls = Counter()
+
+    class CountingEncoder(AvroEncoder):
+        def __init__(self, topic: str, schema_id: int):
+            super().__init__(topic, schema_id)
+            encode = self.encode
+
+            def counted(record: dict) -> bytes:
+                calls["encode"] += 1
+                return encode(record)
+
+            self.encode = counted
+
+    def counted_decode(value: bytes, schemas: dict) -> dict:
+        calls["decode"] += 1
+        return decode_wire(value, schemas)
+
+    monkeypatch.setattr(validator, "AvroEncoder", CountingEncoder)
+    monkeypatch.setattr(validator, "decode_wire", counted_decode)
+    runtime = source(["trades_l3", "lob_l3"])
+    records = runtime.standardise([raw(MATCH), raw(OPEN)])
+    assert [r.topic for r in records] == ["trades_l3", "lob_l3"]
+    assert calls == {}, "no Avro bytes for records that fit their schemas"
+    # 19 decimal places: the schema's scale is 18, so the Avro writer refuses it (and only it can tell).
+    # (another trade id: a repeat of MATCH's would be skipped as already published, before any Avro)
+    misfit = orjson.dumps({**MATCH, "sequence": 7, "trade_id": 99, "price": "1.0000000000000000001"})
+    [dead] = runtime.standardise([raw(misfit)])
+    assert dead.topic == "dead_letter"
+    assert calls["encode"] >= 1, "the writer itself refused it"
+    # The distributed processor, with Avro encoders, dead-letters it with the same error.
+    standardiser = standardiser_class("coinbase")()
+    topics = [*standardiser.topics, "dead_letter"]
+    encoders = {topic: AvroEncoder(topic, number) for number, topic in enumerate(topics, 1)}
+    [kafka] = RawMessageProcessor("coinbase", standardiser, encoders, MAX_MESSAGE_BYTES).process(
+        misfit, raw(misfit).headers, "coinbase_raw", None, 2, KEY
+    )
+    schemas = {encoder.schema_id: parsed_schema(topic) for topic, encoder in encoders.items()}
+    assert dead.value == decode_wire(kafka.value, schemas)
+    assert dead.value["error"].startswith("record does not fit its schema: ValueError('1.0000000000000000001 has more")
 
 
 def test_a_connectors_dead_letter_passes_through_decoded() -> None:

@@ -12,11 +12,13 @@ queue.
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+
+# By name: the package's submodule ``queue`` (the embedding API's output) would shadow the module ``queue`` here.
+from queue import SimpleQueue
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 
@@ -50,7 +52,7 @@ class _SerialDaemonExecutor(Executor):
     _STOP = None
 
     def __init__(self, name: str):
-        self._jobs: queue.SimpleQueue[tuple[Future, Callable, tuple] | None] = queue.SimpleQueue()
+        self._jobs: SimpleQueue[tuple[Future, Callable, tuple] | None] = SimpleQueue()
         self._shut_down = False
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
