@@ -23,11 +23,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from l3_atom.consume import format_json
 from l3_atom.infra.local_pipeline import LocalPipeline, gateway_args
@@ -35,6 +37,7 @@ from l3_atom.infra.processes import LOOPBACK, free_port
 from l3_atom.ws_stream import HEARTBEAT_S, MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, REQUEST_BURST
 from tests.book_rebuild import Rebuild
 from tests.kafka_reader import TopicReader
+from tests.test_metrics import GATEWAY_NAMES, vocabulary_errors
 
 KEY = "coinbase_BTC.USD"
 FEEDS = ["lob_l3", "trades_l3"]
@@ -70,6 +73,11 @@ class Gateways:
     def stats(self, port: int) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/stats", timeout=10) as response:
             return json.loads(response.read())
+
+    def metrics(self, port: int) -> tuple[str, str]:
+        """The content type and text of ``/metrics``."""
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=10) as response:
+            return response.headers["Content-Type"], response.read().decode()
 
 
 def _ready(port: int) -> bool:
@@ -387,3 +395,32 @@ def test_a_gateway_started_late_starts_subscribers_from_the_processors_book(gate
     tries, sequence, orders = asyncio.run(scenario())
     print(f"\nlate gateway ({behind} book partitions caught up): snapshot of {orders} orders + the stream "
           f"equal to the processor's /book at sequence {sequence} (after {tries} reads)")
+
+
+@pytest.mark.timeout(180)
+def test_the_gateway_serves_its_counts_on_metrics(gateways: Gateways) -> None:
+    """``/metrics`` on the gateway's own port: the project's names and bounded labels, the counts of ``/stats``."""
+    port = gateways.small_port
+    before = gateways.stats(port)
+    content_type, text = gateways.metrics(port)
+    after = gateways.stats(port)
+    families = list(text_string_to_metric_families(text))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+    assert content_type.startswith("text/plain") and "version=" in content_type
+    assert vocabulary_errors(SimpleNamespace(collect=lambda: families)) == []
+    assert GATEWAY_NAMES <= {family.name for family in families}
+    assert samples[("l3_atom_ready", (("role", "gateway"),))] == 1.0
+    consumed = {labels[0][1]: value for (name, labels), value in samples.items()
+                if name == "l3_atom_gateway_consumed_records_total"}
+    assert consumed["lob_l3"] > 0 and consumed["trades_l3"] > 0
+    # Counters only grow: each lies between the /stats read before the scrape and the one after.
+    for metric, key in (("l3_atom_gateway_connections_total", "connections"),
+                        ("l3_atom_gateway_messages_sent_total", "sent"),
+                        ("l3_atom_gateway_dropped_records_total", "dropped"),
+                        ("l3_atom_gateway_refused_requests_total", "refused_requests"),
+                        ("l3_atom_gateway_undecodable_records_total", "undecodable")):
+        assert before[key] <= samples[(metric, ())] <= after[key], metric
+    assert before["records"] <= sum(consumed.values()) <= after["records"]
+    print(f"\n/metrics: {len(families)} families; consumed {sum(consumed.values()):.0f} records "
+          f"({', '.join(f'{t} {v:.0f}' for t, v in sorted(consumed.items()) if v)}), "
+          f"{samples[('l3_atom_gateway_dropped_records_total', ())]:.0f} dropped")
