@@ -35,7 +35,10 @@ Protocol (every message is one JSON object, as text):
   book as ``is_snapshot`` records of that feed (``lob_l3``: one ``open`` per
   resting order); the feed's records that follow apply on top of it.
 - A client that reads too slowly has a queue of ``N`` messages; records that
-  find it full are dropped for that client only and counted.  Where they
+  find it full are dropped for that client only and counted.  Below the queue
+  the server keeps at most ``UNSENT_BYTES`` unsent in the kernel
+  (``TCP_NOTSENT_LOWAT``), so that a client that stops reading fills its queue
+  after a bounded number of bytes, not after the socket's autotuned megabytes.  Where they
   were dropped the client receives ``{"type": "dropped", "count": K}``
   before the next record, so it knows exactly where its stream has a gap.
   A slow client never slows the server or other clients; one that keeps
@@ -49,6 +52,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -64,6 +69,7 @@ if TYPE_CHECKING:
     # The runtime that serves the stream builds the books and hands them over.
     from l3_atom.stream_processing.book_agent import BookStore
 
+LOG = logging.getLogger(__name__)
 STREAM_PATH = "/ws"
 ALL = "*"
 SUBSCRIBE = "subscribe"
@@ -81,7 +87,28 @@ REQUESTS_PER_S = 5.0
 BOOK_FEEDS = (LOB, LOB_L3)
 # The books here hold every symbol; the book store still wants a partition.
 ONLY_PARTITION = 0
+# Unsent bytes the kernel holds per client: Linux otherwise grows a socket's send buffer to tcp_wmem's
+# maximum (4 MiB by default) even for a peer that reads nothing, megabytes no queue bound sees.  The
+# low-water mark bounds only what is not yet sent, not what is in flight, so a fast client on a long
+# link keeps its throughput (Linux Documentation/networking/ip-sysctl.rst, tcp_notsent_lowat).
+UNSENT_BYTES = 16 * 1024
 EXPECTED_REQUEST = 'one JSON object, e.g. {"op": "subscribe", "feeds": ["trades"], "symbols": ["coinbase_BTC.USD"]}'
+
+
+def bound_unsent_bytes(transport: asyncio.BaseTransport | None) -> None:
+    """Keep at most ``UNSENT_BYTES`` of a client's stream unsent in the kernel (TCP on Linux and macOS).
+
+    Without it the client's queue still bounds memory and counts drops, only after the socket's buffer.
+    """
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if sock is None or option is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, UNSENT_BYTES)
+    except OSError as exc:
+        LOG.warning("cannot bound a client's unsent bytes (%s): a slow client may hold its socket's "
+                    "send buffer before its queue drops records", exc)
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -240,6 +267,7 @@ class StreamServer:
     async def _handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES, compress=False)
         await ws.prepare(request)
+        bound_unsent_bytes(request.transport)
         client = _Client(ws, self.client_queue)
         self.clients.add(client)
         self.connections += 1

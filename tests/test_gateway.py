@@ -18,22 +18,26 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from l3_atom.consume import format_json
 from l3_atom.infra.local_pipeline import LocalPipeline, gateway_args
 from l3_atom.infra.processes import LOOPBACK, free_port
-from l3_atom.ws_stream import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, REQUEST_BURST
+from l3_atom.ws_stream import HEARTBEAT_S, MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, REQUEST_BURST
 from tests.book_rebuild import Rebuild
 from tests.kafka_reader import TopicReader
+from tests.test_metrics import GATEWAY_NAMES, vocabulary_errors
 
 KEY = "coinbase_BTC.USD"
 FEEDS = ["lob_l3", "trades_l3"]
@@ -44,6 +48,8 @@ TIMEOUT_S = 60.0
 QUIET_S = 2.0
 DEPTH = 10
 DRAIN_S = 0.05
+# The reader of nothing's kernel receive buffer (Linux doubles it): its TCP window, whatever tcp_rmem says.
+SLOW_RECEIVE_BUFFER = 4096
 
 
 class Gateways:
@@ -67,6 +73,11 @@ class Gateways:
     def stats(self, port: int) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/stats", timeout=10) as response:
             return json.loads(response.read())
+
+    def metrics(self, port: int) -> tuple[str, str]:
+        """The content type and text of ``/metrics``."""
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=10) as response:
+            return response.headers["Content-Type"], response.read().decode()
 
 
 def _ready(port: int) -> bool:
@@ -180,13 +191,35 @@ def test_a_subscriber_gets_exactly_what_kafka_holds_for_its_key_then_nothing_aft
         reader.close()
 
 
+def _small_window_socket(port: int) -> socket.socket:
+    """A connected TCP socket whose receive buffer, set before the handshake, stays small (no autotuning)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RECEIVE_BUFFER)
+    sock.connect((LOOPBACK, port))
+    sock.setblocking(False)
+    return sock
+
+
 @pytest.mark.timeout(300)
 def test_a_client_that_reads_nothing_loses_only_its_own_records(gateways: Gateways) -> None:
+    """Drops are counted at the gateway, reported to the slow client, and cost the other client nothing.
+
+    What lies between the gateway's queue and a client that stops reading decides when drops
+    start: the client's receive window, the gateway's unsent kernel bytes and aiohttp's write
+    buffer.  Left to Linux, the gateway's send buffer autotunes to tcp_wmem's maximum (4 MiB)
+    and the client's window to tcp_rmem's; on a loaded machine that took longer to fill than
+    the heartbeat gives a client that answers no ping (``HEARTBEAT_S`` and half as long again for
+    the pong), so it was closed having lost nothing.  The gateway now keeps at most ``UNSENT_BYTES`` unsent per client
+    (``TCP_NOTSENT_LOWAT``), and this client's receive buffer is set small before it connects:
+    a few hundred kB fill the path and the queue overflows within seconds at any rate the
+    pipeline produces.  The slow client must still be connected when the drops are seen, so
+    they are the queue's doing, not a disconnect's.
+    """
     port = gateways.small_port
 
     async def scenario() -> tuple[list[dict], dict[str, Any], dict[str, Any]]:
         # max_queue=1: the client library stops reading the socket as soon as one message waits.
-        slow = await _connect(gateways.small, max_queue=1)
+        slow = await _connect(gateways.small, max_queue=1, sock=_small_window_socket(port))
         fast = await _connect(gateways.small)
         try:
             await fast.send(orjson.dumps({"op": "subscribe", "feeds": ["trades_l3"], "symbols": [KEY]}).decode())
@@ -195,6 +228,10 @@ def test_a_client_that_reads_nothing_loses_only_its_own_records(gateways: Gatewa
             deadline = time.monotonic() + TIMEOUT_S * 2
             stats = gateways.stats(port)
             while stats["dropped"] == 0 or len([r for r in received if "topic" in r]) < 20:
+                assert stats["clients"] == 2, (
+                    f"the reader of nothing was closed (no pong within the {HEARTBEAT_S:g} s heartbeat) "
+                    f"before its queue filled: {stats}"
+                )
                 assert time.monotonic() < deadline, f"no drops for the reader of nothing: {stats}"
                 try:
                     received.append(orjson.loads(await asyncio.wait_for(fast.recv(), 1.0)))
@@ -215,6 +252,7 @@ def test_a_client_that_reads_nothing_loses_only_its_own_records(gateways: Gatewa
 
     received, stats, slow = asyncio.run(scenario())
     assert stats["dropped"] > 0 and slow["lost_reported"] > 0
+    assert stats["clients"] == 2, "both clients were connected when the drops were counted"
     assert stats["largest_client_queue"] <= SMALL_QUEUE + 1, "a queue never grows past its bound"
     assert not [m for m in received if m.get("type") == "dropped"], "the client that reads lost nothing"
     trades = [m for m in received if "topic" in m]
@@ -357,3 +395,32 @@ def test_a_gateway_started_late_starts_subscribers_from_the_processors_book(gate
     tries, sequence, orders = asyncio.run(scenario())
     print(f"\nlate gateway ({behind} book partitions caught up): snapshot of {orders} orders + the stream "
           f"equal to the processor's /book at sequence {sequence} (after {tries} reads)")
+
+
+@pytest.mark.timeout(180)
+def test_the_gateway_serves_its_counts_on_metrics(gateways: Gateways) -> None:
+    """``/metrics`` on the gateway's own port: the project's names and bounded labels, the counts of ``/stats``."""
+    port = gateways.small_port
+    before = gateways.stats(port)
+    content_type, text = gateways.metrics(port)
+    after = gateways.stats(port)
+    families = list(text_string_to_metric_families(text))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+    assert content_type.startswith("text/plain") and "version=" in content_type
+    assert vocabulary_errors(SimpleNamespace(collect=lambda: families)) == []
+    assert GATEWAY_NAMES <= {family.name for family in families}
+    assert samples[("l3_atom_ready", (("role", "gateway"),))] == 1.0
+    consumed = {labels[0][1]: value for (name, labels), value in samples.items()
+                if name == "l3_atom_gateway_consumed_records_total"}
+    assert consumed["lob_l3"] > 0 and consumed["trades_l3"] > 0
+    # Counters only grow: each lies between the /stats read before the scrape and the one after.
+    for metric, key in (("l3_atom_gateway_connections_total", "connections"),
+                        ("l3_atom_gateway_messages_sent_total", "sent"),
+                        ("l3_atom_gateway_dropped_records_total", "dropped"),
+                        ("l3_atom_gateway_refused_requests_total", "refused_requests"),
+                        ("l3_atom_gateway_undecodable_records_total", "undecodable")):
+        assert before[key] <= samples[(metric, ())] <= after[key], metric
+    assert before["records"] <= sum(consumed.values()) <= after["records"]
+    print(f"\n/metrics: {len(families)} families; consumed {sum(consumed.values()):.0f} records "
+          f"({', '.join(f'{t} {v:.0f}' for t, v in sorted(consumed.items()) if v)}), "
+          f"{samples[('l3_atom_gateway_dropped_records_total', ())]:.0f} dropped")

@@ -6,8 +6,10 @@ import asyncio
 import socket
 import subprocess
 import time
+from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import Iterable
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -24,6 +26,7 @@ from l3_atom.observability.metrics import (
     OTHER,
     PREFIX,
     ConnectorCollector,
+    GatewayCollector,
     ProcessorCollector,
     SafeCollector,
     bounded,
@@ -32,8 +35,15 @@ from l3_atom.observability.server import MetricsPortInUse, MetricsServer, bind_m
 from l3_atom.sources import connector_class, standardiser_class
 from l3_atom.stream_processing.processor_metrics import FAUST_PREFIX
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
-from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER
+from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER, NORMALISED_TOPICS
+from l3_atom.ws_stream import StreamServer
 
+GATEWAY_NAMES = {
+    "l3_atom_gateway_clients", "l3_atom_gateway_connections", "l3_atom_gateway_messages_sent",
+    "l3_atom_gateway_dropped_records", "l3_atom_gateway_refused_requests",
+    "l3_atom_gateway_largest_client_queue_messages", "l3_atom_gateway_consumed_records",
+    "l3_atom_gateway_undecodable_records",
+}
 # Labels Faust's own sensor uses (stream, table and metric names are the app's own: bounded).
 FAUST_LABELS = frozenset({"stream", "table", "operation", "metric", "status_code", "topic", "partition"})
 DISTINCT = 500
@@ -91,6 +101,15 @@ def processor_with_dead_letters() -> RawMessageProcessor:
     return processor
 
 
+def gateway_collector() -> GatewayCollector:
+    """The gateway's collector on a real ``StreamServer``; the Kafka reader's two counts stand in for its reader."""
+    stream = StreamServer(NORMALISED_TOPICS, ["coinbase_BTC.USD"], 10)
+    stream.connections, stream.dropped, stream.refused = 3, 7, 2
+    reader = SimpleNamespace(consumed=Tally({topic: 5 for topic in (*NORMALISED_TOPICS, DEAD_LETTER)}),
+                             undecodable=1)
+    return GatewayCollector(stream, reader)
+
+
 def test_every_metric_has_the_prefix_total_counters_and_bounded_labels() -> None:
     registry = CollectorRegistry()
     feed, _ = connector_feed()
@@ -98,10 +117,25 @@ def test_every_metric_has_the_prefix_total_counters_and_bounded_labels() -> None
     processor = processor_with_dead_letters()
     assert len(processor.dead_letters) > MAX_LABEL_VALUES, "the input must try to grow the label set"
     registry.register(ProcessorCollector([processor]))
+    registry.register(gateway_collector())
     FaustMetrics.create(registry, FAUST_PREFIX)
     assert vocabulary_errors(registry, BOUNDED_LABELS | FAUST_LABELS) == []
     names = {family.name for family in registry.collect()}
     assert {"l3_atom_connector_frames", "l3_atom_processor_dead_letters", "l3_atom_faust_messages_received"} <= names
+    assert GATEWAY_NAMES <= names
+
+
+def test_the_gateway_collector_reads_the_gateways_counts() -> None:
+    registry = CollectorRegistry()
+    registry.register(gateway_collector())
+    value = registry.get_sample_value
+    assert value("l3_atom_gateway_connections_total") == 3
+    assert value("l3_atom_gateway_dropped_records_total") == 7
+    assert value("l3_atom_gateway_refused_requests_total") == 2
+    assert value("l3_atom_gateway_clients") == 0
+    assert value("l3_atom_gateway_consumed_records_total", {"topic": "lob_l3"}) == 5
+    assert value("l3_atom_gateway_consumed_records_total", {"topic": DEAD_LETTER}) == 5
+    assert value("l3_atom_gateway_undecodable_records_total") == 1
 
 
 def test_an_unbounded_label_is_caught() -> None:

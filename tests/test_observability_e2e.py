@@ -1,12 +1,13 @@
 """Metrics, readiness and alerts proven against a real Prometheus (Debian's ``prometheus`` package).
 
-The local pipeline (Tansu broker, registry, Coinbase simulator, connector, processor) runs with a
-short silence timeout; a Prometheus on loopback scrapes the connector and the processor every
-two seconds, with a copy of ``deploy/prometheus/alerts.yml`` whose ``for:`` durations are short (the
-committed rules keep production values).  Everything is asked through Prometheus's HTTP API: the
-connector's frame rate, records per topic, the latency histogram, readiness, every PromQL
-expression of the Grafana dashboard; then the simulator stops, and the connector's ``/ready``,
-its ``connection_up`` gauge and the silent-feed alert must all say so.
+The local pipeline (Tansu broker, registry, Coinbase simulator, connector, processor, gateway) runs
+with a short silence timeout; a Prometheus on loopback scrapes the connector, the processor and the
+gateway every two seconds, with a copy of ``deploy/prometheus/alerts.yml`` whose ``for:`` durations
+are short (the committed rules keep production values).  Everything is asked through Prometheus's
+HTTP API: the connector's frame rate, records per topic, the latency histogram, readiness, the
+gateway's records consumed per topic, every PromQL expression of the Grafana dashboard; then the
+simulator stops, and the connector's ``/ready``, its ``connection_up`` gauge and the silent-feed
+alert must all say so.
 """
 
 from __future__ import annotations
@@ -160,17 +161,19 @@ def pipeline(tmp_path: Path) -> Iterator[LocalPipeline]:
     config.write_text(text.replace("silence_timeout_s = 30", f"silence_timeout_s = {SILENCE_TIMEOUT_S}"))
     workdir = tmp_path / "pipeline"
     workdir.mkdir()
-    stack = LocalPipeline(rate=200.0, workdir=workdir)
+    stack = LocalPipeline(rate=200.0, workdir=workdir, gateway=True)
     stack.config_path = config
     with stack:
         yield stack
 
 
-def test_prometheus_scrapes_both_roles_and_the_silent_feed_alert_fires(pipeline: LocalPipeline, tmp_path: Path) -> None:
+def test_prometheus_scrapes_every_role_and_the_silent_feed_alert_fires(pipeline: LocalPipeline, tmp_path: Path) -> None:
     _need_prometheus()
     connector_url, processor_url = pipeline.metrics_url("connector"), pipeline.metrics_url("processor0")
+    # The gateway serves /metrics on its own port, beside its stream.
+    gateway_url = f"http://{LOOPBACK}:{pipeline.gateway_port}"
     targets = {role: url.removeprefix("http://") for role, url in
-               (("connector", connector_url), ("processor", processor_url))}
+               (("connector", connector_url), ("processor", processor_url), ("gateway", gateway_url))}
     prometheus = Prometheus(tmp_path, targets, short_rules(tmp_path))
     try:
         prometheus.start()
@@ -188,9 +191,13 @@ def test_prometheus_scrapes_both_roles_and_the_silent_feed_alert_fires(pipeline:
         eventually(lambda: values(prometheus.query(
             f"histogram_quantile(0.99, sum by (le) (rate(l3_atom_processor_latency_seconds_bucket[{RATE_WINDOW}])))")),
             "a p99 latency")
-        ready = eventually(lambda: (found := values(prometheus.query("l3_atom_ready"), "role")) and len(found) == 2
-                           and all(found.values()) and found, "both roles ready")
-        assert ready == {"connector": 1.0, "processor": 1.0}
+        ready = eventually(lambda: (found := values(prometheus.query("l3_atom_ready"), "role")) and len(found) == 3
+                           and all(found.values()) and found, "every role ready")
+        assert ready == {"connector": 1.0, "processor": 1.0, "gateway": 1.0}
+        consumed = eventually(lambda: (found := values(prometheus.query(
+            "sum by (topic) (l3_atom_gateway_consumed_records_total)"), "topic")) and all(
+            found.get(topic, 0) > 0 for topic in ("lob_l3", "trades_l3")) and found, "gateway records per topic")
+        assert consumed["lob_l3"] > 0
         assert http(f"{connector_url}/ready")[0] == 200
         assert http(f"{processor_url}/ready")[0] == 200
         eventually(lambda: values(prometheus.query("l3_atom_processor_consumer_lag_messages")), "consumer lag")

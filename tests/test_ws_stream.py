@@ -1,16 +1,29 @@
-"""The stream's book snapshot for new subscribers and its request limits, without a network (pure parts)."""
+"""The stream's book snapshot for new subscribers and its request limits (pure parts, no network), and
+on loopback how many bytes a client that reads nothing holds before its records are dropped."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from decimal import Decimal
 from typing import Any
 
 import orjson
+import websockets
+from aiohttp import web
 
+from l3_atom.consume import format_json
+from l3_atom.http_app import serve_app
+from l3_atom.infra.processes import LOOPBACK
 from l3_atom.stream_processing.book_agent import BookStore
-from l3_atom.ws_stream import REQUEST_BURST, StreamServer, _Client
+from l3_atom.ws_stream import REQUEST_BURST, STREAM_PATH, UNSENT_BYTES, StreamServer, _Client
 
 KEY = "coinbase_BTC.USD"
+SMALL_QUEUE = 50
+# Records published between two turns of the event loop (the gateway hands over a fetch at a time).
+BATCH = 10
+# Linux holds up to tcp_wmem's maximum (4 MiB by default) unsent for a socket left to autotune.
+AUTOTUNED_SEND_BUFFER = 4 * 1024 * 1024
 
 
 def lob_l3(event: str, order_id: str, side: str, price: str, size: str, sequence: int, snapshot: bool = False,
@@ -58,3 +71,46 @@ def test_requests_beyond_the_burst_are_refused_until_the_allowance_comes_back() 
     assert allowed == [True] * REQUEST_BURST + [False] * 5
     client.allowance_at -= 1.0  # a second later
     assert client.take_request()
+
+
+def test_a_client_that_reads_nothing_fills_its_queue_after_a_bounded_number_of_bytes() -> None:
+    """The kernel keeps at most ``UNSENT_BYTES`` unsent per client, so drops start long before 4 MiB."""
+
+    async def scenario() -> tuple[int, int, int, dict[str, Any]]:
+        stream = StreamServer(["trades_l3"], [KEY], SMALL_QUEUE)
+        app = web.Application()
+        stream.register(app)
+        runner = await serve_app(app, LOOPBACK, 0)
+        try:
+            port = runner.addresses[0][1]
+            # max_queue=1: the client library stops reading its socket as soon as one message waits.
+            ws = await websockets.connect(f"ws://{LOOPBACK}:{port}{STREAM_PATH}", max_queue=1)
+            try:
+                await ws.recv()
+                await ws.send('{"op": "subscribe"}')
+                while not any(client.subscriptions for client in stream.clients):
+                    await asyncio.sleep(0.01)
+                (client,) = stream.clients
+                unsent = client.ws._req.transport.get_extra_info("socket").getsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT
+                )
+                published = size = 0
+                while stream.dropped == 0:
+                    for _ in range(BATCH):
+                        record = {"exchange": "coinbase", "symbol": "BTC.USD", "price": "100.5", "size": "0.25",
+                                  "side": "buy", "trade_id": str(published), "sequence": published}
+                        size += len(format_json("trades_l3", KEY, record).encode())
+                        stream.publish("trades_l3", KEY, record)
+                        published += 1
+                    await asyncio.sleep(0.001)
+                return unsent, published, size, stream.stats()
+            finally:
+                ws.transport.abort()
+        finally:
+            await runner.cleanup()
+
+    unsent, published, size, stats = asyncio.run(scenario())
+    assert unsent == UNSENT_BYTES
+    assert stats["largest_client_queue"] == SMALL_QUEUE and stats["dropped"] > 0
+    assert size < AUTOTUNED_SEND_BUFFER / 4, f"{size} bytes went out before the first drop"
+    print(f"\nfirst drop after {published} records ({size} bytes) for a client that reads nothing")

@@ -15,6 +15,7 @@ import json
 import logging
 import struct
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,8 @@ class KafkaReader:
         self.history_end: dict[tuple[str, int], int] = {}
         self.behind: set[tuple[str, int]] = set()
         self.undecodable = 0
+        # Messages fetched, by topic (the gateway's metrics; their sum is its /stats "records").
+        self.consumed: Counter[str] = Counter()
         self.assigned = False
 
     def assign(self) -> None:
@@ -113,6 +116,7 @@ class KafkaReader:
             key = message.key().decode(errors="replace") if message.key() else ""
             history = end is not None and offset < end
             fetched.append(Fetched(topic, partition, offset, key, message.value() or b"", history))
+            self.consumed[topic] += 1
         return fetched
 
     def decode(self, message: Fetched) -> dict[str, Any] | None:

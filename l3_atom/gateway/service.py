@@ -3,6 +3,7 @@
     ws://HOST:PORT/ws      the record stream (protocol: ``l3_atom.ws_stream``)
     http://HOST:PORT/      the live viewer page (``l3_atom.viewer``)
     /health, /ready        liveness, and whether Kafka is assigned and the books caught up (503 until then)
+    /metrics               Prometheus: the same counts as /stats, records consumed by topic, readiness
     /stats                 clients, records sent and dropped, refused requests, undecodable records
 
 Kafka is read on a worker thread (``KafkaReader.consume`` blocks); decoding,
@@ -20,12 +21,16 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 
 from l3_atom import viewer
 from l3_atom.config import Settings
 from l3_atom.gateway import DEFAULT_CLIENT_QUEUE
 from l3_atom.gateway.kafka_reader import KafkaReader
 from l3_atom.http_app import add_probes, serve_app
+from l3_atom.observability.metrics import CallbackCollector, GatewayCollector, ready_family
+from l3_atom.observability.server import METRICS_PATH, metrics_handler
 from l3_atom.sources import SOURCES
 from l3_atom.stream_processing.book_agent import BookStore
 from l3_atom.topics import DEAD_LETTER, LOB, LOB_L3, NORMALISED_TOPICS
@@ -34,6 +39,7 @@ from l3_atom.ws_stream import StreamServer
 LOG = logging.getLogger(__name__)
 FETCH_COUNT = 1000
 FETCH_WAIT_S = 0.2
+ROLE = "gateway"
 STREAMED_TOPICS = (*NORMALISED_TOPICS, DEAD_LETTER)
 
 
@@ -43,12 +49,15 @@ class Gateway:
     def __init__(self, settings: Settings, client_queue: int = DEFAULT_CLIENT_QUEUE):
         self.reader = KafkaReader(settings, STREAMED_TOPICS, from_start=(LOB, LOB_L3))
         self.stream = StreamServer(STREAMED_TOPICS, [], client_queue, books=BookStore(), exchanges=SOURCES)
-        self.records = 0
         self.app = web.Application()
         self.stream.register(self.app)
         viewer.register(self.app)
         add_probes(self.app, {"kafka": self._kafka_ready})
         self.app.router.add_get("/stats", self._stats)
+        self.registry = CollectorRegistry()
+        self.registry.register(GatewayCollector(self.stream, self.reader))
+        self.registry.register(CallbackCollector(self._ready_families))
+        self.app.router.add_get(METRICS_PATH, metrics_handler(self.registry, ROLE))
         self._stop = asyncio.Event()
 
     def _kafka_ready(self) -> tuple[bool, str]:
@@ -58,8 +67,12 @@ class Gateway:
             return False, f"reading the books: {len(self.reader.behind)} partitions behind"
         return True, "reading"
 
+    def _ready_families(self) -> list[Metric]:
+        ready, detail = self._kafka_ready()
+        return [ready_family(ROLE, [] if ready else [detail])]
+
     def stats(self) -> dict[str, Any]:
-        return {**self.stream.stats(), "records": self.records, "undecodable": self.reader.undecodable,
+        return {**self.stream.stats(), "records": self.reader.consumed.total(), "undecodable": self.reader.undecodable,
                 "symbols": len(self.stream.symbols)}
 
     async def _stats(self, _request: web.Request) -> web.Response:
@@ -111,7 +124,6 @@ class Gateway:
                     stream.keep_book(topic, value)
                 else:
                     stream.publish(topic, key, value)
-            self.records += len(fetched)
             # Let clients be served between fetches.
             await asyncio.sleep(0)
 

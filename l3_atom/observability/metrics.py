@@ -65,6 +65,14 @@ LATE_TRADES = f"{PREFIX}_processor_late_trades"
 BUS_FRAMES = f"{PREFIX}_local_bus_frames"
 BUS_CAPACITY = f"{PREFIX}_local_bus_capacity_frames"
 WS_DROPPED = f"{PREFIX}_local_websocket_dropped_records"
+GATEWAY_CLIENTS = f"{PREFIX}_gateway_clients"
+GATEWAY_CONNECTIONS = f"{PREFIX}_gateway_connections"
+GATEWAY_SENT = f"{PREFIX}_gateway_messages_sent"
+GATEWAY_DROPPED = f"{PREFIX}_gateway_dropped_records"
+GATEWAY_REFUSED = f"{PREFIX}_gateway_refused_requests"
+GATEWAY_LARGEST_QUEUE = f"{PREFIX}_gateway_largest_client_queue_messages"
+GATEWAY_CONSUMED = f"{PREFIX}_gateway_consumed_records"
+GATEWAY_UNDECODABLE = f"{PREFIX}_gateway_undecodable_records"
 READY = f"{PREFIX}_ready"
 
 
@@ -232,6 +240,40 @@ class ProcessorCollector(SafeCollector):
             books.add_metric([source, "in_sync"], in_sync)
             books.add_metric([source, "lost"], lost)
         yield from (raw, records, skipped, dead, checks, books)
+
+
+class GatewayCollector(SafeCollector):
+    """``runner.py gateway``: its websocket clients (``StreamServer.stats``) and its Kafka reader's counts.
+
+    ``stream`` is the gateway's :class:`~l3_atom.ws_stream.StreamServer`; ``reader`` its ``KafkaReader``
+    (``consumed`` by topic, ``undecodable``).
+    """
+
+    def __init__(self, stream: Any, reader: Any):
+        self.stream = stream
+        self.reader = reader
+
+    def families(self) -> Iterable[Metric]:
+        stats = self.stream.stats()
+        for name, kind, documentation, key in (
+            (GATEWAY_CLIENTS, gauge, "Websocket clients connected", "clients"),
+            (GATEWAY_CONNECTIONS, counter, "Websocket connections accepted", "connections"),
+            (GATEWAY_SENT, counter, "Messages sent to websocket clients (records and protocol messages)", "sent"),
+            (GATEWAY_DROPPED, counter, "Records dropped for clients whose queue was full (each told how many)",
+             "dropped"),
+            (GATEWAY_REFUSED, counter, "Client requests refused: too large or too frequent", "refused_requests"),
+            (GATEWAY_LARGEST_QUEUE, gauge, "Messages waiting in the fullest client queue", "largest_client_queue"),
+        ):
+            family = kind(name, documentation, [])
+            family.add_metric([], stats[key])
+            yield family
+        consumed = counter(GATEWAY_CONSUMED, "Records read from the normalised topics, by topic", ["topic"])
+        for topic, count in list(self.reader.consumed.items()):
+            consumed.add_metric([topic], count)
+        yield consumed
+        undecodable = counter(GATEWAY_UNDECODABLE, "Records that could not be decoded (skipped)", [])
+        undecodable.add_metric([], self.reader.undecodable)
+        yield undecodable
 
 
 def latency_histogram(registry: CollectorRegistry) -> Histogram:

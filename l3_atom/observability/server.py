@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -47,6 +47,20 @@ def add_metrics_port(parser: argparse.ArgumentParser) -> None:
 def chosen_metrics_port(args: argparse.Namespace) -> int | None:
     """The port the options ask for: ``METRICS_OFF`` with ``--no-metrics``, None for the configured one."""
     return args.metrics_port if args.metrics else METRICS_OFF
+
+
+def metrics_handler(registry: CollectorRegistry, role: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The ``/metrics`` view of ``registry``, for any role's aiohttp app; a failing scrape answers 503."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        try:
+            body = generate_latest(registry)
+        except Exception as exc:  # noqa: BLE001 - a scrape must never take the role down
+            LOG.warning("%s: metrics scrape failed: %r", role, exc)
+            return web.Response(status=HTTP_UNAVAILABLE, text=f"metrics unavailable: {exc!r}\n")
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return metrics
 
 
 class MetricsPortInUse(UserError):
@@ -91,7 +105,7 @@ class MetricsServer:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_get(METRICS_PATH, self._metrics)
+        app.router.add_get(METRICS_PATH, metrics_handler(self.registry, self.role))
         app.router.add_get(HEALTH_PATH, self._health)
         app.router.add_get(READY_PATH, self._ready)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
@@ -103,14 +117,6 @@ class MetricsServer:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
-
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        try:
-            body = generate_latest(self.registry)
-        except Exception as exc:  # noqa: BLE001 - a scrape must never take the role down
-            LOG.warning("%s: metrics scrape failed: %r", self.role, exc)
-            return web.Response(status=HTTP_UNAVAILABLE, text=f"metrics unavailable: {exc!r}\n")
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _health(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "role": self.role})
