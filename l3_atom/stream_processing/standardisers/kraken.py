@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from l3_atom.books.checksums import KRAKEN_DEPTH, kraken_checksum
+from l3_atom.books.checksums import KRAKEN_DEPTH, KrakenLevelTexts, kraken_checksum
 from l3_atom.books.engine import ASK, BID, SUBSCRIBED_DEPTHS, L2Book, Level
 from l3_atom.off_chain.kraken import BOOK, OHLC, TRADE, V1_CHANNEL_NAME, V1_PAIR, normalised_pair
 from l3_atom.off_chain.kraken import TICKER as TICKER_CHANNEL
@@ -158,6 +158,8 @@ class KrakenBook:
     levels: L2Book
     # The decimals Kraken hashes with: AS_WRITTEN (v1), or found at the first checksum (v2; None until then).
     places: Places | None
+    # The checksum with each level's text kept, made with ``places`` once they are known.
+    texts: KrakenLevelTexts | None = None
 
 
 def rejection(message: dict) -> str | None:
@@ -425,7 +427,10 @@ class KrakenStandardiser(Standardiser):
         asks, bids = top[ASK], top[BID]
         if book.places is None:
             book.places = hashing_places(asks, bids, expected)
-        computed = kraken_checksum(asks, bids, *(book.places or AS_WRITTEN))
+        places = book.places or AS_WRITTEN
+        if book.texts is None or book.texts.places != places:
+            book.texts = KrakenLevelTexts(*places)
+        computed = book.texts.checksum(asks, bids)
         if computed == expected:
             self.book_checks.continuity.verified()
         else:
