@@ -1,14 +1,15 @@
 """cryptofeed's own message handlers over one recording, timed; run by ``bench/peers.py`` in cryptofeed's venv.
 
-    <venv>/bin/python bench/cryptofeed_driver.py RECORDING_FOLDER EXCHANGE [--checksums]
+    <venv>/bin/python bench/cryptofeed_driver.py RECORDING_FOLDER EXCHANGE PASSES [--checksums]
 
 Imports only the standard library and cryptofeed (its venv has nothing of ours).  As
 cryptofeed's own playback (``cryptofeed/raw_data_collection.py``) does, its HTTP reads are
 answered from the recording (``http.jsonl.gz``: symbol lists, book snapshots), its feed
 subscribes on a fake connection, and every received frame goes to the feed's
 ``message_handler`` with the recorded time; callbacks only count.  One untimed pass warms
-up (symbol maps, imports), then a fresh feed handles every frame again, timed.  Prints one
-JSON line: messages, seconds, callbacks per type.
+up (symbol maps, imports), then PASSES fresh feeds each handle every frame again, timed
+(the feeds' making and subscribing left out).  Prints one JSON line: messages handled in
+the timed passes, their seconds, one pass's callbacks per type.
 """
 
 from __future__ import annotations
@@ -124,15 +125,18 @@ async def one_pass(exchange: str, subscription: dict, frames: list, checksums: b
 
 
 def main(argv: list[str]) -> int:
-    folder, exchange = Path(argv[0]), argv[1]
-    checksums = "--checksums" in argv[2:]
+    folder, exchange, passes = Path(argv[0]), argv[1], int(argv[2])
+    checksums = "--checksums" in argv[3:]
     frames, bodies = recorded(folder)
     subscription = json.loads((folder / "subscription.json").read_text())
     answer_http_from(bodies)
     Symbols.clear()
     asyncio.run(one_pass(exchange, subscription, frames, checksums))
-    seconds, counts = asyncio.run(one_pass(exchange, subscription, frames, checksums))
-    print(json.dumps({"messages": len(frames), "seconds": seconds, "callbacks": dict(counts)}))
+    seconds = 0.0
+    for _ in range(passes):
+        taken, counts = asyncio.run(one_pass(exchange, subscription, frames, checksums))
+        seconds += taken
+    print(json.dumps({"messages": len(frames) * passes, "seconds": seconds, "callbacks": dict(counts)}))
     return 0
 
 

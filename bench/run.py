@@ -28,6 +28,8 @@ import orjson
 from bench import books, distributed, local_mode, peers, pure
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# Ratios print with two decimals, every other figure with one.
+RATIO_DIGITS = 2
 
 
 @dataclass
@@ -55,8 +57,10 @@ def repeat(times: int, measure: Callable[[], float]) -> list[float]:
 def render(figures: list[Figure]) -> str:
     lines = ["| section | measurement | median | min–max | unit | note |", "|---|---|---:|---:|---|---|"]
     for f in figures:
+        digits = RATIO_DIGITS if f.unit == peers.RATIO else 1
         lines.append(
-            f"| {f.section} | {f.name} | {f.median:,.1f} | {f.low:,.1f}–{f.high:,.1f} | {f.unit} | {f.note} |"
+            f"| {f.section} | {f.name} | {f.median:,.{digits}f} | {f.low:,.{digits}f}–{f.high:,.{digits}f} | {f.unit} "
+            f"| {f.note} |"
         )
     return "\n".join(lines)
 
