@@ -57,6 +57,33 @@ def lob_level(
     }
 
 
+def lob_template(
+    *,
+    exchange: str,
+    symbol: str,
+    is_snapshot: bool,
+    atom_timestamp: int,
+    sequence: int | None = None,
+    prev_sequence: int | None = None,
+    event_timestamp: int | None = None,
+) -> dict[str, Any]:
+    """What one book message's ``lob`` records share: a :func:`lob_level` whose side, price and size
+    :func:`lob_output` fills in per level (a copy keeps the schema's key order)."""
+    return lob_level(
+        exchange=exchange, symbol=symbol, side="", price=ZERO, size=ZERO, is_snapshot=is_snapshot,
+        sequence=sequence, prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+    )
+
+
+def lob_output(template: dict[str, Any], key: str, side: str, price: Decimal, size: Decimal) -> Output:
+    """One level's ``lob`` output from its message's :func:`lob_template` (a copy, not a call per field)."""
+    record = template.copy()
+    record["side"] = side
+    record["price"] = price
+    record["size"] = size
+    return _new_tuple(Output, (LOB, key, record))
+
+
 def book_levels(
     *,
     exchange: str,
@@ -78,22 +105,17 @@ def book_levels(
     ``price`` and ``size`` convert the exchange's values (exact decimal strings by default).
     ``checksum`` (the book's after the whole message) goes on the last record only.  A book
     snapshot is hundreds of levels that share all but three fields: each record is a copy of
-    one :func:`lob_level` template (its key order, the schema's), not a call per level.
+    one :func:`lob_template`, not a call per level.
     """
-    template = lob_level(
-        exchange=exchange, symbol=symbol, side="", price=ZERO, size=ZERO, is_snapshot=is_snapshot,
-        sequence=sequence, prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+    template = lob_template(
+        exchange=exchange, symbol=symbol, is_snapshot=is_snapshot, sequence=sequence, prev_sequence=prev_sequence,
+        event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
     )
-    copy = template.copy
-    outputs = []
-    append = outputs.append
-    for side, levels in (("bid", bids), ("ask", asks)):
-        for level in levels:
-            record = copy()
-            record["side"] = side
-            record["price"] = price(level[LEVEL_PRICE])
-            record["size"] = size(level[LEVEL_SIZE])
-            append(_new_tuple(Output, (LOB, key, record)))
+    outputs = [
+        lob_output(template, key, side, price(level[LEVEL_PRICE]), size(level[LEVEL_SIZE]))
+        for side, levels in (("bid", bids), ("ask", asks))
+        for level in levels
+    ]
     if checksum is not None and outputs:
         outputs[-1].record["checksum"] = checksum
     return outputs

@@ -92,6 +92,15 @@ def ms_from_epoch_seconds(value: Any) -> int:
     return int(exact(value).scaleb(3))
 
 
+def v1_level(template: dict, key: str, side: str, level: list) -> Output:
+    """One v1 level ``[price, volume, time]`` (or ``[..., "r"]``, republished) as a ``lob`` output."""
+    if len(level) > LEVEL_FLAG and level[LEVEL_FLAG] != REPUBLISHED or len(level) > LEVEL_FLAG + 1:
+        raise ValueError(f"book level must be [price, volume, time] or [..., 'r'], got {level!r}")
+    output = records_build.lob_output(template, key, side, exact(level[LEVEL_PRICE]), exact(level[LEVEL_VOLUME]))
+    output.record["event_timestamp"] = ms_from_epoch_seconds(level[LEVEL_TIME])
+    return output
+
+
 def interval_name(minutes: Any) -> str:
     """Kraken intervals are minutes: 1 -> ``1m``, 240 -> ``4h``, 10080 -> ``1w``, 21600 -> ``15d``."""
     minutes = integer(minutes)
@@ -313,35 +322,24 @@ class KrakenStandardiser(Standardiser):
         """A snapshot (``as``/``bs``, no checksum) or an update (``a`` and/or ``b``, then ``c``)."""
         symbol = self._v1_symbol(message)
         depth = v1_depth(message[V1_CHANNEL_NAME])
+        key = normalised_key(SOURCE, symbol)
+        template = records_build.lob_template(
+            exchange=SOURCE, symbol=symbol, is_snapshot=False, atom_timestamp=atom_timestamp,
+        )
         records: list[Output] = []
         expected = None
         snapshot = False
         for part in message[V1_PAYLOAD:V1_CHANNEL_NAME]:
-            for key, levels in part.items():
-                if key == V1_CHECKSUM:
+            for name, levels in part.items():
+                if name == V1_CHECKSUM:
                     expected = checksum(levels)
                     continue
-                snapshot = key in V1_SNAPSHOT_SIDES
-                side = V1_SNAPSHOT_SIDES[key] if snapshot else V1_UPDATE_SIDES[key]
-                records += [self._v1_level(symbol, side, level, snapshot, atom_timestamp) for level in levels]
+                snapshot = template["is_snapshot"] = name in V1_SNAPSHOT_SIDES
+                side = V1_SNAPSHOT_SIDES[name] if snapshot else V1_UPDATE_SIDES[name]
+                records += [v1_level(template, key, side, level) for level in levels]
         if expected is not None and records:
             records[-1].record["checksum"] = expected
         return self._book_message(symbol, records, snapshot, expected, depth, AS_WRITTEN, atom_timestamp)
-
-    def _v1_level(self, symbol: str, side: str, level: list, snapshot: bool, atom_timestamp: int) -> Output:
-        if len(level) > LEVEL_FLAG and level[LEVEL_FLAG] != REPUBLISHED or len(level) > LEVEL_FLAG + 1:
-            raise ValueError(f"book level must be [price, volume, time] or [..., 'r'], got {level!r}")
-        record = records_build.lob_level(
-            exchange=SOURCE,
-            symbol=symbol,
-            side=side,
-            price=exact(level[LEVEL_PRICE]),
-            size=exact(level[LEVEL_VOLUME]),
-            is_snapshot=snapshot,
-            event_timestamp=ms_from_epoch_seconds(level[LEVEL_TIME]),
-            atom_timestamp=atom_timestamp,
-        )
-        return Output(LOB, normalised_key(SOURCE, symbol), record)
 
     def _v1_trade(self, message: list, atom_timestamp: int) -> list[Output]:
         symbol = self._v1_symbol(message)
