@@ -57,22 +57,10 @@ def lob_level(
     }
 
 
-def lob_template(
-    *,
-    exchange: str,
-    symbol: str,
-    is_snapshot: bool,
-    atom_timestamp: int,
-    sequence: int | None = None,
-    prev_sequence: int | None = None,
-    event_timestamp: int | None = None,
-) -> dict[str, Any]:
-    """What one book message's ``lob`` records share: a :func:`lob_level` whose side, price and size
-    :func:`lob_output` fills in per level (a copy keeps the schema's key order)."""
-    return lob_level(
-        exchange=exchange, symbol=symbol, side="", price=ZERO, size=ZERO, is_snapshot=is_snapshot,
-        sequence=sequence, prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
-    )
+def lob_template(**shared: Any) -> dict[str, Any]:
+    """What one book message's ``lob`` records share (:func:`lob_level`'s arguments but side, price
+    and size): a record whose side, price and size :func:`lob_output` fills in per level."""
+    return lob_level(side="", price=ZERO, size=ZERO, **shared)
 
 
 def lob_output(template: dict[str, Any], key: str, side: str, price: Decimal, size: Decimal) -> Output:
