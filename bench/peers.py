@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
@@ -47,9 +48,10 @@ CHECKSUMMED = {"kraken"}
 INSTALL_TIMEOUT_S = 900.0
 DRIVER_TIMEOUT_S = 300.0
 DEFAULT_ROUNDS = 5
-# Each timed side handles the recording's frames this many times over at least (fresh state each
-# pass): Deribit's 136 frames take about a millisecond, too short to time on a shared machine.
-MIN_FRAMES_TIMED = 20_000
+# Each timed side handles the recording's frames as many times over (fresh state each pass) as
+# makes our warm-up take this long at least: Deribit's 136 frames take about a millisecond, too
+# short to time on a shared machine, HTX's 362 full-depth snapshots most of a second.
+MIN_TIMED_S = 0.25
 
 
 def venv_python(version: str) -> tuple[Path | None, str]:
@@ -70,10 +72,6 @@ def venv_python(version: str) -> tuple[Path | None, str]:
         return None, f"cryptofeed {version} could not be installed: {(lines or [str(exc)])[-1]}"
     ready.touch()
     return python, ""
-
-
-def passes_for(frames: int) -> int:
-    return max(1, -(-MIN_FRAMES_TIMED // max(frames, 1)))
 
 
 def cryptofeed_rate(python: Path, folder: Path, exchange: str, passes: int, checksums: bool) -> tuple[float, dict]:
@@ -98,9 +96,8 @@ def measure(add: Callable, rounds: int, only: set[str] | None = None) -> None:
             continue
         measured = True
         frames = recorded.frames
-        passes = passes_for(len(frames))
 
-        def ours(frames: list = frames, source: str = recorded.source, passes: int = passes) -> float:
+        def ours(passes: int, frames: list = frames, source: str = recorded.source) -> float:
             """msg/s of ``passes`` fresh processors, each over every captured frame."""
             def work() -> None:
                 for _ in range(passes):
@@ -108,7 +105,8 @@ def measure(add: Callable, rounds: int, only: set[str] | None = None) -> None:
                         pass
             return pure.rate(len(frames) * passes, work)
 
-        ours()  # warm up, as the driver's untimed pass does
+        # One pass warms up (as the driver's untimed pass does) and sizes the timed ones.
+        passes = max(1, math.ceil(MIN_TIMED_S * ours(1) / len(frames)))
         for checksums in (False, True) if recorded.recording in CHECKSUMMED else (False,):
             peer_name = f"cryptofeed {version}" + (" checksum_validation=True" if checksums else "")
             theirs, mine, callbacks = [], [], {}
@@ -118,7 +116,7 @@ def measure(add: Callable, rounds: int, only: set[str] | None = None) -> None:
                         rate, callbacks = cryptofeed_rate(python, recorded.folder, exchange, passes, checksums)
                         theirs.append(rate)
                     else:
-                        mine.append(ours())
+                        mine.append(ours(passes))
             ratios = [m / t for m, t in zip(mine, theirs, strict=True)]
             counted = ", ".join(f"{kind} {n}" for kind, n in sorted(callbacks.items()))
             add(SECTION, f"{recorded.recording}: {peer_name}", "msg/s", theirs,
