@@ -8,8 +8,9 @@ answered from the recording (``http.jsonl.gz``: symbol lists, book snapshots), i
 subscribes on a fake connection, and every received frame goes to the feed's
 ``message_handler`` with the recorded time; callbacks only count.  One untimed pass warms
 up (symbol maps, imports), then PASSES fresh feeds each handle every frame again, timed
-(the feeds' making and subscribing left out).  Prints one JSON line: messages handled in
-the timed passes, their seconds, one pass's callbacks per type.
+(the feeds' making and subscribing left out), in CPU seconds of this process (a shared
+machine's waiting is not counted).  Prints one JSON line: messages handled in the timed
+passes, their CPU seconds, one pass's callbacks per type.
 """
 
 from __future__ import annotations
@@ -116,10 +117,10 @@ async def one_pass(exchange: str, subscription: dict, frames: list, checksums: b
         await subscribe(conn)
         handlers.append(handler)
     handler = handlers[0]
-    started = time.perf_counter()
+    started = time.process_time()
     for timestamp, frame in frames:
         await handler(frame, conn, timestamp)
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     await feed.shutdown()
     return seconds, counts
 

@@ -9,9 +9,10 @@ Coinbase Pro ``ws-feed`` of the recording).  ``bench/cryptofeed_driver.py`` runs
 and times cryptofeed's own handlers over the recording's frames with no-op counting
 callbacks; we time ``RawMessageProcessor`` (standardise, verify books, encode Avro) over the
 frames our connector captured from the same recording.  One process works at a time; each
-round alternates which goes first.  Each recording prints cryptofeed's msg/s, ours, and
-ours / cryptofeed per round (median, min–max); Kraken also against cryptofeed's
-``checksum_validation=True``, the same book proof we always make.
+round alternates which goes first; both sides count CPU seconds of their process, so the
+ratio is cores per feed and a loaded machine's waiting is left out.  Each recording prints
+cryptofeed's msg/s, ours, and ours / cryptofeed per round (median, min–max); Kraken also
+against cryptofeed's ``checksum_validation=True``, the same book proof we always make.
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ def venv_python(version: str) -> tuple[Path | None, str]:
     return python, ""
 
 
+def cpu_rate(count: int, work: Callable[[], object]) -> float:
+    """``count`` per CPU second of this process: on a shared machine, time spent waiting for a core
+    is not counted (both sides are one thread; cryptofeed's driver times itself the same way)."""
+    started = time.process_time()
+    work()
+    return count / (time.process_time() - started)
+
+
 def cryptofeed_rate(python: Path, folder: Path, exchange: str, passes: int, checksums: bool) -> tuple[float, dict]:
     """cryptofeed's msg/s over the recording's frames (its timed passes) and its callback counts."""
     command = [str(python), str(DRIVER), str(folder), exchange, str(passes), *(["--checksums"] if checksums else [])]
@@ -103,7 +112,7 @@ def measure(add: Callable, rounds: int, only: set[str] | None = None) -> None:
                 for _ in range(passes):
                     for _ in pure.process_captured(source, frames, enc):
                         pass
-            return pure.rate(len(frames) * passes, work)
+            return cpu_rate(len(frames) * passes, work)
 
         # One pass warms up (as the driver's untimed pass does) and sizes the timed ones.
         passes = max(1, math.ceil(MIN_TIMED_S * ours(1) / len(frames)))

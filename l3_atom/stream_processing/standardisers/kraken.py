@@ -87,9 +87,22 @@ AS_WRITTEN: Places = (None, None)
 MAX_PLACES = 18
 
 
+MS_PER_S = 1000
+MS_DIGITS = 3  # decimals of a second kept: milliseconds
+MS_PADDING = "0" * MS_DIGITS
+
+
 def ms_from_epoch_seconds(value: Any) -> int:
-    """``"1618678142.557535"`` (v1: seconds as a decimal string) -> 1618678142557."""
-    return int(exact(value).scaleb(3))
+    """``"1618678142.557535"`` (v1: seconds as a decimal string) -> 1618678142557.
+
+    Every v1 book level carries one: plain ``digits.digits`` is cut at the millisecond as
+    text (what the ``Decimal`` would give, truncated); any other form goes through ``Decimal``.
+    """
+    if type(value) is str:
+        whole, _, fraction = value.partition(".")
+        if whole.isascii() and whole.isdigit() and fraction.isascii() and (fraction.isdigit() or not fraction):
+            return int(whole) * MS_PER_S + int((fraction + MS_PADDING)[:MS_DIGITS])
+    return int(exact(value).scaleb(MS_DIGITS))
 
 
 def v1_level(template: dict, key: str, side: str, level: list) -> Output:
