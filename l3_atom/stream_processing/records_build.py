@@ -92,18 +92,22 @@ def book_levels(
 
     ``price`` and ``size`` convert the exchange's values (exact decimal strings by default).
     ``checksum`` (the book's after the whole message) goes on the last record only.  A book
-    snapshot is hundreds of levels that share all but three fields: each record is a copy of
-    one :func:`lob_template`, not a call per level.
+    snapshot is hundreds of levels that share all but three fields: each record after the first
+    is a copy of the one before, not a call per level.
     """
-    template = lob_template(
-        exchange=exchange, symbol=symbol, is_snapshot=is_snapshot, sequence=sequence, prev_sequence=prev_sequence,
-        event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+    record = lob_level(
+        exchange=exchange, symbol=symbol, side="", price=ZERO, size=ZERO, is_snapshot=is_snapshot, sequence=sequence,
+        prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
     )
-    outputs = [
-        lob_output(template, key, side, price(level[LEVEL_PRICE]), size(level[LEVEL_SIZE]))
-        for side, levels in (("bid", bids), ("ask", asks))
-        for level in levels
-    ]
+    outputs: list[Output] = []
+    for side, levels in (("bid", bids), ("ask", asks)):
+        for level in levels:
+            if outputs:  # the first level fills the template itself: most updates are one level
+                record = record.copy()
+            record["side"] = side
+            record["price"] = price(level[LEVEL_PRICE])
+            record["size"] = size(level[LEVEL_SIZE])
+            outputs.append(_new_tuple(Output, (LOB, key, record)))
     if checksum is not None and outputs:
         outputs[-1].record["checksum"] = checksum
     return outputs
