@@ -76,17 +76,17 @@ class Scale:
     connector_frames: int  # frames the simulator sends the connector (its rate is over the middle 80%)
     rate_warmup_s: float  # runner.py local: time to settle (connect-time backlog drained) before measuring...
     rate_window_s: float  # ... and the window its rates (and the simulator's ceiling) are measured over
-    peer_rounds: int  # rounds of cryptofeed against ours per recording (bench/peers.py)...
-    peer_recordings: frozenset[str] | None  # ... over these recording folders (None: all)
+    peer_rounds: int  # rounds of cryptofeed against ours per recording (bench/peers.py)
+    recordings: frozenset[str] | None  # recording folders the peers and broker sections use (None: all)
 
 
 SCALES = {
     "full": Scale(repeats=3, messages=100_000, broker_messages=200_000, latency_s=15.0, connector_frames=200_000,
-                  rate_warmup_s=8.0, rate_window_s=10.0, peer_rounds=5, peer_recordings=None),
+                  rate_warmup_s=8.0, rate_window_s=10.0, peer_rounds=5, recordings=None),
     "quick": Scale(repeats=1, messages=20_000, broker_messages=60_000, latency_s=5.0, connector_frames=100_000,
-                   rate_warmup_s=8.0, rate_window_s=5.0, peer_rounds=5, peer_recordings=None),
+                   rate_warmup_s=8.0, rate_window_s=5.0, peer_rounds=5, recordings=None),
     "smoke": Scale(repeats=1, messages=2_000, broker_messages=2_000, latency_s=1.0, connector_frames=5_000,
-                   rate_warmup_s=1.0, rate_window_s=1.0, peer_rounds=1, peer_recordings=frozenset({"kraken"})),
+                   rate_warmup_s=1.0, rate_window_s=1.0, peer_rounds=1, recordings=frozenset({"kraken"})),
 }
 
 
@@ -100,7 +100,7 @@ def run(scale: Scale) -> list[Figure]:
 
     pure.measure_coinbase(add, repeat, repeats, messages=scale.messages)
     pure.measure_recordings(add, repeat, repeats)
-    peers.measure(add, scale.peer_rounds, scale.peer_recordings)
+    peers.measure(add, scale.peer_rounds, scale.recordings)
     books.measure(add, repeat, repeats)
     ceilings = asyncio.run(distributed.measure_all(add, scale))
     local_mode.measure(add, scale, ceilings)

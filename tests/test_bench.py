@@ -11,7 +11,7 @@ import pytest
 
 from l3_atom.infra.processes import PROJECT_ROOT
 
-SECTIONS = ("standardise, one core", "peers", "book engine", "distributed path", "latency at 1,000", "latency at 10,000",
+SECTIONS = ("standardise, one core", "peers", "book engine", "distributed path", "distributed path, recordings", "latency at 1,000", "latency at 10,000",
             "connector", "runner.py local", "memory")
 # Section prefix -> {measurement: unit} of the figures measured for 1 and for 50 symbols.
 PER_SYMBOLS = {
