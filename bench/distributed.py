@@ -40,6 +40,9 @@ from l3_atom.topic_admin import ensure_topics
 from l3_atom.topics import ATOM_TIMESTAMP_HEADER, CANDLE, LOB_L3, SYMBOL_HEADER, TICKER, TRADES_L3, raw_topic
 
 OUTPUT_TOPICS = [LOB_L3, TRADES_L3, TICKER]
+# Fewer captured frames than this arrive in a few fetches: their rate is not a sustained one.
+SUSTAINED_FRAMES = 1000
+FEW_FRAMES_NOTE = "; too few frames to sustain anything: a few fetches' worth, not a sustained rate"
 # Topics an agent of the processor writes besides the raw-message path (candles from trades).
 AGENT_TOPICS = {CANDLE}
 # Journal lines of level-3 REST books served are from connection "rest:<product id>".
@@ -136,7 +139,8 @@ async def measure_all(add: Callable, scale: Any) -> dict[int, float]:
     for recorded in await asyncio.to_thread(list, recorded_traffic(scale.recordings)):
         add("distributed path, recordings (raw topic -> 1 worker -> topics)", recorded.source, "msg/s",
             [recording_throughput(recorded) for _ in range(repeats)],
-            f"{len(recorded.frames)} captured frames; the pure figure: 'standardise, one core (recordings)'")
+            f"{len(recorded.frames)} captured frames; the pure figure: 'standardise, one core (recordings)'"
+            + (FEW_FRAMES_NOTE if len(recorded.frames) < SUSTAINED_FRAMES else ""))
     for rate in (1_000, 10_000):
         runs = [latency(rate, duration_s=scale.latency_s) for _ in range(repeats)]
         section = f"latency at {rate:,} msg/s offered (atom_timestamp -> consumer)"
