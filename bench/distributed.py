@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -28,7 +29,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.cpu import CpuSampler
-from bench.pure import ATOM, coinbase_frames
+from bench.pure import ATOM, RecordedTraffic, coinbase_frames, encoders, process_captured, recorded_traffic
 from l3_atom.avro.codecs import decode_wire, parsed_schema, wire_schema_id
 from l3_atom.config import Settings
 from l3_atom.infra.broker import LocalBroker
@@ -36,10 +37,15 @@ from l3_atom.infra.local_pipeline import READY_TIMEOUT_S, LocalPipeline, LocalSt
 from l3_atom.infra.processes import wait_until
 from l3_atom.sources import standardiser_class
 from l3_atom.topic_admin import ensure_topics
-from l3_atom.topics import ATOM_TIMESTAMP_HEADER, LOB_L3, TICKER, TRADES_L3, raw_topic
+from l3_atom.topics import ATOM_TIMESTAMP_HEADER, CANDLE, LOB_L3, SYMBOL_HEADER, TICKER, TRADES_L3, raw_topic
 
 StackT = TypeVar("StackT", bound=LocalStack)
 OUTPUT_TOPICS = [LOB_L3, TRADES_L3, TICKER]
+# Fewer captured frames than this arrive in a few fetches: their rate is not a sustained one.
+SUSTAINED_FRAMES = 1000
+FEW_FRAMES_NOTE = "; too few frames to sustain anything: a few fetches' worth, not a sustained rate"
+# Topics an agent of the processor writes besides the raw-message path (candles from trades).
+AGENT_TOPICS = {CANDLE}
 # Journal lines of level-3 REST books served are from connection "rest:<product id>".
 REST_PREFIX = "rest:"
 POLL_S = 0.05
@@ -130,6 +136,12 @@ async def measure_all(add: Callable, scale: Any) -> dict[int, float]:
     for workers in (1, 2):
         add("distributed path (raw topic -> processor -> topics)", f"{workers} worker(s)", "msg/s",
             [processor_throughput(workers, messages) for _ in range(repeats)], f"{messages} Coinbase full messages")
+    # Captured in a thread: the capture runs its own event loop.
+    for recorded in await asyncio.to_thread(list, recorded_traffic(scale.recordings)):
+        add("distributed path, recordings (raw topic -> 1 worker -> topics)", recorded.source, "msg/s",
+            [recording_throughput(recorded) for _ in range(repeats)],
+            f"{len(recorded.frames)} captured frames; the pure figure: 'standardise, one core (recordings)'"
+            + (FEW_FRAMES_NOTE if len(recorded.frames) < SUSTAINED_FRAMES else ""))
     for rate in (1_000, 10_000):
         runs = [latency(rate, duration_s=scale.latency_s) for _ in range(repeats)]
         section = f"latency at {rate:,} msg/s offered (atom_timestamp -> consumer)"
@@ -172,26 +184,51 @@ def measure_metrics_cost(add: Callable, scale: Any) -> None:
 
 
 def processor_throughput(workers: int, messages: int, metrics: bool = True) -> float:
-    """Raw messages/s one or two workers sustain, over the middle 80% of their normalised records.
+    """Raw messages/s one or two workers sustain on simulated Coinbase full traffic (:func:`through_broker`)."""
+    frames = coinbase_frames(messages)
+    std = standardiser_class("coinbase")()
+    expected = sum(len(std.standardise(f, ATOM)) for f in frames)
+
+    def key(frame: bytes) -> str:
+        product = "BTC-USD" if b"BTC-USD" in frame else "ETH-USD" if b"ETH-USD" in frame else "SOL-USD"
+        return f"coinbase_{product}_full"
+
+    return through_broker("coinbase", [(key(f), f, None) for f in frames], OUTPUT_TOPICS, expected, workers,
+                          metrics)
+
+
+def recording_throughput(recorded: RecordedTraffic) -> float:
+    """Raw messages/s one worker sustains on a recording's captured frames, read back from its output topics.
+
+    The records expected are those the pure processor makes of the same frames, on the topics only it
+    writes (the candle agent writes ``candle`` too, from trades).
+    """
+    counts = Counter(out.topic for out in process_captured(recorded.source, recorded.frames, encoders()))
+    topics = sorted(topic for topic in counts if topic not in AGENT_TOPICS)
+    return through_broker(recorded.source, recorded.frames, topics, sum(counts[t] for t in topics), workers=1)
+
+
+def through_broker(
+    source: str, frames: list[tuple[str, bytes, str | None]], topics: list[str], expected: int, workers: int,
+    metrics: bool = True,
+) -> float:
+    """Raw messages/s the workers sustain over the middle 80% of ``expected`` records on ``topics``.
 
     The raw topic is written as fast as the producer goes while the workers read it; the start (group
     join, first fetch) and the tail are not part of a sustained rate.
     """
-    frames = coinbase_frames(messages)
-    std = standardiser_class("coinbase")()
-    expected = sum(len(std.standardise(f, ATOM)) for f in frames)
-    with tempfile.TemporaryDirectory() as workdir, _metrics(LocalStack(("coinbase",), workers, Path(workdir)),
+    with tempfile.TemporaryDirectory() as workdir, _metrics(LocalStack((source,), workers, Path(workdir)),
                                                              metrics) as stack:
         with mock.patch.dict(os.environ, stack.env()):
             producer = Producer(Settings().kafka.producer_config())
-        headers = [(ATOM_TIMESTAMP_HEADER, str(ATOM).encode())]
-        consumer = _consumer(stack.broker.bootstrap_servers, OUTPUT_TOPICS)
+        stamp = (ATOM_TIMESTAMP_HEADER, str(ATOM).encode())
+        consumer = _consumer(stack.broker.bootstrap_servers, topics)
         arrivals: list[float] = []
-        for frame in frames:
-            product = b"BTC-USD" if b"BTC-USD" in frame else b"ETH-USD" if b"ETH-USD" in frame else b"SOL-USD"
+        for key, frame, symbol in frames:
+            headers = [stamp, (SYMBOL_HEADER, symbol.encode())] if symbol else [stamp]
             while True:
                 try:
-                    producer.produce(raw_topic("coinbase"), frame, f"coinbase_{product.decode()}_full", headers=headers)
+                    producer.produce(raw_topic(source), frame, key, headers=headers)
                     break
                 except BufferError:  # the producer's queue is full: let it deliver, then retry
                     producer.poll(POLL_S)
@@ -200,8 +237,8 @@ def processor_throughput(workers: int, messages: int, metrics: bool = True) -> f
         count, _ = _count(consumer, expected, lambda _: arrivals.append(time.monotonic()))
         consumer.close()
         if count < expected:
-            raise RuntimeError(f"only {count} of {expected} records arrived")
-        return sustained_rate(arrivals) * messages / expected  # records/s -> raw messages/s
+            raise RuntimeError(f"{source}: only {count} of {expected} records arrived")
+        return sustained_rate(arrivals) * len(frames) / expected  # records/s -> raw messages/s
 
 
 def sustained_rate(times_s: list[float]) -> float:

@@ -25,9 +25,11 @@ from pathlib import Path
 
 import orjson
 
-from bench import books, distributed, local_mode, pure, symbols
+from bench import books, distributed, local_mode, peers, pure, symbols
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# Ratios print with two decimals, every other figure with one.
+RATIO_DIGITS = 2
 
 
 @dataclass
@@ -55,8 +57,10 @@ def repeat(times: int, measure: Callable[[], float]) -> list[float]:
 def render(figures: list[Figure]) -> str:
     lines = ["| section | measurement | median | min–max | unit | note |", "|---|---|---:|---:|---|---|"]
     for f in figures:
+        digits = RATIO_DIGITS if f.unit == peers.RATIO else 1
         lines.append(
-            f"| {f.section} | {f.name} | {f.median:,.1f} | {f.low:,.1f}–{f.high:,.1f} | {f.unit} | {f.note} |"
+            f"| {f.section} | {f.name} | {f.median:,.{digits}f} | {f.low:,.{digits}f}–{f.high:,.{digits}f} | {f.unit} "
+            f"| {f.note} |"
         )
     return "\n".join(lines)
 
@@ -72,16 +76,19 @@ class Scale:
     connector_frames: int  # frames the simulator sends the connector (its rate is over the middle 80%)
     rate_warmup_s: float  # runner.py local: time to settle (connect-time backlog drained) before measuring...
     rate_window_s: float  # ... and the window its rates (and the simulator's ceiling) are measured over
+    peer_rounds: int  # rounds of cryptofeed against ours per recording (bench/peers.py)
+    recordings: frozenset[str] | None  # recording folders the peers and broker sections use (None: all)
     many_symbols: int = 1000  # symbols connected through the venue's REST budget (one snapshot each)
 
 
 SCALES = {
     "full": Scale(repeats=3, messages=100_000, broker_messages=200_000, latency_s=15.0, connector_frames=200_000,
-                  rate_warmup_s=8.0, rate_window_s=10.0),
+                  rate_warmup_s=8.0, rate_window_s=10.0, peer_rounds=5, recordings=None),
     "quick": Scale(repeats=1, messages=20_000, broker_messages=60_000, latency_s=5.0, connector_frames=100_000,
-                   rate_warmup_s=8.0, rate_window_s=5.0, many_symbols=200),
+                   rate_warmup_s=8.0, rate_window_s=5.0, many_symbols=200, peer_rounds=5, recordings=None),
     "smoke": Scale(repeats=1, messages=2_000, broker_messages=2_000, latency_s=1.0, connector_frames=5_000,
-                   rate_warmup_s=1.0, rate_window_s=1.0, many_symbols=20),
+                   rate_warmup_s=1.0, rate_window_s=1.0, many_symbols=20, peer_rounds=1,
+                   recordings=frozenset({"kraken"})),
 }
 
 
@@ -96,6 +103,7 @@ def run(scale: Scale) -> list[Figure]:
     pure.measure_coinbase(add, repeat, repeats, messages=scale.messages)
     pure.measure_recordings(add, repeat, repeats)
     pure.measure_metrics(add, repeat, repeats, messages=scale.messages)
+    peers.measure(add, scale.peer_rounds, scale.recordings)
     books.measure(add, repeat, repeats)
     ceilings = asyncio.run(distributed.measure_all(add, scale))
     local_mode.measure(add, scale, ceilings)

@@ -60,6 +60,39 @@ def kraken_checksum(
     return crc32(kraken_checksum_text(asks, bids, price_places, size_places).encode())
 
 
+class KrakenLevelTexts:
+    """Kraken's checksum over a book, with each level's text kept from one check to the next.
+
+    A book check hashes its top 10 levels per side, but a message changes only a few: a level's
+    text is made again only when its price or size *object* changed (a new record's Decimal),
+    never from an equal value that may be written differently (``0.10`` vs ``0.1``).
+    """
+
+    __slots__ = ("places", "texts")
+
+    # Texts kept before they are all dropped (the levels ever hashed, not only the current top).
+    LIMIT = 4096
+
+    def __init__(self, price_places: int | None = None, size_places: int | None = None):
+        self.places = price_places, size_places
+        self.texts: dict[Decimal, tuple[Decimal, Decimal, str]] = {}
+
+    def checksum(self, asks: Sequence[Level], bids: Sequence[Level]) -> int:
+        """:func:`kraken_checksum` of the same levels with this object's places."""
+        texts = self.texts
+        if len(texts) > self.LIMIT:
+            texts.clear()
+        price_places, size_places = self.places
+        parts = []
+        for levels in (asks, bids):
+            for price, size in levels[:KRAKEN_DEPTH]:
+                held = texts.get(price)
+                if held is None or held[0] is not price or held[1] is not size:
+                    held = texts[price] = (price, size, _digits(price, price_places) + _digits(size, size_places))
+                parts.append(held[2])
+        return crc32("".join(parts).encode())
+
+
 def okx_checksum_text(
     bids: Sequence[Level], asks: Sequence[Level], price_places: int | None = None, size_places: int | None = None
 ) -> str:

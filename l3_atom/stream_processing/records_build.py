@@ -20,6 +20,9 @@ from l3_atom.stream_processing.standardiser import Output, exact
 from l3_atom.topics import LOB
 
 EXCHANGE_ORIGIN = "exchange"
+ZERO = Decimal(0)
+# Builds a NamedTuple without its Python-level __new__ (the fields are given in order).
+_new_tuple = tuple.__new__
 # Most exchanges send a book level as [price, size, ...].
 LEVEL_PRICE, LEVEL_SIZE = range(2)
 
@@ -54,6 +57,21 @@ def lob_level(
     }
 
 
+def lob_template(**shared: Any) -> dict[str, Any]:
+    """What one book message's ``lob`` records share (:func:`lob_level`'s arguments but side, price
+    and size): a record whose side, price and size :func:`lob_output` fills in per level."""
+    return lob_level(side="", price=ZERO, size=ZERO, **shared)
+
+
+def lob_output(template: dict[str, Any], key: str, side: str, price: Decimal, size: Decimal) -> Output:
+    """One level's ``lob`` output from its message's :func:`lob_template` (a copy, not a call per field)."""
+    record = template.copy()
+    record["side"] = side
+    record["price"] = price
+    record["size"] = size
+    return _new_tuple(Output, (LOB, key, record))
+
+
 def book_levels(
     *,
     exchange: str,
@@ -73,17 +91,23 @@ def book_levels(
     """``lob`` outputs of a book message whose sides are lists of ``[price, size, ...]`` levels.
 
     ``price`` and ``size`` convert the exchange's values (exact decimal strings by default).
-    ``checksum`` (the book's after the whole message) goes on the last record only.
+    ``checksum`` (the book's after the whole message) goes on the last record only.  A book
+    snapshot is hundreds of levels that share all but three fields: each record after the first
+    is a copy of the one before, not a call per level.
     """
-    outputs = [
-        Output(LOB, key, lob_level(
-            exchange=exchange, symbol=symbol, side=side, price=price(level[LEVEL_PRICE]),
-            size=size(level[LEVEL_SIZE]), is_snapshot=is_snapshot, sequence=sequence,
-            prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
-        ))
-        for side, levels in (("bid", bids), ("ask", asks))
-        for level in levels
-    ]
+    record = lob_level(
+        exchange=exchange, symbol=symbol, side="", price=ZERO, size=ZERO, is_snapshot=is_snapshot, sequence=sequence,
+        prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+    )
+    outputs: list[Output] = []
+    for side, levels in (("bid", bids), ("ask", asks)):
+        for level in levels:
+            if outputs:  # the first level fills the template itself: most updates are one level
+                record = record.copy()
+            record["side"] = side
+            record["price"] = price(level[LEVEL_PRICE])
+            record["size"] = size(level[LEVEL_SIZE])
+            outputs.append(_new_tuple(Output, (LOB, key, record)))
     if checksum is not None and outputs:
         outputs[-1].record["checksum"] = checksum
     return outputs

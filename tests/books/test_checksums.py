@@ -24,7 +24,13 @@ import orjson
 import pytest
 
 from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema
-from l3_atom.books.checksums import kraken_checksum, kraken_checksum_text, okx_checksum, okx_checksum_text
+from l3_atom.books.checksums import (
+    KrakenLevelTexts,
+    kraken_checksum,
+    kraken_checksum_text,
+    okx_checksum,
+    okx_checksum_text,
+)
 from l3_atom.books.engine import SUBSCRIBED_DEPTHS, L2Feed
 from l3_atom.off_chain.kraken import Kraken
 from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser
@@ -161,6 +167,26 @@ def test_kraken_text_is_digits_without_point_or_leading_zeros() -> None:
 def test_kraken_uses_top_ten_levels_only() -> None:
     levels = [(Decimal(p), Decimal(1)) for p in range(1, 15)]
     assert kraken_checksum_text(levels, []) == kraken_checksum_text(levels[:10], [])
+
+
+def test_kraken_kept_texts_hash_as_the_levels_do_now() -> None:
+    """A kept text is used again only for the same price and size objects: an equal value written
+    differently (``0.10`` after ``0.1``), a new size at the same price, or other places hash anew."""
+    texts, places = KrakenLevelTexts(), KrakenLevelTexts(5, 8)
+    asks = [(Decimal("45285.2"), Decimal("0.00100000")), (Decimal(45290), Decimal("1.5"))]
+    bids = [(Decimal("0.1"), Decimal(2))]
+    steps = [
+        (asks, bids),
+        (asks, bids),
+        (asks, [(bids[0][0], Decimal("2.0"))]),
+        (asks, [(Decimal("0.10"), Decimal("2.0"))]),
+        ([(asks[0][0], Decimal("0.001"))], []),
+    ]
+    for step_asks, step_bids in steps:
+        assert texts.checksum(step_asks, step_bids) == kraken_checksum(step_asks, step_bids)
+        assert places.checksum(step_asks, step_bids) == kraken_checksum(step_asks, step_bids, 5, 8)
+    levels = [(Decimal(p), Decimal(1)) for p in range(1, 15)]
+    assert texts.checksum(levels, levels) == kraken_checksum(levels[:10], levels[:10])
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,12 @@ from l3_atom.books.engine import SUBSCRIBED_DEPTHS
 from l3_atom.config import ConnectorSettings
 from l3_atom.off_chain.kraken import BOOK_DEPTH, Kraken, normalise_asset, normalised_pair
 from l3_atom.stream_processing.standardiser import StandardiseError
-from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser, hashing_places, interval_name
+from l3_atom.stream_processing.standardisers.kraken import (
+    KrakenStandardiser,
+    hashing_places,
+    interval_name,
+    ms_from_epoch_seconds,
+)
 from tests.exchanges.doc_fixtures import http_bodies, ws_entries, ws_frames
 from tests.sinks import NullSink
 
@@ -558,3 +563,11 @@ def changed(message: dict, **fields: object) -> bytes:
 def test_bad_input_raises_a_precise_error(raw: bytes, error: str) -> None:
     with pytest.raises(StandardiseError, match=error.replace("(", r"\(").replace("[", r"\[").replace("]", r"\]")):
         KrakenStandardiser().standardise(raw, ATOM)
+
+
+@pytest.mark.parametrize(
+    "value", ["1618678142.557535", "1618678142", "1618678142.5", "1618678142.", "0.0009", "1e3", "+1.5", " 1.5", "١٢.٣",
+              Decimal("1.2345"), 5],
+)
+def test_epoch_seconds_to_ms_cut_as_text_as_the_decimal_would(value: object) -> None:
+    assert ms_from_epoch_seconds(value) == int(Decimal(value).scaleb(3))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from l3_atom.books.checksums import KRAKEN_DEPTH, kraken_checksum
+from l3_atom.books.checksums import KRAKEN_DEPTH, KrakenLevelTexts, kraken_checksum
 from l3_atom.books.engine import ASK, BID, SUBSCRIBED_DEPTHS, L2Book, Level
 from l3_atom.off_chain.kraken import BOOK, OHLC, TRADE, V1_CHANNEL_NAME, V1_PAIR, normalised_pair
 from l3_atom.off_chain.kraken import TICKER as TICKER_CHANNEL
@@ -87,9 +87,31 @@ AS_WRITTEN: Places = (None, None)
 MAX_PLACES = 18
 
 
+MS_PER_S = 1000
+MS_DIGITS = 3  # decimals of a second kept: milliseconds
+MS_PADDING = "0" * MS_DIGITS
+
+
 def ms_from_epoch_seconds(value: Any) -> int:
-    """``"1618678142.557535"`` (v1: seconds as a decimal string) -> 1618678142557."""
-    return int(exact(value).scaleb(3))
+    """``"1618678142.557535"`` (v1: seconds as a decimal string) -> 1618678142557.
+
+    Every v1 book level carries one: plain ``digits.digits`` is cut at the millisecond as
+    text (what the ``Decimal`` would give, truncated); any other form goes through ``Decimal``.
+    """
+    if type(value) is str:
+        whole, _, fraction = value.partition(".")
+        if whole.isascii() and whole.isdigit() and fraction.isascii() and (fraction.isdigit() or not fraction):
+            return int(whole) * MS_PER_S + int((fraction + MS_PADDING)[:MS_DIGITS])
+    return int(exact(value).scaleb(MS_DIGITS))
+
+
+def v1_level(template: dict, key: str, side: str, level: list) -> Output:
+    """One v1 level ``[price, volume, time]`` (or ``[..., "r"]``, republished) as a ``lob`` output."""
+    if len(level) > LEVEL_FLAG and level[LEVEL_FLAG] != REPUBLISHED or len(level) > LEVEL_FLAG + 1:
+        raise ValueError(f"book level must be [price, volume, time] or [..., 'r'], got {level!r}")
+    output = records_build.lob_output(template, key, side, exact(level[LEVEL_PRICE]), exact(level[LEVEL_VOLUME]))
+    output.record["event_timestamp"] = ms_from_epoch_seconds(level[LEVEL_TIME])
+    return output
 
 
 def interval_name(minutes: Any) -> str:
@@ -158,6 +180,8 @@ class KrakenBook:
     levels: L2Book
     # The decimals Kraken hashes with: AS_WRITTEN (v1), or found at the first checksum (v2; None until then).
     places: Places | None
+    # The checksum with each level's text kept, made with ``places`` once they are known.
+    texts: KrakenLevelTexts | None = None
 
 
 def rejection(message: dict) -> str | None:
@@ -311,35 +335,24 @@ class KrakenStandardiser(Standardiser):
         """A snapshot (``as``/``bs``, no checksum) or an update (``a`` and/or ``b``, then ``c``)."""
         symbol = self._v1_symbol(message)
         depth = v1_depth(message[V1_CHANNEL_NAME])
+        key = normalised_key(SOURCE, symbol)
+        template = records_build.lob_template(
+            exchange=SOURCE, symbol=symbol, is_snapshot=False, atom_timestamp=atom_timestamp,
+        )
         records: list[Output] = []
         expected = None
         snapshot = False
         for part in message[V1_PAYLOAD:V1_CHANNEL_NAME]:
-            for key, levels in part.items():
-                if key == V1_CHECKSUM:
+            for name, levels in part.items():
+                if name == V1_CHECKSUM:
                     expected = checksum(levels)
                     continue
-                snapshot = key in V1_SNAPSHOT_SIDES
-                side = V1_SNAPSHOT_SIDES[key] if snapshot else V1_UPDATE_SIDES[key]
-                records += [self._v1_level(symbol, side, level, snapshot, atom_timestamp) for level in levels]
+                snapshot = template["is_snapshot"] = name in V1_SNAPSHOT_SIDES
+                side = V1_SNAPSHOT_SIDES[name] if snapshot else V1_UPDATE_SIDES[name]
+                records += [v1_level(template, key, side, level) for level in levels]
         if expected is not None and records:
             records[-1].record["checksum"] = expected
         return self._book_message(symbol, records, snapshot, expected, depth, AS_WRITTEN, atom_timestamp)
-
-    def _v1_level(self, symbol: str, side: str, level: list, snapshot: bool, atom_timestamp: int) -> Output:
-        if len(level) > LEVEL_FLAG and level[LEVEL_FLAG] != REPUBLISHED or len(level) > LEVEL_FLAG + 1:
-            raise ValueError(f"book level must be [price, volume, time] or [..., 'r'], got {level!r}")
-        record = records_build.lob_level(
-            exchange=SOURCE,
-            symbol=symbol,
-            side=side,
-            price=exact(level[LEVEL_PRICE]),
-            size=exact(level[LEVEL_VOLUME]),
-            is_snapshot=snapshot,
-            event_timestamp=ms_from_epoch_seconds(level[LEVEL_TIME]),
-            atom_timestamp=atom_timestamp,
-        )
-        return Output(LOB, normalised_key(SOURCE, symbol), record)
 
     def _v1_trade(self, message: list, atom_timestamp: int) -> list[Output]:
         symbol = self._v1_symbol(message)
@@ -425,7 +438,10 @@ class KrakenStandardiser(Standardiser):
         asks, bids = top[ASK], top[BID]
         if book.places is None:
             book.places = hashing_places(asks, bids, expected)
-        computed = kraken_checksum(asks, bids, *(book.places or AS_WRITTEN))
+        places = book.places or AS_WRITTEN
+        if book.texts is None or book.texts.places != places:
+            book.texts = KrakenLevelTexts(*places)
+        computed = book.texts.checksum(asks, bids)
         if computed == expected:
             self.book_checks.continuity.verified()
         else:
