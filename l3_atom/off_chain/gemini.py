@@ -100,6 +100,8 @@ class Gemini(DataFeed):
             symbol = message.get("symbol")
         except (orjson.JSONDecodeError, AttributeError):
             return raw_key(self.name, None, UNPARSED)
+        if not isinstance(kind, str):
+            return raw_key(self.name, None, UNPARSED)
         feed = FEED_OF_TYPE.get(kind) or (CANDLES_FEED if str(kind).startswith("candles_") else CONTROL)
         return raw_key(self.name, symbol if isinstance(symbol, str) and symbol else None, feed)
 

@@ -294,6 +294,9 @@ def test_subscribe_message() -> None:
         (b'{"type":"trade","symbol":7}', "gemini_all_l2"),
         (b"[1, 2]", "gemini_all_unparsed"),
         (b'{"type":', "gemini_all_unparsed"),
+        # A type that is no string (found by bench.faults' malformed input) once raised "unhashable type".
+        (b'{"type":[],"symbol":"BTCUSD"}', "gemini_all_unparsed"),
+        (b'{"type":{"a":null}}', "gemini_all_unparsed"),
     ],
 )
 def test_frame_key(frame: bytes, key: str) -> None:
