@@ -25,6 +25,7 @@ from l3_atom.avro.writer import (
     writer_kind,
 )
 from l3_atom.config import ConnectorSettings
+from l3_atom.data_source import DataFeed
 from l3_atom.infra.processes import LOOPBACK
 from l3_atom.observability.metrics import ProcessorCollector
 from l3_atom.observability.server import bind_metrics_socket
@@ -130,12 +131,16 @@ class CaptureSink:
 
     def __init__(self) -> None:
         self.frames: list[tuple[str, bytes, str | None]] = []
+        # The connection each frame came on (parallel to ``frames``): some keys depend on it.
+        self.connections: list[str] = []
 
     def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
         self.frames.append((key, frame, symbol))
+        self.connections.append(connection_id)
 
     def dead_letter(self, key: str | None, frame: bytes, error: str, atom_timestamp: int) -> None:
         self.frames.append((key or "", frame, None))
+        self.connections.append("")
 
     def write_marked(
         self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None, origin: str
@@ -157,6 +162,12 @@ class CaptureSink:
 
 async def capture(source: str, symbols: list[str], folder: Path) -> list[tuple[str, bytes, str | None]]:
     """Run the real connector against the replay server and keep what it would archive."""
+    _, sink = await capture_feed(source, symbols, folder)
+    return sink.frames
+
+
+async def capture_feed(source: str, symbols: list[str], folder: Path) -> tuple[DataFeed, CaptureSink]:
+    """``capture``, also handing back the connector (its keying) and the connections frames came on."""
     server = await ReplayServer(folder).start()
     sink = CaptureSink()
     feed = connector_class(source)(symbols, sink, CONNECTOR_SETTINGS, ws_url=server.ws_url, rest_url=server.rest_url)
@@ -177,7 +188,7 @@ async def capture(source: str, symbols: list[str], folder: Path) -> list[tuple[s
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await server.stop()
-    return sink.frames
+    return feed, sink
 
 
 def traffic(module: object) -> Path | None:

@@ -1,0 +1,428 @@
+"""Fault scenarios with figures: what is lost, duplicated and recovered under each fault we can make here.
+
+``python -m bench.faults [--scale full|quick|smoke] [--only NAME ...]`` runs named
+scenarios against the real local stack (Tansu, the schema registry, the Coinbase
+simulator, a connector, processor workers) and reads what lands with an
+independent confluent-kafka consumer (``tests/kafka_reader.py``).  What was
+expected comes from the simulator's journal (every frame it actually sent),
+computed without the pipeline's code (``tests/test_e2e_coinbase.py``), never
+from the broker's reported end offsets (unreliable on Tansu, ARCHITECTURE.md).
+Each scenario prints one table row and the run writes ``bench/results/faults.json``.
+``tests/test_faults.py`` runs each at the smoke scale and asserts its invariants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from l3_atom.infra.local_pipeline import LocalPipeline
+from l3_atom.infra.processes import stop_process
+from l3_atom.topics import raw_topic
+
+RESULTS = Path(__file__).resolve().parent / "results" / "faults.json"
+SYMBOLS = ("BTC.USD", "ETH.USD")
+OUTPUT_TOPICS = ["lob_l3", "trades_l3", "ticker", "dead_letter"]
+RAW_TOPIC = raw_topic("coinbase")
+# Faust's default broker_commit_interval: a killed worker's successor replays at most this much.
+COMMIT_INTERVAL_S = 2.8
+# A match makes a trade and the change of its resting maker order: the most records of one flow frame.
+MAX_RECORDS_PER_FLOW_FRAME = 2
+READ_TIMEOUT_S = 120.0
+RECOVER_TIMEOUT_S = 90.0
+# Reading goes on this long after everything expected arrived: a duplicate would arrive now.
+SETTLE_S = 3.0
+POLL_S = 0.5
+PAGE_SIZE = 1000
+# Raw partitions that have held no message this long after the flow started are taken as idle.
+BUSY_WAIT_S = 10.0
+KB_PER_MB = 1024
+
+
+@dataclass(frozen=True)
+class Scale:
+    rate: float  # simulator flow messages per second
+    worker_kills: int
+    between_faults_s: float  # flow between two faults
+    malformed_frames: int  # mutated frames per recording
+    stalls: int
+    stall_s: float
+    disconnects: int
+
+
+SCALES = {
+    "full": Scale(rate=300.0, worker_kills=5, between_faults_s=8.0, malformed_frames=100_000, stalls=3,
+                  stall_s=10.0, disconnects=50),
+    "quick": Scale(rate=200.0, worker_kills=2, between_faults_s=5.0, malformed_frames=20_000, stalls=2,
+                   stall_s=5.0, disconnects=10),
+    "smoke": Scale(rate=100.0, worker_kills=1, between_faults_s=3.0, malformed_frames=3_000, stalls=1,
+                   stall_s=2.5, disconnects=3),
+}
+
+
+@dataclass
+class Outcome:
+    """One scenario's figures; ``invariants`` names each guarantee checked and whether it held."""
+
+    scenario: str
+    faults_injected: int = 0
+    faults_detected: int = 0
+    recoveries: int = 0
+    expected: int = 0
+    delivered: int = 0
+    lost: int = 0
+    lost_inside_gaps: int = 0
+    duplicated: int = 0
+    recover_s: list[float] = field(default_factory=list)
+    invariants: dict[str, bool] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    @property
+    def held(self) -> bool:
+        return all(self.invariants.values())
+
+
+# ------------------------------------------------------------------ what landed against what was sent
+
+
+def delivery(journal: Path, records: list) -> dict:
+    """Records expected from the journal against those read: delivered, lost, duplicated, unexpected.
+
+    Book events a snapshot already held may be absent (the processor skips them), as may a
+    trade's maker change whose order a snapshot held; everything else must be there.
+    """
+    from tests.test_e2e_coinbase import expected_records, journal_snapshots, published
+
+    expected = expected_records(journal)
+    snapshot_orders, last_snapshot = journal_snapshots(journal)
+    found = published(records)
+    certain = Counter({event: n for event, n in expected["lob_l3"].items()
+                       if event[-1] > last_snapshot.get(event[0], -1)})
+    wanted = {"lob_l3": certain, "trades_l3": expected["trades_l3"], "ticker": expected["ticker"],
+              "lob_l3_snapshot": snapshot_orders}
+    lost: dict[str, list] = {}
+    duplicated = unexpected = delivered = 0
+    for kind, sent in wanted.items():
+        got = found[kind]
+        lost[kind] = list(sent - Counter({k: 1 for k in got}))
+        duplicated += sum(n - 1 for n in got.values() if n > 1)
+        delivered += sum(1 for k in got if k in sent)
+        everything_sent = expected["lob_l3"] if kind == "lob_l3" else sent
+        unexpected += sum(1 for k in got if k not in everything_sent)
+    return {"expected": sum(sum(c.values()) for c in wanted.values()), "delivered": delivered,
+            "lost": lost, "duplicated": duplicated, "unexpected": unexpected}
+
+
+def read_all(pipeline: LocalPipeline, reader: object) -> None:
+    """Read until every record the journal asks for is there (or the timeout), then settle."""
+    from tests.test_e2e_coinbase import expected_records, must_publish
+
+    total = must_publish(expected_records(pipeline.journal), pipeline.journal)
+    reader.read_until(lambda records: len(records) >= total, READ_TIMEOUT_S)
+    reader.read_until(lambda _: False, SETTLE_S)
+
+
+def stop_flow(pipeline: LocalPipeline) -> None:
+    """Stop the simulator: its journal is then complete and the connector has every frame it sent."""
+    stop_process(pipeline.processes.pop("simulator"))
+
+
+def fill(outcome: Outcome, found: dict) -> None:
+    outcome.expected = found["expected"]
+    outcome.delivered = found["delivered"]
+    outcome.lost = sum(len(v) for v in found["lost"].values())
+    outcome.duplicated = found["duplicated"]
+    outcome.details["lost_examples"] = {k: [str(e) for e in v[:3]] for k, v in found["lost"].items() if v}
+    outcome.details["unexpected"] = found["unexpected"]
+    outcome.invariants["nothing published that was not sent"] = found["unexpected"] == 0
+
+
+class CommitProbe:
+    """The processors' committed raw offsets, read as the group's own consumer would see them."""
+
+    def __init__(self, pipeline: LocalPipeline):
+        from l3_atom.config import Settings
+
+        self.bootstrap = pipeline.broker.bootstrap_servers
+        self.consumer = Consumer({"bootstrap.servers": self.bootstrap,
+                                  "group.id": Settings().processor.app_id, "enable.auto.commit": False})
+        partitions = self.consumer.list_topics(RAW_TOPIC, timeout=10).topics[RAW_TOPIC].partitions
+        self.partitions = [TopicPartition(RAW_TOPIC, p) for p in partitions]
+
+    def busy(self, timeout_s: float) -> set[int]:
+        """The raw partitions that hold messages (read from the beginning, not the group's view)."""
+        reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "faults-busy", "enable.auto.commit": False})
+        try:
+            reader.assign([TopicPartition(RAW_TOPIC, tp.partition, OFFSET_BEGINNING) for tp in self.partitions])
+            found: set[int] = set()
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and len(found) < len(self.partitions):
+                found |= {m.partition() for m in reader.consume(PAGE_SIZE, POLL_S) if not m.error()}
+            return found
+        finally:
+            reader.close()
+
+    def committed(self) -> dict[int, int]:
+        return {tp.partition: tp.offset for tp in self.consumer.committed(self.partitions, timeout=10)}
+
+    def wait(self, done: Callable[[dict[int, int]], bool], timeout_s: float, what: str) -> dict[int, int]:
+        deadline = time.monotonic() + timeout_s
+        offsets = self.committed()
+        while not done(offsets):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: committed offsets stayed at {offsets}")
+            time.sleep(POLL_S)
+            offsets = self.committed()
+        return offsets
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def advanced(base: dict[int, int], partitions: set[int]) -> Callable[[dict[int, int]], bool]:
+    """True once every partition of ``partitions`` has a commit past its offset in ``base``."""
+    return lambda now: all(now.get(p, -1) > base.get(p, -1) for p in partitions)
+
+
+# ------------------------------------------------------------------ 1. processor worker SIGKILL
+
+
+def worker_kills(scale: Scale, workdir: Path) -> Outcome:
+    """Two workers; SIGKILL one right after a commit, start a replacement, repeat; then count.
+
+    Killing right after a commit makes the successor start exactly at a committed offset, the
+    case where a takeover once dropped the record at that offset (commit cd9f587).
+    """
+    from tests.kafka_reader import TopicReader
+
+    outcome = Outcome("processor worker SIGKILL (2 workers)")
+    pipeline = LocalPipeline(SYMBOLS, rate=scale.rate, seed=19, workers=2, workdir=workdir)
+    with pipeline:
+        reader = TopicReader(pipeline.broker.bootstrap_servers, pipeline.registry_url, OUTPUT_TOPICS)
+        probe = CommitProbe(pipeline)
+        try:
+            reader.read_until(lambda _: False, scale.between_faults_s)
+            busy = probe.busy(BUSY_WAIT_S)
+            live, next_index = [0, 1], 2
+            for kill in range(scale.worker_kills):
+                if kill:
+                    reader.read_until(lambda _: False, scale.between_faults_s)
+                seen = probe.committed()
+                # A fresh commit on every busy partition, then the kill at once.
+                at_kill = probe.wait(advanced(seen, busy), RECOVER_TIMEOUT_S, "a commit before the kill")
+                victim = live.pop(0)
+                killed = pipeline.processes.pop(f"processor{victim}")
+                killed.send_signal(signal.SIGKILL)
+                killed.wait(10)
+                started = time.monotonic()
+                outcome.faults_injected += 1
+                pipeline.start_worker(next_index, wait=False)
+                live.append(next_index)
+                next_index += 1
+                probe.wait(advanced(at_kill, busy), RECOVER_TIMEOUT_S, "recovery after a worker SIGKILL")
+                outcome.recover_s.append(round(time.monotonic() - started, 2))
+                outcome.faults_detected += 1  # the group reassigned the dead worker's partitions
+                outcome.recoveries += 1
+                pipeline.wait_worker(f"processor{live[-1]}")
+            stop_flow(pipeline)
+            read_all(pipeline, reader)
+            found = delivery(pipeline.journal, reader.records)
+        finally:
+            probe.close()
+            reader.close()
+        for name in pipeline.processes:
+            pipeline.check_alive(name)
+    fill(outcome, found)
+    flow_frames_per_interval = scale.rate * COMMIT_INTERVAL_S
+    bound = int(outcome.faults_injected * flow_frames_per_interval * MAX_RECORDS_PER_FLOW_FRAME)
+    outcome.details["duplicate_bound"] = bound
+    outcome.details["raw_partitions_busy"] = sorted(busy)
+    outcome.invariants["every raw message's records present (0 lost)"] = outcome.lost == 0
+    outcome.invariants["duplicates within one commit interval per kill"] = outcome.duplicated <= bound
+    outcome.invariants["every kill recovered"] = outcome.recoveries == outcome.faults_injected
+    return outcome
+
+
+# ------------------------------------------------------------------ 2. malformed input
+
+# Topics whose records depend on no state a mutated frame could move (a book can: an accepted,
+# mutated book update changes the book every later record is made from).
+STATELESS_TOPICS = {"trades", "trades_l3", "ticker", "candle", "funding_rate", "open_interest"}
+
+
+def recordings() -> list[tuple[str, list[str], Path]]:
+    """(source, symbols, folder) of every recording an exchange test replays."""
+    import importlib
+
+    from bench.pure import EXCHANGE_TESTS, traffic
+
+    found = []
+    for path in sorted(EXCHANGE_TESTS.glob("test_*.py")):
+        module = importlib.import_module(f"tests.exchanges.{path.stem}")
+        if hasattr(module, "RECORDING") and (folder := traffic(module)) is not None and folder.exists():
+            found.append((module.SOURCE, list(module.SYMBOLS), folder))
+    return found
+
+
+class Feeder:
+    """One processor over a recording's frames, classifying what each frame became."""
+
+    def __init__(self, source: str):
+        from bench.pure import encoders
+        from l3_atom.sources import standardiser_class
+        from l3_atom.stream_processing.raw_messages import RawMessageProcessor
+
+        self.processor = RawMessageProcessor(source, standardiser_class(source)(), encoders(), 1_000_000)
+        self.outcomes: Counter[str] = Counter()
+        self.crashes: list[str] = []
+
+    def feed(self, key: str, frame: bytes, symbol: str | None, what: str = "") -> list | None:
+        """The encoded records, or None when an exception escaped (a crash: counted, named)."""
+        from bench.pure import ATOM
+        from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER, SYMBOL_HEADER
+
+        headers = [(ATOM_TIMESTAMP_HEADER, str(ATOM).encode())]
+        if symbol:
+            headers.append((SYMBOL_HEADER, symbol.encode()))
+        skipped = sum(self.processor.standardiser.skipped.values())
+        try:
+            out = self.processor.process(frame, headers, "raw", 0, 0, key)
+        except Exception as exc:  # noqa: BLE001 - what the scenario looks for
+            self.outcomes["crash"] += 1
+            self.crashes.append(f"{what}: {exc!r}"[:300])
+            return None
+        if out and out[0].topic == DEAD_LETTER:
+            self.outcomes["dead letter"] += 1
+        elif out:
+            self.outcomes["records"] += 1
+        elif sum(self.processor.standardiser.skipped.values()) > skipped:
+            self.outcomes["counted skip"] += 1
+        else:
+            self.outcomes["nothing, uncounted"] += 1
+        return out
+
+
+def malformed_input(scale: Scale, workdir: Path) -> Outcome:
+    """Mutated copies of recorded frames, interleaved with the originals, through keying and processing.
+
+    The originals alone are the reference: with the mutations in between, each original must
+    give the same records on the topics no state ties to earlier frames.
+    """
+    import asyncio
+    import random
+
+    from bench.mutations import mutate
+    from bench.pure import capture_feed
+
+    outcome = Outcome("malformed input (mutated recordings)")
+    rng = random.Random(19)
+    per_source = {}
+    key_crashes: list[str] = []
+    for source, symbols, folder in recordings():
+        feed, sink = asyncio.run(capture_feed(source, symbols, folder))
+        frames = sink.frames
+        reference = Feeder(source)
+        expected = [reference.feed(key, frame, symbol) for key, frame, symbol in frames]
+        inserts: dict[int, int] = Counter(rng.randrange(len(frames)) for _ in range(scale.malformed_frames))
+        mutated, original = Feeder(source), Feeder(source)
+        changed: Counter[str] = Counter()
+        for index, (key, frame, symbol) in enumerate(frames):
+            for _ in range(inserts.get(index, 0)):
+                bad, what = mutate(frame, rng)
+                try:
+                    bad_key = feed.key_of(bad, sink.connections[index])
+                except Exception as exc:  # noqa: BLE001 - the connector's keying must never raise
+                    key_crashes.append(f"{source} {what}: {exc!r}"[:300])
+                    continue
+                mutated.feed(bad_key, bad, symbol, f"{source} {what}")
+            out = original.feed(key, frame, symbol, f"{source} original")
+            if out != expected[index]:
+                for topic in {o.topic for o in (out or []) + (expected[index] or [])}:
+                    changed[topic if topic in STATELESS_TOPICS else "book (stateful)"] += 1
+        per_source[source] = {"frames": len(frames), "mutated": scale.malformed_frames,
+                              "mutated_outcomes": dict(mutated.outcomes), "reference_outcomes": dict(reference.outcomes),
+                              "originals_changed": dict(changed), "crashes": mutated.crashes[:5]}
+        outcome.faults_injected += scale.malformed_frames
+        outcome.faults_detected += mutated.outcomes["dead letter"] + mutated.outcomes["counted skip"]
+        outcome.expected += sum(len(e or ()) for e in expected)
+        outcome.delivered += sum(len(e or ()) for e in expected) - sum(changed.values())
+        outcome.lost += sum(n for topic, n in changed.items() if topic in STATELESS_TOPICS)
+        outcome.details.setdefault("crashes", []).extend(mutated.crashes[:5] + original.crashes[:5])
+        outcome.details.setdefault("uncounted", 0)
+        outcome.details["uncounted"] += mutated.outcomes["nothing, uncounted"]
+    outcome.details["per_source"] = per_source
+    outcome.details["key_crashes"] = key_crashes[:10]
+    crashes = sum(s["mutated_outcomes"].get("crash", 0) for s in per_source.values()) + len(key_crashes)
+    outcome.details["crash_count"] = crashes
+    outcome.invariants["no exception escapes (0 crashes)"] = crashes == 0
+    outcome.invariants["originals around the mutations give the same stateless records"] = outcome.lost == 0
+    return outcome
+
+
+# ------------------------------------------------------------------ the run
+
+SCENARIOS: dict[str, Callable[[Scale, Path], Outcome]] = {
+    "worker_kill": worker_kills,
+    "malformed": malformed_input,
+}
+
+COLUMNS = ("scenario", "injected", "detected", "recovered", "expected", "delivered", "lost", "in gaps",
+           "dup", "recover s (max)", "invariants")
+
+
+def row(outcome: Outcome) -> list[str]:
+    worst = f"{max(outcome.recover_s):.1f}" if outcome.recover_s else "-"
+    return [outcome.scenario, str(outcome.faults_injected), str(outcome.faults_detected), str(outcome.recoveries),
+            str(outcome.expected), str(outcome.delivered), str(outcome.lost), str(outcome.lost_inside_gaps),
+            str(outcome.duplicated), worst, "hold" if outcome.held else "BROKEN"]
+
+
+def table(outcomes: list[Outcome]) -> str:
+    rows = [list(COLUMNS)] + [row(o) for o in outcomes]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    for outcome in outcomes:
+        lines += [f"  {outcome.scenario}: {name}: {'yes' if ok else 'NO'}" for name, ok in outcome.invariants.items()]
+    return "\n".join(lines)
+
+
+def run(scale_name: str, names: list[str], out: Path) -> list[Outcome]:
+    scale = SCALES[scale_name]
+    outcomes = []
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix=f"l3_atom_faults_{name}_") as workdir:
+            started = time.monotonic()
+            outcome = SCENARIOS[name](scale, Path(workdir))
+            outcome.details["seconds"] = round(time.monotonic() - started, 1)
+        print(table([outcome]), flush=True)
+        outcomes.append(outcome)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"scale": scale_name, "scale_settings": asdict(scale), "cpus": os.cpu_count(),
+                               "scenarios": [asdict(o) | {"held": o.held} for o in outcomes]}, indent=2) + "\n")
+    return outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="quick")
+    parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="run only these scenarios")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    outcomes = run(args.scale, args.only or list(SCENARIOS), args.out)
+    print(f"\n{table(outcomes)}\nwritten to {args.out}")
+    return 0 if all(o.held for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
