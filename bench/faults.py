@@ -43,6 +43,8 @@ COMMIT_INTERVAL_S = 2.8
 REBALANCES_PER_KILL = 2
 READ_TIMEOUT_S = 120.0
 RECOVER_TIMEOUT_S = 90.0
+# A paused flow's backlog is worked off and committed within this (a loaded machine lags).
+SETTLE_TIMEOUT_S = 240.0
 # Reading goes on this long after everything expected arrived: a duplicate would arrive now.
 SETTLE_S = 3.0
 POLL_S = 0.5
@@ -64,7 +66,7 @@ class Scale:
 
 
 SCALES = {
-    "full": Scale(rate=300.0, worker_kills=5, between_faults_s=8.0, malformed_frames=100_000, stalls=3,
+    "full": Scale(rate=200.0, worker_kills=5, between_faults_s=8.0, malformed_frames=100_000, stalls=3,
                   stall_s=10.0, disconnects=50),
     "quick": Scale(rate=200.0, worker_kills=2, between_faults_s=5.0, malformed_frames=20_000, stalls=2,
                    stall_s=5.0, disconnects=10),
@@ -198,7 +200,7 @@ class CommitProbe:
     def settled(self, partitions: set[int]) -> dict[int, int]:
         """Offsets once every partition is committed and none moved for two commit intervals (flow paused)."""
         last = self.committed()
-        deadline = time.monotonic() + RECOVER_TIMEOUT_S
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
         while time.monotonic() < deadline:
             time.sleep(2 * COMMIT_INTERVAL_S)
             now = self.committed()
@@ -621,6 +623,8 @@ def table(outcomes: list[Outcome]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     for outcome in outcomes:
         lines += [f"  {outcome.scenario}: {name}: {'yes' if ok else 'NO'}" for name, ok in outcome.invariants.items()]
+        if "error" in outcome.details:
+            lines.append(f"  {outcome.scenario}: {outcome.details['error']}")
     return "\n".join(lines)
 
 
@@ -630,7 +634,10 @@ def run(scale_name: str, names: list[str], out: Path) -> list[Outcome]:
     for name in names:
         with tempfile.TemporaryDirectory(prefix=f"l3_atom_faults_{name}_") as workdir:
             started = time.monotonic()
-            outcome = SCENARIOS[name](scale, Path(workdir))
+            try:
+                outcome = SCENARIOS[name](scale, Path(workdir))
+            except Exception as exc:  # noqa: BLE001 - one scenario's failure is its row, the others still run
+                outcome = Outcome(name, invariants={"ran to the end": False}, details={"error": repr(exc)[:500]})
             outcome.details["seconds"] = round(time.monotonic() - started, 1)
         print(table([outcome]), flush=True)
         outcomes.append(outcome)
