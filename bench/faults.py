@@ -419,7 +419,8 @@ def journal_gaps(journal: Path) -> tuple[int, int, int, int]:
             continue
         connections.add(entry["conn"])
         message = json.loads(entry["data"])
-        if message.get("type") in FLOW_TYPES:
+        # Only the flow's objects carry sequences (a batch or a control frame may be a JSON list).
+        if type(message) is dict and message.get("type") in FLOW_TYPES:
             seen.setdefault(message["product_id"], set()).add(message["sequence"])
     missing = covered = 0
     for product, sequences in seen.items():

@@ -38,6 +38,12 @@ FAULTS = (("gap", 2000), ("duplicate", 4000), ("reorder", 6000))
 CHECKPOINT_INTERVAL_S = 0.3
 SETTLE_TIMEOUT_S = 120.0
 
+def flow_ended(pipeline: LocalPipeline) -> bool:
+    """Whether the simulator has generated every message of its flow (its ``--max-messages``)."""
+    status, stats = get(f"{pipeline.simulator_rest_url}/_sim/stats")
+    return status == 200 and stats["messages_generated"] >= pipeline.max_messages
+
+
 def get(url: str) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -66,7 +72,8 @@ def test_book_and_order_queries_equal_an_independent_rebuild(tmp_path: Path) -> 
             last: dict = {}
 
             def settled(records: list) -> bool:
-                if not records:
+                # Queried only once the flow has ended: a book still moving can change between queries.
+                if not records or not flow_ended(pipeline):
                     return False
                 status, body = get(f"{base}/book/coinbase/BTC.USD?depth={DEPTH}&level=l3")
                 last.update(body)
