@@ -21,6 +21,8 @@ CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 UTIME_FIELD = 11
 STIME_FIELD = 12
 PERCENT = 100
+US_PER_S = 1_000_000
+MIDDLE_FROM, MIDDLE_TO = 10, 90  # the middle 80% of a run's items, as bench.distributed's rates
 MIN_SAMPLES = 2  # a share is the CPU time between two samples
 # (wall-clock time in s since the epoch, comparable with records' timestamps; {process name: CPU seconds so far})
 Sample = tuple[float, dict[str, float]]
@@ -73,3 +75,24 @@ class CpuSampler:
         """% of one core each process took between two samples."""
         (t0, before), (t1, after) = earlier, later
         return {name: PERCENT * (after[name] - before[name]) / (t1 - t0) for name in self.pids}
+
+
+    def per_item_us(self, times_s: list[float]) -> float:
+        """CPU µs per item of all the sampled processes while the middle 80% of the items happened.
+
+        ``times_s`` are the items' times (s since the epoch, any order: e.g. records' produce
+        timestamps); the CPU is that between the samples just around the middle 80% of them, shared
+        by the items whose times lie between those samples.  Why: on a loaded machine one role's
+        wall-clock rate depends on what else runs, its CPU time per message much less.
+        """
+        ordered = sorted(times_s)
+        start, end = ordered[len(ordered) * MIDDLE_FROM // PERCENT], ordered[len(ordered) * MIDDLE_TO // PERCENT]
+        earlier = max((s for s in self.samples if s[0] <= start), default=self.samples[0], key=_when)
+        later = min((s for s in self.samples if s[0] >= end), default=self.samples[-1], key=_when)
+        items = sum(1 for t in ordered if earlier[0] <= t <= later[0])
+        spent = sum(later[1].values()) - sum(earlier[1].values())
+        return spent * US_PER_S / max(items, 1)
+
+
+def _when(sample: Sample) -> float:
+    return sample[0]

@@ -21,7 +21,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 from unittest import mock
 
 import aiohttp
@@ -108,6 +108,13 @@ def _consumer(bootstrap: str, topics: list[str]) -> Consumer:
     return consumer
 
 
+class Throughput(NamedTuple):
+    """A role's sustained rate and the CPU it spent per message meanwhile."""
+
+    per_s: float
+    cpu_us: float
+
+
 def _count(
     consumer: Consumer, expected: int, on_message: Callable | None = None, stop_after: float = TIMEOUT_S,
     page_wait_s: float = POLL_S,
@@ -135,7 +142,7 @@ async def measure_all(add: Callable, scale: Any) -> dict[int, float]:
     repeats, messages = scale.repeats, scale.broker_messages
     for workers in (1, 2):
         add("distributed path (raw topic -> processor -> topics)", f"{workers} worker(s)", "msg/s",
-            [processor_throughput(workers, messages) for _ in range(repeats)], f"{messages} Coinbase full messages")
+            [processor_throughput(workers, messages).per_s for _ in range(repeats)], f"{messages} Coinbase full messages")
     # Captured in a thread: the capture runs its own event loop.
     for recorded in await asyncio.to_thread(list, recorded_traffic(scale.recordings)):
         add("distributed path, recordings (raw topic -> 1 worker -> topics)", recorded.source, "msg/s",
@@ -167,23 +174,37 @@ def _metrics(stack: StackT, metrics: bool) -> StackT:
 
 
 def measure_metrics_cost(add: Callable, scale: Any) -> None:
-    """Connector frames/s and processor msg/s with and without metrics, runs interleaved in one bench run."""
-    rates: dict[tuple[str, bool], list[float]] = {}
+    """Connector and processor with and without metrics, runs interleaved in one bench run.
+
+    Each role's rate and its CPU µs per message over the same middle 80% are printed both ways: on a
+    loaded machine the wall-clock rates move with whatever else runs, the CPU cost much less.
+    """
+    runs: dict[tuple[str, bool], list[Throughput]] = {}
     for _ in range(scale.repeats):
         for metrics in (True, False):
-            rates.setdefault(("connector", metrics), []).append(
+            runs.setdefault(("connector", metrics), []).append(
                 connector_rate(1, scale.connector_frames, workers=0, metrics=metrics)[0])
-            rates.setdefault(("processor", metrics), []).append(
+            runs.setdefault(("processor", metrics), []).append(
                 processor_throughput(1, scale.broker_messages, metrics=metrics))
     for role, unit in (("connector", "frames/s"), ("processor", "msg/s")):
-        with_metrics, without = rates[role, True], rates[role, False]
-        ratio = statistics.median(with_metrics) / statistics.median(without)
-        add(METRICS_SECTION, f"{role}, metrics served", unit, with_metrics,
-            f"{ratio:.1%} of the rate without metrics (medians)")
-        add(METRICS_SECTION, f"{role}, --no-metrics", unit, without, "same inputs, runs interleaved")
+        with_metrics, without = runs[role, True], runs[role, False]
+        for figure, pick, what in ((unit, _rate, "rate"), (CPU_US_PER_MESSAGE, _cpu_us, "CPU per message")):
+            served, bare = [pick(run) for run in with_metrics], [pick(run) for run in without]
+            ratio = statistics.median(served) / statistics.median(bare)
+            add(METRICS_SECTION, f"{role}, metrics served", figure, served,
+                f"{what}: {ratio:.1%} of the figure without metrics (medians)")
+            add(METRICS_SECTION, f"{role}, --no-metrics", figure, bare, "same inputs, runs interleaved")
 
 
-def processor_throughput(workers: int, messages: int, metrics: bool = True) -> float:
+def _rate(run: Throughput) -> float:
+    return run.per_s
+
+
+def _cpu_us(run: Throughput) -> float:
+    return run.cpu_us
+
+
+def processor_throughput(workers: int, messages: int, metrics: bool = True) -> Throughput:
     """Raw messages/s one or two workers sustain on simulated Coinbase full traffic (:func:`through_broker`)."""
     frames = coinbase_frames(messages)
     std = standardiser_class("coinbase")()
@@ -205,14 +226,16 @@ def recording_throughput(recorded: RecordedTraffic) -> float:
     """
     counts = Counter(out.topic for out in process_captured(recorded.source, recorded.frames, encoders()))
     topics = sorted(topic for topic in counts if topic not in AGENT_TOPICS)
-    return through_broker(recorded.source, recorded.frames, topics, sum(counts[t] for t in topics), workers=1)
+    return through_broker(recorded.source, recorded.frames, topics, sum(counts[t] for t in topics), workers=1).per_s
 
 
 def through_broker(
     source: str, frames: list[tuple[str, bytes, str | None]], topics: list[str], expected: int, workers: int,
     metrics: bool = True,
-) -> float:
+) -> Throughput:
     """Raw messages/s the workers sustain over the middle 80% of ``expected`` records on ``topics``.
+
+    With it, the workers' CPU µs per raw message over the same records.
 
     The raw topic is written as fast as the producer goes while the workers read it; the start (group
     join, first fetch) and the tail are not part of a sustained rate.
@@ -224,6 +247,12 @@ def through_broker(
         stamp = (ATOM_TIMESTAMP_HEADER, str(ATOM).encode())
         consumer = _consumer(stack.broker.bootstrap_servers, topics)
         arrivals: list[float] = []
+        produced_s: list[float] = []
+
+        def arrived(message: Any) -> None:
+            arrivals.append(time.monotonic())
+            produced_s.append(message.timestamp()[1] / MS_PER_S)
+
         for key, frame, symbol in frames:
             headers = [stamp, (SYMBOL_HEADER, symbol.encode())] if symbol else [stamp]
             while True:
@@ -234,11 +263,18 @@ def through_broker(
                     producer.poll(POLL_S)
         producer.flush()
         del producer  # closed while the broker still runs, so it logs no disconnects
-        count, _ = _count(consumer, expected, lambda _: arrivals.append(time.monotonic()))
+        with _role_cpu(stack, lambda name: name != REGISTRY) as workers_cpu:
+            count, _ = _count(consumer, expected, arrived)
         consumer.close()
         if count < expected:
             raise RuntimeError(f"{source}: only {count} of {expected} records arrived")
-        return sustained_rate(arrivals) * len(frames) / expected  # records/s -> raw messages/s
+        per_message = len(frames) / expected  # records -> raw messages
+        return Throughput(sustained_rate(arrivals) * per_message, workers_cpu.per_item_us(produced_s) / per_message)
+
+
+def _role_cpu(stack: LocalStack, is_role: Callable[[str], bool]) -> CpuSampler:
+    """A sampler of the CPU time of the stack's processes whose names ``is_role`` accepts."""
+    return CpuSampler({name: proc.pid for name, proc in stack.processes.items() if is_role(name)}, ROLE_CPU_SAMPLE_S)
 
 
 def sustained_rate(times_s: list[float]) -> float:
@@ -387,6 +423,9 @@ def expected_records(journal: Path) -> int:
 
 CONNECTOR_SECTION = "connector (websocket -> raw topic)"
 MEMORY_SECTION = "memory (peak RSS)"
+CPU_US_PER_MESSAGE = "CPU µs/message"
+REGISTRY, CONNECTOR = "registry", "connector"  # LocalStack's process names
+ROLE_CPU_SAMPLE_S = 0.1  # how often a role's CPU time is read while its rate is measured
 METRICS_SECTION = "what metrics cost (/metrics served vs --no-metrics, 1 symbol / 1 worker)"
 SYMBOL_COUNTS = (1, 50)
 # The simulator's top rate: it offers more than a connector (or runner.py local) takes.
@@ -543,7 +582,7 @@ def measure_connector(add: Callable, scale: Any) -> dict[int, float]:
         runs = [connector_rate(symbols, scale.connector_frames, workers=0) for _ in range(scale.repeats)]
         loaded = [connector_rate(symbols, scale.connector_frames, workers=1)[1] for _ in range(scale.repeats)]
         ceiling = [simulator_ceiling(symbols, scale.rate_window_s) for _ in range(scale.repeats)]
-        rates = [rate for rate, _ in runs]
+        rates = [rate.per_s for rate, _ in runs]
         ceilings[symbols] = statistics.median(ceiling)
         add(CONNECTOR_SECTION, f"{symbols} symbol(s)", "frames/s", rates,
             f"middle {SUSTAINED_TO - SUSTAINED_FROM}% of {scale.connector_frames} frames; alongside: broker, simulator, "
@@ -573,8 +612,9 @@ def _wait_for_topic(pipeline: LocalPipeline, topic: str) -> None:
         probe.close()
 
 
-def connector_rate(symbols: int, messages: int, workers: int, metrics: bool = True) -> tuple[float, dict[str, float]]:
-    """Frames/s the connector archives from the simulator at its top rate, and peak RSS per process.
+def connector_rate(symbols: int, messages: int, workers: int, metrics: bool = True,
+                   ) -> tuple[Throughput, dict[str, float]]:
+    """Frames/s the connector archives from the simulator at its top rate (and its CPU µs per frame), peak RSS.
 
     The rate is over the middle of the raw topic's records by their timestamps (produce time): the
     start (connecting, frames held behind each symbol's REST snapshot and then produced at once) and
@@ -588,9 +628,11 @@ def connector_rate(symbols: int, messages: int, workers: int, metrics: bool = Tr
         _wait_for_topic(pipeline, topic)
         consumer = _consumer(pipeline.broker.bootstrap_servers, [topic])
         stamps: list[int] = []
-        count, _ = _count(consumer, messages, lambda m: stamps.append(m.timestamp()[1]))
+        with _role_cpu(pipeline, lambda name: name == CONNECTOR) as connector_cpu:
+            count, _ = _count(consumer, messages, lambda m: stamps.append(m.timestamp()[1]))
         consumer.close()
         if count < messages:
             raise RuntimeError(f"only {count} of {messages} frames reached {topic}")
         rss = {name: peak_rss_mb(proc.pid) for name, proc in pipeline.processes.items()}
-    return sustained_rate([stamp / MS_PER_S for stamp in stamps]), rss
+    produced_s = [stamp / MS_PER_S for stamp in stamps]
+    return Throughput(sustained_rate(produced_s), connector_cpu.per_item_us(produced_s)), rss
