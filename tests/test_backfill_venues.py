@@ -361,3 +361,12 @@ def test_the_connector_backfills_over_http_within_its_budget_and_the_processor_f
     backfilled = {int(r["trade_id"]) for r in published if r["origin"] == ORIGIN_BACKFILL}
     assert {i for i, t in HISTORY if GAP[0] <= t <= GAP[1]} <= backfilled
     assert not backfilled & set(before + after[:50]), "nothing streamed before the pages came is backfilled"
+
+
+def test_a_binance_spot_history_that_lacks_trade_ids_reports_them_unrecoverable() -> None:
+    lost = [i for i, t in HISTORY if 120_000 <= t < 120_050]
+    server = VenueHistory("binance", [(i, t) for i, t in HISTORY if i not in lost])
+    _, sink = backfill_over_http(Binance, "BNB.BTC", "BNBBTC", server, *GAP)
+    filled, hole = sink.coverage_records
+    assert filled["kind"] == "trades_backfilled" and hole["kind"] == "trades_unrecoverable"
+    assert (hole["sequence_before"], hole["sequence_after"], hole["count"]) == (lost[0] - 1, lost[-1] + 1, len(lost))
