@@ -264,7 +264,7 @@ class KrakenStandardiser(Standardiser):
             if len(message) < V1_MIN_LENGTH:
                 raise TypeError(f"a v1 data frame has at least {V1_MIN_LENGTH} elements")
             return V1 + message[V1_CHANNEL_NAME].partition("-")[0]
-        if "result" in message and "error" in message:
+        if "result" in message and "error" in message and "method" not in message:  # a REST answer, not an ack
             if message["error"]:
                 raise StandardiseError(f"Kraken answered errors: {message['error']}")
             return TRADE_HISTORY
