@@ -25,12 +25,13 @@ from l3_atom.config import ConnectorSettings
 from l3_atom.data_source import DataFeed
 from l3_atom.off_chain.binance import Binance, HistoricalTrades
 from l3_atom.off_chain.gemini import Gemini, GeminiTrades
-from l3_atom.off_chain.kraken import Kraken, KrakenTrades
+from l3_atom.off_chain.kraken import Kraken, KrakenTrades, rest_pair, websocket_asset
 from l3_atom.stream_processing.standardiser import StandardiseError, Standardiser
 from l3_atom.stream_processing.standardisers.binance import TRADE_ALREADY_PUBLISHED, BinanceStandardiser
 from l3_atom.stream_processing.standardisers.gemini import BROKEN, GeminiStandardiser
 from l3_atom.stream_processing.standardisers.kraken import ALREADY_PUBLISHED, KrakenStandardiser
 from l3_atom.topics import ORIGIN_BACKFILL, raw_key
+from tests.exchanges.doc_fixtures import http_bodies
 from tests.sinks import ListSink
 from tests.test_limits import Venue
 
@@ -146,7 +147,8 @@ def test_kraken_history_reads_the_documented_body() -> None:
                                          TradeRef(61044956, 1688669602698)]
     assert KRAKEN.next_cursor(documented, 61044957) == 1688671969993150842, "the page's last, not an id"
     assert KRAKEN.request("BTC/USD", 1_000, None) == Request(
-        "/0/public/Trades", {"pair": "BTC/USD", "since": str(1_000 * NS_PER_MS), "count": "1000"})
+        "/0/public/Trades", {"pair": "XBTUSD", "since": str(1_000 * NS_PER_MS), "count": "1000"})
+    assert [rest_pair(name) for name in ("DOGE/USD", "MATIC/GBP", "ETH/BTC")] == ["XDGUSD", "MATICGBP", "ETHXBT"]
     assert KRAKEN.request("BTC/USD", 1_000, 1688671969993150842).params["since"] == "1688671969993150842"
     with pytest.raises(ValueError, match="without trade_id"):
         KRAKEN.trades(body(docs["TradesWithoutIds"]))
@@ -155,6 +157,17 @@ def test_kraken_history_reads_the_documented_body() -> None:
     assert not KRAKEN.sequential_ids and Kraken.trade_history is not None
     feed = Kraken(["MATIC.USD"], ListSink(), SETTINGS)
     assert feed.frame_key(orjson.dumps(docs["trade"])) == raw_key("kraken", "MATIC/USD", KRAKEN.feed)
+
+
+def test_kraken_rest_pair_of_every_recorded_websocket_name_is_its_altname(recordings: Path) -> None:
+    body = next(b for url, b in http_bodies(recordings / "kraken").items() if url.endswith("/0/public/AssetPairs"))
+    streamed = set(Kraken.parse_symbols(body).values())
+    altnames = {}
+    for pair in orjson.loads(body)["result"].values():
+        base, _, quote = pair.get("wsname", "").partition("/")
+        altnames[f"{websocket_asset(base)}/{websocket_asset(quote)}"] = pair["altname"]
+    assert len(streamed) > 200
+    assert {name: rest_pair(name) for name in streamed} == {name: altnames[name] for name in streamed}
 
 
 def test_kraken_pages_from_each_pages_last_until_past_the_gap() -> None:

@@ -43,6 +43,7 @@ DATA_CHANNELS = frozenset({BOOK, TRADE, TICKER, OHLC})
 
 # Kraken's own names of assets that have an ISO-like code elsewhere.
 ASSET_ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
+KRAKEN_NAMES = {alias: code for code, alias in ASSET_ALIASES.items()}
 # REST asset codes that carry Kraken's legacy X (crypto) / Z (fiat) prefix; newer assets have none
 # (and some start with X or Z on their own: XTZ, ZRX), so the prefix is stripped only from these.
 LEGACY_PREFIXED_ASSETS = frozenset({
@@ -86,6 +87,11 @@ def normalise_asset(code: str) -> str:
     return ASSET_ALIASES.get(code, code).upper()
 
 
+def rest_pair(websocket_name: str) -> str:
+    """A v2 websocket name -> the pair's REST ``altname``: Kraken's own asset names, no slash (``BTC/USD`` -> ``XBTUSD``)."""
+    return "".join(KRAKEN_NAMES.get(asset, asset) for asset in websocket_name.split("/"))
+
+
 def websocket_asset(code: str) -> str:
     """A v1 ``wsname`` asset (``XBT``) -> its websocket v2 spelling (``BTC``)."""
     return ASSET_ALIASES.get(code, code)
@@ -116,7 +122,8 @@ class KrakenTrades(TradeHistory):
     ends the backfill as unrecoverable rather than risk duplicates.  ``sequential_ids`` is not set:
     the documented example page goes 61044953, 61044956, so a missing id does not prove a lost trade.
     A public request weighs 1 of Kraken's one-a-second budget (:class:`Kraken`).  The pair is named
-    by its websocket v2 name (``BTC/USD``), the connector's exchange symbol.
+    by its REST ``altname`` (:func:`rest_pair`), which Kraken accepts as well as the pair's key
+    (https://support.kraken.com/articles/360000920306, "API symbols and tickers").
     """
 
     feed = TRADE
@@ -124,7 +131,8 @@ class KrakenTrades(TradeHistory):
 
     def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
         since = cursor if cursor is not None else since_ms * NS_PER_MS
-        return Request(TRADES_PATH, {"pair": exchange_symbol, "since": str(since), "count": TRADES_PAGE_COUNT})
+        return Request(TRADES_PATH, {"pair": rest_pair(exchange_symbol), "since": str(since),
+                                     "count": TRADES_PAGE_COUNT})
 
     def trades(self, body: str) -> list[TradeRef]:
         refs = []
