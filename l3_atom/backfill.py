@@ -8,6 +8,11 @@ same for all of them.  A venue pages one of two ways:
 - oldest first, from an id or a time (Binance's ``fromId``, Kraken's ``since``):
   paging goes forward until a page reaches past the gap.
 
+A venue whose history cannot start from a time (Binance spot's ``historicalTrades``
+pages only by trade id) declares a ``locate`` request whose answer names the first
+cursor; one whose cursor is not a trade id (Kraken's ``since``, a time named by the
+page itself) overrides ``next_cursor`` and ``follows``.
+
 Paging stops early, saying why, when a page does not line up (ids out of order, a
 page that repeats the last) or after ``max_pages``: what was not fetched is reported
 as not recoverable, never invented.  Pages are returned oldest first, as the venue
@@ -60,6 +65,23 @@ class TradeHistory(ABC):
     def trades(self, body: str) -> list[TradeRef]:
         """The trades of one page, as listed; ValueError when the body is not a page of trades."""
 
+    def locate(self, exchange_symbol: str, since_ms: int) -> Request | None:
+        """A request whose answer names the first page's cursor (:meth:`located`); None: the first page is by time."""
+        return None
+
+    def located(self, body: str) -> int | None:
+        """The first page's cursor from the answer to :meth:`locate`; None when no trade came since then."""
+        raise NotImplementedError(f"{type(self).__name__} declares no locate request")
+
+    def follows(self, page: Sequence[TradeRef], cursor: int) -> bool:
+        """Whether ``page`` starts where its request's ``cursor`` said (by trade id; ids below it, newest first)."""
+        first = page[0].trade_id
+        return first < cursor if self.newest_first else first >= cursor
+
+    def next_cursor(self, body: str, cursor: int) -> int:
+        """The cursor of the next page: ``cursor``, worked out from the page's ids, unless the page names one."""
+        return cursor
+
 
 class Step(NamedTuple):
     """After a page: the next cursor, or None with ``problem`` None (done) or saying what went wrong."""
@@ -77,15 +99,15 @@ def next_step(history: TradeHistory, page: Sequence[TradeRef], since_ms: int, un
     if history.newest_first:
         if ids != sorted(ids, reverse=True):
             return Step(None, f"ids out of order in a newest-first page: {ids[:3]}...")
-        if cursor is not None and ids[0] >= cursor:
+        if cursor is not None and not history.follows(page, cursor):
             return Step(None, f"page repeats: asked for ids below {cursor}, got {ids[0]}")
         if min(trade.time_ms for trade in page) < since_ms:
             return Step(None)  # reached before the gap
         return Step(ids[-1])
     if ids != sorted(ids):
         return Step(None, f"ids out of order in an oldest-first page: {ids[:3]}...")
-    if cursor is not None and ids[0] < cursor:
-        return Step(None, f"page repeats: asked for ids from {cursor}, got {ids[0]}")
+    if cursor is not None and not history.follows(page, cursor):
+        return Step(None, f"page repeats: asked for trades from {cursor}, got id {ids[0]}")
     if max(trade.time_ms for trade in page) >= until_ms:
         return Step(None)  # reached past the gap
     return Step(ids[-1] + 1)
@@ -113,6 +135,14 @@ async def fetch_history(get_text: GetText, history: TradeHistory, exchange_symbo
     trades: list[TradeRef] = []
     cursor: int | None = None
     problem = None
+    locator = history.locate(exchange_symbol, since_ms)
+    if locator is not None:
+        try:
+            cursor = history.located(await get_text(locator.path, locator.params))
+        except (ValueError, TypeError, KeyError) as exc:
+            return History([], [], f"unreadable answer from {locator.path}: {exc}")
+        if cursor is None:
+            return History([], [], None)  # no trade since the gap began
     for _ in range(history.max_pages):
         request = history.request(exchange_symbol, since_ms, cursor)
         body = await get_text(request.path, request.params)
@@ -129,7 +159,7 @@ async def fetch_history(get_text: GetText, history: TradeHistory, exchange_symbo
         trades.extend(page)
         if step.cursor is None:
             break
-        cursor = step.cursor
+        cursor = history.next_cursor(body, step.cursor)
     else:
         problem = f"stopped after {history.max_pages} pages"
     if history.newest_first:

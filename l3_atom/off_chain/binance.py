@@ -18,8 +18,8 @@ share; each subclass declares its endpoints, channels and symbol list.
 ``endTime`` less than an hour later, as Binance requires when both are sent), the
 next ones from ``fromId`` (inclusive), up to 1000 a page.  Aggregate ids count up by
 one per symbol, as the ``aggTrade`` stream's ``a``.  Sources whose stream carries
-``aggTrade`` backfill from it (USD-M futures; spot streams ``trade``, whose ids are
-not aggregate ids).
+``aggTrade`` backfill from it (USD-M futures).  Spot streams ``trade``, whose ids are
+trade ids, not aggregate ids: :class:`HistoricalTrades` backfills it trade by trade.
 """
 
 from __future__ import annotations
@@ -47,6 +47,14 @@ SNAPSHOT_POLL_INTERVAL_S = 0.0
 AGG_TRADES_LIMIT = "1000"
 AGG_TRADES_WINDOW_MS = 3_600_000 - 1
 AGG_TRADE_FEED = "aggtrade"
+TRADE_FEED = "trade"
+# historicalTrades: the most a page holds.
+HISTORICAL_TRADES_LIMIT = "1000"
+AGG_TRADES_PATH = "/api/v3/aggTrades"
+HISTORICAL_TRADES_PATH = "/api/v3/historicalTrades"
+# Request weights of the two trade histories (spot REST docs, Market Data endpoints).
+AGG_TRADES_WEIGHT = 4
+HISTORICAL_TRADES_WEIGHT = 25
 # Binance sends this event before it closes a connection for maintenance: reconnect at once.
 SHUTDOWN_NOTICE = b'"serverShutdown"'
 
@@ -93,6 +101,46 @@ class AggTradesHistory(TradeHistory):
         if type(page) is not list:
             raise TypeError(f"expected a list of aggregate trades, got {type(page).__name__}")
         return [TradeRef(int(trade["a"]), int(trade["T"])) for trade in page]
+
+
+class HistoricalTrades(TradeHistory):
+    """Binance spot's trade history, ``GET /api/v3/historicalTrades`` (Old trade lookup), by trade id.
+
+    https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints
+    (``rest-api.md`` of github.com/binance/binance-spot-api-docs): ``symbol``, ``limit``
+    (default 500, at most 1000) and ``fromId`` ("TradeId to fetch from", inclusive; without it the
+    most recent trades); weight 25; no security type is stated, so it is NONE: no API key (the
+    2021 docs still marked it MARKET_DATA, key required).  Pages are oldest first ("Data is
+    returned in ascending order").  Its ``id`` is the ``trade`` stream's ``t``, so the pages are archived under the
+    symbol's ``trade`` key.  It has no time parameter: the first ``fromId`` is located with one
+    ``GET /api/v3/aggTrades?startTime=..&limit=1`` (weight 4), whose aggregate names its first trade
+    id ``f``.  A symbol's trade ids count up one by one: a missing id is a missing trade.
+    """
+
+    feed = TRADE_FEED
+    newest_first = False
+    sequential_ids = True
+
+    def locate(self, exchange_symbol: str, since_ms: int) -> Request:
+        return Request(AGG_TRADES_PATH, {"symbol": exchange_symbol, "startTime": str(since_ms), "limit": "1"})
+
+    def located(self, body: str) -> int | None:
+        page = orjson.loads(body)
+        if type(page) is not list:
+            raise TypeError(f"expected a list of aggregate trades, got {type(page).__name__}")
+        return int(page[0]["f"]) if page else None
+
+    def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
+        if cursor is None:
+            raise ValueError("historicalTrades pages only from a trade id: locate the first one")
+        return Request(HISTORICAL_TRADES_PATH, {"symbol": exchange_symbol, "limit": HISTORICAL_TRADES_LIMIT,
+                                                "fromId": str(cursor)})
+
+    def trades(self, body: str) -> list[TradeRef]:
+        page = orjson.loads(body)
+        if type(page) is not list:
+            raise TypeError(f"expected a list of trades, got {type(page).__name__}")
+        return [TradeRef(int(trade["id"]), int(trade["time"])) for trade in page]
 
 
 class StreamGroup(list[str]):
@@ -203,12 +251,15 @@ class Binance(BinanceStreams):
         weights=(
             EndpointWeight("/api/v3/depth", 5, "limit", ((100, 5), (500, 25), (1000, 50), (5000, 250))),
             EndpointWeight("/api/v3/exchangeInfo", 20),
+            EndpointWeight(HISTORICAL_TRADES_PATH, HISTORICAL_TRADES_WEIGHT),
+            EndpointWeight(AGG_TRADES_PATH, AGG_TRADES_WEIGHT),
         ),
         used_weight_header="X-MBX-USED-WEIGHT-1M",
         subscribes=Rate(5, 1.0),
         streams_per_connection=1024,
         connections=Rate(300, 300.0),
     )
+    trade_history = HistoricalTrades()
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

@@ -5,6 +5,9 @@ saying which part is the base: that takes one ``/v1/symbols/details/{symbol}``
 request per symbol.  The connector fetches details only for the symbols it is
 asked to stream (concurrently); listing every symbol (``runner.py symbols``)
 fetches them all, paced under Gemini's public limit of 120 requests a minute.
+
+Trades missed in an outage come from ``GET /v1/trades/{symbol}`` (:class:`GeminiTrades`),
+archived under the symbol's ``l2`` key, where its streamed trades are.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from l3_atom.backfill import Request, TradeHistory, TradeRef
 from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.feed import RestClient
 from l3_atom.limits import Limits, Rate
@@ -34,6 +38,9 @@ FEED_OF_TYPE = {"l2_updates": "l2", "trade": "l2", "heartbeat": "heartbeat"}
 CANDLES_FEED = "candles"
 CONTROL = "control"
 UNPARSED = "unparsed"
+TRADES_PATH = "/v1/trades/{symbol}"
+# The most trades a page of the history holds ("Each request will show at most 500 records").
+TRADES_PAGE_LIMIT = "500"
 
 
 def details_delays(count: int) -> list[float]:
@@ -45,6 +52,39 @@ def exchange_name(symbol: Symbol) -> str:
     """Gemini's lower-case name of a normalised symbol: ``BTC.USD`` -> ``btcusd``, ``BTC.GUSD-PERP`` -> ``btcgusdperp``."""
     suffix = "perp" if symbol.type is InstrumentType.PERPETUAL else ""
     return f"{symbol.base}{symbol.quote}".lower() + suffix
+
+
+class GeminiTrades(TradeHistory):
+    """Gemini's trade history, ``GET /v1/trades/{symbol}`` (List Trades), paged forward by ``since_tid``.
+
+    https://developer.gemini.com/trading/rest-api/market-data/list-trades: ``timestamp`` "Only
+    return trades after this timestamp" (seconds or milliseconds), ``since_tid`` "Only returns
+    trades that executed after this tid" (it trumps ``timestamp``; 0 gives "the earliest available
+    trade history data", so a page holds the earliest trades after its cursor), ``limit_trades``
+    (default 50, at most 500 a request); the answer is "sorted by timestamp, with the newest trade
+    shown first", so :meth:`trades` reverses it; broken trades are left out unless
+    ``include_breaks``.  The public endpoint reaches seven calendar days back.  The first page is by
+    ``timestamp`` (ms), the next ones from the last page's newest ``tid``.  ``tid`` is the market
+    data v2 ``trade`` event's ``tid``; Gemini numbers trades across all symbols, so a symbol's ids
+    are not consecutive (``sequential_ids`` unset).  Every request weighs 1 of the 120 a minute.
+    """
+
+    feed = L2
+    newest_first = False
+
+    def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
+        params = {"limit_trades": TRADES_PAGE_LIMIT}
+        if cursor is None:
+            params["timestamp"] = str(since_ms)
+        else:
+            params["since_tid"] = str(cursor - 1)  # exclusive: the trades after the last one fetched
+        return Request(TRADES_PATH.format(symbol=exchange_symbol), params)
+
+    def trades(self, body: str) -> list[TradeRef]:
+        page = orjson.loads(body)
+        if type(page) is not list:
+            raise TypeError(f"expected a list of trades, got {type(page).__name__}")
+        return [TradeRef(int(trade["tid"]), int(trade["timestampms"])) for trade in reversed(page)]
 
 
 class Gemini(DataFeed):
@@ -65,6 +105,7 @@ class Gemini(DataFeed):
         subscribes=Rate(5, 1.0),
         connections=Rate(10, 1.0),
     )
+    trade_history = GeminiTrades()
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

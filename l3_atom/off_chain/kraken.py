@@ -10,16 +10,22 @@ name with its v2 websocket name.  Kraken futures shares these names.
 Channels are spread over connections by weight, as the original v1 recorder
 did (one connection per channel): the depth-1000 book alone, trades alone,
 and ticker with the 1-minute candles (both light, both trade-driven).
+
+Trades missed in an outage come from ``GET /0/public/Trades`` (:class:`KrakenTrades`),
+archived under the pair's ``trade`` key.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, ClassVar
 
 import orjson
 
+from l3_atom.backfill import Request, TradeHistory, TradeRef
 from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.limits import Limits, Rate
 from l3_atom.tokens import Symbol, SymbolError
@@ -37,6 +43,7 @@ DATA_CHANNELS = frozenset({BOOK, TRADE, TICKER, OHLC})
 
 # Kraken's own names of assets that have an ISO-like code elsewhere.
 ASSET_ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
+KRAKEN_NAMES = {alias: code for code, alias in ASSET_ALIASES.items()}
 # REST asset codes that carry Kraken's legacy X (crypto) / Z (fiat) prefix; newer assets have none
 # (and some start with X or Z on their own: XTZ, ZRX), so the prefix is stripped only from these.
 LEGACY_PREFIXED_ASSETS = frozenset({
@@ -62,6 +69,15 @@ CONNECTION_CHANNELS: tuple[tuple[str, ...], ...] = ((TRADE,), (TICKER, OHLC), (B
 NAME_CACHE_SIZE = 4096
 # v1 frames are arrays: [channel id, payload..., channel name, pair].
 V1_CHANNEL_NAME, V1_PAIR = -2, -1
+TRADES_PATH = "/0/public/Trades"
+# Trades a page of the REST history holds at most (Kraken's ``count``: 1 to 1000).
+TRADES_PAGE_COUNT = "1000"
+# A REST trade: [price, volume, time (s), side, order type, misc, trade_id]; trade_id is Kraken's 2023 addition.
+REST_TRADE_TIME, REST_TRADE_ID = 2, 6
+# The key of a Trades answer that is the next ``since``, beside the pair's list of trades.
+LAST = "last"
+NS_PER_MS = 1_000_000
+MS_PER_S = 1000
 
 
 def normalise_asset(code: str) -> str:
@@ -69,6 +85,11 @@ def normalise_asset(code: str) -> str:
     if code in LEGACY_PREFIXED_ASSETS:
         code = code[1:]
     return ASSET_ALIASES.get(code, code).upper()
+
+
+def rest_pair(websocket_name: str) -> str:
+    """A v2 websocket name -> the pair's REST ``altname``: Kraken's own asset names, no slash (``BTC/USD`` -> ``XBTUSD``)."""
+    return "".join(KRAKEN_NAMES.get(asset, asset) for asset in websocket_name.split("/"))
 
 
 def websocket_asset(code: str) -> str:
@@ -83,6 +104,70 @@ def normalised_pair(pair: str) -> str:
     if not slash or "/" in quote:
         raise ValueError(f"Kraken pair must look like BASE/QUOTE, got {pair!r}")
     return str(Symbol.parse(f"{normalise_asset(base)}.{normalise_asset(quote)}"))
+
+
+class KrakenTrades(TradeHistory):
+    """Kraken's trade history, ``GET /0/public/Trades?pair=&since=&count=``, oldest first.
+
+    https://docs.kraken.com/api/docs/rest-api/get-recent-trades: ``since`` "Return trade data since
+    given timestamp", ``count`` 1 to 1000 (default 1000); the answer is ``{"error": [], "result":
+    {<pair>: [[price, volume, time, side, order type, misc, trade_id], ...], "last": ...}}`` where
+    ``last`` is the ``since`` of the next page.  ``since`` is a nanosecond UNIX time
+    (https://support.kraken.com/articles/218198197, "How to retrieve historical time and sales ...
+    Trades endpoint": "a standard UNIX timestamp in seconds with 9 additional digits"), exclusive:
+    paging goes on from each page's ``last``, not from a trade id, so ``follows`` compares times.
+    ``trade_id`` is the websocket v2 ``trade`` channel's ``trade_id`` ("sequence number unique per
+    trading book"), which the standardiser deduplicates by.  Older answers (before Kraken added
+    ``trade_id``, 2023) list six fields: such a page cannot be told from the streamed trades, so it
+    ends the backfill as unrecoverable rather than risk duplicates.  ``sequential_ids`` is not set:
+    the documented example page goes 61044953, 61044956, so a missing id does not prove a lost trade.
+    A public request weighs 1 of Kraken's one-a-second budget (:class:`Kraken`).  The pair is named
+    by its REST ``altname`` (:func:`rest_pair`), which Kraken accepts as well as the pair's key
+    (https://support.kraken.com/articles/360000920306, "API symbols and tickers").
+    """
+
+    feed = TRADE
+    newest_first = False
+
+    def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
+        since = cursor if cursor is not None else since_ms * NS_PER_MS
+        return Request(TRADES_PATH, {"pair": rest_pair(exchange_symbol), "since": str(since),
+                                     "count": TRADES_PAGE_COUNT})
+
+    def trades(self, body: str) -> list[TradeRef]:
+        refs = []
+        for trade in rest_trades(body)[0]:
+            if len(trade) <= REST_TRADE_ID:
+                raise ValueError(f"a Kraken trade without trade_id cannot be deduplicated: {trade!r}")
+            refs.append(TradeRef(int(trade[REST_TRADE_ID]), int(Decimal(trade[REST_TRADE_TIME]) * MS_PER_S)))
+        return refs
+
+    def follows(self, page: Sequence[TradeRef], cursor: int) -> bool:
+        """The cursor is a time (ns): the page must not start before it (to the millisecond)."""
+        return page[0].time_ms >= cursor // NS_PER_MS
+
+    def next_cursor(self, body: str, cursor: int) -> int:
+        """Kraken names the next page's ``since``: the page's ``last``."""
+        return int(rest_trades(body)[1])
+
+
+def rest_trades(body: str) -> tuple[list, str]:
+    """The trades and ``last`` of a ``Trades`` answer (times as exact decimals); ValueError on Kraken's errors."""
+    answer = json.loads(body, parse_float=Decimal)
+    if type(answer) is not dict:
+        raise TypeError(f"expected a Trades answer object, got {type(answer).__name__}")
+    if answer.get("error"):
+        raise ValueError(f"Kraken answered errors: {answer['error']}")
+    result = answer["result"]
+    return pair_trades(result), str(result[LAST])
+
+
+def pair_trades(result: dict) -> list:
+    """The trades of the one pair a ``Trades`` answer's ``result`` holds beside ``last``."""
+    pairs = [value for key, value in result.items() if key != LAST]
+    if len(pairs) != 1 or type(pairs[0]) is not list:
+        raise ValueError(f"expected one pair's trades in the answer, got keys {sorted(result)}")
+    return pairs[0]
 
 
 class ChannelGroup(list[str]):
@@ -114,6 +199,7 @@ class Kraken(DataFeed):
         subscribes=Rate(5, 1.0),
         connections=Rate(10, 1.0),
     )
+    trade_history = KrakenTrades()
 
     connection_channels: ClassVar[tuple[tuple[str, ...], ...]] = CONNECTION_CHANNELS
 

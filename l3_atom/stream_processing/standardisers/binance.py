@@ -11,7 +11,11 @@ joining them: diffs with ``u`` <= ``lastUpdateId`` are already in the snapshot a
 skipped, the first one applied has ``U`` <= ``lastUpdateId`` + 1 <= ``u``; a diff that
 does not start where the book ends is a gap, published, with a ``book_resync``
 request (:class:`~l3_atom.stream_processing.book_checks.BookChecks`).  ``trade`` and
-``aggTrade`` are trades (``m`` = the buyer is the maker, so the taker sold).
+``aggTrade`` are trades (``m`` = the buyer is the maker, so the taker sold).  Pages
+of the REST trade histories the connector archived to fill a gap (JSON lists:
+``aggTrades`` entries carry ``a``, spot ``historicalTrades`` entries ``id``, which is
+the ``trade`` stream's ``t``) become trades with ``origin`` ``backfill``; every trade
+id (or aggregate id), streamed or backfilled, is published once.
 ``bookTicker`` is the best bid and offer; spot's carries no time, so its
 ``event_timestamp`` is the receive time.  Klines are relayed as candles.  Binance
 symbols (``NKNUSDT``) cannot be split without the symbol list, so names come from
@@ -45,9 +49,11 @@ DEPTH_SNAPSHOT = "depthSnapshot"
 BOOK_TICKER = "bookTicker"
 OPEN_INTEREST = "openInterest"
 SUBSCRIPTION_ACK = "result"
-# A page of the REST aggregate-trade history (a JSON list), archived by the connector to fill a gap.
+# Pages of the REST trade histories (JSON lists), archived by the connector to fill a gap.
 AGG_TRADE_HISTORY = "aggTradeHistory"
+TRADE_HISTORY = "tradeHistory"
 ALREADY_PUBLISHED = "aggregate trade already published (streamed or backfilled)"
+TRADE_ALREADY_PUBLISHED = "trade already published (streamed or backfilled)"
 # Why a book update is dropped: it holds nothing the book does not have.
 
 
@@ -86,6 +92,7 @@ class BinanceStandardiser(Standardiser):
         "trade": "_trade",
         "aggTrade": "_agg_trade",
         AGG_TRADE_HISTORY: "_agg_trade_history",
+        TRADE_HISTORY: "_trade_history",
         BOOK_TICKER: "_book_ticker",
         "kline": "_kline",
     }
@@ -97,8 +104,9 @@ class BinanceStandardiser(Standardiser):
     def __init__(self) -> None:
         super().__init__()
         self.book_checks = BookChecks(self.source)
-        # Aggregate trade ids published, streamed or backfilled: each once.
+        # Aggregate trade ids and trade ids (two numberings) published, streamed or backfilled: each once.
         self.published = PublishedIds()
+        self.published_trades = PublishedIds()
 
     def decode(self, frame: bytes) -> Any:
         """The payload: combined-stream frames are unwrapped (a wrapper without ``data`` has no type)."""
@@ -109,7 +117,7 @@ class BinanceStandardiser(Standardiser):
 
     def message_type(self, message: Any) -> str:
         if type(message) is list:
-            return AGG_TRADE_HISTORY
+            return TRADE_HISTORY if message and type(message[0]) is dict and "id" in message[0] else AGG_TRADE_HISTORY
         kind = message.get("e")
         if kind is not None:
             return kind
@@ -170,7 +178,10 @@ class BinanceStandardiser(Standardiser):
         return records + self.book_checks.requests(symbol, atom_timestamp)
 
     def _trade(self, message: dict, atom_timestamp: int) -> list[Output]:
-        return self._trade_record(message, message["t"], atom_timestamp)
+        [output] = self._trade_record(message, message["t"], atom_timestamp)
+        if self.published_trades.add(output.record["symbol"], output.record["sequence"]):
+            return [output]
+        return self.skip(TRADE_ALREADY_PUBLISHED)
 
     def _agg_trade(self, message: dict, atom_timestamp: int) -> list[Output]:
         [output] = self._trade_record(message, message["a"], atom_timestamp)
@@ -180,15 +191,26 @@ class BinanceStandardiser(Standardiser):
 
     def _agg_trade_history(self, page: list, atom_timestamp: int) -> list[Output]:
         """A backfilled page of ``aggTrades`` (no ``s``: the raw key names the symbol): new ids, marked, in order."""
+        return self._history(page, "a", self.published, ALREADY_PUBLISHED, atom_timestamp)
+
+    def _trade_history(self, page: list, atom_timestamp: int) -> list[Output]:
+        """A backfilled page of spot ``historicalTrades``, as ``trade`` stream messages (``t``, ``p``, ``q``, ``T``, ``m``)."""
+        trades = [{"t": trade["id"], "p": trade["price"], "q": trade["qty"], "T": trade["time"],
+                   "m": trade["isBuyerMaker"]} for trade in page]
+        return self._history(trades, "t", self.published_trades, TRADE_ALREADY_PUBLISHED, atom_timestamp)
+
+    def _history(self, page: list, id_field: str, published: PublishedIds, repeat: str,
+                 atom_timestamp: int) -> list[Output]:
+        """The trades of a backfilled page not yet published, in id order, marked ``backfill``."""
         exchange_symbol = split_raw_key(self.raw_key or "")[1]
-        trades = sorted(({**trade, "s": exchange_symbol} for trade in page), key=lambda trade: integer(trade["a"]))
+        trades = sorted(({**trade, "s": exchange_symbol} for trade in page), key=lambda trade: integer(trade[id_field]))
         outputs = []
         for trade in trades:
-            [output] = self._trade_record(trade, trade["a"], atom_timestamp, ORIGIN_BACKFILL)
-            if self.published.add(output.record["symbol"], output.record["sequence"]):
+            [output] = self._trade_record(trade, trade[id_field], atom_timestamp, ORIGIN_BACKFILL)
+            if published.add(output.record["symbol"], output.record["sequence"]):
                 outputs.append(output)
             else:
-                self.skipped[ALREADY_PUBLISHED] += 1
+                self.skipped[repeat] += 1
         return outputs
 
     def _trade_record(

@@ -5,8 +5,9 @@ bid; quantity 0 removes the level).  The first message of a symbol's
 subscription is its whole book, sent on every subscribe (so a resync is a
 reconnect), and only it carries ``trades`` (the last 50) and
 ``auction_events``: that is how it is told apart, here and after a reconnect.
-Its levels are ``is_snapshot``, its trades are published like live ones
-(``sequence`` = ``event_id`` lets a consumer drop repeats after a reconnect).
+Its levels are ``is_snapshot``, its trades are published like live ones, except
+those whose ``tid`` was published already (``sequence`` = ``event_id`` lets a
+consumer drop repeats of trades without a ``tid`` after a reconnect).
 Gemini's v2 book messages carry no time and no sequence number (only v1 sends a
 ``socket_sequence``; the v2 recording has none): ``event_timestamp``,
 ``sequence`` and ``prev_sequence`` are null on ``lob``, so no gap, repeat or
@@ -14,7 +15,15 @@ reordering can be seen and none is skipped.  A book with updates and no
 snapshot asks for a resync (``book_resync``).
 
 ``trade``: ``side`` is the taker's.  ``tid`` (the trade id) is newer than the
-2021 recording; where it is absent ``trade_id`` is null.
+2021 recording; where it is absent ``trade_id`` is null.  Pages of the REST trade
+history (``GET /v1/trades/{symbol}``: a JSON list, newest first, of ``{timestamp,
+timestampms, tid, price, amount, exchange, type}``) the connector archived under the
+symbol's ``l2`` key to fill a gap become trades with ``origin`` ``backfill``, in
+``tid`` order: ``type`` is the taker's side as the stream's ``side``, ``amount`` its
+``quantity``; the history has no ``event_id``, so their ``sequence`` is null; a trade
+marked ``broken`` (listed only on request) is skipped.  Each
+``tid``, streamed or backfilled, is published once (streamed trades without one
+cannot be checked).
 
 ``candles_*_updates``: ``changes`` are ``[time, open, high, low, close,
 volume]`` with JSON numbers (decoded exactly), newest first.  Gemini flags no
@@ -39,7 +48,8 @@ from l3_atom.stream_processing.standardiser import (
     exact,
     integer,
 )
-from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, TRADES, normalised_key
+from l3_atom.stream_processing.trade_ids import PublishedIds
+from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, ORIGIN_BACKFILL, TRADES, normalised_key
 
 SOURCE = "gemini"
 BOOK_SIDE = {"buy": "bid", "sell": "ask"}
@@ -61,6 +71,10 @@ CANDLE_INTERVALS = {
 CANDLE_TYPE_PREFIX, CANDLE_TYPE_SUFFIX = "candles_", "_updates"
 # Candle frames carry prices as JSON numbers: they are decoded exactly, the rest with orjson.
 CANDLE_MARKER = b'"candles_'
+# A page of the REST trade history (a JSON list), archived by the connector to fill a gap.
+TRADE_HISTORY = "tradeHistory"
+ALREADY_PUBLISHED = "trade already published (streamed or backfilled)"
+BROKEN = "broken trade (reversed by Gemini: it did not stand)"
 
 
 def book_side(side: Any) -> str:
@@ -76,6 +90,7 @@ class GeminiStandardiser(Standardiser):
     handlers: ClassVar[dict[str, str]] = {
         "l2_updates": "_l2_updates",
         "trade": "_trade",
+        TRADE_HISTORY: "_trade_history",
         **{f"{CANDLE_TYPE_PREFIX}{interval}{CANDLE_TYPE_SUFFIX}": "_candles" for interval in CANDLE_INTERVALS},
     }
     skips: ClassVar[dict[str, str]] = {"heartbeat": "heartbeat"}
@@ -83,6 +98,8 @@ class GeminiStandardiser(Standardiser):
     def __init__(self) -> None:
         super().__init__()
         self.book_checks = BookChecks(SOURCE)
+        # Trade ids (tid) published, streamed or backfilled: each once.
+        self.published = PublishedIds()
 
     def decode(self, frame: bytes) -> Any:
         if CANDLE_MARKER in frame:
@@ -93,6 +110,9 @@ class GeminiStandardiser(Standardiser):
             raise StandardiseError(f"malformed JSON: {exc}") from None
 
     def message_type(self, message: Any) -> str:
+        """A JSON list of objects is a trade history page; anything else names its type."""
+        if type(message) is list and all(type(entry) is dict for entry in message):
+            return TRADE_HISTORY
         return message["type"]
 
     def _trade_record(self, symbol: str, trade: dict, atom_timestamp: int) -> dict[str, Any]:
@@ -135,7 +155,8 @@ class GeminiStandardiser(Standardiser):
             for change in message["changes"]
         ]
         if snapshot:
-            outputs += [Output(TRADES, key, self._trade_record(symbol, t, atom_timestamp)) for t in message["trades"]]
+            records = (self._trade_record(symbol, t, atom_timestamp) for t in message["trades"])
+            outputs += [Output(TRADES, key, record) for record in records if self._first(symbol, record)]
             self.book_checks.snapshot(symbol, None, atom_timestamp)
         else:
             # No number to check: this only notes that the book has updates (and whether a snapshot came).
@@ -144,7 +165,34 @@ class GeminiStandardiser(Standardiser):
 
     def _trade(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol_of(message["symbol"])
-        return [Output(TRADES, normalised_key(SOURCE, symbol), self._trade_record(symbol, message, atom_timestamp))]
+        record = self._trade_record(symbol, message, atom_timestamp)
+        if not self._first(symbol, record):
+            return []
+        return [Output(TRADES, normalised_key(SOURCE, symbol), record)]
+
+    def _first(self, symbol: str, record: dict[str, Any]) -> bool:
+        """Whether the trade is published for the first time (always, for one without a ``tid``); counts repeats."""
+        if record["trade_id"] is None or self.published.add(symbol, int(record["trade_id"])):
+            return True
+        self.skipped[ALREADY_PUBLISHED] += 1
+        return False
+
+    def _trade_history(self, page: list, atom_timestamp: int) -> list[Output]:
+        """A backfilled page (the raw key names the symbol): trades not yet published, oldest first, marked."""
+        symbol = self.keyed_symbol("REST trade page")
+        key = normalised_key(SOURCE, symbol)
+        outputs = []
+        for trade in sorted(page, key=lambda trade: integer(trade["tid"])):
+            if trade.get("broken") is True:
+                self.skipped[BROKEN] += 1
+                continue
+            record = self._trade_record(symbol, {"side": trade["type"], "tid": trade["tid"], "price": trade["price"],
+                                                 "quantity": trade["amount"], "timestamp": trade["timestampms"]},
+                                        atom_timestamp)
+            record["origin"] = ORIGIN_BACKFILL
+            if self._first(symbol, record):
+                outputs.append(Output(TRADES, key, record))
+        return outputs
 
     def _candles(self, message: dict, atom_timestamp: int) -> list[Output]:
         interval = message["type"][len(CANDLE_TYPE_PREFIX) : -len(CANDLE_TYPE_SUFFIX)]

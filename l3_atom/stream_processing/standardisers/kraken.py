@@ -21,7 +21,12 @@ v1 levels carry their own time (used as ``event_timestamp``) and may carry an
 ``r`` flag (a level republished when it re-enters the subscribed depth: an
 update like any other).  Trades: ``side`` is the taker's in both versions.
 Ticker: v1 frames, and v2 frames from before Kraken added ``timestamp``,
-carry no time: the receive time stands in.  Candles: Kraken has no "closed"
+carry no time: the receive time stands in.  Pages of the REST trade history
+(``GET /0/public/Trades``, ``{"error", "result": {<pair>: [[price, volume, time, side,
+order type, misc, trade_id], ...], "last"}}``) the connector archived under the pair's
+``trade`` key to fill a gap become trades with ``origin`` ``backfill``: their
+``trade_id`` is the v2 stream's, and each trade id, streamed or backfilled, is
+published once.  Candles: Kraken has no "closed"
 flag; a candle is closed when its window ended before the message's time
 (true for the older candles of a snapshot, false for running updates).
 """
@@ -34,7 +39,16 @@ from typing import Any, ClassVar
 
 from l3_atom.books.checksums import KRAKEN_DEPTH, KrakenLevelTexts, kraken_checksum
 from l3_atom.books.engine import ASK, BID, SUBSCRIBED_DEPTHS, L2Book, Level
-from l3_atom.off_chain.kraken import BOOK, OHLC, TRADE, V1_CHANNEL_NAME, V1_PAIR, normalised_pair
+from l3_atom.off_chain.kraken import (
+    BOOK,
+    OHLC,
+    REST_TRADE_ID,
+    TRADE,
+    V1_CHANNEL_NAME,
+    V1_PAIR,
+    normalised_pair,
+    pair_trades,
+)
 from l3_atom.off_chain.kraken import TICKER as TICKER_CHANNEL
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import BookChecks
@@ -48,7 +62,8 @@ from l3_atom.stream_processing.standardiser import (
     ms_from_iso,
     optional_exact,
 )
-from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, TICKER, TRADES, normalised_key
+from l3_atom.stream_processing.trade_ids import PublishedIds
+from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, ORIGIN_BACKFILL, TICKER, TRADES, normalised_key
 
 SOURCE = "kraken"
 V1 = "v1 "
@@ -66,8 +81,11 @@ V1_UPDATE_SIDES = {"b": "bid", "a": "ask"}
 V1_CHECKSUM = "c"
 LEVEL_PRICE, LEVEL_VOLUME, LEVEL_TIME, LEVEL_FLAG = range(4)
 REPUBLISHED = "r"
-# v1 trade: [price, volume, time, side, order type, misc].
+# v1 trade: [price, volume, time, side, order type, misc]; a REST trade adds trade_id.
 TRADE_PRICE, TRADE_VOLUME, TRADE_TIME, TRADE_SIDE = range(4)
+# A page of the REST trade history (``{"error": [], "result": {...}}``), archived by the connector to fill a gap.
+TRADE_HISTORY = "tradeHistory"
+ALREADY_PUBLISHED = "trade already published (streamed or backfilled)"
 # v1 ticker "a"/"b": [price, whole lot volume, lot volume]; "c" (last trade): [price, lot volume].
 QUOTE_PRICE, QUOTE_LOT_VOLUME = 0, 2
 LAST_PRICE, LAST_VOLUME = range(2)
@@ -127,6 +145,14 @@ def taker_side(side: Any) -> str:
     if side not in TAKER_SIDES:
         raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
     return side
+
+
+def v1_taker_side(side: Any) -> str:
+    """v1 and REST trades name the taker's side ``b`` or ``s``."""
+    try:
+        return V1_TAKER_SIDE[side]
+    except (KeyError, TypeError):
+        raise ValueError(f"trade side must be 'b' or 's', got {side!r}") from None
 
 
 def checksum(value: Any) -> int:
@@ -203,6 +229,7 @@ class KrakenStandardiser(Standardiser):
         V1 + TRADE: "_v1_trade",
         V1 + TICKER_CHANNEL: "_v1_ticker",
         V1 + OHLC: "_v1_ohlc",
+        TRADE_HISTORY: "_trade_history",
     }
     skips: ClassVar[dict[str, str]] = {
         "heartbeat": "heartbeat",
@@ -221,6 +248,8 @@ class KrakenStandardiser(Standardiser):
         # Normalised symbol -> its book since the last snapshot, to prove Kraken's checksums.
         self.books: dict[str, KrakenBook] = {}
         self.book_checks = BookChecks(SOURCE)
+        # Trade ids published, streamed or backfilled: each once.
+        self.published = PublishedIds()
 
     def decode(self, frame: bytes) -> Any:
         """v2 sends prices as JSON numbers: exact decimals, never floats (v1 strings are unaffected)."""
@@ -235,6 +264,10 @@ class KrakenStandardiser(Standardiser):
             if len(message) < V1_MIN_LENGTH:
                 raise TypeError(f"a v1 data frame has at least {V1_MIN_LENGTH} elements")
             return V1 + message[V1_CHANNEL_NAME].partition("-")[0]
+        if "result" in message and "error" in message and "method" not in message:  # a REST answer, not an ack
+            if message["error"]:
+                raise StandardiseError(f"Kraken answered errors: {message['error']}")
+            return TRADE_HISTORY
         reason = rejection(message)
         if reason is not None:
             raise StandardiseError(f"Kraken rejected a request: {reason}")
@@ -282,21 +315,43 @@ class KrakenStandardiser(Standardiser):
         out = []
         for trade in message["data"]:
             symbol = self.symbol_of(trade["symbol"])
-            trade_id = integer(trade["trade_id"])
-            record = records_build.trade(
-                exchange=SOURCE,
-                symbol=symbol,
-                trade_id=str(trade_id),
-                price=exact(trade["price"]),
-                size=exact(trade["qty"]),
-                taker_side=taker_side(trade["side"]),
-                # Kraken's trade id is a sequence number, unique per book.
-                sequence=trade_id,
-                event_timestamp=ms_from_iso(trade["timestamp"]),
-                atom_timestamp=atom_timestamp,
-            )
-            out.append(Output(TRADES, normalised_key(SOURCE, symbol), record))
+            out += self._once(symbol, trade["trade_id"], trade["price"], trade["qty"], taker_side(trade["side"]),
+                              ms_from_iso(trade["timestamp"]), None, atom_timestamp)
         return out
+
+    def _trade_history(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """A backfilled page (the raw key names the pair): its trades not yet published, in id order, marked."""
+        symbol = self.keyed_symbol("REST trade page")
+        trades = pair_trades(message["result"])
+        if any(len(trade) <= REST_TRADE_ID for trade in trades):
+            raise ValueError("a trade page without trade ids cannot be told from the streamed trades")
+        out = []
+        for trade in sorted(trades, key=lambda trade: integer(trade[REST_TRADE_ID])):
+            out += self._once(symbol, trade[REST_TRADE_ID], trade[TRADE_PRICE], trade[TRADE_VOLUME],
+                              v1_taker_side(trade[TRADE_SIDE]), ms_from_epoch_seconds(trade[TRADE_TIME]),
+                              ORIGIN_BACKFILL, atom_timestamp)
+        return out
+
+    def _once(self, symbol: str, trade_id: Any, price: Any, size: Any, side: str, event_timestamp: int,
+              origin: str | None, atom_timestamp: int) -> list[Output]:
+        """A trade's record, unless its id was published already (streamed or backfilled)."""
+        trade_id = integer(trade_id)
+        record = records_build.trade(
+            exchange=SOURCE,
+            symbol=symbol,
+            trade_id=str(trade_id),
+            price=exact(price),
+            size=exact(size),
+            taker_side=side,
+            # Kraken's trade id is a sequence number, unique per book.
+            sequence=trade_id,
+            origin=origin,
+            event_timestamp=event_timestamp,
+            atom_timestamp=atom_timestamp,
+        )
+        if not self.published.add(symbol, trade_id):
+            return self.skip(ALREADY_PUBLISHED)
+        return [Output(TRADES, normalised_key(SOURCE, symbol), record)]
 
     def _ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
         return [
@@ -359,16 +414,13 @@ class KrakenStandardiser(Standardiser):
         key = normalised_key(SOURCE, symbol)
         out = []
         for trade in message[V1_PAYLOAD]:
-            side = V1_TAKER_SIDE.get(trade[TRADE_SIDE])
-            if side is None:
-                raise ValueError(f"trade side must be 'b' or 's', got {trade[TRADE_SIDE]!r}")
             record = records_build.trade(
                 exchange=SOURCE,
                 symbol=symbol,
                 trade_id=None,
                 price=exact(trade[TRADE_PRICE]),
                 size=exact(trade[TRADE_VOLUME]),
-                taker_side=side,
+                taker_side=v1_taker_side(trade[TRADE_SIDE]),
                 event_timestamp=ms_from_epoch_seconds(trade[TRADE_TIME]),
                 atom_timestamp=atom_timestamp,
             )
