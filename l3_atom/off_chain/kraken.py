@@ -102,6 +102,10 @@ class Kraken(DataFeed):
     https://docs.kraken.com/exchange/guides/rest/ratelimits are for API keys): 1 per 1 s here.
     WebSocket: the message rate is dynamic and not documented as a number, nor are connections per
     window or subscriptions per connection: 5 messages/s and 10 connections/s are declared.
+
+    Delisting: ``{"method": "unsubscribe", "params": {"channel": ..., "symbol": [...]}}`` with the
+    subscribe's parameters (https://docs.kraken.com/api/docs/websocket-v2/book, "Unsubscribe Request";
+    the same on each channel's page).
     """
 
     name = "kraken"
@@ -138,10 +142,16 @@ class Kraken(DataFeed):
         return [ChannelGroup(chunk, channels) for channels in channel_groups if channels for chunk in chunks]
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        return self._requests("subscribe", exchange_symbols)
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        return self._requests("unsubscribe", exchange_symbols)
+
+    def _requests(self, method: str, exchange_symbols: Sequence[str]) -> list[str]:
         channels = getattr(exchange_symbols, "channels", self.active_channels)
         return [
             orjson.dumps({
-                "method": "subscribe",
+                "method": method,
                 "params": {"channel": channel, "symbol": list(exchange_symbols), **CHANNEL_PARAMS.get(channel, {})},
             }).decode()
             for channel in channels
