@@ -215,3 +215,16 @@ def test_open_interest_polls_start_for_new_listings_and_stop_for_delisted_ones(
             await venue.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_closed_book_answers_410_and_drops_late_updates() -> None:
+    from l3_atom.stream_processing.book_agent import BookStore
+
+    store = BookStore()
+    store.close({"exchange": "coinbase", "symbol": "ETH.USD", "reason": "closed: delisted from the venue's symbol list"})
+    late = {"exchange": "coinbase", "symbol": "ETH.USD", "is_snapshot": False, "atom_timestamp": 1}
+    assert store.apply("lob_l3", 0, late) is False
+    answer = store.book("coinbase", "ETH.USD", {})
+    assert answer.status == 410 and "closed: delisted" in answer.body["error"]
+    assert store.book("coinbase", "BTC.USD", {}).status == 404
+    assert (store.stats()["closed"], store.stats()["after_close"]) == (1, 1)

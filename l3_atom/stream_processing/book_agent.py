@@ -63,6 +63,7 @@ STATS_INTERVAL_S = 10.0
 HTTP_OK = 200
 HTTP_BAD_REQUEST = 400
 HTTP_NOT_FOUND = 404
+HTTP_GONE = 410
 BookKey = tuple[str, str]
 BOOK_TOPICS = (LOB, LOB_L3)
 
@@ -122,11 +123,29 @@ class BookStore:
         self._partitions: dict[BookKey, int] = {}
         # book_resync records to send (exchange, symbol, request), taken by whoever publishes them.
         self.resync_requests: list[dict[str, Any]] = []
+        # Books closed for good (the venue no longer lists the symbol) -> why; a new snapshot reopens one.
+        self.closed: dict[BookKey, str] = {}
+        # Records of closed books dropped (frames still in flight when the venue's unsubscribe took effect).
+        self.after_close = 0
+
+    def close(self, record: Mapping[str, Any]) -> None:
+        """Close the book a ``coverage`` record closes (:func:`~l3_atom.coverage.closes_book`): queries then
+        answer 410 with the reason instead of serving the book's last, stale, state."""
+        key = (record["exchange"], record["symbol"])
+        self.l2.pop(key, None)
+        self.l3.pop(key, None)
+        self._partitions.pop(key, None)
+        self.closed[key] = record["reason"]
 
     def apply(self, topic: str, partition: int, record: Mapping[str, Any]) -> bool:
         """One decoded record of ``lob`` or ``lob_l3``; False when it was dropped (stale or a repeat)."""
         exchange = record["exchange"]
         key = (exchange, record["symbol"])
+        if key in self.closed:
+            if not record.get("is_snapshot", False):
+                self.after_close += 1
+                return False
+            del self.closed[key]  # listed again: its new snapshot opens a new book
         feed: L2Feed | L3Feed | None
         if topic == LOB:
             feed = self.l2.get(key)
@@ -157,9 +176,17 @@ class BookStore:
             self.l2.pop(key, None)
             self.l3.pop(key, None)
 
+    def _missing(self, exchange: str, symbol: str, what: str) -> Answer:
+        """No such book here: 410 with the reason when it was closed, else 404."""
+        reason = self.closed.get((exchange, symbol))
+        if reason is not None:
+            return _error(HTTP_GONE, f"the {exchange} {symbol} book is closed ({reason})")
+        return _error(HTTP_NOT_FOUND, f"no {what} for {exchange} {symbol} on this worker")
+
     def stats(self) -> dict[str, int]:
         feeds: list[Any] = [*self.l2.values(), *self.l3.values()]
-        totals: dict[str, int] = {"books": len(feeds), "in_sync": sum(f.in_sync for f in feeds)}
+        totals: dict[str, int] = {"books": len(feeds), "in_sync": sum(f.in_sync for f in feeds),
+                                  "closed": len(self.closed), "after_close": self.after_close}
         for feed in feeds:
             for name, count in feed.continuity.counts.items():
                 totals[name] = totals.get(name, 0) + count
@@ -182,7 +209,7 @@ class BookStore:
             return _error(HTTP_BAD_REQUEST, str(exc))
         feed = self._feed(exchange, symbol, level)
         if feed is None:
-            return _error(HTTP_NOT_FOUND, f"no book for {exchange} {symbol} on this worker")
+            return self._missing(exchange, symbol, "book")
         top = feed.book.top(depth)
         body = {
             "exchange": exchange,
@@ -213,7 +240,7 @@ class BookStore:
             return _error(HTTP_BAD_REQUEST, str(exc))
         feed = self._feed(exchange, symbol, level)
         if feed is None:
-            return _error(HTTP_NOT_FOUND, f"no book for {exchange} {symbol} on this worker")
+            return self._missing(exchange, symbol, "book")
         volume = feed.book.volume(side, price, op)
         return Answer(HTTP_OK, {
             "exchange": exchange, "symbol": symbol, "side": side, "price": _text(price), "op": op,
@@ -223,7 +250,7 @@ class BookStore:
     def order(self, exchange: str, symbol: str, order_id: str) -> Answer:
         feed = self.l3.get((exchange, symbol))
         if feed is None:
-            return _error(HTTP_NOT_FOUND, f"no L3 book for {exchange} {symbol} on this worker")
+            return self._missing(exchange, symbol, "L3 book")
         order = feed.book.order(order_id)
         if order is None:
             return _error(HTTP_NOT_FOUND, f"order {order_id!r} is not resting on the {exchange} {symbol} book")
