@@ -425,7 +425,7 @@ class DataFeed(ABC):
 
         connection = WebsocketConnection(
             url, f"{self.name}.{len(self.connections)}", self.settings, subscribe, self._on_frame, replies,
-            keepalive, room=self.sink.room, before_connect=self.connect_pacer.wait, on_close=closed,
+            keepalive, room=self.sink.room, connect_slot=self.connect_pacer.slot, on_close=closed,
         )
         self.connections.append(connection)
         self._chunks[connection.name] = chunk

@@ -123,3 +123,57 @@ def test_429_and_418_from_a_budget_below_the_limiters_are_obeyed(
     bans = [answer for answer in limits["answers"] if answer[1] == BANNED]
     assert log.count("REST banned (HTTP 418)") == len(bans)
     assert snapshotted_symbols(jsonl) == {pid.replace("-", ".") for pid in ids}
+
+
+def test_the_connection_gate_refuses_handshakes_past_its_limit_with_retry_after() -> None:
+    from l3_atom.sim.gate import ConnectionGate
+
+    gate = ConnectionGate(limit=2, window_s=1.0)
+    assert [gate.answer(now) for now in (0.0, 0.1, 0.5, 1.05, 1.08)] == [None, None, 1, None, 1]
+    assert (gate.counts.connections, gate.counts.connections_refused) == (3, 2)
+    assert ConnectionGate().answer(0.0) is None  # no limit
+
+
+def storm(run: LocalRun, ids: list[str], connections: int) -> dict:
+    """Every book served once, every connection dropped at once, every book served again: the stats then."""
+    first = wait_books(run, ids, 1)
+    assert first["connections_total"] == connections, first
+    assert http_json(f"{run.simulator_rest_url}/_sim/disconnect", {"missed": 0})["disconnected"] == connections
+    return wait_books(run, ids, 2)
+
+
+@pytest.mark.timeout(300)
+def test_a_reconnect_storm_stays_within_the_venues_connection_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """12 connections (one product each) and the simulator's connection limit equal to the declared one (2/s):
+    starting and reconnecting all at once, no handshake is refused."""
+    ids = products(12)
+    use_config(monkeypatch, tmp_path, {"streams_per_connection": 1, "connections_per_window": 2,
+                                       "connections_window_s": 1})
+    jsonl = tmp_path / "records.jsonl"
+    with LocalRun(tmp_path) as run:
+        start(run, ids, jsonl, "--connection-limit", "2", "--connection-window", "1")
+        stats = storm(run, ids, len(ids))
+        run.stop("local")
+    limits = stats["limits"]
+    assert limits["connections_refused"] == 0, limits
+    assert limits["connections"] == stats["connections_total"] >= 2 * len(ids), stats
+
+
+@pytest.mark.timeout(300)
+def test_a_connection_limit_below_the_declared_one_is_answered_and_obeyed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connector may open 8/s, the simulator takes 2/s: refused handshakes (429) are retried with backoff
+    and every connection still comes up, twice."""
+    ids = products(12)
+    use_config(monkeypatch, tmp_path, {"streams_per_connection": 1})
+    jsonl = tmp_path / "records.jsonl"
+    with LocalRun(tmp_path) as run:
+        start(run, ids, jsonl, "--connection-limit", "2", "--connection-window", "1")
+        stats = storm(run, ids, len(ids))
+        run.stop("local")
+    limits = stats["limits"]
+    assert limits["connections_refused"] >= 1, limits
+    assert limits["connections"] == stats["connections_total"] >= 2 * len(ids), stats
