@@ -221,7 +221,10 @@ def test_a_closed_book_answers_410_and_drops_late_updates() -> None:
     from l3_atom.stream_processing.book_agent import BookStore
 
     store = BookStore()
-    store.close({"exchange": "coinbase", "symbol": "ETH.USD", "reason": "closed: delisted from the venue's symbol list"})
+    lost = {"exchange": "coinbase", "symbol": "ETH.USD", "kind": "book_lost", "feed": "book"}
+    store.take("coverage", 0, {**lost, "reason": "gap: a desync, not a closure"})
+    assert store.closed == {}
+    store.take("coverage", 0, {**lost, "reason": "closed: delisted from the venue's symbol list"})
     late = {"exchange": "coinbase", "symbol": "ETH.USD", "is_snapshot": False, "atom_timestamp": 1}
     assert store.apply("lob_l3", 0, late) is False
     answer = store.book("coinbase", "ETH.USD", {})

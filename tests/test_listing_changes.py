@@ -178,3 +178,34 @@ def test_a_requested_symbol_that_disappears_is_reported_and_its_book_closed(
     assert "closed" in closed["error"] and "delisted" in closed["error"], closed
     assert log.count("ETH.USD is no longer listed (delisted): requested symbol, unsubscribed, book closed") == 1
     assert stats["sources"]["coinbase"]["listing_changes"] == {"delisted": 1}, stats["sources"]
+
+
+@pytest.mark.timeout(420)
+def test_the_processors_book_api_closes_a_delisted_symbols_book(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The distributed pipeline (broker, registry, connector, processor): the connector's ``coverage`` record
+    reaches the processor's book agent, whose ``/book`` answers 410 for the delisted ETH.USD, 200 for BTC.USD."""
+    from l3_atom.infra.local_pipeline import LocalPipeline
+
+    config = tmp_path / "config.ini"
+    config.write_text(re.sub(r"(?m)^symbol_refresh_s = .*$", "symbol_refresh_s = 1", PROJECT_CONFIG.read_text()))
+    monkeypatch.setenv("L3_ATOM_CONFIG", str(config))
+    with LocalPipeline(("BTC.USD", "ETH.USD"), rate=200, workdir=tmp_path) as pipeline:
+        base = f"http://127.0.0.1:{pipeline.web_ports[0]}/book/coinbase"
+
+        def status(symbol: str) -> int:
+            pipeline.check_alive("processor0")
+            pipeline.check_alive("connector")
+            return http_get(f"{base}/{symbol}?depth=1")[0]
+
+        def until(condition: Callable[[], bool], what: str) -> None:
+            deadline = time.monotonic() + WAIT_S
+            while not condition() and time.monotonic() < deadline:
+                time.sleep(0.3)
+            assert condition(), f"{what}: not within {WAIT_S:.0f} s"
+
+        until(lambda: status("BTC.USD") == 200 and status("ETH.USD") == 200, "both books on the processor")
+        post(f"{pipeline.simulator_rest_url}/_sim/listing", {"delist": ["ETH-USD"]})
+        until(lambda: status("ETH.USD") == 410, "the ETH.USD book closed on the processor")
+        code, body = http_get(f"{base}/ETH.USD?depth=1")
+        assert status("BTC.USD") == 200
+    assert code == 410 and "closed: delisted" in json.loads(body)["error"]

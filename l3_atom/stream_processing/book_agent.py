@@ -48,10 +48,11 @@ from l3_atom.books.engine import (
     Level,
 )
 from l3_atom.books.integrity import DEFAULT_RETRY_US, Continuity
+from l3_atom.coverage import closes_book
 from l3_atom.stream_processing.batched_consumer import BatchingApp
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.stream_processing.records_build import book_resync
-from l3_atom.topics import BOOK_RESYNC, LOB, LOB_L3, normalised_key
+from l3_atom.topics import BOOK_RESYNC, COVERAGE, LOB, LOB_L3, normalised_key
 
 LOG = logging.getLogger(__name__)
 L2 = "l2"
@@ -127,6 +128,15 @@ class BookStore:
         self.closed: dict[BookKey, str] = {}
         # Records of closed books dropped (frames still in flight when the venue's unsubscribe took effect).
         self.after_close = 0
+
+    def take(self, topic: str, partition: int, record: Mapping[str, Any]) -> bool:
+        """One decoded record of a topic the books read: book records are applied (see :meth:`apply`), a
+        ``coverage`` record that closes a book closes it; False when nothing was applied."""
+        if topic == COVERAGE:
+            if closes_book(record):
+                self.close(record)
+            return False
+        return self.apply(topic, partition, record)
 
     def close(self, record: Mapping[str, Any]) -> None:
         """Close the book a ``coverage`` record closes (:func:`~l3_atom.coverage.closes_book`): queries then
@@ -281,7 +291,7 @@ class BookService:
         schemas = schemas_by_id
 
         async def keep_books(stream: faust.StreamT) -> None:
-            apply = store.apply
+            apply = store.take
             async for batch in stream:
                 for record in batch:
                     try:
@@ -353,13 +363,19 @@ def add_books(
     app: BatchingApp,
     schema_ids: dict[str, int],
     resync: tuple[AvroEncoder, RecordPublisher] | None = None,
+    coverage_schema_id: int | None = None,
 ) -> BookService:
     """Keep the books of the book topics in ``schema_ids`` (topic -> registry id; ``lob``, ``lob_l3``) on ``app``.
 
-    ``resync`` (the ``book_resync`` encoder and a publisher) sends the books' snapshot requests.
+    ``resync`` (the ``book_resync`` encoder and a publisher) sends the books' snapshot requests.  With
+    ``coverage_schema_id`` the agent also reads ``coverage`` (keyed and partitioned as the books), so that a
+    book the connector closed (a delisted symbol) is closed here too.
     """
     topics = [topic for topic in BOOK_TOPICS if topic in schema_ids]
     if not topics:
         raise ValueError(f"no book topic among {sorted(schema_ids)}; books read {', '.join(BOOK_TOPICS)}")
     schemas_by_id = {schema_ids[topic]: parsed_schema(topic) for topic in topics}
+    if coverage_schema_id is not None:
+        topics.append(COVERAGE)
+        schemas_by_id[coverage_schema_id] = parsed_schema(COVERAGE)
     return BookService(app, topics, schemas_by_id, resync)

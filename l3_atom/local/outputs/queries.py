@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from l3_atom.coverage import CoverageLog, closes_book
+from l3_atom.coverage import CoverageLog
 from l3_atom.stream_processing.book_agent import Answer, BookStore
 from l3_atom.stream_processing.candle_agent import HISTORY_LENGTH, candle_json
 from l3_atom.stream_processing.candles import CandleBuilder, Trade
@@ -66,8 +66,7 @@ class QueryOutput:
                     self.closed[(candle["exchange"], candle["symbol"], candle["interval"])].append(candle_json(candle))
             elif record.topic == COVERAGE:
                 self.coverage.add(value)
-                if closes_book(value):
-                    self.books.close(value)
+                self.books.take(COVERAGE, ONLY_PARTITION, value)
             self.records += 1
         if self.books.resync_requests:
             requests, self.books.resync_requests = self.books.resync_requests, []
