@@ -444,6 +444,19 @@ class DataFeed(ABC):
         """
         return None
 
+    def _emptied(self) -> list[WebsocketConnection]:
+        """Open connections that delistings left with nothing to carry: they are closed."""
+        return [
+            connection for connection in self.connections
+            if not (chunk := self._chunks[connection.name]) and not self.carries_more(chunk)
+            and connection.name not in self._closed
+        ]
+
+    def carries_more(self, group: Sequence[str]) -> bool:
+        """Whether a connection's group carries a subscription of no symbol (dYdX's ``v4_markets``): such a
+        connection stays open when every symbol it carried is delisted."""
+        return False
+
     async def _refresh_listings(self) -> None:
         """Load the symbol list every ``symbol_refresh_s`` and apply what changed; failures are logged, retried."""
         while True:
@@ -461,10 +474,9 @@ class DataFeed(ABC):
                         await connection.send(message)
                 except ConnectionError:
                     pass  # Not connected: the next connect subscribes the connection's symbols as they are now.
-            for connection in self.connections:
-                if not self._chunks[connection.name] and connection.name not in self._closed:
-                    self._closed.add(connection.name)
-                    await connection.close()
+            for connection in self._emptied():
+                self._closed.add(connection.name)
+                await connection.close()
             self._tasks += [asyncio.create_task(connection.run()) for connection in self._added]
             self._added = []
             self._start_polls(self._new_polls)

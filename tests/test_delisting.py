@@ -231,3 +231,27 @@ def test_a_closed_book_answers_410_and_drops_late_updates() -> None:
     assert answer.status == 410 and "closed: delisted" in answer.body["error"]
     assert store.book("coinbase", "BTC.USD", {}).status == 404
     assert (store.stats()["closed"], store.stats()["after_close"]) == (1, 1)
+
+
+def test_kraken_unsubscribes_name_only_the_parameters_its_v2_pages_list() -> None:
+    """``event_trigger`` and ``snapshot`` are subscribe options; an unsubscribe names channel, symbol, depth."""
+    feed = opened(Kraken(["BTC.USD", "ETH.USD"], NullSink(), SETTINGS, channels=["book", "ticker", "trade"]),
+                  {"BTC.USD": "BTC/USD", "ETH.USD": "ETH/USD"})
+    params = [json.loads(m)["params"] for _, messages in feed.apply_listing({"BTC.USD": "BTC/USD"}, TODAY)
+              for m in messages]
+    assert sorted(params, key=lambda p: p["channel"]) == [
+        {"channel": "book", "symbol": ["ETH/USD"], "depth": 1000},
+        {"channel": "ticker", "symbol": ["ETH/USD"]},
+        {"channel": "trade", "symbol": ["ETH/USD"]},
+    ]
+
+
+def test_a_connection_emptied_by_delistings_closes_unless_it_carries_more_than_its_symbols() -> None:
+    """dYdX's first connection also carries ``v4_markets`` (every market at once): it stays open."""
+    dydx = two_symbol_feed(Dydx, "BTC-USD", "ETH-USD")
+    coinbase = two_symbol_feed(Coinbase, "BTC-USD", "ETH-USD")
+    for feed in (dydx, coinbase):
+        feed.apply_listing({}, today=TODAY)
+    assert [list(group) for group in dydx._chunks.values()] == [[]] and dydx._emptied() == []
+    assert [list(group) for group in coinbase._chunks.values()] == [[]]
+    assert coinbase._emptied() == coinbase.connections

@@ -99,6 +99,10 @@ class Dydx(DataFeed):
             requests.append({"type": "subscribe", "channel": MARKETS})
         return [*(orjson.dumps(r).decode() for r in requests), *self._requests("subscribe", exchange_symbols)]
 
+    def carries_more(self, group: Sequence[str]) -> bool:
+        """The connection that carries ``v4_markets`` (every market) stays when its tickers are all delisted."""
+        return MARKETS in self.active_channels and getattr(group, "carries_markets", False)
+
     def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
         """The tickers' own channels; ``v4_markets`` (every market at once) stays."""
         return self._requests("unsubscribe", exchange_symbols)
