@@ -139,11 +139,14 @@ def contract(symbol: str, base: str) -> dict:
 
 
 class FuturesVenue:
-    """A Binance USD-M stand-in on 127.0.0.1: a product list that changes, open interest, idle websockets."""
+    """A Binance USD-M stand-in on 127.0.0.1: a product list that changes, open interest, websockets that keep
+    what their clients send."""
 
     def __init__(self, listed: dict[str, str]):
         self.listed = listed
         self.polled: Counter[str] = Counter()
+        # Per websocket connection accepted: its URL's streams and the text frames its client sent.
+        self.connections: list[tuple[str, list[str]]] = []
         self.runner: web.AppRunner | None = None
         self.url = ""
 
@@ -174,8 +177,10 @@ class FuturesVenue:
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        async for _ in ws:
-            pass
+        sent: list[str] = []
+        self.connections.append((request.query.get("streams", ""), sent))
+        async for message in ws:
+            sent.append(message.data)
         return ws
 
 
@@ -187,7 +192,7 @@ async def until(condition: object, what: str) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_open_interest_polls_start_for_new_listings_and_stop_for_delisted_ones(
+def test_a_delisting_unsubscribes_live_and_polls_follow_the_list(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(binance_futures, "OPEN_INTEREST_INTERVAL_S", POLL_S)
@@ -209,6 +214,13 @@ def test_open_interest_polls_start_for_new_listings_and_stop_for_delisted_ones(
             assert venue.polled["ETHUSDT"] == eth
             assert sorted(feed._polls) == ["binance-futures_BTCUSDT_openinterest", "binance-futures_SOLUSDT_openinterest"]
             assert dict(feed.listing_changes) == {"delisted": 1, "listed": 1}
+            # The delisted symbol's stream left its connection live; the new listing got a connection of its own.
+            await until(lambda: venue.connections[0][1], "the unsubscribe on the first connection")
+            assert [streams for streams, _ in venue.connections] == [
+                "btcusdt@aggTrade/ethusdt@aggTrade", "solusdt@aggTrade"]
+            [unsubscribe] = venue.connections[0][1]
+            assert {**orjson.loads(unsubscribe), "id": 0} == {"method": "UNSUBSCRIBE", "params": ["ethusdt@aggTrade"],
+                                                              "id": 0}
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
