@@ -219,3 +219,20 @@ def describe(record: Mapping[str, Any]) -> str:
     if record["reason"]:
         line += f" ({record['reason']})"
     return line
+
+
+# The ``reason`` of a ``book_lost`` record that closes a book for good (the venue no longer lists the symbol):
+# a book query then answers that the book is closed rather than serve its last state.
+BOOK_CLOSED_PREFIX = "closed: "
+
+
+def book_closed_reason(why: str) -> str:
+    """The ``reason`` of a ``book_lost`` record that closes a book because ``why``."""
+    return f"{BOOK_CLOSED_PREFIX}{why}"
+
+
+def closes_book(record: Mapping[str, Any]) -> bool:
+    """Whether a ``coverage`` record closes its symbol's book (see :data:`BOOK_CLOSED_PREFIX`)."""
+    reason = record.get("reason")
+    return (record.get("kind") == BOOK_LOST and record.get("feed") in (BOOK_FEED, None)
+            and isinstance(reason, str) and reason.startswith(BOOK_CLOSED_PREFIX))

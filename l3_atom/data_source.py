@@ -26,6 +26,7 @@ subscription brings one.
 from __future__ import annotations
 
 import asyncio
+import copy
 import difflib
 import logging
 import time
@@ -39,11 +40,14 @@ from l3_atom.backfill import TradeHistory, fetch_history, id_holes
 from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.config import ConnectorSettings
 from l3_atom.coverage import (
+    BOOK_FEED,
+    BOOK_LOST,
     STREAM_DOWN,
     STREAM_UP,
     TRADES_BACKFILLED,
     TRADES_FEED,
     TRADES_UNRECOVERABLE,
+    book_closed_reason,
     coverage_record,
 )
 from l3_atom.errors import UserError
@@ -208,6 +212,11 @@ class DataFeed(ABC):
         self._added: list[WebsocketConnection] = []
         # Connections closed because every symbol they carried left the venue's list.
         self._closed: set[str] = set()
+        # Raw key of a REST poll -> the task polling it; polls of new listings wait here for the refresh to start them.
+        self._polls: dict[str, asyncio.Task] = {}
+        # Connection index -> the pace of its client messages (subscribes and unsubscribes share it).
+        self._pacers: dict[int, Pacer] = {}
+        self._new_polls: list[RestPoll] = []
         self._snapshot_lock = asyncio.Lock()
         # Raw key -> its frames that arrived while its REST snapshot was being fetched.
         self._held: dict[str, list[tuple[bytes, int, str]]] = {}
@@ -377,7 +386,7 @@ class DataFeed(ABC):
             _names(self.requested), len(self.connections),
         )
         tasks = [asyncio.create_task(c.run()) for c in self.connections]
-        tasks += [asyncio.create_task(self._poll(poll)) for poll in self.rest_polls(exchange_symbols)]
+        self._start_polls(self.rest_polls(exchange_symbols))
         tasks.append(asyncio.create_task(self._housekeeping()))
         if self.settings.symbol_refresh_s:
             tasks.append(asyncio.create_task(self._refresh_listings()))
@@ -385,9 +394,10 @@ class DataFeed(ABC):
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in self._tasks:
+            running = [*self._tasks, *self._polls.values()]
+            for task in running:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*running, return_exceptions=True)
             for client in (self._snapshot_client, self._history_client):
                 if client is not None:
                     await client.close()
@@ -397,7 +407,7 @@ class DataFeed(ABC):
         replies = self.reply if type(self).reply is not DataFeed.reply else None
         keepalive = (self.ping_interval_s, self.ping) if self.ping() is not None else None
 
-        pacer = self._subscribe_pacer or Pacer(self.limits.subscribes)
+        pacer = self._pacers[len(self.connections)] = self._subscribe_pacer or Pacer(self.limits.subscribes)
 
         async def subscribe(connection: WebsocketConnection) -> None:
             for message in self.subscribe_messages(chunk):
@@ -415,7 +425,7 @@ class DataFeed(ABC):
 
         connection = WebsocketConnection(
             url, f"{self.name}.{len(self.connections)}", self.settings, subscribe, self._on_frame, replies,
-            keepalive, room=self.sink.room, before_connect=self.connect_pacer.wait, on_close=closed,
+            keepalive, room=self.sink.room, connect_slot=self.connect_pacer.slot, on_close=closed,
         )
         self.connections.append(connection)
         self._chunks[connection.name] = chunk
@@ -424,10 +434,28 @@ class DataFeed(ABC):
 
     # -- listings that change ----------------------------------------------------------------------
 
-    def unsubscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str] | None:
-        """The frames that unsubscribe a connection from ``exchange_symbols``; None where the venue has none
-        (then a dropped symbol leaves its connection at the next reconnect)."""
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str] | None:
+        """The frames that unsubscribe connection ``connection_id`` (its current id) from ``exchange_symbols``.
+
+        ``exchange_symbols`` is a group of the same kind as the connection's own (a venue's group may carry
+        its endpoint and channels).  None where the venue documents no per-symbol unsubscribe: then a
+        dropped symbol leaves its connection at the next reconnect, and a connection left with no symbol
+        is closed.  Each venue's class docstring says which it is and cites the venue's page.
+        """
         return None
+
+    def _emptied(self) -> list[WebsocketConnection]:
+        """Open connections that delistings left with nothing to carry: they are closed."""
+        return [
+            connection for connection in self.connections
+            if not (chunk := self._chunks[connection.name]) and not self.carries_more(chunk)
+            and connection.name not in self._closed
+        ]
+
+    def carries_more(self, group: Sequence[str]) -> bool:
+        """Whether a connection's group carries a subscription of no symbol (dYdX's ``v4_markets``): such a
+        connection stays open when every symbol it carried is delisted."""
+        return False
 
     async def _refresh_listings(self) -> None:
         """Load the symbol list every ``symbol_refresh_s`` and apply what changed; failures are logged, retried."""
@@ -439,26 +467,44 @@ class DataFeed(ABC):
                 LOG.warning("%s: symbol list refresh failed: %s", self.name, exc)
                 continue
             for connection, messages in self.apply_listing(symbol_map, datetime.now(UTC).strftime(EXPIRY_FORMAT)):
+                pacer = self._pacers[self.connections.index(connection)]
                 try:
                     for message in messages:
+                        await pacer.wait()
                         await connection.send(message)
                 except ConnectionError:
                     pass  # Not connected: the next connect subscribes the connection's symbols as they are now.
-            for connection in self.connections:
-                if not self._chunks[connection.name] and connection.name not in self._closed:
-                    self._closed.add(connection.name)
-                    await connection.close()
+            for connection in self._emptied():
+                self._closed.add(connection.name)
+                await connection.close()
             self._tasks += [asyncio.create_task(connection.run()) for connection in self._added]
             self._added = []
+            self._start_polls(self._new_polls)
+            self._new_polls = []
+
+    def _start_polls(self, polls: Iterable[RestPoll]) -> None:
+        """Start polling each of ``polls`` (one task per raw key; a key already polled is left as it is)."""
+        for poll in polls:
+            if poll.key not in self._polls:
+                self._polls[poll.key] = asyncio.create_task(self._poll(poll))
+
+    def _stop_polls(self, exchange_symbol: str) -> None:
+        """Stop the REST polls of a symbol that left the list (open interest of a delisted contract)."""
+        for poll in self.rest_polls([exchange_symbol]):
+            task = self._polls.pop(poll.key, None)
+            if task is not None:
+                task.cancel()
 
     def apply_listing(self, symbol_map: dict[str, str], today: str) -> list[tuple[WebsocketConnection, list[str]]]:
         """Follow a new symbol list: drop what is gone, and with ``--all-symbols`` open connections for new listings.
 
-        A requested symbol that is no longer listed is dropped with a log line and counted
+        A requested symbol that is no longer listed is dropped with one log line and counted
         (``listing_changes``: ``expired`` for a dated future past its expiry ``today``, YYYYMMDD,
-        else ``delisted``); it leaves its connection's list, and the unsubscribe frames to send are
-        returned.  New listings get connections of their own: other connections are not touched; a
-        connection left with no symbol is closed.
+        else ``delisted``); it leaves its connection's list, its REST polls stop, its book is closed
+        (a ``book_lost`` coverage record whose reason starts ``closed:``, which book queries honour),
+        and the unsubscribe frames to send are returned.  New listings get connections of their own
+        and their REST polls: other connections are not touched; a connection left with no symbol is
+        closed.
         """
         gone = [name for name in self.requested if name not in symbol_map]
         added = [name for name in self.every.select(symbol_map) if name not in self.requested] if self.every else []
@@ -466,25 +512,41 @@ class DataFeed(ABC):
         for name in gone:
             kind = "expired" if _expired(name, today) else "delisted"
             self.listing_changes[kind] += 1
-            LOG.warning("%s: %s is no longer listed (%s): unsubscribed", self.name, name, kind)
             exchange_symbol = self.symbol_map.get(name, "")
+            how = "unsubscribed" if self.every else "requested symbol, unsubscribed"
+            LOG.warning("%s: %s is no longer listed (%s): %s, book closed", self.name, name, kind, how)
+            if exchange_symbol in self.normalised_of:
+                self._coverage(exchange_symbol, BOOK_LOST, feed=BOOK_FEED, start=now_us() // US_PER_MS,
+                               reason=book_closed_reason(f"{kind} from the venue's symbol list"))
             self.connection_of.pop(exchange_symbol, None)
-            # Every connection carrying it (a symbol may be on one per endpoint).
-            for connection in self.connections:
-                chunk = self._chunks[connection.name]
-                if exchange_symbol in chunk:
-                    chunk.remove(exchange_symbol)
-                    messages = self.unsubscribe_messages([exchange_symbol])
-                    if messages:
-                        unsubscribes.append((connection, messages))
+            self._stop_polls(exchange_symbol)
+            unsubscribes += self._leave_connections(exchange_symbol)
         self.symbol_map = symbol_map
         self.requested = [name for name in self.requested if name not in gone] + added
         self.normalised_of = {symbol_map[name]: name for name in self.requested}
         if added:
             self.listing_changes["listed"] += len(added)
             LOG.info("%s: %d new listing(s) subscribed: %s", self.name, len(added), _names(added))
-            for chunk in self.connection_groups([symbol_map[name] for name in added]):
+            new_symbols = [symbol_map[name] for name in added]
+            for chunk in self.connection_groups(new_symbols):
                 self._added.append(self._open(chunk))
+            self._new_polls += self.rest_polls(new_symbols)
+        return unsubscribes
+
+    def _leave_connections(self, exchange_symbol: str) -> list[tuple[WebsocketConnection, list[str]]]:
+        """Take ``exchange_symbol`` off every connection carrying it (one per endpoint, say): the venue's
+        unsubscribe frames for each, where it has them; the other symbols of those connections stay as they are."""
+        unsubscribes = []
+        for connection in self.connections:
+            chunk = self._chunks[connection.name]
+            if exchange_symbol not in chunk:
+                continue
+            chunk.remove(exchange_symbol)
+            dropped = copy.copy(chunk)  # the same kind of group (endpoint, channels), holding only the symbol
+            dropped[:] = [exchange_symbol]
+            messages = self.unsubscribe_messages(dropped, connection.connection_id)
+            if messages:
+                unsubscribes.append((connection, messages))
         return unsubscribes
 
     async def fetch_snapshots(self, exchange_symbols: Sequence[str]) -> None:

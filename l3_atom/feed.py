@@ -17,11 +17,13 @@ and obeys the answers: 429 ``Retry-After``, 418/403 bans, 5xx and timeouts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,7 +133,7 @@ class WebsocketConnection:
         reply: ReplyHandler | None = None,
         keepalive: tuple[float, PingFactory] | None = None,
         room: RoomCheck | None = None,
-        before_connect: Callable[[], Awaitable[None]] | None = None,
+        connect_slot: Callable[[], AbstractAsyncContextManager[None]] | None = None,
         on_close: CloseHandler | None = None,
     ):
         """``url`` may be a coroutine function, called on every (re)connect (e.g. for a fresh token).
@@ -139,11 +141,11 @@ class WebsocketConnection:
         ``keepalive`` is (interval in s, ping factory) for exchanges that drop clients that do not ping.
         ``room`` is asked after every frame: while the sink is full the connection stops reading, so the
         socket's buffers fill and TCP slows the sender instead of memory growing.
-        ``before_connect`` is awaited before every (re)connect: the venue's connection rate, shared by a
-        source's connections, so that all of them reconnecting at once stay inside it.
+        ``connect_slot`` is entered around every (re)connect's handshake: the venue's connection rate,
+        shared by a source's connections, so that all of them reconnecting at once stay inside it.
         ``on_close`` hears of every connection that was up and ended (not of failed attempts, nor of :meth:`close`).
         """
-        self.before_connect = before_connect
+        self.connect_slot = connect_slot
         self.url = url
         self.reply = reply
         self.keepalive = keepalive
@@ -215,10 +217,9 @@ class WebsocketConnection:
             await asyncio.sleep(delay)
 
     async def _run_once(self, session: aiohttp.ClientSession) -> None:
-        if self.before_connect is not None:
-            await self.before_connect()
         url = self.url if isinstance(self.url, str) else await self.url()
-        async with asyncio.timeout(OPEN_TIMEOUT_S):
+        slot = self.connect_slot() if self.connect_slot is not None else contextlib.nullcontext()
+        async with slot, asyncio.timeout(OPEN_TIMEOUT_S):
             ws = await session.ws_connect(
                 url,
                 max_msg_size=self.settings.max_frame_bytes * HARD_FRAME_LIMIT_FACTOR,

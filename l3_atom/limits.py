@@ -345,6 +345,22 @@ class Pacer:
 
     async def wait(self) -> None:
         async with self._lock:
-            while (delay := self.window.delay(self.clock(), 1)) != 0:
-                await asyncio.sleep(delay or self.window.rate.window_s)
+            await self._room()
             self.window.record(self.clock(), 1)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One unit held from its grant until the block ends, then for one window after (a connection
+        handshake: the venue counts it when it arrives, somewhere in between, so no window of the venue's
+        can hold more than the rate, however late a handshake arrives)."""
+        async with self._lock:
+            await self._room()
+            self.window.take(1)
+        try:
+            yield
+        finally:
+            self.window.complete(self.clock(), 1)
+
+    async def _room(self) -> None:
+        while (delay := self.window.delay(self.clock(), 1)) != 0:
+            await asyncio.sleep(delay or self.window.rate.window_s)

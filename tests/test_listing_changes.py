@@ -17,7 +17,7 @@ import pytest
 from l3_atom.config import ConfigError, ConnectorSettings, Settings
 from l3_atom.off_chain.coinbase import Coinbase
 from l3_atom.symbol_selection import AllSymbols
-from tests.local.helpers import LocalRun, http_json
+from tests.local.helpers import LocalRun, http_get, http_json
 from tests.sinks import NullSink
 
 SETTINGS = ConnectorSettings(0.01, 0.1, 30.0, 1 << 20)
@@ -143,3 +143,69 @@ def test_a_symbol_on_two_endpoints_leaves_both_connections() -> None:
     assert len(feed.connections) == 2
     feed.apply_listing({"BTC.USDT": "BTC-USDT"}, today="20260101")
     assert [list(feed._chunks[c.name]) for c in feed.connections] == [["BTC-USDT"], ["BTC-USDT"]]
+
+
+def book(local: LocalRun, symbol: str) -> tuple[int, dict]:
+    status, body = http_get(f"http://127.0.0.1:{local.serve_port}/book/coinbase/{symbol}?depth=1")
+    return status, json.loads(body) if status else {}
+
+
+@pytest.mark.timeout(300)
+def test_a_requested_symbol_that_disappears_is_reported_and_its_book_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--symbol BTC.USD --symbol ETH.USD`` (no ``--all-symbols``); the simulator delists ETH-USD: one log line,
+    ``listing_changes`` counts it (the metric reads it), ETH-USD is unsubscribed, and the ETH.USD book query
+    answers 410 "closed" instead of serving the last book, while BTC.USD's book still answers."""
+    config = tmp_path / "config.ini"
+    config.write_text(re.sub(r"(?m)^symbol_refresh_s = .*$", "symbol_refresh_s = 1", PROJECT_CONFIG.read_text()))
+    monkeypatch.setenv("L3_ATOM_CONFIG", str(config))
+    with LocalRun(tmp_path) as local:
+        local.start_simulator("--seed", "7", "--rate", "300", "--products", "BTC-USD,ETH-USD")
+        sim = local.simulator_rest_url
+        local.start_local("--source", "coinbase", "--symbol", "BTC.USD", "--symbol", "ETH.USD",
+                          *local.endpoint_args(), "--feeds", "lob_l3", "--no-progress")
+        wait(lambda: all(book(local, s)[0] == 200 for s in ("BTC.USD", "ETH.USD")), "both books", local)
+        post(f"{sim}/_sim/listing", {"delist": ["ETH-USD"]})
+        wait(lambda: book(local, "ETH.USD")[0] == 410, "the ETH.USD book closed", local)
+        wait(lambda: http_json(f"{sim}/_sim/stats")["subscribed"] == ["BTC-USD"], "ETH-USD unsubscribed", local)
+        status, closed = book(local, "ETH.USD")
+        btc_status, _ = book(local, "BTC.USD")
+        stats = local.stats()
+        local.stop("local")
+        log = local.log("local")
+    assert (status, btc_status) == (410, 200)
+    assert "closed" in closed["error"] and "delisted" in closed["error"], closed
+    assert log.count("ETH.USD is no longer listed (delisted): requested symbol, unsubscribed, book closed") == 1
+    assert stats["sources"]["coinbase"]["listing_changes"] == {"delisted": 1}, stats["sources"]
+
+
+@pytest.mark.timeout(420)
+def test_the_processors_book_api_closes_a_delisted_symbols_book(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The distributed pipeline (broker, registry, connector, processor): the connector's ``coverage`` record
+    reaches the processor's book agent, whose ``/book`` answers 410 for the delisted ETH.USD, 200 for BTC.USD."""
+    from l3_atom.infra.local_pipeline import LocalPipeline
+
+    config = tmp_path / "config.ini"
+    config.write_text(re.sub(r"(?m)^symbol_refresh_s = .*$", "symbol_refresh_s = 1", PROJECT_CONFIG.read_text()))
+    monkeypatch.setenv("L3_ATOM_CONFIG", str(config))
+    with LocalPipeline(("BTC.USD", "ETH.USD"), rate=200, workdir=tmp_path) as pipeline:
+        base = f"http://127.0.0.1:{pipeline.web_ports[0]}/book/coinbase"
+
+        def status(symbol: str) -> int:
+            pipeline.check_alive("processor0")
+            pipeline.check_alive("connector")
+            return http_get(f"{base}/{symbol}?depth=1")[0]
+
+        def until(condition: Callable[[], bool], what: str) -> None:
+            deadline = time.monotonic() + WAIT_S
+            while not condition() and time.monotonic() < deadline:
+                time.sleep(0.3)
+            assert condition(), f"{what}: not within {WAIT_S:.0f} s"
+
+        until(lambda: status("BTC.USD") == 200 and status("ETH.USD") == 200, "both books on the processor")
+        post(f"{pipeline.simulator_rest_url}/_sim/listing", {"delist": ["ETH-USD"]})
+        until(lambda: status("ETH.USD") == 410, "the ETH.USD book closed on the processor")
+        code, body = http_get(f"{base}/ETH.USD?depth=1")
+        assert status("BTC.USD") == 200
+    assert code == 410 and "closed: delisted" in json.loads(body)["error"]

@@ -123,3 +123,51 @@ def test_429_and_418_from_a_budget_below_the_limiters_are_obeyed(
     bans = [answer for answer in limits["answers"] if answer[1] == BANNED]
     assert log.count("REST banned (HTTP 418)") == len(bans)
     assert snapshotted_symbols(jsonl) == {pid.replace("-", ".") for pid in ids}
+
+
+def test_the_connection_gate_refuses_handshakes_past_its_limit_with_retry_after() -> None:
+    from l3_atom.sim.gate import ConnectionGate
+
+    gate = ConnectionGate(limit=2, window_s=1.0)
+    assert [gate.answer(now) for now in (0.0, 0.1, 0.5, 1.05, 1.08)] == [None, None, 1, None, 1]
+    assert (gate.counts.connections, gate.counts.connections_refused) == (3, 2)
+    assert ConnectionGate().answer(0.0) is None  # no limit
+
+
+STORM_PRODUCTS = 12
+
+
+def storm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limits: dict[str, float]) -> dict:
+    """12 connections (one product each) against a simulator taking 2 handshakes a second: every book served
+    once, every connection dropped at once, every book served again; the simulator's stats then."""
+    ids = products(STORM_PRODUCTS)
+    use_config(monkeypatch, tmp_path, {"streams_per_connection": 1, **limits})
+    with LocalRun(tmp_path) as run:
+        start(run, ids, tmp_path / "records.jsonl", "--connection-limit", "2", "--connection-window", "1")
+        first = wait_books(run, ids, 1)
+        assert first["connections_total"] == len(ids), first
+        assert http_json(f"{run.simulator_rest_url}/_sim/disconnect", {"missed": 0})["disconnected"] == len(ids)
+        stats = wait_books(run, ids, 2)
+        run.stop("local")
+    assert stats["limits"]["connections"] == stats["connections_total"] >= 2 * len(ids), stats
+    return stats["limits"]
+
+
+@pytest.mark.timeout(300)
+def test_a_reconnect_storm_stays_within_the_venues_connection_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The simulator's connection limit equal to the declared one (2/s): starting and reconnecting all at once,
+    no handshake is refused."""
+    limits = storm(tmp_path, monkeypatch, {"connections_per_window": 2, "connections_window_s": 1})
+    assert limits["connections_refused"] == 0, limits
+
+
+@pytest.mark.timeout(300)
+def test_a_connection_limit_below_the_declared_one_is_answered_and_obeyed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connector may open 8/s (Coinbase's declared rate), the simulator takes 2/s: refused handshakes (429)
+    are retried with backoff and every connection still comes up, twice."""
+    limits = storm(tmp_path, monkeypatch, {})
+    assert limits["connections_refused"] >= 1, limits

@@ -48,6 +48,7 @@ REST_REQUESTS = f"{PREFIX}_connector_rest_requests"
 SNAPSHOTS = f"{PREFIX}_connector_snapshots_fetched"
 RESYNC_REQUESTS = f"{PREFIX}_connector_resync_requests"
 RESYNCS = f"{PREFIX}_connector_resyncs"
+LISTING_CHANGES = f"{PREFIX}_connector_listing_changes"
 CONNECTOR_DEAD_LETTERS = f"{PREFIX}_connector_dead_letters"
 FRAMES_WRITTEN = f"{PREFIX}_connector_frames_written"
 DELIVERY_FAILURES = f"{PREFIX}_producer_delivery_failures"
@@ -157,6 +158,11 @@ class ConnectorCollector(SafeCollector):
         for reason, count in bounded(feed.resyncs).items():
             resyncs.add_metric([source, reason or "asked"], count)
         yield resyncs
+        listing = counter(LISTING_CHANGES, "Symbols listed, delisted or expired since start (symbol list refresh)",
+                          ["source", "kind"])
+        for kind, count in list(feed.listing_changes.items()):
+            listing.add_metric([source, kind], count)
+        yield listing
         dead = counter(CONNECTOR_DEAD_LETTERS, "Frames sent to dead_letter by the connector", ["source", "reason"])
         dead.add_metric([source, "oversize"], feed.dead_letters)
         yield dead

@@ -24,6 +24,7 @@ trade ids, not aggregate ids: :class:`HistoricalTrades` backfills it trade by tr
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
@@ -76,6 +77,9 @@ def normalised_name(base: str, quote: str, suffix: str | None = None) -> str | N
         return str(Symbol.parse(name))
     except SymbolError:
         return None
+
+
+UNSUBSCRIBE = "UNSUBSCRIBE"
 
 
 class AggTradesHistory(TradeHistory):
@@ -158,7 +162,17 @@ class StreamGroup(list[str]):
 
 
 class BinanceStreams(DataFeed):
-    """Binance's combined-stream protocol, shared by spot and USD-M futures."""
+    """Binance's combined-stream protocol, shared by spot and USD-M futures.
+
+    Delisting: the streams are in the URL, and a live ``{"method": "UNSUBSCRIBE", "params": [streams],
+    "id": n}`` takes a symbol's streams off the connection without a reconnect (spot:
+    https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams, "Live
+    Subscribing/Unsubscribing to streams"; futures: the same section of the USD-M websocket market
+    streams docs); the next connect's URL no longer names them.
+    """
+
+    # Ids of the live (un)subscribe requests, unique within the process.
+    _request_ids: ClassVar[Iterable[int]] = itertools.count(1)
 
     depth_path: ClassVar[str]
     # Channels served by REST polls rather than streams.
@@ -192,6 +206,13 @@ class BinanceStreams(DataFeed):
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
         """Nothing to send: the streams are in the URL."""
         return []
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        group = exchange_symbols
+        if not isinstance(group, StreamGroup):
+            group = StreamGroup(exchange_symbols, "", self.stream_channels())
+        request = {"method": UNSUBSCRIBE, "params": group.streams, "id": next(self._request_ids)}
+        return [orjson.dumps(request).decode()]
 
     def frame_key(self, frame: bytes) -> str:
         try:

@@ -131,6 +131,9 @@ class Bitfinex(DataFeed):
     10 per minute, is declared for all REST.  WebSocket (https://docs.bitfinex.com/docs/ws-public): 20
     connections per minute on api-pub, 25 channels per connection.  Subscribe messages per second are
     not documented: 5 per second is declared.
+
+    Delisting: ``{"event": "unsubscribe", "chanId": id}`` for each channel id the symbol was given on
+    its connection (https://docs.bitfinex.com/docs/ws-general, "Unsubscribing from channels").
     """
 
     name = "bitfinex"
@@ -176,6 +179,15 @@ class Bitfinex(DataFeed):
         messages = [{"event": "conf", "flags": FLAG_SEQ_ALL | FLAG_TIMESTAMP}]
         messages += [subscription(channel, symbol) for channel in self.active_channels for symbol in exchange_symbols]
         return [orjson.dumps(message).decode() for message in messages]
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        """The unsubscribe of every channel id connection ``connection_id`` holds for ``exchange_symbols``."""
+        channels = self._channels.get(connection_id, {})
+        return [
+            orjson.dumps({"event": "unsubscribe", "chanId": channel_id}).decode()
+            for channel_id, (symbol, _) in channels.items()
+            if symbol in exchange_symbols
+        ]
 
     def key_of(self, frame: bytes, connection_id: str) -> str:
         """Channel ids are per connection: key the frame with its own connection's ids."""

@@ -68,6 +68,9 @@ class Bitstamp(DataFeed):
     REST: 400 requests per second, and a default threshold of 10,000 requests per 10 minutes: both
     are declared.  WebSocket message rates, connections and channels per connection are not
     documented: 5 messages/s and 10 connections/s are declared.
+
+    Delisting: ``{"event": "bts:unsubscribe", "data": {"channel": ...}}`` per channel of the pair
+    (https://www.bitstamp.net/websocket/v2/, "Subscriptions").
     """
 
     name = "bitstamp"
@@ -89,10 +92,16 @@ class Bitstamp(DataFeed):
         return dict(readable_products(cls.name, orjson.loads(body), _listed))
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        return self._events("bts:subscribe", exchange_symbols)
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        return self._events("bts:unsubscribe", exchange_symbols)
+
+    def _events(self, event: str, pairs: Sequence[str]) -> list[str]:
         return [
-            orjson.dumps({"event": "bts:subscribe", "data": {"channel": f"{channel}_{pair}"}}).decode()
+            orjson.dumps({"event": event, "data": {"channel": f"{channel}_{pair}"}}).decode()
             for channel in self.active_channels
-            for pair in exchange_symbols
+            for pair in pairs
         ]
 
     def snapshot_polls(self, exchange_symbols: Sequence[str]) -> list[RestPoll]:

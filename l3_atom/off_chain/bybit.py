@@ -99,6 +99,9 @@ class Bybit(DataFeed):
     must wait at least 10 minutes (a 600 s ban).  WebSocket: no more than 500 connections per 5
     minutes; 1,000 market-data connections per IP per market.  Subscribe messages per second and
     topics per connection are not documented there: 5 per second is declared.
+
+    Delisting: ``{"op": "unsubscribe", "args": [topics]}``
+    (https://bybit-exchange.github.io/docs/v5/ws/connect, "How to Subscribe to Topics").
     """
 
     name = "bybit"
@@ -173,9 +176,15 @@ class Bybit(DataFeed):
         return f"{self.ws_endpoint.rstrip('/')}/v5/public/{category_of(exchange_symbols[0])}"
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        return self._requests("subscribe", exchange_symbols)
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        return self._requests("unsubscribe", exchange_symbols)
+
+    def _requests(self, op: str, exchange_symbols: Sequence[str]) -> list[str]:
         topics = [t for s in exchange_symbols for t in self.topics(s)]
         return [
-            orjson.dumps({"op": "subscribe", "args": topics[i : i + TOPICS_PER_REQUEST]}).decode()
+            orjson.dumps({"op": op, "args": topics[i : i + TOPICS_PER_REQUEST]}).decode()
             for i in range(0, len(topics), TOPICS_PER_REQUEST)
         ]
 

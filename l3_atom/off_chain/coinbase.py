@@ -93,6 +93,10 @@ class Coinbase(DataFeed):
     WebSocket (https://docs.cdp.coinbase.com/exchange/websocket-feed/rate-limits): 8 connection
     requests/s per IP (bursts 20); 100 messages/s sent by the client per IP (paced per IP here).
     Products or channels per connection: not documented (no limit declared).
+
+    Delisting: ``{"type": "unsubscribe", "product_ids": [...], "channels": [...]}`` on the connection
+    that carries the product (https://docs.cdp.coinbase.com/exchange/websocket-feed/overview,
+    "Subscribe"/"Unsubscribe").
     """
 
     name = "coinbase"
@@ -125,7 +129,7 @@ class Coinbase(DataFeed):
             messages.append(orjson.dumps(message).decode())
         return messages
 
-    def unsubscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
         message = {"type": "unsubscribe", "product_ids": list(exchange_symbols), "channels": list(self.active_channels)}
         return [orjson.dumps(message).decode()]
 

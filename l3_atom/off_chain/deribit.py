@@ -105,6 +105,8 @@ CHANNELS_PER_REQUEST = 100
 CREDENTIAL_VARIABLES = ("DERIBIT_CLIENT_ID", "DERIBIT_CLIENT_SECRET")
 # JSON-RPC ids of this connector's requests: heartbeat setup, auth, test replies, then subscribes.
 HEARTBEAT_ID, AUTH_ID, TEST_ID, FIRST_SUBSCRIBE_ID = range(1, 5)
+# Unsubscribes (delistings) answer under this id, far above any subscribe's.
+UNSUBSCRIBE_ID = 1 << 30
 TEST_REPLY = orjson.dumps({"jsonrpc": "2.0", "id": TEST_ID, "method": "public/test", "params": {}}).decode()
 KNOWN_CHANNELS = (BOOK, TRADES_CHANNEL, TICKER_CHANNEL, CHART)
 
@@ -128,6 +130,9 @@ class Deribit(DataFeed):
     10,000 per second (20 requests/s sustained): 20 per 1 s here.  Subscribe requests cost 3,000
     credits from a pool of 30,000 (about 3.3/s): 3 per 1 s here.  Connections per window and channels
     per connection are not documented there: 10 connections/s is declared.
+
+    Delisting: ``public/unsubscribe`` with the instrument's channel names
+    (https://docs.deribit.com/api-reference/subscription-management/public-unsubscribe).
     """
 
     name = "deribit"
@@ -171,6 +176,10 @@ class Deribit(DataFeed):
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
         return subscribe_requests(exchange_symbols, self.active_channels, os.environ)
 
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        names = channel_names(exchange_symbols, self.active_channels, _interval(os.environ))
+        return [rpc(UNSUBSCRIBE_ID, "public/unsubscribe", {"channels": names})]
+
     def frame_key(self, frame: bytes) -> str:
         try:
             message = orjson.loads(frame)
@@ -194,18 +203,26 @@ class Deribit(DataFeed):
         return TEST_REPLY if is_test else None
 
 
+def _interval(env: dict[str, str] | os._Environ) -> str:
+    """The channels' interval: ``raw`` once authenticated (credentials configured), else the public one."""
+    configured = all(env.get(name, "") for name in CREDENTIAL_VARIABLES)
+    return RAW_INTERVAL if configured else PUBLIC_INTERVAL
+
+
+def channel_names(instruments: Sequence[str], channels: Sequence[str], interval: str) -> list[str]:
+    return [channel_name(channel, instrument, interval) for channel in channels for instrument in instruments]
+
+
 def subscribe_requests(
     instruments: Sequence[str], channels: Sequence[str], env: dict[str, str] | os._Environ
 ) -> list[str]:
     """Heartbeats on, auth when credentials are configured (raw channels), then the subscribes."""
     client_id, client_secret = (env.get(name, "") for name in CREDENTIAL_VARIABLES)
     messages = [rpc(HEARTBEAT_ID, "public/set_heartbeat", {"interval": HEARTBEAT_INTERVAL_S})]
-    interval = PUBLIC_INTERVAL
     if client_id and client_secret:
         credentials = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
         messages.append(rpc(AUTH_ID, "public/auth", credentials))
-        interval = RAW_INTERVAL
-    names = [channel_name(channel, instrument, interval) for channel in channels for instrument in instruments]
+    names = channel_names(instruments, channels, _interval(env))
     for offset in range(0, len(names), CHANNELS_PER_REQUEST):
         request_id = FIRST_SUBSCRIBE_ID + offset // CHANNELS_PER_REQUEST
         messages.append(rpc(request_id, "public/subscribe", {"channels": names[offset : offset + CHANNELS_PER_REQUEST]}))

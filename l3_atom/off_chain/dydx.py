@@ -67,6 +67,9 @@ class Dydx(DataFeed):
     (https://docs.dydx.exchange/api_integration-indexer/indexer_websocket, "Rate Limiting"): 2
     subscribe messages per second per connection, 32 subscriptions per channel per connection (kept
     by ``max_symbols_per_connection``, a limit per channel).  Connections per window are not documented: 5 per second is declared.
+
+    Delisting: ``{"type": "unsubscribe", "channel": ..., "id": ticker}`` per channel (same page,
+    "Subscribe"/"Unsubscribe").
     """
 
     name = "dydx"
@@ -94,12 +97,24 @@ class Dydx(DataFeed):
         requests: list[dict[str, str]] = []
         if MARKETS in self.active_channels and getattr(exchange_symbols, "carries_markets", True):
             requests.append({"type": "subscribe", "channel": MARKETS})
-        for ticker in exchange_symbols:
+        return [*(orjson.dumps(r).decode() for r in requests), *self._requests("subscribe", exchange_symbols)]
+
+    def carries_more(self, group: Sequence[str]) -> bool:
+        """The connection that carries ``v4_markets`` (every market) stays when its tickers are all delisted."""
+        return MARKETS in self.active_channels and getattr(group, "carries_markets", False)
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        """The tickers' own channels; ``v4_markets`` (every market at once) stays."""
+        return self._requests("unsubscribe", exchange_symbols)
+
+    def _requests(self, kind: str, tickers: Sequence[str]) -> list[str]:
+        requests: list[dict[str, str]] = []
+        for ticker in tickers:
             for channel in self.active_channels:
                 if channel == CANDLES:
-                    requests.append({"type": "subscribe", "channel": channel, "id": f"{ticker}/{CANDLE_RESOLUTION}"})
+                    requests.append({"type": kind, "channel": channel, "id": f"{ticker}/{CANDLE_RESOLUTION}"})
                 elif channel != MARKETS:
-                    requests.append({"type": "subscribe", "channel": channel, "id": ticker})
+                    requests.append({"type": kind, "channel": channel, "id": ticker})
         return [orjson.dumps(request).decode() for request in requests]
 
     def frame_key(self, frame: bytes) -> str:

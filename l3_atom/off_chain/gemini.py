@@ -93,6 +93,9 @@ class Gemini(DataFeed):
     REST: public entry points are limited to 120 requests per minute (Gemini recommends at most 1
     per second), 429 past it.  WebSocket message rates, connections and subscriptions per connection
     are not documented there: 5 messages/s and 10 connections/s are declared.
+
+    Delisting: ``{"type": "unsubscribe", "subscriptions": [{"name": ..., "symbols": [...]}]}``
+    (https://docs.gemini.com/websocket/market-data/v2/unsubscribe).
     """
 
     name = "gemini"
@@ -131,8 +134,14 @@ class Gemini(DataFeed):
         return await client.get_text(DETAILS_PATH.format(symbol=symbol))
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        return self._requests("subscribe", exchange_symbols)
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        return self._requests("unsubscribe", exchange_symbols)
+
+    def _requests(self, kind: str, exchange_symbols: Sequence[str]) -> list[str]:
         subscriptions = [{"name": channel, "symbols": list(exchange_symbols)} for channel in self.active_channels]
-        return [orjson.dumps({"type": "subscribe", "subscriptions": subscriptions}).decode()]
+        return [orjson.dumps({"type": kind, "subscriptions": subscriptions}).decode()]
 
     def frame_key(self, frame: bytes) -> str:
         try:

@@ -78,6 +78,9 @@ class Htx(DataFeed):
     as ``/v1/common/symbols``) 120 per 3 s: the stricter one is declared for all REST.  WebSocket
     subscribe rates, connections and topics per connection are not documented as numbers: 5
     messages/s and 10 connections/s are declared.
+
+    Delisting: ``{"unsub": topic, "id": id}`` per topic of the symbol
+    (https://huobiapi.github.io/docs/spot/v1/en/, "Websocket Market Data": "Unsubscribe").
     """
 
     name = "htx"
@@ -121,9 +124,15 @@ class Htx(DataFeed):
         return self.ws_endpoint
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        return self._requests("sub", exchange_symbols)
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        return self._requests("unsub", exchange_symbols)
+
+    def _requests(self, verb: str, exchange_symbols: Sequence[str]) -> list[str]:
         channels = getattr(exchange_symbols, "channels", self.active_channels)
         topics = [f"market.{symbol}.{channel}" for channel in channels for symbol in exchange_symbols]
-        return [orjson.dumps({"sub": topic, "id": str(n)}).decode() for n, topic in enumerate(topics, 1)]
+        return [orjson.dumps({verb: topic, "id": str(n)}).decode() for n, topic in enumerate(topics, 1)]
 
     def frame_key(self, frame: bytes) -> str:
         try:

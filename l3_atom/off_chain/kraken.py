@@ -18,7 +18,7 @@ archived under the pair's ``trade`` key.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -63,6 +63,8 @@ CHANNEL_PARAMS: dict[str, dict[str, Any]] = {
     TRADE: {"snapshot": False},
     OHLC: {"interval": CANDLE_MINUTES},
 }
+# The subscribe parameters an unsubscribe names too (the v2 pages list only these beside channel and symbol).
+UNSUBSCRIBE_PARAMS = frozenset({"depth", "interval"})
 # Channels that share a connection; the heavy book and the trades each get their own.
 CONNECTION_CHANNELS: tuple[tuple[str, ...], ...] = ((TRADE,), (TICKER, OHLC), (BOOK,))
 # Distinct pair names a process remembers (the names are few; frames repeat them).
@@ -187,6 +189,10 @@ class Kraken(DataFeed):
     https://docs.kraken.com/exchange/guides/rest/ratelimits are for API keys): 1 per 1 s here.
     WebSocket: the message rate is dynamic and not documented as a number, nor are connections per
     window or subscriptions per connection: 5 messages/s and 10 connections/s are declared.
+
+    Delisting: ``{"method": "unsubscribe", "params": {"channel": ..., "symbol": [...]}}`` with the
+    subscribe's parameters (https://docs.kraken.com/api/docs/websocket-v2/book, "Unsubscribe Request";
+    the same on each channel's page).
     """
 
     name = "kraken"
@@ -224,14 +230,20 @@ class Kraken(DataFeed):
         return [ChannelGroup(chunk, channels) for channels in channel_groups if channels for chunk in chunks]
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        return self._requests("subscribe", exchange_symbols, lambda name: True)
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        return self._requests("unsubscribe", exchange_symbols, UNSUBSCRIBE_PARAMS.__contains__)
+
+    def _requests(self, method: str, exchange_symbols: Sequence[str], named: Callable[[str], bool]) -> list[str]:
+        """One request per channel; of the channel's parameters, those ``named`` takes."""
         channels = getattr(exchange_symbols, "channels", self.active_channels)
-        return [
-            orjson.dumps({
-                "method": "subscribe",
-                "params": {"channel": channel, "symbol": list(exchange_symbols), **CHANNEL_PARAMS.get(channel, {})},
-            }).decode()
-            for channel in channels
-        ]
+        requests = []
+        for channel in channels:
+            params = {k: v for k, v in CHANNEL_PARAMS.get(channel, {}).items() if named(k)}
+            body = {"method": method, "params": {"channel": channel, "symbol": list(exchange_symbols), **params}}
+            requests.append(orjson.dumps(body).decode())
+        return requests
 
     def frame_key(self, frame: bytes) -> str:
         """v2 objects name channel and symbol; v1 arrays (archived traffic) end with channel name and pair."""

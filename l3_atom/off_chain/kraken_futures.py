@@ -83,6 +83,9 @@ def normalised_product(product_id: str, base: str | None = None, quote: str | No
     return str(Symbol.parse(name))
 
 
+HEARTBEAT_SUBSCRIBE = {"event": "subscribe", "feed": HEARTBEAT}
+
+
 class KrakenFutures(DataFeed):
     """Kraken Futures' public limits (https://docs.kraken.com/exchange/guides/futures/ratelimits).
 
@@ -90,6 +93,10 @@ class KrakenFutures(DataFeed):
     budget"; since none is documented, the private ``/derivatives`` budget (500 per 10 s) is declared
     at weight 1 per request.  WebSocket: 100 requests/s per connection.  Connections per window and
     subscriptions per connection are not documented: 10 connections/s is declared.
+
+    Delisting: ``{"event": "unsubscribe", "feed": ..., "product_ids": [...]}`` per feed
+    (https://docs.kraken.com/api/docs/futures-api/websocket/book: "subscribe or unsubscribe"; the same
+    on each feed's page).  The heartbeat feed is not per product and stays.
     """
 
     name = "kraken-futures"
@@ -117,11 +124,16 @@ class KrakenFutures(DataFeed):
         return symbol_map
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
-        messages = [
-            {"event": "subscribe", "feed": feed, "product_ids": list(exchange_symbols)} for feed in self.active_channels
+        return [*self._requests("subscribe", exchange_symbols), orjson.dumps(HEARTBEAT_SUBSCRIBE).decode()]
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        return self._requests("unsubscribe", exchange_symbols)
+
+    def _requests(self, event: str, exchange_symbols: Sequence[str]) -> list[str]:
+        return [
+            orjson.dumps({"event": event, "feed": feed, "product_ids": list(exchange_symbols)}).decode()
+            for feed in self.active_channels
         ]
-        messages.append({"event": "subscribe", "feed": HEARTBEAT})
-        return [orjson.dumps(m).decode() for m in messages]
 
     def frame_key(self, frame: bytes) -> str:
         try:

@@ -91,6 +91,9 @@ class Kucoin(DataFeed):
     messages per 10 s per connection and at most 100 topics per subscribe, as client libraries quote
     KuCoin's WebSocket docs (not checked against the page here); topics per connection are quoted as
     300 and as 400: 300 is declared.  Connections per window are not documented: 30 per minute.
+
+    Delisting: ``{"id": ..., "type": "unsubscribe", "topic": "/market/match:SYM,...", "privateChannel":
+    false, "response": true}`` (https://www.kucoin.com/docs/websocket/basic-info/unsubscribe/introduction).
     """
 
     name = "kucoin"
@@ -158,7 +161,13 @@ class Kucoin(DataFeed):
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
         """One subscribe per channel and 100 symbols (KuCoin joins symbols of one topic with commas)."""
-        messages = []
+        return self._requests("subscribe", exchange_symbols)
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        return self._requests("unsubscribe", exchange_symbols)
+
+    def _requests(self, kind: str, exchange_symbols: Sequence[str]) -> list[str]:
+        messages: list[str] = []
         for channel in self.active_channels:
             suffix = f"_{CANDLE_TYPE}" if channel == CANDLES else ""
             names = [f"{symbol}{suffix}" for symbol in exchange_symbols]
@@ -166,7 +175,7 @@ class Kucoin(DataFeed):
                 topic = f"{TOPIC_OF_CHANNEL[channel]}:{','.join(names[i : i + TOPICS_PER_MESSAGE])}"
                 message = {
                     "id": str(len(messages) + 1),
-                    "type": "subscribe",
+                    "type": kind,
                     "topic": topic,
                     "privateChannel": False,
                     "response": True,

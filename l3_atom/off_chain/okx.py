@@ -95,6 +95,9 @@ class Okx(DataFeed):
     endpoints 20-40 per 2 s): 20 per 2 s for all REST.  WebSocket (same docs, "WebSocket"): 3
     connection requests per second per IP; 480 subscribe/unsubscribe/login requests per hour per
     connection.  Channels per connection are not documented as a number.
+
+    Delisting: ``{"op": "unsubscribe", "args": [{"channel": ..., "instId": ...}]}`` on each endpoint's
+    connection that carries the instrument (https://www.okx.com/docs-v5/en/#overview-websocket-unsubscribe).
     """
 
     name = "okx"
@@ -169,6 +172,12 @@ class Okx(DataFeed):
         return self.ws_endpoint
 
     def subscribe_messages(self, exchange_symbols: Sequence[str]) -> list[str]:
+        return self._requests("subscribe", exchange_symbols)
+
+    def unsubscribe_messages(self, exchange_symbols: Sequence[str], connection_id: str = "") -> list[str]:
+        return self._requests("unsubscribe", exchange_symbols)
+
+    def _requests(self, op: str, exchange_symbols: Sequence[str]) -> list[str]:
         channels = getattr(exchange_symbols, "channels", self.active_channels)
         args = [
             {"channel": channel, "instId": inst_id}
@@ -177,7 +186,7 @@ class Okx(DataFeed):
             if channel_applies(channel, inst_id)
         ]
         return [
-            orjson.dumps({"op": "subscribe", "args": args[i : i + ARGS_PER_MESSAGE]}).decode()
+            orjson.dumps({"op": op, "args": args[i : i + ARGS_PER_MESSAGE]}).decode()
             for i in range(0, len(args), ARGS_PER_MESSAGE)
         ]
 

@@ -172,6 +172,13 @@ class Phemex(DataFeed):
     "Others" group, 100 requests per minute: both are declared.  WebSocket: at most 5 concurrent
     connections per user and 20 subscriptions per connection.  Subscribe messages per second and new
     connections per window are not documented: 5 per second each is declared.
+
+    Delisting: Phemex documents no per-symbol unsubscribe: ``orderbook.unsubscribe``,
+    ``trade.unsubscribe`` and ``kline.unsubscribe`` take no symbol and end that channel for every
+    symbol of the connection (https://github.com/phemex/phemex-api-docs/blob/master/Public-Contract-API-en.md,
+    "Unsubscribe orderBook").  A delisted symbol therefore leaves its connection at the next reconnect
+    (its frames meanwhile keep their key and the book stays closed); a connection left with no symbol
+    is closed at once.
     """
 
     name = SOURCE

@@ -522,6 +522,9 @@ class CoinbaseSimulator:
         )
         if not ws.can_prepare(request).ok:
             return _json_response({"message": "NotFound"}, status=404)
+        refused = self.rest_gate.connections.refusal()
+        if refused is not None:
+            return refused
         await ws.prepare(request)
         client = _Client(self._next_conn_id, ws, request.transport)
         self._next_conn_id += 1

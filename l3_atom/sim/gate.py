@@ -10,7 +10,10 @@ a well-behaved client never sends one.
 
 WebSocket: a connection that sends more than ``subscribe_limit`` messages in
 ``subscribe_window_s`` is closed with 1008 (policy violation), as Binance closes
-one past its 5 messages a second.
+one past its 5 messages a second.  More than ``connection_limit`` websocket
+handshakes in ``connection_window_s`` are refused with 429 and a
+``Retry-After`` before the upgrade (:class:`ConnectionGate`), as venues limit
+connection requests per IP (Coinbase: 8 per second; OKX: 3 per second).
 
 The decisions are pure (the caller passes the time); :func:`rest_middleware`
 puts a :class:`RestGate` in front of an aiohttp application's REST routes.
@@ -48,6 +51,9 @@ class GateCounts:
     early: int = 0
     during_ban: int = 0
     subscribe_closes: int = 0
+    # Websocket handshakes let through, and refused (429) past the connection limit.
+    connections: int = 0
+    connections_refused: int = 0
     # Each 429/418 answer: [monotonic time, status, seconds the client was told to wait].
     answers: list[list[float]] = field(default_factory=list)
 
@@ -71,6 +77,8 @@ class RestGate:
         self.ban_s = ban_s
         self.ban_window_s = ban_window_s
         self.counts = GateCounts()
+        # The websocket handshakes' gate (no limit unless :func:`gates` sets one); it counts in ``counts``.
+        self.connections = ConnectionGate(counts=self.counts)
         self._served: deque[float] = deque()
         self._throttles: deque[float] = deque()
         self._wait_until = 0.0
@@ -120,6 +128,38 @@ class RestGate:
 
     def stats(self) -> dict:
         return asdict(self.counts)
+
+
+class ConnectionGate:
+    """New websocket connections: more than ``limit`` handshakes within ``window_s`` are refused (0: no limit)."""
+
+    def __init__(self, limit: int = 0, window_s: float = 1.0, counts: GateCounts | None = None):
+        if limit < 0 or window_s <= 0:
+            raise ValueError("connection gate: the limit must be 0 or more and the window greater than 0")
+        self.limit = limit
+        self.window_s = window_s
+        self.counts = counts or GateCounts()
+        self._accepted: deque[float] = deque()
+
+    def answer(self, now: float) -> int | None:
+        """None: accept the handshake; else the ``Retry-After`` seconds of a 429 refusal."""
+        accepted = self._accepted
+        while accepted and accepted[0] <= now - self.window_s:
+            accepted.popleft()
+        if self.limit and len(accepted) >= self.limit:
+            self.counts.connections_refused += 1
+            return max(1, math.ceil(accepted[0] + self.window_s - now))
+        accepted.append(now)
+        self.counts.connections += 1
+        return None
+
+    def refusal(self) -> web.Response | None:
+        """The 429 answer to a handshake arriving now past the limit, or None to go on with the upgrade."""
+        retry_after = self.answer(time.monotonic())
+        if retry_after is None:
+            return None
+        return web.json_response({"message": "Too many connection requests"}, status=THROTTLED,
+                                 headers={"Retry-After": str(retry_after)})
 
 
 class SubscribeGate:
@@ -177,6 +217,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--subscribe-limit", type=int, default=0, metavar="N",
                        help="client messages per --subscribe-window on one connection; past it the connection closes")
     group.add_argument("--subscribe-window", type=float, default=1.0, metavar="S", help="subscribe window in s")
+    group.add_argument("--connection-limit", type=int, default=0, metavar="N",
+                       help="websocket handshakes per --connection-window; past it the handshake is refused with 429")
+    group.add_argument("--connection-window", type=float, default=1.0, metavar="S", help="connection window in s")
 
 
 def gates(args: argparse.Namespace) -> tuple[RestGate, SubscribeGateFactory]:
@@ -187,6 +230,10 @@ def gates(args: argparse.Namespace) -> tuple[RestGate, SubscribeGateFactory]:
         rest = RestGate(args.rest_limit, args.rest_window, args.ban_after, args.ban_s, args.ban_window)
     except ValueError as exc:
         raise UserError(f"{exc} (--rest-limit, --rest-window, --ban-after, --ban-s, --ban-window)") from None
+    try:
+        rest.connections = ConnectionGate(args.connection_limit, args.connection_window, rest.counts)
+    except ValueError as exc:
+        raise UserError(f"{exc} (--connection-limit, --connection-window)") from None
     return rest, SubscribeGateFactory(args.subscribe_limit, args.subscribe_window)
 
 

@@ -326,7 +326,10 @@ class ReplayServer:
             return web.json_response({"error": f"not in the recording: {request.path_qs}"}, status=404)
         return web.Response(text=body, content_type="application/json")
 
-    async def _replay(self, request: web.Request) -> web.WebSocketResponse:
+    async def _replay(self, request: web.Request) -> web.StreamResponse:
+        refused = self.rest_gate.connections.refusal()
+        if refused is not None:
+            return refused
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, compress=False)
         await ws.prepare(request)
         index = self.served_connections

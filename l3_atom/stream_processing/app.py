@@ -121,7 +121,7 @@ def create_app(
     book_schema_ids = {topic: encoders[topic].schema_id for topic in (LOB, LOB_L3) if topic in encoders}
     if book_schema_ids:
         add_books(
-            app, book_schema_ids, (encoders[BOOK_RESYNC], publisher),
+            app, book_schema_ids, (encoders[BOOK_RESYNC], publisher), encoders[COVERAGE].schema_id,
         )
 
     CoverageService(app, encoders[COVERAGE].schema_id)

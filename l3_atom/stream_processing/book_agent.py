@@ -48,10 +48,11 @@ from l3_atom.books.engine import (
     Level,
 )
 from l3_atom.books.integrity import DEFAULT_RETRY_US, Continuity
+from l3_atom.coverage import closes_book
 from l3_atom.stream_processing.batched_consumer import BatchingApp
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.stream_processing.records_build import book_resync
-from l3_atom.topics import BOOK_RESYNC, LOB, LOB_L3, normalised_key
+from l3_atom.topics import BOOK_RESYNC, COVERAGE, LOB, LOB_L3, normalised_key
 
 LOG = logging.getLogger(__name__)
 L2 = "l2"
@@ -63,6 +64,7 @@ STATS_INTERVAL_S = 10.0
 HTTP_OK = 200
 HTTP_BAD_REQUEST = 400
 HTTP_NOT_FOUND = 404
+HTTP_GONE = 410
 BookKey = tuple[str, str]
 BOOK_TOPICS = (LOB, LOB_L3)
 
@@ -122,11 +124,38 @@ class BookStore:
         self._partitions: dict[BookKey, int] = {}
         # book_resync records to send (exchange, symbol, request), taken by whoever publishes them.
         self.resync_requests: list[dict[str, Any]] = []
+        # Books closed for good (the venue no longer lists the symbol) -> why; a new snapshot reopens one.
+        self.closed: dict[BookKey, str] = {}
+        # Records of closed books dropped (frames still in flight when the venue's unsubscribe took effect).
+        self.after_close = 0
+
+    def take(self, topic: str, partition: int, record: Mapping[str, Any]) -> bool:
+        """One decoded record of a topic the books read: book records are applied (see :meth:`apply`), a
+        ``coverage`` record that closes a book closes it; False when nothing was applied."""
+        if topic == COVERAGE:
+            if closes_book(record):
+                self.close(record)
+            return False
+        return self.apply(topic, partition, record)
+
+    def close(self, record: Mapping[str, Any]) -> None:
+        """Close the book a ``coverage`` record closes (:func:`~l3_atom.coverage.closes_book`): queries then
+        answer 410 with the reason instead of serving the book's last, stale, state."""
+        key = (record["exchange"], record["symbol"])
+        self.l2.pop(key, None)
+        self.l3.pop(key, None)
+        self._partitions.pop(key, None)
+        self.closed[key] = record["reason"]
 
     def apply(self, topic: str, partition: int, record: Mapping[str, Any]) -> bool:
         """One decoded record of ``lob`` or ``lob_l3``; False when it was dropped (stale or a repeat)."""
         exchange = record["exchange"]
         key = (exchange, record["symbol"])
+        if key in self.closed:
+            if not record.get("is_snapshot", False):
+                self.after_close += 1
+                return False
+            del self.closed[key]  # listed again: its new snapshot opens a new book
         feed: L2Feed | L3Feed | None
         if topic == LOB:
             feed = self.l2.get(key)
@@ -157,9 +186,17 @@ class BookStore:
             self.l2.pop(key, None)
             self.l3.pop(key, None)
 
+    def _missing(self, exchange: str, symbol: str, what: str) -> Answer:
+        """No such book here: 410 with the reason when it was closed, else 404."""
+        reason = self.closed.get((exchange, symbol))
+        if reason is not None:
+            return _error(HTTP_GONE, f"the {exchange} {symbol} book is closed ({reason})")
+        return _error(HTTP_NOT_FOUND, f"no {what} for {exchange} {symbol} on this worker")
+
     def stats(self) -> dict[str, int]:
         feeds: list[Any] = [*self.l2.values(), *self.l3.values()]
-        totals: dict[str, int] = {"books": len(feeds), "in_sync": sum(f.in_sync for f in feeds)}
+        totals: dict[str, int] = {"books": len(feeds), "in_sync": sum(f.in_sync for f in feeds),
+                                  "closed": len(self.closed), "after_close": self.after_close}
         for feed in feeds:
             for name, count in feed.continuity.counts.items():
                 totals[name] = totals.get(name, 0) + count
@@ -182,7 +219,7 @@ class BookStore:
             return _error(HTTP_BAD_REQUEST, str(exc))
         feed = self._feed(exchange, symbol, level)
         if feed is None:
-            return _error(HTTP_NOT_FOUND, f"no book for {exchange} {symbol} on this worker")
+            return self._missing(exchange, symbol, "book")
         top = feed.book.top(depth)
         body = {
             "exchange": exchange,
@@ -213,7 +250,7 @@ class BookStore:
             return _error(HTTP_BAD_REQUEST, str(exc))
         feed = self._feed(exchange, symbol, level)
         if feed is None:
-            return _error(HTTP_NOT_FOUND, f"no book for {exchange} {symbol} on this worker")
+            return self._missing(exchange, symbol, "book")
         volume = feed.book.volume(side, price, op)
         return Answer(HTTP_OK, {
             "exchange": exchange, "symbol": symbol, "side": side, "price": _text(price), "op": op,
@@ -223,7 +260,7 @@ class BookStore:
     def order(self, exchange: str, symbol: str, order_id: str) -> Answer:
         feed = self.l3.get((exchange, symbol))
         if feed is None:
-            return _error(HTTP_NOT_FOUND, f"no L3 book for {exchange} {symbol} on this worker")
+            return self._missing(exchange, symbol, "L3 book")
         order = feed.book.order(order_id)
         if order is None:
             return _error(HTTP_NOT_FOUND, f"order {order_id!r} is not resting on the {exchange} {symbol} book")
@@ -254,7 +291,7 @@ class BookService:
         schemas = schemas_by_id
 
         async def keep_books(stream: faust.StreamT) -> None:
-            apply = store.apply
+            apply = store.take
             async for batch in stream:
                 for record in batch:
                     try:
@@ -326,13 +363,19 @@ def add_books(
     app: BatchingApp,
     schema_ids: dict[str, int],
     resync: tuple[AvroEncoder, RecordPublisher] | None = None,
+    coverage_schema_id: int | None = None,
 ) -> BookService:
     """Keep the books of the book topics in ``schema_ids`` (topic -> registry id; ``lob``, ``lob_l3``) on ``app``.
 
-    ``resync`` (the ``book_resync`` encoder and a publisher) sends the books' snapshot requests.
+    ``resync`` (the ``book_resync`` encoder and a publisher) sends the books' snapshot requests.  With
+    ``coverage_schema_id`` the agent also reads ``coverage`` (keyed and partitioned as the books), so that a
+    book the connector closed (a delisted symbol) is closed here too.
     """
     topics = [topic for topic in BOOK_TOPICS if topic in schema_ids]
     if not topics:
         raise ValueError(f"no book topic among {sorted(schema_ids)}; books read {', '.join(BOOK_TOPICS)}")
     schemas_by_id = {schema_ids[topic]: parsed_schema(topic) for topic in topics}
+    if coverage_schema_id is not None:
+        topics.append(COVERAGE)
+        schemas_by_id[coverage_schema_id] = parsed_schema(COVERAGE)
     return BookService(app, topics, schemas_by_id, resync)

@@ -66,6 +66,7 @@ class QueryOutput:
                     self.closed[(candle["exchange"], candle["symbol"], candle["interval"])].append(candle_json(candle))
             elif record.topic == COVERAGE:
                 self.coverage.add(value)
+                self.books.take(COVERAGE, ONLY_PARTITION, value)
             self.records += 1
         if self.books.resync_requests:
             requests, self.books.resync_requests = self.books.resync_requests, []
