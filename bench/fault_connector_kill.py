@@ -14,7 +14,8 @@ the raw topic (every frame archived), without the pipeline's code:
 - book events and tickers the dead connector received but never archived, or that the
   simulator sent to nobody, are lost; each must lie inside a reported outage, the sequences
   between the last record archived before the outage's start and the book snapshot fetched
-  after its end;
+  after its end (a ticker shares its match's sequence and comes right after it, on a key and
+  partition of its own: the ticker of the last match archived may be lost, inside the outage);
 - each outage's start is at or before its kill and its end after its restart.
 
 Each kill comes once the connector has archived its books: one killed before it archived
@@ -154,8 +155,9 @@ def account(journal: Path, records: list, raw: set[tuple[str, int]], ups: list[d
     sequences, trade_ids = journal_flow(journal)
     windows = outage_windows(records, ups)
 
-    def in_window(symbol: str, sequence: int) -> bool:
-        return any(low < sequence <= high for low, high in windows[symbol])
+    def in_window(symbol: str, sequence: int, after_its_match: bool = False) -> bool:
+        """Inside an outage's sequences; a ticker follows the match it shares its sequence with, on its own key."""
+        return any(low < sequence <= high or (after_its_match and sequence == low) for low, high in windows[symbol])
 
     lost: dict[str, list] = {}
     inside: Counter[str] = Counter()
@@ -173,7 +175,7 @@ def account(journal: Path, records: list, raw: set[tuple[str, int]], ups: list[d
                 held += 1  # archived, then skipped: a snapshot archived before it already held it
             else:
                 lost[kind].append(record)
-                inside[kind] += in_window(symbol, sequence)
+                inside[kind] += in_window(symbol, sequence, kind == "ticker")
     # Flow messages the simulator made for a connection already gone: never sent, a hole in its sequences.
     lost["sent to nobody"] = []
     for product, seen in sequences.items():
