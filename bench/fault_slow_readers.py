@@ -55,7 +55,7 @@ MEMORY_BOUND_MB = 64.0
 
 # ------------------------------------------------------------------ a websocket client that reads nothing
 
-CLIENT_RATE = 2000.0  # simulator flow messages per second for the local run
+CLIENT_RATE = 1000.0  # simulator flow messages per second for the local run (a reading client keeps up on a loaded machine)
 CLIENT_QUEUE = 1000
 FEEDS = "lob_l3,trades_l3,ticker"
 # A client that stops reading for this long is taken to have read everything sent to it.
@@ -102,7 +102,7 @@ class Client:
                 try:
                     await self.read_one(deadline - time.monotonic())
                 except websockets.ConnectionClosed as exc:
-                    self.closed = f"closed by the server: {exc}"
+                    self.closed = f"connection closed: {exc}"
                     return
 
     async def read_until_idle(self, done: Callable[[], bool] | None = None) -> None:
@@ -114,7 +114,7 @@ class Client:
                 if done is None or await asyncio.to_thread(done):
                     return
             except websockets.ConnectionClosed as exc:
-                self.closed = f"closed by the server: {exc}"
+                self.closed = f"connection closed: {exc}"
                 return
 
 
@@ -165,7 +165,9 @@ def slow_client(scale: Scale, workdir: Path) -> Outcome:
 
         async def clients() -> tuple[Client, Client, float]:
             normal = await Client.subscribed(run.stream_url)
-            slow = await Client.subscribed(run.stream_url, sock=small_window_socket(run.serve_port))
+            # It reads nothing, pings included: only the server may give up on it (its heartbeat).
+            slow = await Client.subscribed(run.stream_url, sock=small_window_socket(run.serve_port),
+                                           ping_interval=None)
             reading = asyncio.create_task(normal.read_until_idle(lambda: "simulator" not in run.running))
             await asyncio.to_thread(sample)
             outcome.faults_injected += 1
