@@ -155,7 +155,8 @@ def slow_client(scale: Scale, workdir: Path) -> Outcome:
         run.start_simulator("--seed", "41", "--rate", str(CLIENT_RATE), "--products", "BTC-USD,ETH-USD",
                             "--journal", str(journal))
         run.start_local("--source", "coinbase", *(a for s in SYMBOLS for a in ("--symbol", s)), *run.endpoint_args(),
-                        "--feeds", FEEDS, "--jsonl", str(jsonl), "--client-queue", str(CLIENT_QUEUE))
+                        "--feeds", FEEDS, "--jsonl", str(jsonl), "--client-queue", str(CLIENT_QUEUE),
+                        "--metrics-port", "0")  # a free port: other runs on this host may hold the default
         pid = run.running["local"].pid
 
         def sample() -> dict:
