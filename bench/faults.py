@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from importlib import import_module
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -605,6 +606,11 @@ SCENARIOS: dict[str, Callable[[Scale, Path], Outcome]] = {
     "malformed": malformed_input,
     "broker_stall": broker_stalls,
     "disconnect": disconnects,
+    # Scenarios in modules of their own, which import this one: looked up when they run.
+    "connector_kill": lambda scale, workdir: import_module("bench.fault_connector_kill").connector_kills(scale, workdir),
+    "slow_client": lambda scale, workdir: import_module("bench.fault_slow_readers").slow_client(scale, workdir),
+    "lagging_processor": lambda scale, workdir: import_module("bench.fault_slow_readers").lagging_processor(
+        scale, workdir),
 }
 
 COLUMNS = ("scenario", "injected", "detected", "recovered", "expected", "delivered", "lost", "in gaps",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -53,14 +53,16 @@ def read_tail(kafka: KafkaSettings, source: str, feed: str, tail: int = TAIL_MES
         if topic not in metadata.topics or metadata.topics[topic].error is not None:
             return {}
         assigned = []
+        ends: dict[int, int] = {}
         for partition in metadata.topics[topic].partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_S)
             if high > low:
                 assigned.append(TopicPartition(topic, partition, max(low, high - tail)))
+                ends[partition] = high
         if not assigned:
             return {}
         consumer.assign(assigned)
-        return last_times(_drain(consumer), feed)
+        return last_times(drain(consumer, ends), feed)
     except KafkaException as exc:
         LOG.warning("%s: could not read the tail of %s: %s", source, topic, exc)
         return {}
@@ -68,13 +70,22 @@ def read_tail(kafka: KafkaSettings, source: str, feed: str, tail: int = TAIL_MES
         consumer.close()
 
 
-def _drain(consumer: Consumer) -> Iterable[tuple[str | None, Any]]:
+def drain(consumer: Any, ends: dict[int, int]) -> Iterator[tuple[str | None, Any]]:
+    """``(key, headers)`` of every message from the assigned offsets on, until each partition has reached the
+    end offset it reported (``ends``) and then nothing more came for ``QUIET_S``, or ``READ_LIMIT_S`` passed.
+
+    Quiet alone is not the end: on a loaded machine the first fetch can take longer than ``QUIET_S``, and a
+    restarted connector that read nothing would report no downtime and backfill none of it.
+    """
     deadline = time.monotonic() + READ_LIMIT_S
+    waiting = dict(ends)
     while time.monotonic() < deadline:
         messages = consumer.consume(BATCH, timeout=QUIET_S)
-        if not messages:
+        if not messages and not waiting:
             return
         for message in messages:
             if message.error() is None:
+                if message.offset() + 1 >= waiting.get(message.partition(), 0):
+                    waiting.pop(message.partition(), None)
                 key = message.key()
                 yield (key.decode() if key else None), [(n, v.decode() if v else "") for n, v in message.headers() or ()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from decimal import Decimal
+from typing import NamedTuple
 
 import aiohttp
 import orjson
@@ -20,7 +21,7 @@ from l3_atom.limits import RestLimiter
 from l3_atom.off_chain.binance import AggTradesHistory
 from l3_atom.off_chain.binance_futures import BinanceFutures
 from l3_atom.off_chain.coinbase import Coinbase, CoinbaseTrades
-from l3_atom.raw_tail import last_times
+from l3_atom.raw_tail import drain, last_times
 from l3_atom.sim.coinbase import CB_AFTER, CB_BEFORE, CoinbaseSimulator
 from l3_atom.stream_processing.standardisers.binance_futures import BinanceFuturesStandardiser
 from l3_atom.stream_processing.standardisers.coinbase import ALREADY_PUBLISHED, CoinbaseStandardiser
@@ -196,6 +197,47 @@ def test_raw_tail_gives_the_last_receive_time_of_each_trades_key() -> None:
         (None, [("atom_timestamp", "999")]),
     ]
     assert last_times(messages, "full") == {"coinbase_BTC-USD_full": 300}
+
+
+class StubMessage(NamedTuple):
+    """What ``raw_tail.drain`` reads of a confluent-kafka message."""
+
+    partition_: int
+    offset_: int
+    stamp: str
+
+    def error(self) -> None:
+        return None
+
+    def partition(self) -> int:
+        return self.partition_
+
+    def offset(self) -> int:
+        return self.offset_
+
+    def key(self) -> bytes:
+        return b"coinbase_BTC-USD_full"
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [("atom_timestamp", self.stamp.encode())]
+
+
+class SlowFirstFetch:
+    """A consumer whose first fetches come back empty (a loaded machine), then the partition's messages."""
+
+    def __init__(self, empty: int, messages: list[StubMessage]) -> None:
+        self.answers = [[]] * empty + [messages]
+
+    def consume(self, count: int, timeout: float) -> list[StubMessage]:
+        return self.answers.pop(0) if self.answers else []
+
+
+def test_raw_tail_waits_for_a_slow_first_fetch_before_taking_quiet_for_the_end() -> None:
+    """A restarted connector once read nothing when the first fetch took longer than the quiet time: it reported
+    no downtime and backfilled none of it (found by ``bench.faults``' connector-kill scenario)."""
+    consumer = SlowFirstFetch(3, [StubMessage(0, 7, "100"), StubMessage(0, 8, "200")])
+    assert last_times(drain(consumer, {0: 9}), "full") == {"coinbase_BTC-USD_full": 200}
+    assert list(drain(SlowFirstFetch(3, []), {})) == [], "nothing to wait for: the first quiet fetch ends it"
 
 
 class StubHistory:
