@@ -29,6 +29,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from bench.fault_full_disk import full_disk
 from l3_atom.infra.local_pipeline import LocalPipeline
 from l3_atom.infra.processes import stop_process
 from l3_atom.topics import raw_topic
@@ -605,6 +606,7 @@ SCENARIOS: dict[str, Callable[[Scale, Path], Outcome]] = {
     "malformed": malformed_input,
     "broker_stall": broker_stalls,
     "disconnect": disconnects,
+    "full_disk": full_disk,
 }
 
 COLUMNS = ("scenario", "injected", "detected", "recovered", "expected", "delivered", "lost", "in gaps",

@@ -165,22 +165,21 @@ class OutputWorker:
             while (batch := await self.queue.get()) is not None:
                 await self.output.write(batch)
         except OutputStopped as exc:
-            self._stop(str(exc))
-            LOG.error("%s; the other outputs and the stream go on", exc)
+            self.stopped = str(exc)
             if all(worker.stopped for worker in self.siblings):
+                self._drain()
                 raise OutputStopped(f"every output has stopped, the last: {exc}") from None
-            while await self.queue.get() is not None:
-                pass  # nothing more comes (put drops it): wait for the end of the stream
+            LOG.error("%s; the other outputs and the stream go on", exc)
+            # Nothing more is queued (put drops it), but a put that waited for room lands: count it too.
+            while (batch := await self.queue.get()) is not None:
+                self.dropped += len(batch)
         except Exception:
             self.failed = True
             self._drain()
             raise
 
-    def _stop(self, reason: str) -> None:
-        self.stopped = reason
-        self._drain()
-
     def _drain(self) -> None:
+        """Empty the queue (freeing whoever waits to put); after a stop, what it held is counted as dropped."""
         while not self.queue.empty():
             batch = self.queue.get_nowait()
             if batch is not None and self.stopped is not None:

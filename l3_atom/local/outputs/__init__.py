@@ -127,7 +127,10 @@ class BlockingOutput(ABC):
             if self.where is None:
                 raise
             line = stop_line(self.name, exc, self.where)
-            note = await self._run(self.abandon)
+            try:
+                note = await self._run(self.abandon)
+            except OSError as again:
+                note = f"closing its files failed too: {again}"
             raise OutputStopped(f"{line}{'; ' + note if note else ''}") from exc
         self.records += len(records)
 

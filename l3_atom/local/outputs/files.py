@@ -11,6 +11,7 @@ of lines, a finished Avro block), so the file on disk always ends at one.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class WholeWrites:
         # Where the last whole flush ended: the file is cut back to it when a flush fails.
         self.size = os.fstat(self._fd).st_size
         self._pending = bytearray()
+        # Set by a failed flush: what a writer wrote before it (an Avro header) is gone, so nothing may follow.
+        self._broken = False
 
     def write(self, data: bytes) -> int:
         self._pending += data
@@ -34,6 +37,8 @@ class WholeWrites:
 
     def flush(self) -> None:
         """Append what was written since the last flush; on failure cut it off again (it is given up) and raise."""
+        if self._broken:
+            raise OSError(errno.EIO, "an earlier write to this file failed", str(self.path))
         if not self._pending:
             return
         data, self._pending = self._pending, bytearray()
@@ -44,6 +49,7 @@ class WholeWrites:
                     written += os.write(self._fd, view[written:])
             except OSError as exc:
                 os.ftruncate(self._fd, self.size)
+                self._broken = True
                 raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
         self.size += written
 
@@ -54,7 +60,9 @@ class WholeWrites:
     def abandon(self) -> None:
         """Close without writing what is pending (after a failed flush nothing more fits)."""
         self._pending.clear()
-        self.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def close(self) -> None:
         if self._fd < 0:

@@ -93,7 +93,9 @@ class JsonLinesOutput(BlockingOutput):
         self._file.flush()
 
     def abandon(self) -> str:
-        self.close_all()
+        if isinstance(self._file, WholeWrites):
+            self._file.abandon()
+        self._file = None
         return f"the file ends at the last whole batch, {self._batch} records of the failed one not in it"
 
     def close_all(self) -> None:
