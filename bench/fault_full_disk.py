@@ -52,6 +52,14 @@ STOPPED = "output stopped:"
 ERROR = " ERROR "
 
 
+def scale_name(scale: Scale) -> str:
+    """The name of ``scale`` in ``bench.faults.SCALES`` (the scenarios size their own figures by it)."""
+    from bench.faults import SCALES
+
+    # By value: run as ``python -m bench.faults``, the scale is an instance of ``__main__.Scale``.
+    return next(name for name, known in SCALES.items() if asdict(known) == asdict(scale))
+
+
 @dataclass(frozen=True)
 class Arrangement:
     """Which output goes on the small disk, which on the ordinary one."""
@@ -143,7 +151,7 @@ class StreamClient(threading.Thread):
                     self.timestamps.append(message["atom_timestamp"])
 
 
-def run_once(arrangement: Arrangement, scale_name: str, workdir: Path) -> dict[str, Any]:
+def run_once(arrangement: Arrangement, scale: str, workdir: Path) -> dict[str, Any]:
     """One run of ``runner.py local`` with the arrangement; the figures and checks of it."""
     from bench.faults import delivery
     from tests.local.helpers import LocalRun, published
@@ -151,8 +159,8 @@ def run_once(arrangement: Arrangement, scale_name: str, workdir: Path) -> dict[s
 
     small_dir, big_dir = workdir / "small", workdir / "big"
     journal = workdir / "journal.jsonl"
-    flow = FLOW_MESSAGES[scale_name]
-    with small_disk(small_dir, f"{SMALL_DISK_KB[scale_name] // arrangement.disk_divisor}k") as refused:
+    flow = FLOW_MESSAGES[scale]
+    with small_disk(small_dir, f"{SMALL_DISK_KB[scale] // arrangement.disk_divisor}k") as refused:
         if refused:
             return {"mounted": False, "why": refused}
         with LocalRun(workdir) as run:
@@ -202,15 +210,13 @@ def run_once(arrangement: Arrangement, scale_name: str, workdir: Path) -> dict[s
 
 def full_disk(scale: Scale, workdir: Path) -> Outcome:
     """Every arrangement once: the full output stops cleanly; the other and the stream lose nothing."""
-    from bench.faults import SCALES, Outcome
+    from bench.faults import Outcome
 
-    # By value: run as ``python -m bench.faults``, the scale is an instance of ``__main__.Scale``.
-    scale_name = next(name for name, known in SCALES.items() if asdict(known) == asdict(scale))
     outcome = Outcome("full disk (local-mode file output)")
     runs = {}
     for arrangement in ARRANGEMENTS:
         name = f"{arrangement.small} on the small disk"
-        result = run_once(arrangement, scale_name, workdir / arrangement.small)
+        result = run_once(arrangement, scale_name(scale), workdir / arrangement.small)
         runs[name] = result
         if not result["mounted"]:
             outcome.invariants["a small filesystem was mounted (tmpfs: needs root)"] = False

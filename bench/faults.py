@@ -29,6 +29,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from bench.fault_broker_restart import broker_restarts
 from bench.fault_full_disk import full_disk
 from l3_atom.infra.local_pipeline import LocalPipeline
 from l3_atom.infra.processes import stop_process
@@ -607,6 +608,7 @@ SCENARIOS: dict[str, Callable[[Scale, Path], Outcome]] = {
     "broker_stall": broker_stalls,
     "disconnect": disconnects,
     "full_disk": full_disk,
+    "broker_restart": broker_restarts,
 }
 
 COLUMNS = ("scenario", "injected", "detected", "recovered", "expected", "delivered", "lost", "in gaps",
