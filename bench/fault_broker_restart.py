@@ -6,10 +6,11 @@ committed offsets, no consumer groups.  What each role does (measured here):
 * connector and processor workers notice the broker's death through an idle
   connection it closes (``l3_atom/topic_watch.py``: the local profile says the
   broker keeps its data in memory only), log one line saying so and exit with
-  ``EXIT_BROKER_LOST`` (75).  Before that fix neither exited: the processor
-  consumed nothing more and said nothing, the connector went on reading the
-  exchange while its deliveries failed ("Purged in queue") and, its producer
-  queue full, blocked.  A check of the topics every few seconds was not
+  ``EXIT_BROKER_LOST`` (75).  Before that fix neither exited with a reason:
+  mostly both stayed up with nothing flowing (the processor saying nothing,
+  the connector reading the exchange while its deliveries failed, "Purged in
+  queue", until its full producer queue blocked it), now and then one died
+  with exit 1 (Faust: "Event loop is closed").  A check of the topics every few seconds was not
   enough: a worker that wrote changelog records into the new broker before it
   noticed left a partition whose high watermark Tansu reported as 1 with no
   record to read, and its successor waited for ever to restore its tables;
