@@ -30,6 +30,8 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from bench.fault_broker_restart import broker_restarts
+from bench.fault_full_disk import full_disk
 from l3_atom.infra.local_pipeline import LocalPipeline
 from l3_atom.infra.processes import stop_process
 from l3_atom.topics import raw_topic
@@ -611,6 +613,8 @@ SCENARIOS: dict[str, Callable[[Scale, Path], Outcome]] = {
     "slow_client": lambda scale, workdir: import_module("bench.fault_slow_readers").slow_client(scale, workdir),
     "lagging_processor": lambda scale, workdir: import_module("bench.fault_slow_readers").lagging_processor(
         scale, workdir),
+    "full_disk": full_disk,
+    "broker_restart": broker_restarts,
 }
 
 COLUMNS = ("scenario", "injected", "detected", "recovered", "expected", "delivered", "lost", "in gaps",

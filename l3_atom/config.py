@@ -54,6 +54,8 @@ class KafkaSettings:
     sasl_password: str | None = field(repr=False)
     linger_ms: int
     max_message_bytes: int
+    # The broker keeps nothing across a restart (Tansu in memory mode): roles exit when it dies.
+    broker_memory_only: bool = False
 
     def client_config(self) -> dict[str, Any]:
         """Connection settings for confluent-kafka clients (producer, consumer, admin)."""
@@ -84,6 +86,9 @@ class KafkaSettings:
             # Java-compatible key hashing, as Faust's (aiokafka's) producer uses for table changelogs.
             "partitioner": "murmur2_random",
             "message.max.bytes": self.max_message_bytes + 64 * 1024,
+            # Topics are made by ensure_topics with their partitions; a producer that made one (on a broker
+            # restarted empty, before its role noticed: l3_atom/topic_watch.py) would make it the broker's way.
+            "allow.auto.create.topics": False,
         }
 
 
@@ -166,6 +171,12 @@ class _Reader:
         if not self.parser.has_option(section, key):
             return None
         return self._raw(section, key)
+
+    def choice(self, section: str, key: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.text(section, key, default).lower()
+        if value not in allowed:
+            raise ConfigError(f"{self.path}: [{section}] {key} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
 
     def integer(self, section: str, key: str, minimum: int = 0) -> int:
         raw = self._raw(section, key)
@@ -288,6 +299,7 @@ class Settings:
             sasl_password=password,
             linger_ms=r.integer(own_or("producer", "linger_ms"), "linger_ms"),
             max_message_bytes=self.max_message_bytes,
+            broker_memory_only=r.choice(section, "broker_memory_only", ("false", "true"), "false") == "true",
         )
 
     @property

@@ -32,6 +32,7 @@ from l3_atom.sources import connector_class
 from l3_atom.symbol_selection import AllSymbols
 from l3_atom.tokens import Symbol
 from l3_atom.topic_admin import ensure_topics
+from l3_atom.topic_watch import watch_topics
 from l3_atom.topics import BOOK_RESYNC, COVERAGE, DEAD_LETTER, raw_topic
 
 LOG = logging.getLogger(__name__)
@@ -114,7 +115,8 @@ async def run_connector(
     make_feed = feed_factory(settings, source, symbols, ws_url, rest_url, channels, every)
     metrics_socket = bind_metrics_socket(settings.metrics.host, settings.metrics.port(ROLE, metrics_port), ROLE)
     kafka = settings.kafka
-    ensure_topics(kafka, [raw_topic(source), DEAD_LETTER, BOOK_RESYNC, COVERAGE])
+    topics = [raw_topic(source), DEAD_LETTER, BOOK_RESYNC, COVERAGE]
+    ensure_topics(kafka, topics)
     encoders = register_encoders(settings.schema_registry.client_config(), [DEAD_LETTER, BOOK_RESYNC, COVERAGE])
     sink = KafkaRawSink(source, kafka, encoders[DEAD_LETTER], encoders[COVERAGE])
     feed = make_feed(sink)
@@ -126,6 +128,7 @@ async def run_connector(
             LOG.info("%s: resuming %d symbols' trades from the raw topic's tail", source, len(archived))
     listener = ResyncListener(kafka, source, encoders[BOOK_RESYNC].schema_id)
     listening = asyncio.create_task(listener.run(feed))
+    watch_topics(kafka, topics, f"{source} connector")
     server = None if metrics_socket is None else connector_metrics_server(metrics_socket, feed, sink, listener)
     if server is not None:
         await server.start()

@@ -37,7 +37,7 @@ from l3_atom.data_source import SKIPPED_PRODUCTS, DataFeed
 from l3_atom.errors import ServiceUnavailable, UserError
 from l3_atom.http_app import serve_app
 from l3_atom.local.bus import BusItem, BusSink, ConnectorCoverage, FrameBus, RawFrame
-from l3_atom.local.outputs import LocalRecord, Output
+from l3_atom.local.outputs import LocalRecord, Output, OutputStopped
 from l3_atom.local.progress import Progress, StatusLine
 from l3_atom.observability.server import MetricsServer
 from l3_atom.raw_sink import FrameSink
@@ -138,15 +138,25 @@ class SourceRuntime:
 
 
 class OutputWorker:
-    """One output behind a bounded queue of batches: when it is full, whoever publishes waits."""
+    """One output behind a bounded queue of batches: when it is full, whoever publishes waits.
 
-    def __init__(self, output: Output, capacity: int = OUTPUT_QUEUE_BATCHES):
+    An output that stops (:class:`OutputStopped`: its disk is full) says so in one line and takes
+    nothing more (the batches it misses are counted); the others go on.  When every output of
+    ``siblings`` has stopped, the last one ends the run.
+    """
+
+    def __init__(self, output: Output, siblings: list[OutputWorker], capacity: int = OUTPUT_QUEUE_BATCHES):
         self.output = output
+        self.siblings = siblings
         self.queue: asyncio.Queue[list[LocalRecord] | None] = asyncio.Queue(capacity)
         self.failed = False
+        self.stopped: str | None = None
+        self.dropped = 0
 
-    async def put(self, batch: list[LocalRecord]) -> None:
-        if not self.failed:
+    async def put(self, batch: list[LocalRecord] | None) -> None:
+        if self.stopped is not None and batch is not None:
+            self.dropped += len(batch)
+        elif not self.failed:
             await self.queue.put(batch)
 
     async def run(self) -> None:
@@ -154,11 +164,32 @@ class OutputWorker:
         try:
             while (batch := await self.queue.get()) is not None:
                 await self.output.write(batch)
+        except OutputStopped as exc:
+            self.stopped = str(exc)
+            if all(worker.stopped for worker in self.siblings):
+                self._drain()
+                raise OutputStopped(f"every output has stopped, the last: {exc}") from None
+            LOG.error("%s; the other outputs and the stream go on", exc)
+            # Nothing more is queued (put drops it), but a put that waited for room lands: count it too.
+            while (batch := await self.queue.get()) is not None:
+                self.dropped += len(batch)
         except Exception:
             self.failed = True
-            while not self.queue.empty():
-                self.queue.get_nowait()
+            self._drain()
             raise
+
+    def _drain(self) -> None:
+        """Empty the queue (freeing whoever waits to put); after a stop, what it held is counted as dropped."""
+        while not self.queue.empty():
+            batch = self.queue.get_nowait()
+            if batch is not None and self.stopped is not None:
+                self.dropped += len(batch)
+
+    def stats(self) -> dict[str, Any]:
+        stats = {**self.output.stats(), "queued_batches": self.queue.qsize()}
+        if self.stopped is not None:
+            stats |= {"stopped": self.stopped, "dropped": self.dropped}
+        return stats
 
 
 class Runtime:
@@ -188,7 +219,7 @@ class Runtime:
         return [key for source in self.sources for key in source.keys]
 
     def add_output(self, output: Output) -> None:
-        self.workers.append(OutputWorker(output))
+        self.workers.append(OutputWorker(output, self.workers))
 
     def resync(self, request: dict[str, Any]) -> None:
         """A ``book_resync`` request from an output that keeps books: to the source it names."""
@@ -212,7 +243,7 @@ class Runtime:
             "sources": sources,
             "records": counted,
             "dead_letters": sum(sum(state["dead_letters"].values()) for state in sources.values()),
-            "outputs": {w.output.name: {**w.output.stats(), "queued_batches": w.queue.qsize()} for w in self.workers},
+            "outputs": {w.output.name: w.stats() for w in self.workers},
         }
 
     async def _stats_handler(self, _request: web.Request) -> web.Response:

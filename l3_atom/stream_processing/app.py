@@ -35,6 +35,7 @@ from l3_atom.stream_processing.processor_metrics import ROLE, ProcessorMetrics
 from l3_atom.stream_processing.publisher import RecordPublisher
 from l3_atom.stream_processing.raw_messages import RawMessageProcessor
 from l3_atom.topic_admin import ensure_topics
+from l3_atom.topic_watch import watch_topics
 from l3_atom.topics import BOOK_RESYNC, CANDLE, COVERAGE, DEAD_LETTER, LOB, LOB_L3, TRADES, TRADES_L3, raw_topic
 
 LOG = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ def create_app(
     if produced & {LOB, LOB_L3}:
         produced.add(BOOK_RESYNC)  # the books ask connectors for snapshots
     output_topics = sorted(produced)
-    ensure_topics(kafka, [raw_topic(s) for s in sources] + output_topics)
+    topics = [raw_topic(s) for s in sources] + output_topics
+    ensure_topics(kafka, topics)
     encoders = register_encoders(settings.schema_registry.client_config(), output_topics)
     LOG.info("Avro writer: %s", writer_kind())
 
@@ -125,6 +127,11 @@ def create_app(
         )
 
     CoverageService(app, encoders[COVERAGE].schema_id)
+
+    @app.task
+    async def watch_broker() -> None:
+        """A broker restarted without its topics ends the worker with one line (see ``topic_watch``)."""
+        watch_topics(kafka, topics, "processor")
 
     @app.timer(STATS_INTERVAL_S)
     async def log_stats() -> None:

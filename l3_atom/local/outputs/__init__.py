@@ -7,6 +7,16 @@ loop, it only fills the output's bounded queue, and the runtime waits for it
 (backpressure); a write that never returns cannot keep the process from
 exiting.  The websocket output never blocks: each client has its own bounded
 queue.
+
+A file output whose storage fails (disk full, quota, I/O error) stops with
+one error line naming the file; the other outputs and the stream go on, and
+the records it can no longer take are counted (``dropped`` in ``/stats``).
+It does not retry when space is freed: a file with a hole in the middle
+would look complete.  Before it stops it leaves its files readable: a JSON
+lines file ends at a line boundary, an Avro file at its last whole block, a
+Parquet file is closed with its footer or, when no footer fits, removed (its
+records counted in the error line).  Only when every output has stopped does
+the runtime stop.
 """
 
 from __future__ import annotations
@@ -16,10 +26,13 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from pathlib import Path
 
 # By name: the package's submodule ``queue`` (the embedding API's output) would shadow the module ``queue`` here.
 from queue import SimpleQueue
 from typing import Any, ClassVar, NamedTuple, Protocol
+
+from l3_atom.errors import UserError
 
 
 class LocalRecord(NamedTuple):
@@ -44,6 +57,16 @@ class Output(Protocol):
         """Write what is pending and release files and connections."""
 
     def stats(self) -> dict[str, Any]: ...
+
+
+class OutputStopped(UserError):
+    """A file output can write no more (its disk is full): it stops, the other outputs go on."""
+
+
+def stop_line(name: str, exc: OSError, where: str | Path) -> str:
+    """One line naming the output, the file and the reason; pyarrow's errors carry no errno, only text."""
+    reason = f"{exc.strerror} (errno {exc.errno})" if exc.strerror else str(exc).splitlines()[0]
+    return f"{name} output stopped: {reason} writing {exc.filename or where}"
 
 
 class _SerialDaemonExecutor(Executor):
@@ -87,6 +110,9 @@ class BlockingOutput(ABC):
     def __init__(self) -> None:
         self.records = 0
         self._executor = _SerialDaemonExecutor(f"l3_atom-{self.name}")
+        # The file (or folder) being written, named when its storage fails; None for stdout, whose
+        # failures (a reader that left) end the run as before.
+        self.where: str | Path | None = None
 
     async def _run(self, fn: Callable, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -95,7 +121,17 @@ class BlockingOutput(ABC):
         await self._run(self.open)
 
     async def write(self, records: list[LocalRecord]) -> None:
-        await self._run(self.write_records, records)
+        try:
+            await self._run(self.write_records, records)
+        except OSError as exc:
+            if self.where is None:
+                raise
+            line = stop_line(self.name, exc, self.where)
+            try:
+                note = await self._run(self.abandon)
+            except OSError as again:
+                note = f"closing its files failed too: {again}"
+            raise OutputStopped(f"{line}{'; ' + note if note else ''}") from exc
         self.records += len(records)
 
     async def close(self) -> None:
@@ -116,3 +152,8 @@ class BlockingOutput(ABC):
 
     def close_all(self) -> None:
         """Flush and close; runs on the output's thread."""
+
+    def abandon(self) -> str:
+        """After a failed write: leave every file readable and closed; what was given up, if anything."""
+        self.close_all()
+        return ""

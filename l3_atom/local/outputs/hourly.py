@@ -7,10 +7,15 @@ exchange time, so a file once closed stays closed).  A file is closed when
 the wall clock is past its hour (plus a grace for records still queued) or
 at shutdown; an existing file is never overwritten: a restart in the same
 hour writes ``<hour>-1.<ext>``, and so on.
+
+When a write fails (a full disk), every open file is closed if it can be,
+else given up by the format's own rule (:meth:`HourlyFiles.give_up`), and
+the output stops (see ``l3_atom.local.outputs``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import abstractmethod
 from datetime import UTC, datetime
@@ -63,9 +68,12 @@ class HourlyFiles(BlockingOutput):
         self.directory = Path(directory)
         self._open: dict[Partition, Any] = {}
         self.files = 0
+        # Files that could not be closed whole, and the records not in them.
+        self._given_up = self._lost = 0
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.where = self.directory
 
     def write_records(self, records: list[LocalRecord]) -> None:
         groups: dict[Partition, list[dict[str, Any]]] = {}
@@ -75,10 +83,10 @@ class HourlyFiles(BlockingOutput):
             handle = self._open.get(partition)
             if handle is None:
                 parts, hour = partition
-                handle = self._open[partition] = self.open_file(
-                    partition_path(self.directory, parts, hour, self.extension), parts[0]
-                )
+                self.where = partition_path(self.directory, parts, hour, self.extension)
+                handle = self._open[partition] = self.open_file(self.where, parts[0])
                 self.files += 1
+            self.where = handle.path
             self.append(handle, values)
         self._close_past_hours()
         self.after_batch(list(self._open.values()))
@@ -86,18 +94,50 @@ class HourlyFiles(BlockingOutput):
     def _close_past_hours(self) -> None:
         current = int((time.time() - CLOSE_GRACE_S) // S_PER_HOUR)
         for partition in [p for p in self._open if p[1] < current]:
-            self.close_file(self._open.pop(partition))
+            self._close(self._open.pop(partition))
+
+    def _close(self, handle: Any) -> None:
+        """Close a file; one that cannot be closed whole is given up (counted) before the error is raised."""
+        self.where = handle.path
+        try:
+            self.close_file(handle)
+        except OSError:
+            self._given_up += 1
+            self._lost += self.give_up(handle)
+            raise
 
     def close_all(self) -> None:
+        """Close every open file, even after one failed; then raise the first failure."""
+        failure = None
         while self._open:
-            self.close_file(self._open.popitem()[1])
+            try:
+                self._close(self._open.popitem()[1])
+            except OSError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def abandon(self) -> str:
+        """Close every open file; say how many could not be closed whole and what that cost."""
+        with contextlib.suppress(OSError):
+            self.close_all()
+        if not self._given_up:
+            return ""
+        return f"{self._given_up} {self.extension} files {self.given_up_as}, {self._lost} records not in them"
 
     def stats(self) -> dict[str, Any]:
         return {"records": self.records, "files": self.files, "open_files": len(self._open)}
 
+    # How :meth:`give_up` leaves a file, for the error line.
+    given_up_as: ClassVar[str]
+
     @abstractmethod
     def open_file(self, path: Path, topic: str) -> Any:
-        """A new file at ``path`` for records of ``topic``: the handle :meth:`append` gets."""
+        """A new file at ``path`` for records of ``topic``: the handle (with its ``path``) :meth:`append` gets."""
+
+    @abstractmethod
+    def give_up(self, handle: Any) -> int:
+        """Leave a file that could not be closed whole readable (or gone); the records that are not in it."""
 
     @abstractmethod
     def append(self, handle: Any, values: list[dict[str, Any]]) -> None: ...

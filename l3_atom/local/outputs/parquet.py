@@ -3,11 +3,14 @@
 A Parquet file is only readable once closed (its footer comes last): at the
 end of its hour or at shutdown.  Rows are written in row groups of
 ``ROW_GROUP_ROWS``, which bounds the memory each open file holds.  The Avro
-schema the columns come from is kept in the file's metadata.
+schema the columns come from is kept in the file's metadata.  A file whose
+footer cannot be written (a full disk) is unreadable: it is removed, and the
+error line counts the records it held.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from functools import cache
@@ -68,14 +71,17 @@ def arrow_schema(topic: str) -> pa.Schema:
 
 @dataclass
 class _ParquetFile:
+    path: Path
     writer: pq.ParquetWriter
     schema: pa.Schema
     rows: list[dict[str, Any]] = field(default_factory=list)
+    written: int = 0
 
 
 class ParquetFiles(HourlyFiles):
     name = "parquet"
     extension = "parquet"
+    given_up_as = "removed (unreadable without their footer)"
 
     def __init__(self, directory: str | Path, topics: list[str]):
         super().__init__(directory)
@@ -85,7 +91,7 @@ class ParquetFiles(HourlyFiles):
 
     def open_file(self, path: Path, topic: str) -> _ParquetFile:
         schema = arrow_schema(topic)
-        return _ParquetFile(pq.ParquetWriter(path, schema, compression=COMPRESSION), schema)
+        return _ParquetFile(path, pq.ParquetWriter(path, schema, compression=COMPRESSION), schema)
 
     def append(self, handle: _ParquetFile, values: list[dict[str, Any]]) -> None:
         handle.rows.extend(values)
@@ -96,8 +102,16 @@ class ParquetFiles(HourlyFiles):
     def _write_rows(handle: _ParquetFile) -> None:
         if handle.rows:
             handle.writer.write_table(pa.Table.from_pylist(handle.rows, schema=handle.schema))
+            handle.written += len(handle.rows)
             handle.rows = []
 
     def close_file(self, handle: _ParquetFile) -> None:
         self._write_rows(handle)
         handle.writer.close()
+
+    def give_up(self, handle: _ParquetFile) -> int:
+        # Closing again releases the file; it fails the same way (no room for the footer).
+        with contextlib.suppress(OSError):
+            handle.writer.close()
+        handle.path.unlink(missing_ok=True)
+        return handle.written + len(handle.rows)

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, TextIO
 
 from l3_atom.consume import format_human, json_line
 from l3_atom.local.outputs import BlockingOutput, LocalRecord
+from l3_atom.local.outputs.files import WholeWrites
 from l3_atom.local.progress import StatusLine
 from l3_atom.topics import DEAD_LETTER
 
@@ -66,6 +67,7 @@ class JsonLinesOutput(BlockingOutput):
 
     Lines are made as UTF-8 bytes by orjson (no text layer) on the output's thread.  Made on the event
     loop's thread instead, the same work delayed the loop: receive -> line took longer at 10k msg/s.
+    A file gets each batch whole or not at all (:class:`WholeWrites`): it always ends at a line boundary.
     """
 
     name = "jsonl"
@@ -73,7 +75,8 @@ class JsonLinesOutput(BlockingOutput):
     def __init__(self, path: str | Path):
         super().__init__()
         self.path = str(path)
-        self._file: BinaryIO | None = None
+        self._file: BinaryIO | WholeWrites | None = None
+        self._batch = 0
 
     def open(self) -> None:
         if self.path == STDOUT_PATH:
@@ -81,11 +84,19 @@ class JsonLinesOutput(BlockingOutput):
             self._file = sys.stdout.buffer
             return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close_all
+        self.where = self.path
+        self._file = WholeWrites(self.path)
 
     def write_records(self, records: list[LocalRecord]) -> None:
+        self._batch = len(records)
         self._file.write(b"".join([json_line(r.topic, r.key, r.value) for r in records]))
         self._file.flush()
+
+    def abandon(self) -> str:
+        if isinstance(self._file, WholeWrites):
+            self._file.abandon()
+        self._file = None
+        return f"the file ends at the last whole batch, {self._batch} records of the failed one not in it"
 
     def close_all(self) -> None:
         if self._file is not None and self._file is not sys.stdout.buffer:
