@@ -218,11 +218,12 @@ def test_time_parameters_of_today_are_read_on_the_replay_clock() -> None:
     async def body() -> tuple[int, int, int]:
         server = await ReplayServer(folder).start()
         try:
-            started = server._started_ms
+            await stream_everything(server)
+            started = server.clock_origin_ms
             return server._to_recorded(started + 5_000), server._to_recorded(1590480363130), started
         finally:
             await server.stop()
 
     today, recorded, _ = asyncio.run(body())
-    assert today == Recording(folder).first_ms + 5_000, "5 s after the start is 5 s into the recording"
+    assert today == Recording(folder).first_ms + 5_000, "5 s after the first connection is 5 s into the recording"
     assert recorded == 1590480363130, "the recording's own times (page cursors) are kept"

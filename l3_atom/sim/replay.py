@@ -335,7 +335,8 @@ class ReplayServer:
         self._resume: dict[int, int] = {}
         self.disconnects: list[dict[str, int]] = []
         self.history_pages = 0
-        self._started_ms = 0
+        # When the replay's clock began (the first websocket connection; the server's start until then).
+        self.clock_origin_ms = 0
 
     @property
     def faults_injected(self) -> int:
@@ -359,7 +360,7 @@ class ReplayServer:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
-        self._started_ms = int(time.time() * MS_PER_S)
+        self.clock_origin_ms = int(time.time() * MS_PER_S)
         return self
 
     async def stop(self) -> None:
@@ -405,16 +406,22 @@ class ReplayServer:
         return None
 
     def _to_recorded(self, time_ms: int) -> int:
-        """A time parameter on the recording's clock; one from about when the server started is on the replay's."""
-        if time_ms < self._started_ms - CLOCK_MARGIN_MS:
+        """A time parameter on the recording's clock; one from about when the replay began is on the replay's.
+
+        At ``max`` speed the frames run ahead of that clock, so a time mapped back is at or before the
+        frames the client had then: a backfill from it misses nothing.
+        """
+        if time_ms < self.clock_origin_ms - CLOCK_MARGIN_MS:
             return time_ms
-        return time_ms - (self._started_ms - self.recording.first_ms)
+        return time_ms - (self.clock_origin_ms - self.recording.first_ms)
 
     async def _replay(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, compress=False)
         await ws.prepare(request)
         index = self.served_connections
         self.served_connections += 1
+        if index == 0:
+            self.clock_origin_ms = int(time.time() * MS_PER_S)
         connections = self.recording.connections
         again = index >= len(connections)
         if not connections or again and not (self.replay_reconnects or self._resume):

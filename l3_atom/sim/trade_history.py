@@ -8,8 +8,8 @@ answers a page (its documented shape, order and paging).  A trade keeps the id, 
 side and time it was streamed with; prices and sizes sent as JSON numbers keep their digits.
 
 Time parameters (``startTime``, ``start``, ``start_timestamp``, ...) from about when the
-server started on are read on the replay's own clock: the recording replayed as if it began
-when the server started (a connector asks for "since my last frame", in today's time).
+replay began on are read on the replay's own clock: the recording replayed as if it began
+when the first client connected (a connector asks for "since my last frame", in today's time).
 Earlier times (the recording's own, as cursors a connector took from a page) are used as
 they are.
 """
