@@ -1,7 +1,8 @@
 """End to end on real traffic: the replay server drops the connector twice mid-stream, the connector backfills
 from the replay's trade history, and every trade of the recording is in ``trades_l3`` exactly once.
 
-The Coinbase recording (97 ``match`` and 10 ``last_match`` frames over ~30 s) is replayed with a
+The Coinbase recording (97 ``match`` and 10 ``last_match`` frames over ~30 s) is replayed at its recorded
+pace with a
 ``disconnect`` fault: the 25th match frame of a connection is not sent, the connection is closed, and the
 1500 frames after it are missed; the reconnect gets the connection's opening frames again (acks, book
 snapshots, ``last_match``) and the rest.  The second connection is dropped the same way.  The trades of
@@ -73,7 +74,7 @@ def test_trades_missed_in_drops_of_a_replayed_recording_are_backfilled_once(tmp_
         reader = TopicReader(stack.broker.bootstrap_servers, stack.registry_url, [TRADES_L3, COVERAGE])
         try:
             stack.start_runner("replay", "replay", "--recording", str(folder), "--port", str(port),
-                               "--fault", "disconnect", "--fault-every", str(EVERY), "--fault-match", MATCH,
+                               "--speed", "recorded", "--fault", "disconnect", "--fault-every", str(EVERY), "--fault-match", MATCH,
                                "--fault-connections", str(DROPS), "--fault-skip", str(MISSED))
             stack.wait_port("replay", port)
             args = ["connector", "--source", SOURCE, "--ws-url", f"ws://127.0.0.1:{port}/",
@@ -86,7 +87,7 @@ def test_trades_missed_in_drops_of_a_replayed_recording_are_backfilled_once(tmp_
                 stack.check_alive("connector")
                 trades = {(r.value["symbol"], r.value["trade_id"]) for r in records if r.topic == TRADES_L3}
                 filled = sum(r.value["kind"] == "trades_backfilled" for r in records if r.topic == COVERAGE)
-                return trades >= set(made) and filled >= DROPS * len(SYMBOLS)
+                return trades >= set(made) and filled >= len(SYMBOLS)
 
             reader.read_until(complete, READ_TIMEOUT_S)
             reader.read_until(lambda _: False, SETTLE_S)  # anything published twice arrives now
@@ -114,5 +115,7 @@ def test_trades_missed_in_drops_of_a_replayed_recording_are_backfilled_once(tmp_
     assert set(ids) == set(made), "every recorded trade, and nothing else"
     assert missed and missed <= backfilled, "the trades made while the connector was away came by backfill"
     assert not before_first_drop & backfilled, "trades streamed before the first drop are not marked backfill"
-    assert coverage["stream_down"] == coverage["stream_up"] == DROPS * len(SYMBOLS)
-    assert coverage["trades_backfilled"] == DROPS * len(SYMBOLS)
+    # One down and up per product and drop; a drop that cuts a backfill short has the next one start from the
+    # first outage, so at least one backfill per product.
+    assert coverage["stream_down"] >= DROPS * len(SYMBOLS) and coverage["stream_up"] >= DROPS * len(SYMBOLS)
+    assert len(SYMBOLS) <= coverage["trades_backfilled"] <= coverage["stream_up"]

@@ -12,6 +12,7 @@ Deribit's and OKX's recorded traffic holds no (or one) trade: their hand-written
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -204,6 +205,32 @@ def test_a_disconnect_drops_mid_stream_and_the_reconnect_resumes_after_the_misse
     opening = [frame.text for frame in recorded[: matches[0]]]
     assert again == opening + [frame.text for frame in recorded[dropped + 500 :]]
     assert stats["connections_served"] == 2 and stats["faults_injected"] == 1
+
+
+def test_a_disconnect_that_chooses_no_frame_sends_everything_and_keeps_the_connection() -> None:
+    folder = FIXTURES / "deribit"
+    spec = FaultSpec(Fault.DISCONNECT, match="not in any frame", skip=5)
+
+    async def body() -> tuple[int, bool, dict]:
+        server = await ReplayServer(folder, fault=spec).start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                ws = await session.ws_connect(server.ws_url)
+                await ws.send_str('{"method": "public/subscribe"}')
+                received = 0
+                with contextlib.suppress(TimeoutError):
+                    while (await ws.receive(timeout=2)).type == aiohttp.WSMsgType.TEXT:
+                        received += 1
+                still_open = not ws.closed
+                await ws.close()
+                stats = await (await session.get(f"{server.rest_url}/_replay/stats")).json()
+        finally:
+            await server.stop()
+        return received, still_open, stats
+
+    received, still_open, stats = asyncio.run(body())
+    assert received == Recording(folder).frame_count and still_open
+    assert stats["disconnects"] == [] and stats["faults_injected"] == 0
 
 
 def test_fault_skip_belongs_to_disconnects() -> None:

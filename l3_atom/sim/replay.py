@@ -441,9 +441,11 @@ class ReplayServer:
             frames: Iterable[RecordedFrame] = self._frames_of(position, recorded)
             if self.faults is not None and self.faults.spec.on_connection(index):
                 if self.faults.spec.kind is Fault.DISCONNECT:
-                    await self._send_then_drop(ws, position, list(frames), self.faults)
-                    return ws
-                frames = self.faults.apply(frames)
+                    if await self._send_then_drop(ws, position, list(frames), self.faults):
+                        return ws
+                    frames = []  # all sent: no frame was chosen for the disconnect
+                else:
+                    frames = self.faults.apply(frames)
             await self._send(ws, frames, position)
             await reader
         finally:
@@ -472,16 +474,24 @@ class ReplayServer:
         resume = self._resume.pop(position, None)
         if resume is None or self.faults is None:
             return recorded.frames
-        return self.faults.opening(recorded.frames) + recorded.frames[resume:]
+        opening = self.faults.opening(recorded.frames)
+        if resume >= len(recorded.frames):
+            return opening  # the recording ended while the client was away
+        # The opening is sent again now: at ``recorded`` speed no time passes before the frames that follow it.
+        now = recorded.frames[resume].ts
+        return [replace(frame, ts=now) for frame in opening] + recorded.frames[resume:]
 
     async def _send_then_drop(
         self, ws: web.WebSocketResponse, position: int, frames: list[RecordedFrame], faults: FaultInjector
-    ) -> None:
-        """Send up to the disconnect's frame, close, and count the frames after it as made while the client is away."""
+    ) -> bool:
+        """Send up to the disconnect's frame, close, and count the frames after it as made while the client is away.
+
+        False: no frame was chosen; every frame was sent and the connection stays open.
+        """
         cut = faults.cut(frames)
         await self._send(ws, frames if cut is None else frames[:cut], position)
         if cut is None:
-            return
+            return False
         dropped = frames[cut].index
         resume = dropped + faults.spec.skip
         self._resume[position] = resume
@@ -489,6 +499,7 @@ class ReplayServer:
         faults.injected += 1
         self.disconnects.append({"connection": position, "dropped_at": dropped, "resumes_at": resume})
         await ws.close(code=GOING_AWAY, message=b"replay: connection dropped (disconnect fault)")
+        return True
 
     async def _send(self, ws: web.WebSocketResponse, frames: Iterable[RecordedFrame], position: int) -> None:
         previous: float | None = None
