@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,6 +33,7 @@ from l3_atom.off_chain.coinbase import Coinbase, CoinbaseTrades
 from l3_atom.off_chain.deribit import Deribit, DeribitTrades
 from l3_atom.off_chain.okx import Okx, OkxTrades
 from l3_atom.sim.replay import GOING_AWAY, Fault, FaultSpec, Recording, ReplayServer
+from l3_atom.sim.trade_history import VENUE_HISTORIES, Trade, VenueHistory, exact_json
 from l3_atom.stream_processing.standardiser import Standardiser
 from l3_atom.stream_processing.standardisers.binance_futures import BinanceFuturesStandardiser
 from l3_atom.stream_processing.standardisers.bitfinex import BitfinexStandardiser
@@ -254,3 +257,35 @@ def test_time_parameters_of_today_are_read_on_the_replay_clock() -> None:
     today, recorded, _ = asyncio.run(body())
     assert today == Recording(folder).first_ms + 5_000, "5 s after the first connection is 5 s into the recording"
     assert recorded == 1590480363130, "the recording's own times (page cursors) are kept"
+
+
+def made_trades(count: int, symbol: str = "X") -> list[Trade]:
+    """Trades 1..count, one a second from t=1000 ms, whose entries are their ids."""
+    return [Trade(symbol, i, 1000 * i, i) for i in range(1, count + 1)]
+
+
+def answered(history: VenueHistory, params: dict[str, str], count: int = 10) -> Any:
+    return json.loads(history.answer(made_trades(count), params, lambda t: t))
+
+
+def test_each_venues_paging_parameters_are_honoured() -> None:
+    coinbase, binance, okx, bitfinex, deribit = VENUE_HISTORIES
+    assert answered(coinbase, {"limit": "3"}) == [10, 9, 8]
+    assert answered(coinbase, {"limit": "3", "after": "8"}) == [7, 6, 5]
+    assert answered(coinbase, {"limit": "2", "before": "4"}) == [6, 5]
+    assert answered(binance, {"fromId": "4", "limit": "3"}) == [4, 5, 6]
+    assert answered(binance, {"startTime": "2000", "endTime": "4000"}) == [2, 3, 4]
+    assert answered(okx, {"after": "3"})["data"] == [2, 1]
+    assert answered(okx, {"limit": "1"}) == {"code": "0", "msg": "", "data": [10]}
+    assert answered(bitfinex, {"start": "8000", "sort": "1"}) == [8, 9, 10]
+    assert answered(bitfinex, {"limit": "2"}) == [10, 9], "newest first unless sort=1"
+    assert answered(deribit, {"start_timestamp": "3000", "end_timestamp": "9000", "count": "2", "sorting": "asc"}) == {
+        "jsonrpc": "2.0", "result": {"trades": [3, 4], "has_more": True}}
+    assert answered(deribit, {"start_timestamp": "9000"})["result"] == {"trades": [10, 9], "has_more": False}
+    assert coinbase.asks_for("/products/BTC-USD/trades", {}) == "BTC-USD"
+    assert okx.asks_for("/api/v5/market/history-trades", {"instId": "BTC-USDT"}) == "BTC-USDT"
+    assert bitfinex.asks_for("/v2/conf/pub:list:pair:exchange", {}) is None
+
+
+def test_recorded_numbers_keep_their_digits() -> None:
+    assert exact_json({"a": [Decimal("0.00001000"), 5, "s", None, True]}) == '{"a":[0.00001000,5,"s",null,true]}'
