@@ -60,6 +60,16 @@ def replay_stats(port: int) -> dict:
         return json.loads(response.read())
 
 
+def replay_with_drops(stack: LocalStack, folder: Path, every: int, match: str, missed: int) -> int:
+    """Start ``runner.py replay`` of ``folder`` at its recorded pace, dropping ``DROPS`` connections; its port."""
+    port = free_port()
+    stack.start_runner("replay", "replay", "--recording", str(folder), "--port", str(port), "--speed", "recorded",
+                       "--fault", "disconnect", "--fault-every", str(every), "--fault-match", match,
+                       "--fault-connections", str(DROPS), "--fault-skip", str(missed))
+    stack.wait_port("replay", port)
+    return port
+
+
 @pytest.mark.timeout(360)
 def test_trades_missed_in_drops_of_a_replayed_recording_are_backfilled_once(tmp_path: Path) -> None:
     found = recordings_dir()
@@ -67,16 +77,12 @@ def test_trades_missed_in_drops_of_a_replayed_recording_are_backfilled_once(tmp_
         pytest.skip("no recordings in ../shared/recordings")
     folder = found / SOURCE
     made = recorded_trades(folder)
-    port = free_port()
     with LocalStack([SOURCE], workdir=tmp_path) as stack:
         with mock.patch.dict(os.environ, stack.env()):
             ensure_topics(Settings().kafka, [*NORMALISED_TOPICS, COVERAGE])
         reader = TopicReader(stack.broker.bootstrap_servers, stack.registry_url, [TRADES_L3, COVERAGE])
         try:
-            stack.start_runner("replay", "replay", "--recording", str(folder), "--port", str(port),
-                               "--speed", "recorded", "--fault", "disconnect", "--fault-every", str(EVERY), "--fault-match", MATCH,
-                               "--fault-connections", str(DROPS), "--fault-skip", str(MISSED))
-            stack.wait_port("replay", port)
+            port = replay_with_drops(stack, folder, EVERY, MATCH, MISSED)
             args = ["connector", "--source", SOURCE, "--ws-url", f"ws://127.0.0.1:{port}/",
                     "--rest-url", f"http://127.0.0.1:{port}"]
             for symbol in SYMBOLS:

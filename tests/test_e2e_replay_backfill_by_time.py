@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from unittest import mock
@@ -22,10 +21,10 @@ import pytest
 
 from l3_atom.config import Settings
 from l3_atom.infra.local_pipeline import LocalStack
-from l3_atom.infra.processes import free_port
 from l3_atom.topic_admin import ensure_topics
 from l3_atom.topics import COVERAGE, NORMALISED_TOPICS, TRADES
 from tests.kafka_reader import TopicReader
+from tests.test_e2e_replay_backfill import DROPS, replay_stats, replay_with_drops
 
 SOURCE = "deribit"
 INSTRUMENT, SYMBOL = "ETH-PERPETUAL", "ETH.USD-PERP"
@@ -38,7 +37,6 @@ SAME_MS_EVERY = 5
 MATCH = '"method":"subscription"'
 EVERY = 80  # the trade notification at which a connection is dropped
 MISSED = 60
-DROPS = 2
 READ_TIMEOUT_S = 150.0
 SETTLE_S = 5.0
 
@@ -77,27 +75,18 @@ def write_recording(folder: Path) -> None:
     (folder / "http.jsonl").write_text(json.dumps(http) + "\n")
 
 
-def replay_stats(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_replay/stats", timeout=5) as response:
-        return json.loads(response.read())
-
-
 @pytest.mark.timeout(360)
 def test_trades_missed_in_drops_are_backfilled_by_time_once(tmp_path: Path) -> None:
     folder = tmp_path / "deribit_trades"
     write_recording(folder)
     made = {str(seq): trade(seq) for seq in range(FIRST_SEQ, FIRST_SEQ + TRADES_MADE)}
-    port = free_port()
     (tmp_path / "stack").mkdir()
     with LocalStack([SOURCE], workdir=tmp_path / "stack") as stack:
         with mock.patch.dict(os.environ, stack.env()):
             ensure_topics(Settings().kafka, [*NORMALISED_TOPICS, COVERAGE])
         reader = TopicReader(stack.broker.bootstrap_servers, stack.registry_url, [TRADES, COVERAGE])
         try:
-            stack.start_runner("replay", "replay", "--recording", str(folder), "--port", str(port),
-                               "--speed", "recorded", "--fault", "disconnect", "--fault-every", str(EVERY), "--fault-match", MATCH,
-                               "--fault-connections", str(DROPS), "--fault-skip", str(MISSED))
-            stack.wait_port("replay", port)
+            port = replay_with_drops(stack, folder, EVERY, MATCH, MISSED)
             stack.start_runner("connector", "connector", "--source", SOURCE, "--symbol", SYMBOL, "--channels",
                                "trades", "--ws-url", f"ws://127.0.0.1:{port}/", "--rest-url", f"http://127.0.0.1:{port}")
 
