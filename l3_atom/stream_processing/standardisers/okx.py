@@ -31,8 +31,10 @@ last of them.  Trades missed in an outage arrive as ``GET /api/v5/market/history
 connector archived under the symbol's ``trades`` raw key (``{"code", "msg", "data"}``, no ``arg``):
 they become ``trades`` records marked ``origin`` ``backfill``, in trade-id order, of the same shape as
 streamed ones (no ``seqId``: null sequence).  Every trade is published once by trade id, streamed or
-backfilled; an aggregated push counts as its ``count`` ids ending at its ``tradeId`` (OKX numbers an
-instrument's fills one by one), so the single fills the history lists for it are not published again.
+backfilled; an aggregated push counts as its ``count`` ids ending at its ``tradeId`` (OKX's docs say
+``tradeId`` is the last of the ``count`` aggregated fills; that those fills hold the ids just below it, as
+an instrument's ids rise one by one, is this standardiser's reading), so the single fills the history
+lists for it are not published again.
 """
 
 from __future__ import annotations
