@@ -74,7 +74,7 @@ SUBSCRIBE_WAIT_S = 2.0
 MAX_FRAME_BYTES = 64 << 20
 NO_MORE_CONNECTIONS = 1013  # "try again later": the recording has no connection left to serve
 GOING_AWAY = 1001  # a disconnect fault: the server drops the connection
-# A time parameter no more than this before the server started is on the replay's clock, not the recording's.
+# A time parameter no more than this before the replay began is on the replay's clock, not the recording's.
 CLOCK_MARGIN_MS = 86_400_000
 MS_PER_S = 1000
 # Kraken's book checksum in a text frame: v1 ``"c":"<digits>"`` (in the book object), v2 ``"checksum":<int>``.
@@ -437,7 +437,7 @@ class ReplayServer:
             if again:
                 recorded = self.recording.asked_for(first_frame.result() if first_frame.done() else None)
                 self.reconnects_replayed += 1
-            position = connections.index(recorded)
+            position = next(i for i, connection in enumerate(connections) if connection is recorded)
             frames: Iterable[RecordedFrame] = self._frames_of(position, recorded)
             if self.faults is not None and self.faults.spec.on_connection(index):
                 if self.faults.spec.kind is Fault.DISCONNECT:
