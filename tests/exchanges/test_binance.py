@@ -34,7 +34,7 @@ from l3_atom.feed import RECONNECT
 from l3_atom.off_chain.binance import Binance, StreamGroup
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser
 from l3_atom.stream_processing.standardisers.binance import BinanceStandardiser
-from l3_atom.topics import ORIGIN_HEADER, raw_key, split_raw_key
+from l3_atom.topics import raw_key, split_raw_key
 from tests.recorded import http_bodies, ws_frames
 from tests.sinks import NullSink
 
@@ -88,8 +88,6 @@ def count_raw(raw: list) -> Counter[str]:
     events = []
     for message in sorted(raw, key=lambda m: (m.partition(), m.offset())):
         headers = dict(message.headers())
-        if ORIGIN_HEADER in headers:
-            continue  # a backfilled page of aggTrades: its trades were streamed too, and each is published once
         ts = int(headers["atom_timestamp"]) / US_PER_S
         _, symbol, feed = message.key().decode().split("_", 2)
         rest = (SNAPSHOT_PATHS[0] if feed == "depth" else "/openInterest", symbol) if headers["connection_id"] == b"rest" \
