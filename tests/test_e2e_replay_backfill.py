@@ -61,10 +61,11 @@ def replay_stats(port: int) -> dict:
 
 
 def replay_with_drops(stack: LocalStack, folder: Path, every: int, match: str, missed: int) -> int:
-    """Start ``runner.py replay`` of ``folder`` at its recorded pace, dropping ``DROPS`` connections; its port."""
+    """Start ``runner.py replay`` of ``folder`` at its recorded pace, serving trade histories and dropping ``DROPS``
+    connections; its port."""
     port = free_port()
     stack.start_runner("replay", "replay", "--recording", str(folder), "--port", str(port), "--speed", "recorded",
-                       "--fault", "disconnect", "--fault-every", str(every), "--fault-match", match,
+                       "--trade-history", "--fault", "disconnect", "--fault-every", str(every), "--fault-match", match,
                        "--fault-connections", str(DROPS), "--fault-skip", str(missed))
     stack.wait_port("replay", port)
     return port

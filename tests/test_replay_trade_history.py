@@ -122,7 +122,7 @@ def test_history_pages_are_the_streamed_trades_in_the_venues_shape(venue: Venue)
     since = min(record["event_timestamp"] for record in streamed[symbol].values())
 
     async def body() -> tuple[list[str], int]:
-        server = await ReplayServer(folder).start()
+        server = await ReplayServer(folder, trade_history=True).start()
         client = RestClient(server.rest_url, RestLimiter(venue.source, UNLIMITED))
         try:
             await stream_everything(server)
@@ -150,7 +150,7 @@ def test_history_holds_only_what_the_replay_has_reached() -> None:
     folder = folder_of(VENUES[0])
 
     async def body() -> list[Any]:
-        server = await ReplayServer(folder).start()
+        server = await ReplayServer(folder, trade_history=True).start()
         try:
             async with aiohttp.ClientSession() as session:
                 before = await (await session.get(f"{server.rest_url}/products/SKL-USD/trades")).json()
@@ -166,6 +166,18 @@ def test_history_holds_only_what_the_replay_has_reached() -> None:
     assert before == [], "nothing streamed yet, nothing in the history"
     assert [t["trade_id"] for t in after] == list(range(1568319, 1568314, -1)), "newest first"
     assert [t["trade_id"] for t in older] == list(range(1568314, 1568309, -1)), "after: older ids"
+
+
+def test_without_trade_history_the_endpoint_is_not_in_the_recording() -> None:
+    async def body() -> int:
+        server = await ReplayServer(folder_of(VENUES[0])).start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                return (await session.get(f"{server.rest_url}/products/SKL-USD/trades")).status
+        finally:
+            await server.stop()
+
+    assert asyncio.run(body()) == 404
 
 
 def test_a_disconnect_drops_mid_stream_and_the_reconnect_resumes_after_the_missed_frames() -> None:
@@ -189,7 +201,7 @@ def test_a_disconnect_drops_mid_stream_and_the_reconnect_resumes_after_the_misse
         return texts, ws.close_code
 
     async def body() -> tuple[list[str], int | None, list[str], dict]:
-        server = await ReplayServer(folder, fault=spec).start()
+        server = await ReplayServer(folder, fault=spec, trade_history=True).start()
         try:
             async with aiohttp.ClientSession() as session:
                 first, code = await connect(session, server)
@@ -215,7 +227,7 @@ def test_a_disconnect_that_chooses_no_frame_sends_everything_and_keeps_the_conne
     spec = FaultSpec(Fault.DISCONNECT, match="not in any frame", skip=5)
 
     async def body() -> tuple[int, bool, dict]:
-        server = await ReplayServer(folder, fault=spec).start()
+        server = await ReplayServer(folder, fault=spec, trade_history=True).start()
         try:
             async with aiohttp.ClientSession() as session:
                 ws = await session.ws_connect(server.ws_url)
@@ -246,7 +258,7 @@ def test_time_parameters_of_today_are_read_on_the_replay_clock() -> None:
     folder = FIXTURES / "deribit"
 
     async def body() -> tuple[int, int, int]:
-        server = await ReplayServer(folder).start()
+        server = await ReplayServer(folder, trade_history=True).start()
         try:
             await stream_everything(server)
             started = server.clock_origin_ms

@@ -30,10 +30,13 @@ Its reconnect (served whether or not ``replay_reconnects``) gets the recorded co
 opening frames again (those before its first chosen frame: acks, snapshots, as a venue sends
 on subscribe), then the frames after the missed ones.
 
-REST trade histories (:mod:`l3_atom.sim.trade_history`): a request of a venue's trade-history
-endpoint that the recording has no body for is answered from the trades the recording
-streamed, in the venue's shape and paging, as far as the replay has got (frames sent, and
-frames a disconnect made the client miss): what a venue's history holds now.
+REST trade histories (:mod:`l3_atom.sim.trade_history`), with ``trade_history``
+(``--trade-history``): a request of a venue's trade-history endpoint that the recording has no
+body for is answered from the trades the recording streamed, in the venue's shape and paging,
+as far as the replay has got (frames sent, and frames a disconnect made the client miss): what
+a venue's history holds now.  Off by default, the history answers 404 as before: a connector
+backfills after every reconnect, also after the refusals once the recording is spent, and
+tests that count a recording's raw topic count only what the recording holds.
 
 It says no as venues do (:mod:`l3_atom.sim.gate`, ``--rest-limit`` and
 friends): 429 + ``Retry-After`` past a REST budget, 418 after repeated
@@ -313,8 +316,10 @@ class ReplayServer:
         replay_reconnects: bool = False,
         rest_gate: gate.RestGate | None = None,
         subscribe_gate: gate.SubscribeGateFactory | None = None,
+        trade_history: bool = False,
     ):
-        """``rest_gate`` and ``subscribe_gate``: the limits past which it says no (default: none)."""
+        """``rest_gate`` and ``subscribe_gate``: the limits past which it says no (default: none);
+        ``trade_history``: serve the venues' trade histories from the recorded trades."""
         if speed not in (MAX_SPEED, RECORDED_SPEED):
             raise ValueError(f"speed must be {MAX_SPEED!r} or {RECORDED_SPEED!r}, not {speed!r}")
         self.recording = Recording(folder)
@@ -323,6 +328,7 @@ class ReplayServer:
         self.speed = speed
         self.faults = FaultInjector(fault) if fault is not None else None
         self.replay_reconnects = replay_reconnects
+        self.trade_history = trade_history
         self.served_connections = 0
         self.reconnects_replayed = 0
         self.frames_sent = 0
@@ -388,7 +394,7 @@ class ReplayServer:
         if gate.is_websocket(request):
             return await self._replay(request)
         body = self.recording.body(request.path, request.query_string)
-        if body is None:
+        if body is None and self.trade_history:
             body = self._history_page(request.path, request.query)
         if body is None:
             return web.json_response({"error": f"not in the recording: {request.path_qs}"}, status=404)
@@ -554,6 +560,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a client connecting after every recorded connection was served gets the one its subscribe asks for"
         " again (default: refused with 1013)",
     )
+    parser.add_argument(
+        "--trade-history", action="store_true",
+        help="answer the venues' REST trade-history endpoints from the recorded trades (for backfills)",
+    )
     faults = parser.add_argument_group("faults", "e.g. --fault corrupt_checksum --fault-every 500 --fault-match"
                                        " '\"c\":\"' --fault-connections 3 --replay-reconnects")
     faults.add_argument("--fault", choices=[f.value for f in Fault], help="what to do to the chosen frames")
@@ -584,6 +594,6 @@ def main(args: argparse.Namespace) -> None:
     rest_gate, subscribe_gate = gate.gates(args)
     server = ReplayServer(
         args.recording, args.host, args.port, args.speed, fault_spec(args), args.replay_reconnects,
-        rest_gate, subscribe_gate,
+        rest_gate, subscribe_gate, args.trade_history,
     )
     asyncio.run(_serve_until_signal(server))
