@@ -6,7 +6,10 @@ same for all of them.  A venue pages one of two ways:
 - newest first, with a cursor to older pages (Coinbase's ``after``): paging goes back
   until a page reaches before the gap;
 - oldest first, from an id or a time (Binance's ``fromId``, Kraken's ``since``):
-  paging goes forward until a page reaches past the gap.
+  paging goes forward until a page reaches past the gap.  Where the cursor is a time
+  (Bitfinex's ``start``, Deribit's ``start_timestamp``: ``cursor_is_time``), the next
+  page starts at the last page's last millisecond, inclusive, so that trades sharing
+  it are not skipped; the repeats at that boundary are dropped by trade id.
 
 A venue whose history cannot start from a time (Binance spot's ``historicalTrades``
 pages only by trade id) declares a ``locate`` request whose answer names the first
@@ -55,6 +58,10 @@ class TradeHistory(ABC):
     newest_first: ClassVar[bool]
     # Whether the venue numbers a symbol's trades 1, 2, 3, ... (then a missing id is a missing trade).
     sequential_ids: ClassVar[bool] = False
+    # Oldest-first paging whose cursor is a time (ms, inclusive) rather than a trade id.
+    cursor_is_time: ClassVar[bool] = False
+    # The most trades a page holds (0: not declared): a time-cursored page full of one millisecond cannot page on.
+    page_size: ClassVar[int] = 0
     max_pages: ClassVar[int] = DEFAULT_MAX_PAGES
 
     @abstractmethod
@@ -104,6 +111,8 @@ def next_step(history: TradeHistory, page: Sequence[TradeRef], since_ms: int, un
         if min(trade.time_ms for trade in page) < since_ms:
             return Step(None)  # reached before the gap
         return Step(ids[-1])
+    if history.cursor_is_time:
+        return _next_time(history, page, until_ms, cursor)
     if ids != sorted(ids):
         return Step(None, f"ids out of order in an oldest-first page: {ids[:3]}...")
     if cursor is not None and not history.follows(page, cursor):
@@ -111,6 +120,22 @@ def next_step(history: TradeHistory, page: Sequence[TradeRef], since_ms: int, un
     if max(trade.time_ms for trade in page) >= until_ms:
         return Step(None)  # reached past the gap
     return Step(ids[-1] + 1)
+
+
+def _next_time(history: TradeHistory, page: Sequence[TradeRef], until_ms: int, cursor: int | None) -> Step:
+    """Oldest-first paging by time: the next page starts at this page's last millisecond (inclusive)."""
+    times = [trade.time_ms for trade in page]
+    if times != sorted(times):
+        return Step(None, f"times out of order in an oldest-first page: {times[:3]}...")
+    if cursor is not None and times[0] < cursor:
+        return Step(None, f"page repeats: asked for trades from {cursor} ms, got {times[0]}")
+    if times[-1] >= until_ms:
+        return Step(None)  # reached past the gap
+    if cursor is not None and times[-1] == cursor:  # nothing later than the boundary
+        if history.page_size and len(page) >= history.page_size:
+            return Step(None, f"more than {history.page_size} trades at {cursor} ms: paging by time cannot pass them")
+        return Step(None)  # only the boundary's trades again: the history ends here
+    return Step(times[-1])
 
 
 def id_holes(ids: Sequence[int]) -> list[tuple[int, int]]:
@@ -164,4 +189,5 @@ async def fetch_history(get_text: GetText, history: TradeHistory, exchange_symbo
         problem = f"stopped after {history.max_pages} pages"
     if history.newest_first:
         pages.reverse()
-    return History(pages, sorted(trades), problem)
+    # Time-cursored pages repeat the trades of their boundary millisecond: each trade once.
+    return History(pages, sorted(set(trades)), problem)

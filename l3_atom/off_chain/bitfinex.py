@@ -7,6 +7,13 @@ Bitfinex data frames carry a channel id, not a symbol: this connector keeps, per
 where the standardiser reads them.  The first frame asks for sequence numbers and exchange timestamps on
 every frame (conf flags ``SEQ_ALL | TIMESTAMP``).  A connection carries at most 25 channels (Bitfinex's
 public-channel limit), so symbols are spread by ``channels x symbols``.
+
+Trades missed while a connection was down come from ``GET /v2/trades/{symbol}/hist``
+(:class:`BitfinexTrades`; https://docs.bitfinex.com/reference/rest-public-trades): entries
+``[ID, MTS, AMOUNT, PRICE]``, ``sort=1`` oldest first from ``start`` (ms, inclusive), up to 10,000 a
+page; 15 requests per minute.  Trade ids are not consecutive per pair (one numbering over all
+pairs), so pages follow time: the next page starts at the last page's last millisecond, and the
+trades of that millisecond it repeats are dropped by id.  Archived under the pair's ``trades`` key.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from l3_atom.backfill import Request, TradeHistory, TradeRef
 from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.errors import UserError
 from l3_atom.feed import RECONNECT
@@ -87,6 +95,9 @@ BOOK_LENGTH = "100"
 CANDLE_TIMEFRAME = "1m"
 # Info codes after which Bitfinex asks clients to reconnect: server restart, maintenance ended.
 RECONNECT_CODES = frozenset({20051, 20061})
+# trades/hist: the largest page, and sort=1 (oldest first).
+TRADES_PAGE_LIMIT = 10_000
+OLDEST_FIRST = "1"
 KNOWN_CHANNELS = (FEED_RAW_BOOK, FEED_BOOK, FEED_TRADES, FEED_TICKER, FEED_CANDLES)
 
 
@@ -123,12 +134,34 @@ def channel_of(event: dict[str, Any]) -> tuple[str | None, str]:
     return symbol, channel.replace("_", "")
 
 
+class BitfinexTrades(TradeHistory):
+    """``GET /v2/trades/{symbol}/hist?start=&limit=&sort=1``: oldest first, paged by time."""
+
+    feed = FEED_TRADES
+    newest_first = False
+    cursor_is_time = True
+    page_size = TRADES_PAGE_LIMIT
+
+    def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
+        start = since_ms if cursor is None else cursor
+        return Request(f"/v2/trades/{exchange_symbol}/hist",
+                       {"start": str(start), "limit": str(TRADES_PAGE_LIMIT), "sort": OLDEST_FIRST})
+
+    def trades(self, body: str) -> list[TradeRef]:
+        """A page is a list of ``[ID, MTS, AMOUNT, PRICE]``; Bitfinex's errors (``["error", code, text]``) are not."""
+        page = orjson.loads(body)
+        if type(page) is not list or any(type(entry) is not list for entry in page):
+            raise TypeError(f"expected a list of [ID, MTS, AMOUNT, PRICE], got {body[:200]}")
+        return [TradeRef(int(entry[0]), int(entry[1])) for entry in page]
+
+
 class Bitfinex(DataFeed):
     """Bitfinex's public limits.
 
     REST: an IP that exceeds "a certain number of requests per minute (between 10 and 90)" to one
     endpoint is blocked for 10-60 s (https://docs.bitfinex.com/v1, "Introduction"): the lower bound,
-    10 per minute, is declared for all REST.  WebSocket (https://docs.bitfinex.com/docs/ws-public): 20
+    10 per minute, is declared for all REST (a trade history page costs one: ``trades/hist`` allows
+    15 per minute, https://docs.bitfinex.com/reference/rest-public-trades).  WebSocket (https://docs.bitfinex.com/docs/ws-public): 20
     connections per minute on api-pub, 25 channels per connection.  Subscribe messages per second are
     not documented: 5 per second is declared.
 
@@ -148,6 +181,7 @@ class Bitfinex(DataFeed):
         streams_per_connection=MAX_CHANNELS_PER_CONNECTION,
         connections=Rate(20, 60.0),
     )
+    trade_history = BitfinexTrades()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

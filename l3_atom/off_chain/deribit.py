@@ -7,6 +7,14 @@ it subscribes the public ``100ms`` channels, which have the same messages.  Hear
 (``public/set_heartbeat``) and Deribit's ``test_request`` is answered with ``public/test``.  Instruments
 come from ``public/get_instruments`` per currency.  A ``book`` channel's first message after subscribing is a
 full snapshot: a book resync is a reconnect of the symbol's connection (the ``DataFeed`` default).
+
+Trades missed while a connection was down come from ``public/get_last_trades_by_instrument_and_time``
+over REST (:class:`DeribitTrades`;
+https://docs.deribit.com/api-reference/market-data/public-get_last_trades_by_instrument_and_time):
+``start_timestamp``/``end_timestamp`` (ms), ``count`` up to 1000, ``sorting=asc``; paged by time,
+each page from the last one's last millisecond.  A trade's ``trade_seq`` numbers the instrument's
+trades one by one (the streamed trades carry it too): it is the id paging, dedup and gap reports
+use.  Archived under the instrument's ``trades`` key.
 """
 
 from __future__ import annotations
@@ -20,9 +28,10 @@ from typing import Any
 
 import orjson
 
+from l3_atom.backfill import Request, TradeHistory, TradeRef
 from l3_atom.data_source import DataFeed, readable_products
 from l3_atom.errors import UserError
-from l3_atom.limits import Limits, Rate
+from l3_atom.limits import EndpointWeight, Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol
 from l3_atom.topics import raw_key
 
@@ -109,6 +118,10 @@ HEARTBEAT_ID, AUTH_ID, TEST_ID, FIRST_SUBSCRIBE_ID = range(1, 5)
 UNSUBSCRIBE_ID = 1 << 30
 TEST_REPLY = orjson.dumps({"jsonrpc": "2.0", "id": TEST_ID, "method": "public/test", "params": {}}).decode()
 KNOWN_CHANNELS = (BOOK, TRADES_CHANNEL, TICKER_CHANNEL, CHART)
+TRADES_BY_TIME_PATH = "/api/v2/public/get_last_trades_by_instrument_and_time"
+TRADES_PAGE_COUNT = 1000
+# end_timestamp is required: a backfill asks for at most this long after its start (an outage is shorter).
+BACKFILL_SPAN_MS = 30 * 86_400_000
 
 
 def rpc(request_id: int, method: str, params: dict) -> str:
@@ -123,11 +136,36 @@ def channel_name(channel: str, instrument: str, interval: str) -> str:
     raise UserError(f"deribit has no channel {channel!r}; known: {', '.join(KNOWN_CHANNELS)}")
 
 
+class DeribitTrades(TradeHistory):
+    """``get_last_trades_by_instrument_and_time``, oldest first (``sorting=asc``), paged by time; ids are ``trade_seq``.
+
+    An answer is JSON-RPC: ``{"jsonrpc": "2.0", "result": {"trades": [...], "has_more": ...}}``; an
+    ``error`` answer is not a page.
+    """
+
+    feed = TRADES_CHANNEL
+    newest_first = False
+    cursor_is_time = True
+    sequential_ids = True
+    page_size = TRADES_PAGE_COUNT
+
+    def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
+        return Request(TRADES_BY_TIME_PATH, {
+            "instrument_name": exchange_symbol, "start_timestamp": str(since_ms if cursor is None else cursor),
+            "end_timestamp": str(since_ms + BACKFILL_SPAN_MS), "count": str(TRADES_PAGE_COUNT), "sorting": "asc",
+        })
+
+    def trades(self, body: str) -> list[TradeRef]:
+        trades = orjson.loads(body)["result"]["trades"]
+        return [TradeRef(int(trade["trade_seq"]), int(trade["timestamp"])) for trade in trades]
+
+
 class Deribit(DataFeed):
     """Deribit's public limits (https://docs.deribit.com/articles/rate-limits).
 
     A credit system: non-matching-engine requests cost 500 credits from a pool of 50,000 refilled at
-    10,000 per second (20 requests/s sustained): 20 per 1 s here.  Subscribe requests cost 3,000
+    10,000 per second (20 requests/s sustained): 20 per 1 s here, one weight a request (a page of the
+    trade history too).  Subscribe requests cost 3,000
     credits from a pool of 30,000 (about 3.3/s): 3 per 1 s here.  Connections per window and channels
     per connection are not documented there: 10 connections/s is declared.
 
@@ -144,9 +182,11 @@ class Deribit(DataFeed):
     channels = (BOOK, TRADES_CHANNEL, TICKER_CHANNEL, CHART)
     limits = Limits(
         rest=(Rate(20, 1.0),),
+        weights=(EndpointWeight(TRADES_BY_TIME_PATH, 1),),
         subscribes=Rate(3, 1.0),
         connections=Rate(10, 1.0),
     )
+    trade_history = DeribitTrades()
 
     @classmethod
     def parse_symbols(cls, body: str) -> dict[str, str]:

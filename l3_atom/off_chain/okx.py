@@ -20,6 +20,12 @@ shapes work: the connector does not fetch on connect (``snapshot_on_connect``
 is False), the processor finds a book with updates and no snapshot and asks for
 one, and a resync is that REST snapshot (``snapshot_polls``), archived under the
 symbol's ``books`` key with the updates held back while it is on its way.
+
+Trades missed while a connection was down come from ``GET /api/v5/market/history-trades``
+(:class:`OkxTrades`; https://www.okx.com/docs-v5/en/#order-book-trading-market-data-get-trades-history):
+newest first, up to 100 a page, paged to older trades with ``type=1`` and ``after=<tradeId>``
+("records earlier than the requested tradeId"), 20 requests per 2 s per IP: the budget declared
+below, one weight a request.  The pages are archived under the symbol's ``trades`` key.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from datetime import UTC, datetime
 
 import orjson
 
+from l3_atom.backfill import Request, TradeHistory, TradeRef
 from l3_atom.data_source import DataFeed, RestPoll, readable_products
-from l3_atom.limits import Limits, Rate
+from l3_atom.limits import EndpointWeight, Limits, Rate
 from l3_atom.tokens import InstrumentType, Symbol, SymbolError
 from l3_atom.topics import raw_key
 
@@ -62,6 +69,10 @@ EXPIRY_FORMAT = "%Y%m%d"
 
 # OKX advises fewer than 30 depth channels (books) per connection.
 SYMBOLS_PER_CONNECTION = 25
+HISTORY_TRADES_PATH = "/api/v5/market/history-trades"
+# history-trades: paging by trade id (type 1; 2 pages by time), and the largest page (also the default).
+PAGE_BY_TRADE_ID = "1"
+HISTORY_PAGE_LIMIT = "100"
 # Subscribe args per message: far below OKX's 64 KB per message, and few messages (OKX allows 480 per hour).
 ARGS_PER_MESSAGE = 100
 
@@ -79,6 +90,29 @@ def channel_applies(channel: str, inst_id: str) -> bool:
     return True
 
 
+class OkxTrades(TradeHistory):
+    """``GET /api/v5/market/history-trades``: newest first; ``after=<tradeId>`` pages to older trades.
+
+    An answer is ``{"code": "0", "msg": "", "data": [{"instId", "tradeId", "px", "sz", "side", "ts"}, ...]}``;
+    any other ``code`` (e.g. 50011, rate limit) is not a page.
+    """
+
+    feed = TRADES
+    newest_first = True
+
+    def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
+        params = {"instId": exchange_symbol, "type": PAGE_BY_TRADE_ID, "limit": HISTORY_PAGE_LIMIT}
+        if cursor is not None:
+            params["after"] = str(cursor)
+        return Request(HISTORY_TRADES_PATH, params)
+
+    def trades(self, body: str) -> list[TradeRef]:
+        answer = orjson.loads(body)
+        if type(answer) is not dict or answer.get("code") != "0":
+            raise ValueError(f"okx history-trades answered {str(answer)[:200]}")
+        return [TradeRef(int(trade["tradeId"]), int(trade["ts"])) for trade in answer["data"]]
+
+
 class EndpointGroup(list[str]):
     """The instrument ids of one connection, with the endpoint path and channels that connection carries."""
 
@@ -92,7 +126,7 @@ class Okx(DataFeed):
     """OKX v5's public limits (https://www.okx.com/docs-v5/en/#overview-rate-limits).
 
     REST: per endpoint and IP; ``GET /api/v5/public/instruments`` 20 requests per 2 s (market data
-    endpoints 20-40 per 2 s): 20 per 2 s for all REST.  WebSocket (same docs, "WebSocket"): 3
+    endpoints 20-40 per 2 s; ``history-trades`` 20 per 2 s): 20 per 2 s for all REST, one weight a request.  WebSocket (same docs, "WebSocket"): 3
     connection requests per second per IP; 480 subscribe/unsubscribe/login requests per hour per
     connection.  Channels per connection are not documented as a number.
 
@@ -108,9 +142,11 @@ class Okx(DataFeed):
     max_symbols_per_connection = SYMBOLS_PER_CONNECTION
     limits = Limits(
         rest=(Rate(20, 2.0),),
+        weights=(EndpointWeight(HISTORY_TRADES_PATH, 1),),
         subscribes=Rate(480, 3600.0),
         connections=Rate(3, 1.0),
     )
+    trade_history = OkxTrades()
     # OKX drops a connection that pushed nothing for 30 s unless the client pings.
     ping_interval_s = 25.0
     snapshot_on_connect = False

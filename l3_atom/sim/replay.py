@@ -24,6 +24,20 @@ contains ``match``, optionally only on the first N connections served, so a
 resync's new connection replays clean and the book can be seen to recover.
 ``GET /_replay/stats`` counts the faults injected.
 
+``disconnect`` drops a connection mid-stream: the chosen frame is not sent, the connection is
+closed (1001), and the ``skip`` frames after it are what the client misses while it is away.
+Its reconnect (served whether or not ``replay_reconnects``) gets the recorded connection's
+opening frames again (those before its first chosen frame: acks, snapshots, as a venue sends
+on subscribe), then the frames after the missed ones.
+
+REST trade histories (:mod:`l3_atom.sim.trade_history`), with ``trade_history``
+(``--trade-history``): a request of a venue's trade-history endpoint that the recording has no
+body for is answered from the trades the recording streamed, in the venue's shape and paging,
+as far as the replay has got (frames sent, and frames a disconnect made the client miss): what
+a venue's history holds now.  Off by default, the history answers 404 as before: a connector
+backfills after every reconnect, also after the refusals once the recording is spent, and
+tests that count a recording's raw topic count only what the recording holds.
+
 It says no as venues do (:mod:`l3_atom.sim.gate`, ``--rest-limit`` and
 friends): 429 + ``Retry-After`` past a REST budget, 418 after repeated
 violations, and a connection closed when its client sends too fast; the
@@ -52,6 +66,7 @@ from aiohttp import WSMsgType, web
 
 from l3_atom.errors import UserError
 from l3_atom.sim import gate
+from l3_atom.sim.trade_history import VENUE_HISTORIES, Trade, VenueHistory
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_SPEED = "max"
@@ -61,6 +76,10 @@ SUBSCRIBE_WAIT_S = 2.0
 # Frames larger than aiohttp's default limit exist (big snapshots); accept and send them.
 MAX_FRAME_BYTES = 64 << 20
 NO_MORE_CONNECTIONS = 1013  # "try again later": the recording has no connection left to serve
+GOING_AWAY = 1001  # a disconnect fault: the server drops the connection
+# A time parameter no more than this before the replay began is on the replay's clock, not the recording's.
+CLOCK_MARGIN_MS = 86_400_000
+MS_PER_S = 1000
 # Kraken's book checksum in a text frame: v1 ``"c":"<digits>"`` (in the book object), v2 ``"checksum":<int>``.
 CHECKSUM = re.compile(r'(?P<head>"c":"|"checksum":\s*)(?P<value>\d+)(?P<tail>"?)')
 CRC32_LIMIT = 1 << 32
@@ -75,6 +94,7 @@ class Fault(enum.StrEnum):
     DUPLICATE = "duplicate"
     REORDER = "reorder"
     CORRUPT_CHECKSUM = "corrupt_checksum"
+    DISCONNECT = "disconnect"
 
 
 @dataclass(frozen=True)
@@ -84,12 +104,14 @@ class FaultSpec:
     ``connections``: only the first N connections served get faults (0: all), so the
     connection a resync opens replays clean.  ``corrupt_checksum`` counts only frames
     that carry a checksum; binary frames are chosen only when ``match`` is empty.
+    ``skip``: the frames a ``disconnect`` makes its client miss.
     """
 
     kind: Fault
     every: int = 1
     match: str = ""
     connections: int = 0
+    skip: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", Fault(self.kind))
@@ -97,12 +119,15 @@ class FaultSpec:
             raise ValueError(f"fault every must be at least 1, got {self.every}")
         if self.connections < 0:
             raise ValueError(f"fault connections must be 0 (all) or more, got {self.connections}")
+        if self.skip < 0 or self.skip and self.kind is not Fault.DISCONNECT:
+            raise ValueError(f"fault skip is the frames a disconnect misses (0 or more), got {self.skip} for {self.kind}")
 
     def __str__(self) -> str:
         frames = f"1 frame in {self.every}" if self.every > 1 else "every frame"
         match = f" containing {self.match!r}" if self.match else ""
         where = f" of the first {self.connections} connection(s)" if self.connections else ""
-        return f"{self.kind} on {frames}{match}{where}"
+        missed = f", {self.skip} frames missed" if self.kind is Fault.DISCONNECT else ""
+        return f"{self.kind} on {frames}{match}{where}{missed}"
 
     def on_connection(self, index: int) -> bool:
         """Whether the ``index``-th connection served (from 0) gets faults."""
@@ -124,6 +149,8 @@ class RecordedFrame:
     ts: float
     text: str | None = None
     binary: bytes | None = None
+    # Its place among its connection's recorded frames.
+    index: int = 0
 
 
 @dataclass
@@ -184,6 +211,23 @@ class FaultInjector:
             # The connection's last frame: nothing to swap with, sent as it was.
             yield held
 
+    def cut(self, frames: list[RecordedFrame]) -> int | None:
+        """Where a ``disconnect`` drops the connection: the position of its ``every``-th chosen frame, if any."""
+        chosen = 0
+        for position, frame in enumerate(frames):
+            if self.spec.chooses(frame):
+                chosen += 1
+                if chosen == self.spec.every:
+                    return position
+        return None
+
+    def opening(self, frames: list[RecordedFrame]) -> list[RecordedFrame]:
+        """A connection's frames before its first chosen one: what a venue sends again on a new subscribe."""
+        for position, frame in enumerate(frames):
+            if self.spec.chooses(frame):
+                return frames[:position]
+        return frames
+
 
 def words(text: str) -> set[str]:
     return set(WORD.findall(text))
@@ -229,8 +273,12 @@ class Recording:
                     connection.sent.append(entry["data"])
             elif kind == "recv":
                 binary = base64.b64decode(entry["b64"]) if "b64" in entry else None
-                connection.frames.append(RecordedFrame(entry["ts"], entry.get("data"), binary))
+                connection.frames.append(RecordedFrame(entry["ts"], entry.get("data"), binary, len(connection.frames)))
         self.bodies = {_query_key(entry["url"]): entry["body"] for entry in _lines(self.folder, "http")}
+        stamps = [frame.ts for connection in self.connections for frame in connection.frames]
+        self.first_ms = int(min(stamps, default=0) * MS_PER_S)
+        # Venue history -> symbol -> (connection position, frame index, trade), by trade id: built when first asked.
+        self._trades: dict[int, dict[str, list[tuple[int, int, Trade]]]] = {}
 
     @property
     def frame_count(self) -> int:
@@ -238,6 +286,16 @@ class Recording:
 
     def body(self, path: str, query: str) -> str | None:
         return self.bodies.get(_query_key(f"{path}?{query}"))
+
+    def trades(self, venue: VenueHistory, symbol: str) -> list[tuple[int, int, Trade]]:
+        """Every trade of ``symbol`` the recording streamed, as ``venue`` names them, by trade id (each id once)."""
+        if id(venue) not in self._trades:
+            by_symbol: dict[str, dict[int, tuple[int, int, Trade]]] = {}
+            for position, connection in enumerate(self.connections):
+                for index, trade in venue.trades([frame.text for frame in connection.frames]):
+                    by_symbol.setdefault(trade.symbol, {}).setdefault(trade.trade_id, (position, index, trade))
+            self._trades[id(venue)] = {name: [found[i] for i in sorted(found)] for name, found in by_symbol.items()}
+        return self._trades[id(venue)].get(symbol, [])
 
     def asked_for(self, first_frame: str | None) -> RecordedConnection:
         """The recorded connection whose subscribes share the most words with ``first_frame`` (ties: the first)."""
@@ -258,8 +316,10 @@ class ReplayServer:
         replay_reconnects: bool = False,
         rest_gate: gate.RestGate | None = None,
         subscribe_gate: gate.SubscribeGateFactory | None = None,
+        trade_history: bool = False,
     ):
-        """``rest_gate`` and ``subscribe_gate``: the limits past which it says no (default: none)."""
+        """``rest_gate`` and ``subscribe_gate``: the limits past which it says no (default: none);
+        ``trade_history``: serve the venues' trade histories from the recorded trades."""
         if speed not in (MAX_SPEED, RECORDED_SPEED):
             raise ValueError(f"speed must be {MAX_SPEED!r} or {RECORDED_SPEED!r}, not {speed!r}")
         self.recording = Recording(folder)
@@ -268,12 +328,21 @@ class ReplayServer:
         self.speed = speed
         self.faults = FaultInjector(fault) if fault is not None else None
         self.replay_reconnects = replay_reconnects
+        self.trade_history = trade_history
         self.served_connections = 0
         self.reconnects_replayed = 0
         self.frames_sent = 0
         self.rest_gate = rest_gate or gate.RestGate()
         self.subscribe_gate = subscribe_gate or gate.SubscribeGateFactory()
         self._runner: web.AppRunner | None = None
+        # Recorded connection position -> how far the replay got in it (frames sent or missed): its trades so far.
+        self._reached: dict[int, int] = {}
+        # Recorded connection position -> where its next connection resumes, after a disconnect.
+        self._resume: dict[int, int] = {}
+        self.disconnects: list[dict[str, int]] = []
+        self.history_pages = 0
+        # When the replay's clock began (the first websocket connection; the server's start until then).
+        self.clock_origin_ms = 0
 
     @property
     def faults_injected(self) -> int:
@@ -297,6 +366,7 @@ class ReplayServer:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        self.clock_origin_ms = int(time.time() * MS_PER_S)
         return self
 
     async def stop(self) -> None:
@@ -314,6 +384,8 @@ class ReplayServer:
                 "reconnects_replayed": self.reconnects_replayed,
                 "fault": asdict(self.faults.spec) if self.faults is not None else None,
                 "faults_injected": self.faults_injected,
+                "disconnects": self.disconnects,
+                "history_pages": self.history_pages,
                 "limits": self.rest_gate.stats(),
             }
         )
@@ -322,9 +394,32 @@ class ReplayServer:
         if gate.is_websocket(request):
             return await self._replay(request)
         body = self.recording.body(request.path, request.query_string)
+        if body is None and self.trade_history:
+            body = self._history_page(request.path, request.query)
         if body is None:
             return web.json_response({"error": f"not in the recording: {request.path_qs}"}, status=404)
         return web.Response(text=body, content_type="application/json")
+
+    def _history_page(self, path: str, params: dict[str, str]) -> str | None:
+        """A page of a venue's trade history, from the recorded trades the replay has reached; None: not one."""
+        for venue in VENUE_HISTORIES:
+            symbol = venue.asks_for(path, params)
+            if symbol is not None:
+                made = [trade for position, index, trade in self.recording.trades(venue, symbol)
+                        if index < self._reached.get(position, 0)]
+                self.history_pages += 1
+                return venue.answer(made, params, self._to_recorded)
+        return None
+
+    def _to_recorded(self, time_ms: int) -> int:
+        """A time parameter on the recording's clock; one from about when the replay began is on the replay's.
+
+        At ``max`` speed the frames run ahead of that clock, so a time mapped back is at or before the
+        frames the client had then: a backfill from it misses nothing.
+        """
+        if time_ms < self.clock_origin_ms - CLOCK_MARGIN_MS:
+            return time_ms
+        return time_ms - (self.clock_origin_ms - self.recording.first_ms)
 
     async def _replay(self, request: web.Request) -> web.StreamResponse:
         refused = self.rest_gate.connections.refusal()
@@ -334,9 +429,11 @@ class ReplayServer:
         await ws.prepare(request)
         index = self.served_connections
         self.served_connections += 1
+        if index == 0:
+            self.clock_origin_ms = int(time.time() * MS_PER_S)
         connections = self.recording.connections
         again = index >= len(connections)
-        if not connections or again and not self.replay_reconnects:
+        if not connections or again and not (self.replay_reconnects or self._resume):
             await ws.close(code=NO_MORE_CONNECTIONS, message=b"the recording has no more connections")
             return ws
         first_frame: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -349,10 +446,16 @@ class ReplayServer:
             if again:
                 recorded = self.recording.asked_for(first_frame.result() if first_frame.done() else None)
                 self.reconnects_replayed += 1
-            frames: Iterable[RecordedFrame] = recorded.frames
+            position = next(i for i, connection in enumerate(connections) if connection is recorded)
+            frames: Iterable[RecordedFrame] = self._frames_of(position, recorded)
             if self.faults is not None and self.faults.spec.on_connection(index):
-                frames = self.faults.apply(frames)
-            await self._send(ws, frames)
+                if self.faults.spec.kind is Fault.DISCONNECT:
+                    if await self._send_then_drop(ws, position, list(frames), self.faults):
+                        return ws
+                    frames = []  # all sent: no frame was chosen for the disconnect
+                else:
+                    frames = self.faults.apply(frames)
+            await self._send(ws, frames, position)
             await reader
         finally:
             reader.cancel()
@@ -375,7 +478,39 @@ class ReplayServer:
                 data = message.data
                 first_frame.set_result(data if isinstance(data, str) else data.decode(errors="replace"))
 
-    async def _send(self, ws: web.WebSocketResponse, frames: Iterable[RecordedFrame]) -> None:
+    def _frames_of(self, position: int, recorded: RecordedConnection) -> list[RecordedFrame]:
+        """A recorded connection's frames; after a disconnect, its opening frames and then the rest after the miss."""
+        resume = self._resume.pop(position, None)
+        if resume is None or self.faults is None:
+            return recorded.frames
+        opening = self.faults.opening(recorded.frames)
+        if resume >= len(recorded.frames):
+            return opening  # the recording ended while the client was away
+        # The opening is sent again now: at ``recorded`` speed no time passes before the frames that follow it.
+        now = recorded.frames[resume].ts
+        return [replace(frame, ts=now) for frame in opening] + recorded.frames[resume:]
+
+    async def _send_then_drop(
+        self, ws: web.WebSocketResponse, position: int, frames: list[RecordedFrame], faults: FaultInjector
+    ) -> bool:
+        """Send up to the disconnect's frame, close, and count the frames after it as made while the client is away.
+
+        False: no frame was chosen; every frame was sent and the connection stays open.
+        """
+        cut = faults.cut(frames)
+        await self._send(ws, frames if cut is None else frames[:cut], position)
+        if cut is None:
+            return False
+        dropped = frames[cut].index
+        resume = dropped + faults.spec.skip
+        self._resume[position] = resume
+        self._reached[position] = max(self._reached.get(position, 0), resume)
+        faults.injected += 1
+        self.disconnects.append({"connection": position, "dropped_at": dropped, "resumes_at": resume})
+        await ws.close(code=GOING_AWAY, message=b"replay: connection dropped (disconnect fault)")
+        return True
+
+    async def _send(self, ws: web.WebSocketResponse, frames: Iterable[RecordedFrame], position: int) -> None:
         previous: float | None = None
         for frame in frames:
             if self.speed == RECORDED_SPEED and previous is not None and frame.ts > previous:
@@ -389,6 +524,8 @@ class ReplayServer:
             else:
                 await ws.send_str(frame.text)
             self.frames_sent += 1
+            if frame.index >= self._reached.get(position, 0):
+                self._reached[position] = frame.index + 1
 
 
 def _not_limited(request: web.Request) -> bool:
@@ -426,6 +563,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a client connecting after every recorded connection was served gets the one its subscribe asks for"
         " again (default: refused with 1013)",
     )
+    parser.add_argument(
+        "--trade-history", action="store_true",
+        help="answer the venues' REST trade-history endpoints from the recorded trades (for backfills)",
+    )
     faults = parser.add_argument_group("faults", "e.g. --fault corrupt_checksum --fault-every 500 --fault-match"
                                        " '\"c\":\"' --fault-connections 3 --replay-reconnects")
     faults.add_argument("--fault", choices=[f.value for f in Fault], help="what to do to the chosen frames")
@@ -435,17 +576,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only frames containing TEXT count (default: every frame)")
     faults.add_argument("--fault-connections", type=int, default=0, metavar="N",
                         help="only the first N connections served get faults (default 0: all)")
+    faults.add_argument("--fault-skip", type=int, default=0, metavar="N",
+                        help="disconnect: the frames its client misses before it is served again (default 0)")
     gate.add_arguments(parser)
 
 
 def fault_spec(args: argparse.Namespace) -> FaultSpec | None:
     """The CLI's fault, or None; fault options without ``--fault`` are a mistake, not silence."""
     if args.fault is None:
-        if args.fault_every != 1 or args.fault_match or args.fault_connections:
-            raise UserError("--fault-every, --fault-match and --fault-connections need --fault")
+        if args.fault_every != 1 or args.fault_match or args.fault_connections or args.fault_skip:
+            raise UserError("--fault-every, --fault-match, --fault-connections and --fault-skip need --fault")
         return None
     try:
-        return FaultSpec(Fault(args.fault), args.fault_every, args.fault_match, args.fault_connections)
+        return FaultSpec(Fault(args.fault), args.fault_every, args.fault_match, args.fault_connections, args.fault_skip)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
@@ -454,6 +597,6 @@ def main(args: argparse.Namespace) -> None:
     rest_gate, subscribe_gate = gate.gates(args)
     server = ReplayServer(
         args.recording, args.host, args.port, args.speed, fault_spec(args), args.replay_reconnects,
-        rest_gate, subscribe_gate,
+        rest_gate, subscribe_gate, args.trade_history,
     )
     asyncio.run(_serve_until_signal(server))

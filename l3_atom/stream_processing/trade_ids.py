@@ -10,9 +10,13 @@ one by one, so a symbol needs a handful of ranges, not one entry per trade.
 from __future__ import annotations
 
 import bisect
+from collections import Counter
+from collections.abc import Iterable
+from typing import TypeVar
 
 # Ranges kept per symbol; past this the oldest are forgotten (a trade that old is not re-sent).
 MAX_RANGES = 4096
+T = TypeVar("T")
 
 
 class PublishedIds:
@@ -63,3 +67,19 @@ class PublishedIds:
     def _bound(self, lows: list[int], highs: list[int]) -> None:
         if len(lows) > self.max_ranges:
             del lows[0], highs[0]
+
+
+def unpublished(published: PublishedIds, symbol: str, trades: Iterable[tuple[int, T]], skipped: Counter[str],
+                reason: str) -> list[T]:
+    """Of ``(trade id, item)`` pairs (a backfilled page), the items not yet published, in id order.
+
+    Each returned id is recorded as published; what the page repeats of the stream (or of an
+    earlier page) is left out, never published twice, and counted in ``skipped`` under ``reason``.
+    """
+    fresh: list[T] = []
+    for trade_id, item in sorted(trades, key=lambda pair: pair[0]):
+        if published.add(symbol, trade_id):
+            fresh.append(item)
+        else:
+            skipped[reason] += 1
+    return fresh

@@ -19,7 +19,11 @@ snapshot's, is skipped; updates and no snapshot ask for a ``book_resync``, which
 reconnecting (the new subscriptions bring new snapshots).
 
 Trades: ``te`` (execution, sent at once) is published; ``tu`` repeats the same trade (same id) once it is in
-Bitfinex's database and is skipped, counted.  The amount's sign is the taker's side.  The ticker's
+Bitfinex's database and is skipped, counted.  The amount's sign is the taker's side.  Trades missed in an
+outage arrive as pages of ``GET /v2/trades/{symbol}/hist`` (a JSON list of ``[ID, MTS, AMOUNT, PRICE]``, no
+channel id) archived under the pair's ``trades`` raw key: ``trades`` records marked ``origin`` ``backfill``,
+in id order, with no ``SEQ`` (null sequence).  Every trade is published once by id: the snapshot a
+resubscribe sends repeats trades already published, and the history overlaps the stream at both edges.  The ticker's
 ``BID_SIZE``/``ASK_SIZE`` are the sums of the 25 best levels (Bitfinex's documentation; checked against the
 recorded books), not the size at the best price, so ``bid_size``/``ask_size`` stay null.  Candles
 (``trade:1m:...``) have no closed flag: a candle is closed when the frame's time is past its window.
@@ -49,7 +53,18 @@ from l3_atom.stream_processing.standardiser import (
     exact,
     integer,
 )
-from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, LOB_L3, TICKER, TRADES, normalised_key, split_raw_key
+from l3_atom.stream_processing.trade_ids import PublishedIds, unpublished
+from l3_atom.topics import (
+    BOOK_RESYNC,
+    CANDLE,
+    LOB,
+    LOB_L3,
+    ORIGIN_BACKFILL,
+    TICKER,
+    TRADES,
+    normalised_key,
+    split_raw_key,
+)
 
 SOURCE = "bitfinex"
 
@@ -84,6 +99,9 @@ TIMEFRAMES = {
     "14D": ("14d", 14 * 1440 * MINUTE_MS),
 }
 OPEN, CHANGE, DONE = "open", "change", "done"
+# A page of the REST trade history (a list of lists, no channel id), archived by the connector to fill a gap.
+TRADE_HISTORY = "trade history"
+ALREADY_PUBLISHED = "trade already published (streamed or backfilled)"
 
 
 def book_side(amount: Decimal) -> str:
@@ -119,6 +137,7 @@ class BitfinexStandardiser(Standardiser):
         FEED_BOOK: "_book",
         FEED_TRADES: "_trades_snapshot",
         "te": "_trade_execution",
+        TRADE_HISTORY: "_trade_history",
         FEED_TICKER: "_ticker",
         FEED_CANDLES: "_candles",
     }
@@ -141,6 +160,8 @@ class BitfinexStandardiser(Standardiser):
         # Raw books (lob_l3) and P0 books (lob) are checked apart: a symbol may have both.
         self.book_checks = BookChecks(SOURCE)
         self.level_checks = BookChecks(SOURCE)
+        # Trade ids published, streamed or backfilled: each once.
+        self.published = PublishedIds()
 
     def decode(self, frame: bytes) -> Any:
         return decode_exact(frame)
@@ -151,6 +172,8 @@ class BitfinexStandardiser(Standardiser):
             if event == "error":
                 raise StandardiseError(f"Bitfinex error event {message.get('code')}: {message.get('msg')}")
             return f"event:{event}"
+        if type(message) is list and (not message or type(message[CHANNEL_ID]) is list):
+            return TRADE_HISTORY
         if type(message) is not list or len(message) < 2:
             raise TypeError("not a Bitfinex event or channel frame")
         if type(message[BODY]) is str:
@@ -298,7 +321,8 @@ class BitfinexStandardiser(Standardiser):
 
     # -- trades --------------------------------------------------------------------------
 
-    def _trade(self, symbol: str, entry: list, sequence: int | None, atom_timestamp: int) -> Output:
+    @staticmethod
+    def _trade(symbol: str, entry: list, sequence: int | None, atom_timestamp: int, origin: str | None = None) -> Output:
         amount = exact(entry[TRADE_AMOUNT])
         record = records_build.trade(
             exchange=SOURCE,
@@ -308,10 +332,17 @@ class BitfinexStandardiser(Standardiser):
             size=abs(amount),
             taker_side=taker_side(amount),
             sequence=sequence,
+            origin=origin,
             event_timestamp=integer(entry[TRADE_TIME]),
             atom_timestamp=atom_timestamp,
         )
         return Output(TRADES, normalised_key(SOURCE, symbol), record)
+
+    def _once(self, outputs: list[Output]) -> list[Output]:
+        """The trades not yet published (by id), in id order; the others are counted skips."""
+        symbol = outputs[0].record["symbol"] if outputs else ""
+        trades = ((int(output.record["trade_id"]), output) for output in outputs)
+        return unpublished(self.published, symbol, trades, self.skipped, ALREADY_PUBLISHED)
 
     def _trades_snapshot(self, message: list, atom_timestamp: int) -> list[Output]:
         body, sequence, _ = self._parts(message, BODY)
@@ -320,11 +351,16 @@ class BitfinexStandardiser(Standardiser):
         if not body:
             return self.skip("trades: empty snapshot")
         symbol = self._symbol()
-        return [self._trade(symbol, entry, sequence, atom_timestamp) for entry in body]
+        return self._once([self._trade(symbol, entry, sequence, atom_timestamp) for entry in body])
 
     def _trade_execution(self, message: list, atom_timestamp: int) -> list[Output]:
         body, sequence, _ = self._parts(message, TAGGED_BODY)
-        return [self._trade(self._symbol(), body, sequence, atom_timestamp)]
+        return self._once([self._trade(self._symbol(), body, sequence, atom_timestamp)])
+
+    def _trade_history(self, page: list, atom_timestamp: int) -> list[Output]:
+        """A backfilled ``trades/hist`` page: the trades not yet published, in id order, marked ``backfill``."""
+        symbol = self.keyed_symbol("trade history page")
+        return self._once([self._trade(symbol, entry, None, atom_timestamp, ORIGIN_BACKFILL) for entry in page])
 
     # -- ticker and candles --------------------------------------------------------------
 

@@ -6,7 +6,11 @@ its kind and instrument (``book.BTC-PERPETUAL.raw``, ``chart.trades.BTC-PERPETUA
 a ``snapshot`` (a resync reconnects), then ``change``s.  ``change_id`` is the sequence and a change's
 ``prev_change_id`` (the previous message's ``change_id``) its ``prev_sequence``: a change that does not
 follow the book is a gap and asks for a resync (``book_resync``); a repeat, or a change already inside
-the snapshot, is skipped.  A public trade's ``direction`` is the taker's.  The ticker gives
+the snapshot, is skipped.  A public trade's ``direction`` is the taker's; ``trade_seq`` numbers an
+instrument's trades one by one and is each trade's ``sequence``.  Trades missed in an outage arrive as
+``get_last_trades_by_instrument_and_time`` answers (``{"result": {"trades": [...]}}``) the connector archived
+under the instrument's ``trades`` raw key: the same records, marked ``origin`` ``backfill``, in
+``trade_seq`` order; every trade is published once by ``trade_seq``, streamed or backfilled.  The ticker gives
 ``open_interest`` (derivatives) and, for perpetuals, ``current_funding``: each is published when it
 differs from the last one published for the instrument (small, pure state; ARCHITECTURE principle 2),
 not with every ticker.  Deribit's ``funding_8h``
@@ -43,7 +47,18 @@ from l3_atom.stream_processing.standardiser import (
     integer,
     optional_exact,
 )
-from l3_atom.topics import BOOK_RESYNC, CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
+from l3_atom.stream_processing.trade_ids import PublishedIds, unpublished
+from l3_atom.topics import (
+    BOOK_RESYNC,
+    CANDLE,
+    FUNDING_RATE,
+    LOB,
+    OPEN_INTEREST,
+    ORIGIN_BACKFILL,
+    TICKER,
+    TRADES,
+    normalised_key,
+)
 
 SOURCE = "deribit"
 
@@ -59,6 +74,9 @@ BOOK_SIDES = (("bid", "bids"), ("ask", "asks"))
 TAKER_SIDES = ("buy", "sell")
 ZERO = Decimal(0)
 
+# A REST trade history answer (``result.trades``), archived by the connector to fill a gap.
+TRADE_HISTORY = "trade history"
+ALREADY_PUBLISHED = "trade already published (streamed or backfilled)"
 MINUTE_MS = 60_000
 DAY_RESOLUTION = "1D"
 
@@ -80,6 +98,7 @@ class DeribitStandardiser(Standardiser):
     handlers: ClassVar[dict[str, str]] = {
         BOOK: "_book",
         TRADES_CHANNEL: "_trades",
+        TRADE_HISTORY: "_trade_history",
         TICKER_CHANNEL: "_ticker",
         CHART: "_chart",
     }
@@ -96,6 +115,8 @@ class DeribitStandardiser(Standardiser):
         self._open_interest: dict[str, Decimal] = {}
         self._funding: dict[str, Decimal] = {}
         self.book_checks = BookChecks(SOURCE)
+        # Per instrument, the trade_seq numbers published, streamed or backfilled: each trade once.
+        self.published = PublishedIds()
 
     def decode(self, frame: bytes) -> Any:
         return decode_exact(frame)
@@ -116,7 +137,8 @@ class DeribitStandardiser(Standardiser):
             request = message.get("id")
             raise StandardiseError(f"Deribit error {error.get('code')}: {error.get('message')} (request {request})")
         if "result" in message:
-            return "rpc result"
+            result = message["result"]
+            return TRADE_HISTORY if type(result) is dict and "trades" in result else "rpc result"
         raise KeyError("method")
 
     def convert_symbol(self, exchange_symbol: str) -> str:
@@ -178,14 +200,24 @@ class DeribitStandardiser(Standardiser):
             raise TypeError(f"trades data must be a list, got {type(trades).__name__}")
         if not trades:
             return self.skip("trades notification without trades")
-        symbol = self.symbol_of(instrument)
+        return self._once(self.symbol_of(instrument), trades, atom_timestamp, None)
+
+    def _trade_history(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """A backfilled page: the trades not yet published, in ``trade_seq`` order, marked ``backfill``."""
+        trades = message["result"]["trades"]
+        if type(trades) is not list:
+            raise TypeError(f"result.trades must be a list, got {type(trades).__name__}")
+        return self._once(self.keyed_symbol("trade history page"), trades, atom_timestamp, ORIGIN_BACKFILL)
+
+    def _once(self, symbol: str, trades: list, atom_timestamp: int, origin: str | None) -> list[Output]:
+        """``trades`` records of the trades whose ``trade_seq`` was not published yet, in that order."""
         key = normalised_key(SOURCE, symbol)
-        outputs = []
+        records = []
         for trade in trades:
             direction = trade["direction"]
             if direction not in TAKER_SIDES:
                 raise ValueError(f"direction must be 'buy' or 'sell', got {direction!r}")
-            outputs.append(Output(TRADES, key, records_build.trade(
+            records.append(records_build.trade(
                 exchange=SOURCE,
                 symbol=symbol,
                 trade_id=str(trade["trade_id"]),
@@ -193,10 +225,13 @@ class DeribitStandardiser(Standardiser):
                 size=exact(trade["amount"]),
                 taker_side=direction,
                 sequence=integer(trade["trade_seq"]),
+                origin=origin,
                 event_timestamp=integer(trade["timestamp"]),
                 atom_timestamp=atom_timestamp,
-            )))
-        return outputs
+            ))
+        fresh = unpublished(self.published, symbol, ((r["sequence"], r) for r in records), self.skipped,
+                            ALREADY_PUBLISHED)
+        return [Output(TRADES, key, record) for record in fresh]
 
     def _ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
         instrument, _, data = self._params(message)

@@ -25,6 +25,16 @@ changes for a while OKX sends an update with empty sides and ``seqId`` ==
 ``prevSeqId``: a keepalive, skipped.  After maintenance OKX may restart
 ``seqId`` (an update whose ``seqId`` is below its ``prevSeqId``): the count goes
 on from the new number, and the checksum still proves the book.
+
+Trades: OKX's ``side`` is the taker's; a push may aggregate ``count`` fills, and its ``tradeId`` is the
+last of them.  Trades missed in an outage arrive as ``GET /api/v5/market/history-trades`` answers the
+connector archived under the symbol's ``trades`` raw key (``{"code", "msg", "data"}``, no ``arg``):
+they become ``trades`` records marked ``origin`` ``backfill``, in trade-id order, of the same shape as
+streamed ones (no ``seqId``: null sequence).  Every trade is published once by trade id, streamed or
+backfilled; an aggregated push counts as its ``count`` ids ending at its ``tradeId`` (OKX's docs say
+``tradeId`` is the last of the ``count`` aggregated fills; that those fills hold the ids just below it, as
+an instrument's ids rise one by one, is this standardiser's reading), so the single fills the history
+lists for it are not published again.
 """
 
 from __future__ import annotations
@@ -35,11 +45,24 @@ from typing import Any, ClassVar
 from l3_atom.books.checksums import OKX_DEPTH as OKX_CHECKSUM_DEPTH
 from l3_atom.books.checksums import okx_checksum
 from l3_atom.books.engine import ASK, BID, L2Book, Level
+from l3_atom.off_chain.okx import TRADES as TRADES_FEED
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import BookChecks, Reason, Verdict, repeat_reason
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
+from l3_atom.stream_processing.trade_ids import PublishedIds, unpublished
 from l3_atom.tokens import Symbol, SymbolError
-from l3_atom.topics import BOOK_RESYNC, CANDLE, FUNDING_RATE, LOB, OPEN_INTEREST, TICKER, TRADES, normalised_key
+from l3_atom.topics import (
+    BOOK_RESYNC,
+    CANDLE,
+    FUNDING_RATE,
+    LOB,
+    OPEN_INTEREST,
+    ORIGIN_BACKFILL,
+    TICKER,
+    TRADES,
+    normalised_key,
+    split_raw_key,
+)
 
 SOURCE = "okx"
 PONG = b"pong"
@@ -49,6 +72,9 @@ PONG_TYPE = "pong"
 EVENT_PREFIX = "event:"
 # A REST ``/api/v5/market/books`` answer, archived under the symbol's ``books`` raw key.
 REST_BOOKS_TYPE = "books (REST snapshot)"
+# A ``history-trades`` answer, archived under the symbol's ``trades`` raw key to fill a gap.
+TRADE_HISTORY_TYPE = "trades (REST history)"
+ALREADY_PUBLISHED = "trade already published (streamed or backfilled)"
 NO_SNAPSHOT_DETAIL = "book updates and no snapshot (OKX sends none on subscribe since August 2026)"
 CANDLE_TYPE = "candle"
 
@@ -116,6 +142,7 @@ class OkxStandardiser(Standardiser):
     handlers: ClassVar[dict[str, str]] = {
         "books": "_books",
         REST_BOOKS_TYPE: "_rest_books",
+        TRADE_HISTORY_TYPE: "_trade_history",
         "trades": "_trades",
         "tickers": "_tickers",
         CANDLE_TYPE: "_candle",
@@ -136,6 +163,8 @@ class OkxStandardiser(Standardiser):
         self.book_checks = BookChecks(SOURCE)
         # Normalised symbol -> its book since the last snapshot, to verify OKX's checksums.
         self._books: dict[str, L2Book] = {}
+        # Trade ids published, streamed or backfilled: each once.
+        self.published = PublishedIds()
 
     def decode(self, frame: bytes) -> Any:
         if frame == PONG:
@@ -148,7 +177,7 @@ class OkxStandardiser(Standardiser):
         if "event" in message:
             return f"{EVENT_PREFIX}{message['event']}"
         if "arg" not in message and "code" in message:
-            return REST_BOOKS_TYPE
+            return TRADE_HISTORY_TYPE if split_raw_key(self.raw_key or "")[2] == TRADES_FEED else REST_BOOKS_TYPE
         channel = message["arg"]["channel"]
         return CANDLE_TYPE if CANDLE_CHANNEL.match(channel) else channel
 
@@ -254,30 +283,54 @@ class OkxStandardiser(Standardiser):
             self.book_checks.mismatch(symbol, f"expected {checksum}, computed {computed}", atom_timestamp)
 
     def _trades(self, message: dict, atom_timestamp: int) -> list[Output]:
-        """OKX's ``side`` is the taker's; ``tradeId`` is the last of ``count`` aggregated fills."""
+        """A push of trades; one whose ids were published already (a backfill got them first) is skipped."""
         symbol, key, data = self._pushes(message)
         outputs = []
         for trade in data:
-            side = trade["side"]
-            if side not in TAKER_SIDES:
-                raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
-            trade_id = trade["tradeId"]
-            if type(trade_id) is not str:
-                raise TypeError(f"tradeId must be a string, got {trade_id!r}")
-            sequence = trade.get("seqId")
-            record = records_build.trade(
-                exchange=SOURCE,
-                symbol=symbol,
-                trade_id=trade_id,
-                price=exact(trade["px"]),
-                size=exact(trade["sz"]),
-                taker_side=side,
-                sequence=None if sequence is None else integer(sequence),
-                event_timestamp=ms(trade["ts"]),
-                atom_timestamp=atom_timestamp,
-            )
-            outputs.append(Output(TRADES, key, record))
+            output = Output(TRADES, key, self._trade(symbol, trade, atom_timestamp))
+            last = int(output.record["trade_id"])
+            fills = int(trade.get("count") or 1)
+            new = [self.published.add(symbol, trade_id) for trade_id in range(last - fills + 1, last + 1)]
+            if new[-1]:
+                outputs.append(output)
+            else:
+                self.skipped[ALREADY_PUBLISHED] += 1
         return outputs
+
+    def _trade_history(self, message: dict, atom_timestamp: int) -> list[Output]:
+        """A backfilled ``history-trades`` page (newest first): the trades not yet published, oldest first, marked."""
+        code = message["code"]
+        if code != "0":
+            raise StandardiseError(f"okx history-trades answered code {code!r}: {message.get('msg')!r}")
+        symbol = self.keyed_symbol("trade history page")
+        key = normalised_key(SOURCE, symbol)
+        records = [self._trade(symbol, trade, atom_timestamp, ORIGIN_BACKFILL) for trade in message["data"]]
+        trades = ((int(record["trade_id"]), record) for record in records)
+        fresh = unpublished(self.published, symbol, trades, self.skipped, ALREADY_PUBLISHED)
+        return [Output(TRADES, key, record) for record in fresh]
+
+    @staticmethod
+    def _trade(symbol: str, trade: dict, atom_timestamp: int, origin: str | None = None) -> dict[str, Any]:
+        """A ``trades`` record of a pushed or a history trade (the same fields; the history has no ``seqId``)."""
+        side = trade["side"]
+        if side not in TAKER_SIDES:
+            raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+        trade_id = trade["tradeId"]
+        if type(trade_id) is not str or not trade_id.isdigit():
+            raise TypeError(f"tradeId must be a string of digits, got {trade_id!r}")
+        sequence = trade.get("seqId")
+        return records_build.trade(
+            exchange=SOURCE,
+            symbol=symbol,
+            trade_id=trade_id,
+            price=exact(trade["px"]),
+            size=exact(trade["sz"]),
+            taker_side=side,
+            sequence=None if sequence is None else integer(sequence),
+            origin=origin,
+            event_timestamp=ms(trade["ts"]),
+            atom_timestamp=atom_timestamp,
+        )
 
     def _tickers(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol, key, data = self._pushes(message)
