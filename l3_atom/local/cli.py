@@ -41,6 +41,12 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BUS_FRAMES = 10_000
 DEFAULT_CLIENT_QUEUE = 10_000
 MAX_PORT = 65535
+# The collector's thresholds while streaming (CPython's default: 700, 10, 10).  Every frame on the bus
+# and every record in an output queue is a container that lives a few ms: with a young generation of
+# 700 they survive its passes, are promoted and traversed again in the older ones.  At 100,000 almost
+# all of them are freed by reference counting first: ~20% less CPU per frame in bench.local_mode
+# (34.5 -> 27.4 CPU-us per frame, alternating runs).  Only cyclic garbage waits longer (a few MB).
+GC_THRESHOLDS = (100_000, 50, 100)
 
 
 @dataclass
@@ -310,10 +316,13 @@ async def _run(runtime: Runtime) -> None:
     # Keep the objects of startup (modules, schemas, compiled code) out of the collector's full passes:
     # a full pass over them stalls the stream for tens of ms (as in the processor, stream_processing/app.py).
     gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
     swapped = guard_logging(runtime.status) if runtime.status is not None else []
     try:
         await runtime.run()
     finally:
+        gc.set_threshold(*thresholds)
         restore_logging(swapped)
 
 

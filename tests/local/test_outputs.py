@@ -6,6 +6,7 @@ import asyncio
 import io
 from collections.abc import Callable
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import orjson
@@ -94,6 +95,13 @@ def test_remembered_decimal_texts_are_the_exact_plain_texts(repeat: int) -> None
         for value in values:
             assert orjson.loads(format_json("t", "k", {"v": value}))["v"] == plain(value), value
             assert json_line("t", "k", {"v": value}) == (format_json("t", "k", {"v": value}) + "\n").encode()
+
+
+def test_json_lines_write_bytes_as_text_and_refuse_other_types() -> None:
+    """Bytes fields are UTF-8 text (undecodable bytes replaced); a type JSON has no form for is an error."""
+    assert orjson.loads(json_line("t", "k", {"v": b"ab\xff"})) == {"topic": "t", "key": "k", "v": "ab\ufffd"}
+    with pytest.raises(orjson.JSONEncodeError, match="Fraction"):
+        json_line("t", "k", {"v": Fraction(1, 3)})
 
 
 def test_text_outputs_print_what_runner_consume_prints(tmp_path: Path) -> None:
