@@ -80,13 +80,18 @@ def format_human(topic: str, key: str | None, record: dict[str, Any]) -> str:
     return f"{topic} {key} " + " ".join(parts)
 
 
+def json_bytes(topic: str, key: str | None, record: dict[str, Any], option: int = 0) -> bytes:
+    """``{"topic", "key", ...fields}`` as UTF-8 bytes, decimals as exact plain strings (orjson ``option``)."""
+    return orjson.dumps({"topic": topic, "key": key, **record}, default=_json_default, option=option)
+
+
 def format_json(topic: str, key: str | None, record: dict[str, Any]) -> str:
-    return orjson.dumps({"topic": topic, "key": key, **record}, default=_json_default).decode()
+    return json_bytes(topic, key, record).decode()
 
 
 def json_line(topic: str, key: str | None, record: dict[str, Any]) -> bytes:
     """``format_json``'s line as UTF-8 bytes with its newline: what a JSON-lines file appends."""
-    return orjson.dumps({"topic": topic, "key": key, **record}, default=_json_default, option=orjson.OPT_APPEND_NEWLINE)
+    return json_bytes(topic, key, record, orjson.OPT_APPEND_NEWLINE)
 
 
 def consume(
