@@ -194,7 +194,7 @@ class _Client:
             self.ready.clear()
             while queue:
                 if transport is not None and len(queue) > 1 and not transport.get_write_buffer_size():
-                    if transport.is_closing():
+                    if ws.closed or transport.is_closing():  # no frame may follow a close frame
                         raise ConnectionResetError("the client's connection is closing")
                     frames, size = [], 0
                     while queue and size < WRITE_BYTES:

@@ -121,7 +121,7 @@ def test_a_client_that_reads_nothing_fills_its_queue_after_a_bounded_number_of_b
 
 
 class _CaptureTransport:
-    """What aiohttp's websocket writer writes, kept."""
+    """What aiohttp's websocket writer (or the batched path) writes, kept."""
 
     def __init__(self) -> None:
         self.data = b""
@@ -131,6 +131,9 @@ class _CaptureTransport:
 
     def is_closing(self) -> bool:
         return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
 
 
 class _Unpaused:
@@ -175,3 +178,22 @@ def test_a_burst_of_records_reaches_a_client_whole_and_in_order() -> None:
     assert all(isinstance(message, str) for message in received), "text messages"
     assert received == [format_json("trades_l3", KEY, record) for record in records]
     assert stats["sent"] >= len(records) and stats["dropped"] == 0
+
+
+class _Closed:
+    """A websocket whose close has begun."""
+
+    closed = True
+
+
+def test_nothing_is_written_after_a_close_began() -> None:
+    client = _Client(_Closed(), capacity=10, transport=_CaptureTransport())
+    for n in range(3):
+        assert client.offer(f"r{n}")
+
+    async def send() -> None:
+        await asyncio.wait_for(client.send_forever(), RECEIVE_TIMEOUT_S)
+
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(send())
+    assert client.transport.data == b"" and client.sent == 0
