@@ -57,7 +57,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -227,6 +227,7 @@ class StreamServer:
 
     ``books``, when given, is kept from the ``lob`` / ``lob_l3`` records published, so that a new
     subscriber starts from the book (the ``snapshot`` message) rather than from a stream it cannot use.
+    The snapshot requests those books make go to ``on_resync``; without it they are dropped.
     """
 
     def __init__(
@@ -236,12 +237,14 @@ class StreamServer:
         client_queue: int,
         books: BookStore | None = None,
         exchanges: Iterable[str] = (),
+        on_resync: Callable[[dict[str, Any]], None] | None = None,
     ):
         self.feeds = sorted({*feeds, DEAD_LETTER})
         self.symbols = sorted(symbols)
         self.exchanges = {*exchanges, *(split_key(key)[0] for key in self.symbols)}
         self.client_queue = client_queue
         self.books = books
+        self.on_resync = on_resync
         self.clients: set[_Client] = set()
         self.connections = 0
         self.dropped = 0
@@ -261,9 +264,14 @@ class StreamServer:
     def keep_book(self, topic: str, value: dict[str, Any]) -> None:
         """Apply a book record to the books (``publish`` does; a reader catching up calls this alone)."""
         if self.books is not None and topic in BOOK_FEEDS:
-            self.books.apply(topic, ONLY_PARTITION, value)
-            # Nobody here can ask a connector for a snapshot; the processor's own books do.
-            self.books.resync_requests.clear()
+            books = self.books
+            books.apply(topic, ONLY_PARTITION, value)
+            if books.resync_requests:
+                requests, books.resync_requests = books.resync_requests, []
+                # Without a connector to ask (the gateway), the processor's own books ask for snapshots.
+                if self.on_resync is not None:
+                    for request in requests:
+                        self.on_resync(request)
 
     def publish(self, topic: str, key: str, value: dict[str, Any]) -> None:
         """One decoded record: into the books, then to every client subscribed to it."""

@@ -265,12 +265,13 @@ def _outputs(
         from l3_atom.local.outputs.queries import QueryOutput
         from l3_atom.local.outputs.websocket import WebsocketOutput
 
-        websocket = WebsocketOutput(feeds, runtime.keys, args.client_queue)
+        websocket = WebsocketOutput(feeds, runtime.keys, args.client_queue, runtime.resync)
         websocket.register(runtime.http_app)
         viewer.register(runtime.http_app)
         outputs.append(websocket)
-        # The processor's book, candle and coverage APIs, over the feeds this run outputs.
-        queries = QueryOutput(candles.intervals, candles.grace_ms, runtime.resync)
+        # The processor's book, candle and coverage APIs, over the feeds this run outputs; the books are the
+        # websocket's (kept once, at the stream's position its snapshots need).
+        queries = QueryOutput(candles.intervals, candles.grace_ms, runtime.resync, books=websocket.books)
         queries.register(runtime.http_app)
         outputs.append(queries)
     if args.stdout or not outputs:
