@@ -319,5 +319,8 @@ def measure(add: Callable, scale: Any, ceilings: dict[int, float]) -> None:
         add(SECTION, f"{symbols} symbol(s), per CPU-second", "frames/CPU-s", [run[0] / run[4] for run in runs],
             f"frames/s over the runtime's CPU share in the window ({statistics.median(run[4] for run in runs):.0%} "
             "of a core): what it takes on a core of its own, however busy the machine is")
+        add(SECTION, f"{symbols} symbol(s), CPU per frame", "CPU-µs", [US_PER_S * run[4] / run[0] for run in runs],
+            "all its threads: receive, standardise, validate, JSON line (a neighbour's load inflates it too: "
+            "shared caches and cores)")
         add(MEMORY_SECTION, f"runner.py local, {symbols} symbol(s)", "MB", [run[3] for run in runs],
             f"the run above (bus of {DEFAULT_BUS_FRAMES:,} frames, the default)")

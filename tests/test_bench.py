@@ -21,7 +21,7 @@ LOCAL_LATENCY_FIGURES = {"p50": "ms", "p99": "ms", "max": "ms", "CPU of runner.p
 PER_SYMBOLS = {
     "connector": {"{} symbol(s)": "frames/s", "simulator ceiling, {} symbol(s)": "frames/s"},
     "runner.py local": {"{} symbol(s)": "frames/s", "{} symbol(s), records written": "records/s",
-                        "{} symbol(s), per CPU-second": "frames/CPU-s"},
+                        "{} symbol(s), per CPU-second": "frames/CPU-s", "{} symbol(s), CPU per frame": "CPU-µs"},
     "memory": {"connector, {} symbol(s)": "MB", "processor, {} symbol(s)": "MB", "runner.py local, {} symbol(s)": "MB"},
 }
 SYMBOL_COUNTS = (1, 50)

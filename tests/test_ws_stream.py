@@ -1,5 +1,6 @@
-"""The stream's book snapshot for new subscribers and its request limits (pure parts, no network), and
-on loopback how many bytes a client that reads nothing holds before its records are dropped."""
+"""The stream's book snapshot for new subscribers and its request limits (pure parts, no network), its
+frames against aiohttp's, and on loopback a burst of records reaching a client whole, and how many bytes
+a client that reads nothing holds before its records are dropped."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import pytest
 import websockets
-from aiohttp import web
+from aiohttp import WSMsgType, web
+from aiohttp.http_websocket import WebSocketWriter
 
 from l3_atom.consume import format_json
 from l3_atom.http_app import serve_app
 from l3_atom.infra.processes import LOOPBACK
 from l3_atom.stream_processing.book_agent import BookStore
-from l3_atom.ws_stream import REQUEST_BURST, STREAM_PATH, UNSENT_BYTES, StreamServer, _Client
+from l3_atom.ws_stream import REQUEST_BURST, STREAM_PATH, UNSENT_BYTES, StreamServer, _Client, text_frame
 
 KEY = "coinbase_BTC.USD"
 SMALL_QUEUE = 50
@@ -24,6 +27,7 @@ SMALL_QUEUE = 50
 BATCH = 10
 # Linux holds up to tcp_wmem's maximum (4 MiB by default) unsent for a socket left to autotune.
 AUTOTUNED_SEND_BUFFER = 4 * 1024 * 1024
+RECEIVE_TIMEOUT_S = 30.0
 
 
 def lob_l3(event: str, order_id: str, side: str, price: str, size: str, sequence: int, snapshot: bool = False,
@@ -114,3 +118,82 @@ def test_a_client_that_reads_nothing_fills_its_queue_after_a_bounded_number_of_b
     assert stats["largest_client_queue"] == SMALL_QUEUE and stats["dropped"] > 0
     assert size < AUTOTUNED_SEND_BUFFER / 4, f"{size} bytes went out before the first drop"
     print(f"\nfirst drop after {published} records ({size} bytes) for a client that reads nothing")
+
+
+class _CaptureTransport:
+    """What aiohttp's websocket writer (or the batched path) writes, kept."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class _Unpaused:
+    """The protocol side of aiohttp's writer: never paused."""
+
+    _paused = False
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 65_535, 65_536, 70_000])
+def test_a_batched_text_frame_is_the_frame_aiohttp_writes(length: int) -> None:
+    payload = bytes(range(256)) * (length // 256) + b"x" * (length % 256)
+    transport = _CaptureTransport()
+    writer = WebSocketWriter(_Unpaused(), transport)
+    asyncio.run(writer.send_frame(payload, WSMsgType.TEXT))
+    assert text_frame(payload) == transport.data
+
+
+def test_a_burst_of_records_reaches_a_client_whole_and_in_order() -> None:
+    """Records queued together go out in few writes; a real client reads each as its own text message."""
+    records = [{"exchange": "coinbase", "symbol": "BTC.USD", "price": Decimal("100.5"), "size": Decimal(n),
+                "side": "buy", "trade_id": "x" * (n % 300), "sequence": n} for n in range(2_000)]
+
+    async def scenario() -> tuple[list[str | bytes], dict[str, Any]]:
+        stream = StreamServer(["trades_l3"], [KEY], client_queue=len(records))
+        app = web.Application()
+        stream.register(app)
+        runner = await serve_app(app, LOOPBACK, 0)
+        try:
+            port = runner.addresses[0][1]
+            async with websockets.connect(f"ws://{LOOPBACK}:{port}{STREAM_PATH}") as ws:
+                await ws.recv()
+                await ws.send('{"op": "subscribe"}')
+                await ws.recv()
+                for record in records:
+                    stream.publish("trades_l3", KEY, record)
+                received = [await asyncio.wait_for(ws.recv(), RECEIVE_TIMEOUT_S) for _ in records]
+            return received, stream.stats()
+        finally:
+            await runner.cleanup()
+
+    received, stats = asyncio.run(scenario())
+    assert all(isinstance(message, str) for message in received), "text messages"
+    assert received == [format_json("trades_l3", KEY, record) for record in records]
+    assert stats["sent"] >= len(records) and stats["dropped"] == 0
+
+
+class _Closed:
+    """A websocket whose close has begun."""
+
+    closed = True
+
+
+def test_nothing_is_written_after_a_close_began() -> None:
+    client = _Client(_Closed(), capacity=10, transport=_CaptureTransport())
+    for n in range(3):
+        assert client.offer(f"r{n}")
+
+    async def send() -> None:
+        await asyncio.wait_for(client.send_forever(), RECEIVE_TIMEOUT_S)
+
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(send())
+    assert client.transport.data == b"" and client.sent == 0

@@ -17,8 +17,13 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import Any, NamedTuple
 
+from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.dead_letter import CONNECTOR, dead_letter_record
-from l3_atom.raw_sink import raw_headers
+from l3_atom.raw_sink import HEADER_TAIL_CACHE, raw_headers
+from l3_atom.topics import ATOM_TIMESTAMP_HEADER
+
+# Builds a NamedTuple without its Python-level __new__ (the fields are given in order).
+_new_tuple = tuple.__new__
 
 
 class RawFrame(NamedTuple):
@@ -46,8 +51,17 @@ class ConnectorCoverage(NamedTuple):
 BusItem = RawFrame | ConnectorDeadLetter | ConnectorCoverage
 
 
+def _header_tail(connection_symbol: tuple[str, str | None]) -> tuple[tuple[str, bytes], ...]:
+    """The headers ``raw_headers`` puts after the timestamp, for one connection and symbol."""
+    return tuple(raw_headers(0, *connection_symbol)[1:])
+
+
 class FrameBus:
-    """A bounded FIFO of one source's frames, in the order the connector received them."""
+    """A bounded FIFO of one source's frames, in the order the connector received them.
+
+    ``put`` and ``room`` run once per frame: they test plain attributes and touch the events only
+    when the bus fills, empties or has a taker waiting.
+    """
 
     def __init__(self, capacity: int):
         if capacity < 1:
@@ -55,8 +69,10 @@ class FrameBus:
         self.capacity = capacity
         self._items: deque[BusItem] = deque()
         self._readable = asyncio.Event()
+        self._taker_waiting = False
         self._has_room = asyncio.Event()
         self._has_room.set()
+        self._room = True
         self._closed = False
         self.puts = 0
         self.pauses = 0
@@ -72,13 +88,15 @@ class FrameBus:
         self.puts += 1
         size = len(items)
         self.high_water = max(self.high_water, size)
-        if size >= self.capacity:
+        if size >= self.capacity and self._room:
+            self._room = False
             self._has_room.clear()
-        self._readable.set()
+        if self._taker_waiting:
+            self._readable.set()
 
     def room(self) -> Awaitable[None] | None:
         """None while the bus has room; else an awaitable that completes when the standardiser made some."""
-        if self._has_room.is_set():
+        if self._room:
             return None
         self.pauses += 1
         # A fresh waiter per caller: cancelling one connection must not wake or cancel the others.
@@ -91,9 +109,15 @@ class FrameBus:
             if self._closed:
                 return []
             self._readable.clear()
-            await self._readable.wait()
-        batch = [items.popleft() for _ in range(min(limit, len(items)))]
-        if len(items) < self.capacity:
+            self._taker_waiting = True
+            try:
+                await self._readable.wait()
+            finally:
+                self._taker_waiting = False
+        popleft = items.popleft
+        batch = [popleft() for _ in range(min(limit, len(items)))]
+        if not self._room and len(items) < self.capacity:
+            self._room = True
             self._has_room.set()
         return batch
 
@@ -101,6 +125,7 @@ class FrameBus:
         """No more items will come: :meth:`take` drains what is left, then returns ``[]``; writers are freed."""
         self._closed = True
         self._readable.set()
+        self._room = True
         self._has_room.set()
 
 
@@ -112,9 +137,13 @@ class BusSink:
         self.bus = bus
         self.max_message_bytes = max_message_bytes
         self.dead_letters = 0
+        # (connection id, symbol) -> the headers after the timestamp, encoded once.
+        self._header_tails = BoundedMemo(_header_tail, HEADER_TAIL_CACHE)
 
     def write(self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None) -> None:
-        self.bus.put(RawFrame(key, frame, raw_headers(atom_timestamp, connection_id, symbol)))
+        """Once per frame: only the timestamp header is made here (as ``KafkaRawSink`` does)."""
+        tail = self._header_tails[connection_id, symbol]
+        self.bus.put(_new_tuple(RawFrame, (key, frame, [(ATOM_TIMESTAMP_HEADER, b"%d" % atom_timestamp), *tail])))
 
     def write_marked(
         self, key: str, frame: bytes, atom_timestamp: int, connection_id: str, symbol: str | None, origin: str

@@ -6,6 +6,7 @@ import asyncio
 import io
 from collections.abc import Callable
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import orjson
@@ -19,6 +20,7 @@ from l3_atom.consume import format_human, format_json, json_line, plain
 from l3_atom.local.outputs import LocalRecord
 from l3_atom.local.outputs.avro import AvroFiles
 from l3_atom.local.outputs.parquet import ParquetFiles
+from l3_atom.local.outputs.queries import HTTP_OK, QueryOutput
 from l3_atom.local.outputs.text import DEAD_LETTERS_SHOWN, HumanOutput, JsonLinesOutput
 from l3_atom.local.outputs.websocket import STREAM_PATH, WebsocketOutput, _Client
 from tests.local.helpers import read_avro_tree
@@ -44,6 +46,16 @@ def dead_letter(atom: int) -> LocalRecord:
         "partition": None, "offset": 3, "key": "coinbase_all_unparsed", "original": b"\xff{", "original_size": 2,
         "atom_timestamp": atom,
     })
+
+
+BOOK_KEY = "coinbase_BTC.USD"
+
+
+def book_open(order_id: str, price: str, sequence: int) -> dict:
+    """A resting ``lob_l3`` order, as the validator hands it on."""
+    return {"exchange": "coinbase", "symbol": "BTC.USD", "event_type": "open", "order_id": order_id, "side": "bid",
+            "price": Decimal(price), "size": Decimal("1.5"), "reason": None, "is_snapshot": True,
+            "sequence": sequence, "prev_sequence": None, "event_timestamp": T0, "atom_timestamp": T0 * 1000}
 
 
 BATCH = [trade(1, T0, LARGEST), trade(2, T0 + 1, Decimal("30000.5"), "ETH.USD"),
@@ -94,6 +106,13 @@ def test_remembered_decimal_texts_are_the_exact_plain_texts(repeat: int) -> None
         for value in values:
             assert orjson.loads(format_json("t", "k", {"v": value}))["v"] == plain(value), value
             assert json_line("t", "k", {"v": value}) == (format_json("t", "k", {"v": value}) + "\n").encode()
+
+
+def test_json_lines_write_bytes_as_text_and_refuse_other_types() -> None:
+    """Bytes fields are UTF-8 text (undecodable bytes replaced); a type JSON has no form for is an error."""
+    assert orjson.loads(json_line("t", "k", {"v": b"ab\xff"})) == {"topic": "t", "key": "k", "v": "ab\ufffd"}
+    with pytest.raises(orjson.JSONEncodeError, match="Fraction"):
+        json_line("t", "k", {"v": Fraction(1, 3)})
 
 
 def test_text_outputs_print_what_runner_consume_prints(tmp_path: Path) -> None:
@@ -188,3 +207,35 @@ def test_websocket_protocol_subscribe_records_errors_unsubscribe() -> None:
     assert records == [orjson.loads(format_json(r.topic, r.key, r.value)) for r in expected]
     assert replies[9] == {"type": "subscribed", "subscriptions": [{"feed": "dead_letter", "symbol": "*"}]}
     assert replies[10]["topic"] == "dead_letter", "after unsubscribing trades, only dead letters come"
+
+
+def test_the_query_api_answers_from_the_websockets_books_applied_once() -> None:
+    """With --serve each book record is applied once (the websocket's books); their snapshot requests reach
+    the sources, and /book answers from them."""
+    resyncs: list[dict] = []
+    websocket = WebsocketOutput(["lob_l3"], [BOOK_KEY], client_queue=10, on_resync=resyncs.append)
+    queries = QueryOutput([], 0, on_resync=resyncs.append, books=websocket.books)
+    applied = []
+    apply = websocket.books.apply
+
+    def counted(topic: str, partition: int, record: dict) -> bool:
+        applied.append(record["order_id"])
+        if len(applied) == 1:  # as a book that saw a gap asks for a snapshot
+            websocket.books.resync_requests.append({"exchange": "coinbase", "symbol": "BTC.USD", "reason": "gap"})
+        return apply(topic, partition, record)
+
+    websocket.books.apply = counted
+    batch = [LocalRecord("lob_l3", BOOK_KEY, book_open(order, price, sequence))
+             for order, price, sequence in (("a", "100.5", 10), ("b", "101", 11))]
+
+    async def write() -> None:
+        await websocket.write(batch)
+        await queries.write(batch)
+
+    asyncio.run(write())
+    assert applied == ["a", "b"], "each book record applied once"
+    assert resyncs == [{"exchange": "coinbase", "symbol": "BTC.USD", "reason": "gap"}], "asked for once"
+    answer = queries.books.book("coinbase", "BTC.USD", {})
+    assert answer.status == HTTP_OK and answer.body["sequence"] == 11
+    assert answer.body == websocket.books.book("coinbase", "BTC.USD", {}).body
+    assert queries.stats()["records"] == len(batch)

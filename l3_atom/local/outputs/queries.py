@@ -34,8 +34,16 @@ class QueryOutput:
 
     name = "queries"
 
-    def __init__(self, intervals: list[str], grace_ms: int, on_resync: Callable[[dict[str, Any]], None] | None = None):
-        self.books = BookStore()
+    def __init__(
+        self,
+        intervals: list[str],
+        grace_ms: int,
+        on_resync: Callable[[dict[str, Any]], None] | None = None,
+        books: BookStore | None = None,
+    ):
+        """``books``: books another output keeps (the websocket's), answered from here and not applied again."""
+        self.keeps_books = books is None
+        self.books = BookStore() if books is None else books
         # Where the books' snapshot requests go (the runtime's sources), as on book_resync in Kafka.
         self.on_resync = on_resync
         self.intervals = intervals
@@ -58,7 +66,8 @@ class QueryOutput:
         for record in records:
             value = record.value
             if record.topic in (LOB, LOB_L3):
-                self.books.apply(record.topic, ONLY_PARTITION, value)
+                if self.keeps_books:
+                    self.books.apply(record.topic, ONLY_PARTITION, value)
             elif record.topic in (TRADES, TRADES_L3) and self.intervals:
                 trade = Trade(value["exchange"], value["symbol"], value["price"], value["size"],
                               value["event_timestamp"], value["atom_timestamp"])
@@ -68,7 +77,7 @@ class QueryOutput:
                 self.coverage.add(value)
                 self.books.take(COVERAGE, ONLY_PARTITION, value)
             self.records += 1
-        if self.books.resync_requests:
+        if self.keeps_books and self.books.resync_requests:
             requests, self.books.resync_requests = self.books.resync_requests, []
             if self.on_resync is not None:
                 for request in requests:

@@ -2,13 +2,16 @@
 
 The protocol, queues and limits are :mod:`l3_atom.ws_stream`'s, shared with
 ``runner.py gateway``; this output hands it the runtime's records in order.
-Its own books (the runtime's query API keeps others, on another output
-queue) give new subscribers of a book feed the book as of their stream.
+Its books give new subscribers of a book feed the book as of their stream;
+the runtime's query API answers from the same books (``books``), so each
+book record is applied once, and their snapshot requests go to the sources
+(``on_resync``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from l3_atom.local.outputs import LocalRecord
 from l3_atom.stream_processing.book_agent import BookStore
@@ -22,8 +25,14 @@ class WebsocketOutput(StreamServer):
 
     name = "websocket"
 
-    def __init__(self, feeds: Iterable[str], symbols: Iterable[str], client_queue: int):
-        super().__init__(feeds, symbols, client_queue, books=BookStore())
+    def __init__(
+        self,
+        feeds: Iterable[str],
+        symbols: Iterable[str],
+        client_queue: int,
+        on_resync: Callable[[dict[str, Any]], None] | None = None,
+    ):
+        super().__init__(feeds, symbols, client_queue, books=BookStore(), on_resync=on_resync)
 
     async def start(self) -> None:
         """Nothing to open: the runtime serves the app."""
