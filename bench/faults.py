@@ -31,6 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from l3_atom.infra.local_pipeline import LocalPipeline
 from l3_atom.infra.processes import stop_process
+from l3_atom.stream_processing.standardiser import NOTHING_IN_IT
 from l3_atom.topics import raw_topic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "faults.json"
@@ -118,7 +119,8 @@ def delivery(journal: Path, records: list) -> dict:
     lost: dict[str, list] = {}
     duplicated: Counter[str] = Counter()
     frames: set[tuple] = set()  # (symbol, sequence): the exchange message a duplicated record came from
-    unexpected = delivered = 0
+    unexpected: list[tuple] = []
+    delivered = 0
     for kind, sent in wanted.items():
         got = found[kind]
         # A message the exchange sent twice (a ticker repeated on resubscribe) may land once or twice.
@@ -127,7 +129,7 @@ def delivery(journal: Path, records: list) -> dict:
         frames |= {(k[0], k[-1]) for k, n in got.items() if n > max(sent.get(k, 1), 1)}
         delivered += sum(1 for k in got if k in sent)
         everything_sent = expected["lob_l3"] if kind == "lob_l3" else sent
-        unexpected += sum(1 for k in got if k not in everything_sent)
+        unexpected += [(kind, *k) for k in got if k not in everything_sent]
     return {"expected": sum(len(c) for c in wanted.values()), "delivered": delivered,
             "lost": lost, "duplicated": duplicated, "duplicated_frames": len(frames), "unexpected": unexpected}
 
@@ -168,8 +170,9 @@ def fill(outcome: Outcome, found: dict) -> None:
     outcome.details["duplicated_by_kind"] = dict(found["duplicated"])
     outcome.details["duplicated_frames"] = found["duplicated_frames"]
     outcome.details["lost_examples"] = {k: [str(e) for e in v[:3]] for k, v in found["lost"].items() if v}
-    outcome.details["unexpected"] = found["unexpected"]
-    outcome.invariants["nothing published that was not sent"] = found["unexpected"] == 0
+    outcome.details["unexpected"] = len(found["unexpected"])
+    outcome.details["unexpected_examples"] = [str(e) for e in found["unexpected"][:3]]
+    outcome.invariants["nothing published that was not sent"] = not found["unexpected"]
 
 
 class CommitProbe:
@@ -540,6 +543,11 @@ class Feeder:
             self.outcomes["nothing, uncounted"] += 1
         return out
 
+    def nothing_in_it(self) -> int:
+        """Frames a handler read and found nothing in (an emptied change list): the skips under that reason."""
+        suffix = NOTHING_IN_IT.format("")
+        return sum(n for reason, n in self.processor.standardiser.skipped.items() if reason.endswith(suffix))
+
 
 def malformed_input(scale: Scale, workdir: Path) -> Outcome:
     """Mutated copies of recorded frames, interleaved with the originals, through keying and processing.
@@ -580,7 +588,8 @@ def malformed_input(scale: Scale, workdir: Path) -> Outcome:
                     changed[topic if topic in STATELESS_TOPICS else "book (stateful)"] += 1
         per_source[source] = {"frames": len(frames), "mutated": scale.malformed_frames,
                               "mutated_outcomes": dict(mutated.outcomes), "reference_outcomes": dict(reference.outcomes),
-                              "originals_changed": dict(changed), "crashes": mutated.crashes[:5]}
+                              "originals_changed": dict(changed), "crashes": mutated.crashes[:5],
+                              "skips_nothing_in_it": mutated.nothing_in_it()}
         outcome.faults_injected += scale.malformed_frames
         outcome.faults_detected += mutated.outcomes["dead letter"] + mutated.outcomes["counted skip"]
         outcome.expected += sum(len(e or ()) for e in expected)
@@ -593,6 +602,9 @@ def malformed_input(scale: Scale, workdir: Path) -> Outcome:
     outcome.details["key_crashes"] = key_crashes[:10]
     crashes = sum(s["mutated_outcomes"].get("crash", 0) for s in per_source.values()) + len(key_crashes)
     outcome.details["crash_count"] = crashes
+    outcome.details["skips_nothing_in_it"] = sum(s["skips_nothing_in_it"] for s in per_source.values())
+    outcome.invariants["every mutated frame is records, a dead letter or a counted skip"] = (
+        outcome.details["uncounted"] == 0)
     outcome.invariants["no exception escapes (0 crashes)"] = crashes == 0
     outcome.invariants["originals around the mutations give the same stateless records"] = outcome.lost == 0
     return outcome

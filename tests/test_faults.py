@@ -76,6 +76,9 @@ def test_malformed_frames_never_crash_and_leave_the_records_around_them_intact(t
         assert classified <= MALFORMED_FRAMES, source
         assert figures["mutated_outcomes"].get("dead letter", 0) > 0, source
     assert outcome.lost == 0
+    # Emptied change lists (Coinbase l2update, Kraken book) publish nothing: counted skips, none uncounted.
+    assert outcome.details["uncounted"] == 0
+    assert outcome.details["skips_nothing_in_it"] > 0
     assert outcome.held, outcome.invariants
 
 
