@@ -129,15 +129,20 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         spans = self._batch_spans.get(tp)
         if spans:
             acked = self._acked[tp]
+            index = self._acked_index[tp]
             committed = self._committed_offset[tp] or 0
-            inner: list[int] = []
+            inner: set[int] = set()
             for last in acked:
                 first = spans.pop(last, None)
                 if first is not None:
                     # The batch's whole span: its records, and any offsets between them the log no longer holds.
-                    inner.extend(range(max(first, committed), last))
+                    inner.update(range(max(first, committed), last))
+            # Each offset once: batches delivered again after a seek overlap, and Faust's scan for the
+            # first run of consecutive offsets stops at a repeated one (the commit then crept one
+            # offset per commit interval, and a takeover's backlog stayed uncommitted for hours).
+            inner -= index
             acked.extend(inner)
-            self._acked_index[tp].update(inner)
+            index.update(inner)
         return super()._new_offset(tp)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
