@@ -33,28 +33,22 @@ def ack_batch(consumer: BatchingConsumer, first: int, last: int) -> None:
     consumer._acked_index[RAW].add(last)
 
 
-def test_a_batch_commits_past_its_last_offset(consumer: BatchingConsumer) -> None:
-    consumer._committed_offset[RAW] = 100
-    ack_batch(consumer, 100, 149)
-    ack_batch(consumer, 150, 199)
-    assert consumer._new_offset(RAW) == 200
-
-
-def test_overlapping_batches_commit_past_both_at_once(consumer: BatchingConsumer) -> None:
+@pytest.mark.parametrize(("committed", "batches", "commit"), [
+    # Two batches in a row.
+    (100, [(100, 149), (150, 199)], 200),
     # After a seek back to the committed 150, part of a delivered batch came again as a batch of its own.
-    consumer._committed_offset[RAW] = 150
-    ack_batch(consumer, 100, 199)
-    ack_batch(consumer, 150, 179)
-    assert consumer._new_offset(RAW) == 200
-    assert not consumer._acked[RAW], "every acked offset went into the commit"
-
-
-def test_a_batch_starting_at_the_previous_last_offset_commits_past_both(consumer: BatchingConsumer) -> None:
+    (150, [(100, 199), (150, 179)], 200),
     # The record at the last delivered offset delivered again as the first of the next batch.
-    consumer._committed_offset[RAW] = 10
-    ack_batch(consumer, 10, 20)
-    ack_batch(consumer, 20, 30)
-    assert consumer._new_offset(RAW) == 31
+    (10, [(10, 20), (20, 30)], 31),
+])
+def test_acked_batches_commit_past_their_last_offset_at_once(
+    consumer: BatchingConsumer, committed: int, batches: list[tuple[int, int]], commit: int
+) -> None:
+    consumer._committed_offset[RAW] = committed
+    for first, last in batches:
+        ack_batch(consumer, first, last)
+    assert consumer._new_offset(RAW) == commit
+    assert not consumer._acked[RAW], "every acked offset went into the commit"
 
 
 def test_a_batch_not_yet_acked_holds_the_commit_back(consumer: BatchingConsumer) -> None:
