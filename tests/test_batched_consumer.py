@@ -33,20 +33,25 @@ def ack_batch(consumer: BatchingConsumer, first: int, last: int) -> None:
     consumer._acked_index[RAW].add(last)
 
 
-@pytest.mark.parametrize(("committed", "batches", "commit"), [
+@pytest.mark.parametrize(("committed", "batches", "gaps", "commit"), [
     # Two batches in a row.
-    (100, [(100, 149), (150, 199)], 200),
+    (100, [(100, 149), (150, 199)], [], 200),
     # After a seek back to the committed 150, part of a delivered batch came again as a batch of its own.
-    (150, [(100, 199), (150, 179)], 200),
+    (150, [(100, 199), (150, 179)], [], 200),
     # The record at the last delivered offset delivered again as the first of the next batch.
-    (10, [(10, 20), (20, 30)], 31),
+    (10, [(10, 20), (20, 30)], [], 31),
+    # A gap noted over offsets that were delivered after all (a fetch from before a seek delivered after it).
+    (100, [(100, 149)], [(120, 159)], 160),
 ])
 def test_acked_batches_commit_past_their_last_offset_at_once(
-    consumer: BatchingConsumer, committed: int, batches: list[tuple[int, int]], commit: int
+    consumer: BatchingConsumer, committed: int, batches: list[tuple[int, int]], gaps: list[tuple[int, int]],
+    commit: int,
 ) -> None:
     consumer._committed_offset[RAW] = committed
     for first, last in batches:
         ack_batch(consumer, first, last)
+    for first, last in gaps:
+        consumer._gap[RAW].addi(first, last + 1)
     assert consumer._new_offset(RAW) == commit
     assert not consumer._acked[RAW], "every acked offset went into the commit"
 
