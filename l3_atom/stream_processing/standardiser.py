@@ -124,17 +124,25 @@ def integer(value: Any) -> int:
 
 
 class SkipCounts(Counter):
-    """Skips by reason, with ``counted``, the running total: read per frame, it tells whether a handler skipped.
+    """Skips by reason, and ``counted``: frames skipped or deferred so far, read per frame to tell whether a
+    handler accounted for a frame that gave no records.
 
     The total is kept where counts are set (``skipped[reason] += 1``, rare), so reading it costs one
     attribute load; ``Counter.total()`` would add up every reason per frame.
     """
 
     counted = 0
+    # Frames whose records a handler held back, to publish with a later frame's (not skips).
+    deferred = 0
 
     def __setitem__(self, reason: str, count: int) -> None:
         self.counted += count - self[reason]
         super().__setitem__(reason, count)
+
+    def defer(self) -> None:
+        """This frame's records are held back (published with a later frame's): accounted for, not skipped."""
+        self.counted += 1
+        self.deferred += 1
 
 
 class Standardiser(ABC):
