@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -270,6 +271,58 @@ def advanced(base: dict[int, int], partitions: set[int]) -> Callable[[dict[int, 
 
 # ------------------------------------------------------------------ processor worker SIGKILL
 
+# Far past every trade of a run: a trade here makes every real window closed in the brute force.
+FAR_FUTURE_MS = 10 * 365 * 86_400_000
+
+
+def candle_check(pipeline: LocalPipeline, records: list) -> dict:
+    """Closed candles published against a brute-force computation from the trades published (each once).
+
+    A candle closed by the idle timer (wall clock) may not be closed by the trades' own watermark
+    yet: every closed candle must equal the brute force's candle of its window, and every window
+    the watermark closes must have been published.
+    """
+    from l3_atom.config import Settings
+    from l3_atom.stream_processing.candles import Trade
+    from tests.kafka_reader import TopicReader
+    from tests.test_candles import brute_force
+
+    reader = TopicReader(pipeline.broker.bootstrap_servers, pipeline.registry_url, ["candle"])
+    try:
+        reader.read_until(lambda _: False, SETTLE_S)
+        closed = [r.value for r in reader.records if r.value["closed"]]
+    finally:
+        reader.close()
+    trades: dict[str, list[Trade]] = {}
+    seen: set[tuple[str, str]] = set()
+    for r in records:
+        v = r.value
+        if r.topic == "trades_l3" and (v["symbol"], v["trade_id"]) not in seen:
+            seen.add((v["symbol"], v["trade_id"]))
+            trades.setdefault(v["symbol"], []).append(
+                Trade(v["exchange"], v["symbol"], v["price"], v["size"], v["event_timestamp"], v["atom_timestamp"]))
+    candles = Settings().candles
+    by_watermark, every_window = {}, {}
+    for symbol, flow in trades.items():
+        end = Trade("coinbase", symbol, Decimal(1), Decimal(1), FAR_FUTURE_MS, 0)
+        for found, given in ((by_watermark, flow), (every_window, [*flow, end])):
+            for candle in brute_force(given, candles.intervals, candles.grace_ms)[0]:
+                found[(symbol, candle["interval"], candle["start"])] = candle | {"symbol": symbol}
+    published = {(c["symbol"], c["interval"], c["start"]) for c in closed}
+    differ = []
+    for candle in closed:
+        window = (candle["symbol"], candle["interval"], candle["start"])
+        brute = every_window.get(window, {})
+        if brute != candle:
+            differ.append(f"{window}: " + ", ".join(
+                f"{name} {candle.get(name)} (brute force {brute.get(name)})"
+                for name in sorted(candle.keys() | brute.keys()) if candle.get(name) != brute.get(name)))
+    missing = [k for k in by_watermark if k not in published]
+    return {"closed_candles": len(published), "closed_candles_published": len(closed),
+            "candles_differing": differ[:3], "candles_differing_count": len(differ),
+            "candles_missing": [str(k) for k in missing[:3]], "candles_missing_count": len(missing)}
+
+
 
 def worker_kills(scale: Scale, workdir: Path) -> Outcome:
     """Two workers; SIGKILL one, start a replacement, repeat; then count against the journal.
@@ -325,6 +378,7 @@ def worker_kills(scale: Scale, workdir: Path) -> Outcome:
                 await_resyncs(pipeline, reader, asked_before, served_before))
             found = finish(pipeline, reader)
             resynced = resync_requests(pipeline)
+            outcome.details |= candle_check(pipeline, reader.records)
         finally:
             if simulator.poll() is None:
                 simulator.send_signal(signal.SIGCONT)
@@ -341,6 +395,9 @@ def worker_kills(scale: Scale, workdir: Path) -> Outcome:
     outcome.details["kills_at_a_pause"] = outcome.faults_injected - outcome.faults_injected // 2
     outcome.details["raw_partitions_busy"] = sorted(busy)
     outcome.invariants["every raw message's records present (0 lost)"] = outcome.lost == 0
+    outcome.invariants["closed candles identical to a brute-force computation"] = (
+        outcome.details["closed_candles"] > 0 and not outcome.details["candles_differing_count"]
+        and not outcome.details["candles_missing_count"])
     outcome.invariants["duplicated messages within one commit interval per rebalance"] = (
         outcome.details["duplicated_frames"] <= bound)
     outcome.invariants["every kill recovered"] = outcome.recoveries == outcome.faults_injected

@@ -35,6 +35,9 @@ def test_worker_sigkill_loses_nothing_and_duplicates_within_a_commit_interval(tm
     # Even a match's change of a maker order older than the worker that took its book over.
     assert outcome.lost == 0, outcome.details["lost_examples"]
     assert not outcome.details["unexpected"], outcome.details["unexpected_examples"]
+    assert outcome.details["closed_candles"] > 0
+    assert not outcome.details["candles_differing_count"], outcome.details["candles_differing"]
+    assert not outcome.details["candles_missing_count"], outcome.details["candles_missing"]
     assert outcome.details["duplicated_frames"] <= outcome.details["duplicate_frames_bound"]
     assert outcome.held, outcome.invariants
 
