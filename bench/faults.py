@@ -271,6 +271,8 @@ def advanced(base: dict[int, int], partitions: set[int]) -> Callable[[dict[int, 
 
 # ------------------------------------------------------------------ processor worker SIGKILL
 
+# A one-minute window, its grace and the idle close (config.ini [candles]), with room for a loaded machine.
+CANDLE_CLOSE_WAIT_S = 120.0
 # Far past every trade of a run: a trade here makes every real window closed in the brute force.
 FAR_FUTURE_MS = 10 * 365 * 86_400_000
 
@@ -289,6 +291,8 @@ def candle_check(pipeline: LocalPipeline, records: list) -> dict:
 
     reader = TopicReader(pipeline.broker.bootstrap_servers, pipeline.registry_url, ["candle"])
     try:
+        # A short run may end inside its first whole minute: its windows then close by the idle timer.
+        reader.read_until(lambda candles: any(r.value["closed"] for r in candles), CANDLE_CLOSE_WAIT_S)
         reader.read_until(lambda _: False, SETTLE_S)
         closed = [r.value for r in reader.records if r.value["closed"]]
     finally:
