@@ -205,6 +205,11 @@ class CoinbaseStandardiser(Standardiser):
             detail = self._stream.books[symbol].detail
             self.book_checks.lost(symbol, Reason.GAP, detail, atom_timestamp)
             self._book_prev[symbol] = sequence - 1
+            held = self._held.get(symbol)
+            if held is not None:
+                # A missed message may have filled or changed an order: sizes counted back across it would be wrong.
+                for order_id in list(held.fills):
+                    held.size(order_id, None)
         return verdict
 
     def _in_snapshot(self, symbol: str, sequence: int) -> bool:
@@ -348,7 +353,8 @@ class CoinbaseStandardiser(Standardiser):
         if len(held.records) > HOLD_LIMIT:
             for order_id in list(held.fills):
                 held.size(order_id, None)
-            return self._release(symbol, held) + requests
+        if not held.fills or len(held.records) > HOLD_LIMIT:
+            return self._release(symbol, held) + requests  # no fill waits for its size (any more)
         return requests
 
     def _size_fills(self, symbol: str, held: HeldBook, order_id: str, event_type: str, message: dict) -> list[Output]:
