@@ -113,3 +113,21 @@ def test_any_trade_sequence_equals_brute_force(raw: list, jitter: int) -> None:
     assert sorted(emitted, key=key) == sorted(expected, key=key)
     assert sum(builder.late.values()) == late
     assert len({key(c) for c in emitted}) == len(emitted), "one closed candle per window"
+
+
+def test_a_trade_published_twice_counts_once_across_a_takeover() -> None:
+    """A processor's replay publishes a trade again at a later offset: the candle state knows its id."""
+    from l3_atom.stream_processing.candle_agent import TRADE_ID_HORIZON_MS, SymbolCandles
+    from l3_atom.stream_processing.candles import WindowState
+
+    entry = SymbolCandles(WindowState(watermark=MINUTE), {}, [])
+    assert entry.first_time("7", MINUTE)
+    assert entry.first_time(None, MINUTE) and entry.first_time(None, MINUTE), "a trade without an id always counts"
+    taken_over = SymbolCandles.decode(entry.encode())  # what a new owner reads from the changelog
+    assert not taken_over.first_time("7", MINUTE)
+    assert taken_over.first_time("8", MINUTE)
+    # Ids older than the horizon are forgotten; states written before ids were kept decode without any.
+    taken_over.state.watermark = MINUTE + TRADE_ID_HORIZON_MS + 1
+    assert taken_over.first_time("9", taken_over.state.watermark)
+    assert list(taken_over.trade_ids) == ["9"]
+    assert SymbolCandles.decode(b'{"watermark": null, "windows": {}, "offsets": {}, "pending": []}').trade_ids == {}

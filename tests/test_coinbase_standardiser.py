@@ -138,6 +138,18 @@ def test_skips_are_counted_by_reason(std: CoinbaseStandardiser) -> None:
     assert std.skipped["subscription ack"] == 1
 
 
+def test_a_message_with_nothing_in_it_is_a_counted_skip_once(std: CoinbaseStandardiser) -> None:
+    """An l2update whose change list is empty publishes nothing: it is counted, never silently gone."""
+    empty = frame(type="l2update", product_id="BTC-USD", changes=[], time=TIME)
+    assert std.standardise(empty, ATOM) == []
+    assert std.standardise(frame(type="l2update", product_id="BTC-USD", changes={}, time=TIME), ATOM) == []
+    assert dict(std.skipped) == {"l2update: nothing in it": 2}
+    # A handler that counts its own reason is not counted twice.
+    assert std.standardise(frame(type="received", product_id="BTC-USD", sequence=1), ATOM) == []
+    assert dict(std.skipped) == {"l2update: nothing in it": 2, "received: order not on the book yet": 1}
+    assert std.skipped.counted == 3 and std.skipped.deferred == 0
+
+
 @pytest.mark.parametrize(
     ("raw", "error"),
     [

@@ -32,8 +32,12 @@ def test_worker_sigkill_loses_nothing_and_duplicates_within_a_commit_interval(tm
     assert outcome.faults_injected == faults.SCALES["smoke"].worker_kills
     assert outcome.recoveries == outcome.faults_injected
     assert outcome.expected > 0
-    # Only a match's maker change, while a taken-over book awaits the snapshot it asked for, may be lost.
-    assert outcome.lost == outcome.lost_inside_gaps, outcome.details["lost_examples"]
+    # Even a match's change of a maker order older than the worker that took its book over.
+    assert outcome.lost == 0, outcome.details["lost_examples"]
+    assert not outcome.details["unexpected"], outcome.details["unexpected_examples"]
+    assert outcome.details["closed_candles"] > 0
+    assert not outcome.details["candles_differing_count"], outcome.details["candles_differing"]
+    assert not outcome.details["candles_missing_count"], outcome.details["candles_missing"]
     assert outcome.details["duplicated_frames"] <= outcome.details["duplicate_frames_bound"]
     assert outcome.held, outcome.invariants
 
@@ -76,6 +80,9 @@ def test_malformed_frames_never_crash_and_leave_the_records_around_them_intact(t
         assert classified <= MALFORMED_FRAMES, source
         assert figures["mutated_outcomes"].get("dead letter", 0) > 0, source
     assert outcome.lost == 0
+    # Emptied change lists (Coinbase l2update, Kraken book) publish nothing: counted skips, none uncounted.
+    assert outcome.details["uncounted"] == 0
+    assert outcome.details["skips_nothing_in_it"] > 0
     assert outcome.held, outcome.invariants
 
 

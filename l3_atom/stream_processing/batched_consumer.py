@@ -124,20 +124,39 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         """Faust's next commit offset, once each acked batch's other offsets are counted as acked too.
 
         Faust acks an event's one offset (its C stream iterator inlines the ack, so this is where
-        a batch's span can be added); commits are rare, so the span is added then.
+        a batch's span can be added); commits are rare, so the span is added then.  Faust's merge
+        of the offsets the log no longer holds (gaps) is done here too, so that every offset is
+        counted once: batches delivered again after a seek overlap, and so do gaps noted while a
+        fetch from before a seek was delivered.  Faust's scan for the first run of consecutive
+        offsets stops at a repeated one: the commit then crept one offset per commit interval, and
+        a taken-over partition's backlog stayed uncommitted for hours.
         """
+        acked = self._acked[tp]
+        if not acked:
+            return super()._new_offset(tp)
+        index = self._acked_index[tp]
+        committed = self._committed_offset[tp] or 0
+        done: set[int] = set()
         spans = self._batch_spans.get(tp)
         if spans:
-            acked = self._acked[tp]
-            committed = self._committed_offset[tp] or 0
-            inner: list[int] = []
             for last in acked:
                 first = spans.pop(last, None)
                 if first is not None:
                     # The batch's whole span: its records, and any offsets between them the log no longer holds.
-                    inner.extend(range(max(first, committed), last))
-            acked.extend(inner)
-            self._acked_index[tp].update(inner)
+                    done.update(range(max(first, committed), last))
+        gaps = self._gap[tp]
+        if gaps:
+            top = max(acked)
+            found = sorted(gaps.overlap(0, top), key=lambda gap: gap.begin)
+            if found:
+                for gap in found:
+                    done.update(range(gap.begin, gap.end))
+                gaps.chop(0, max(found[-1].end - 1, top + 1))  # as Faust does
+        done.difference_update(index)
+        acked.extend(done)
+        index.update(done)
+        if len(acked) != len(index):  # a repeat that came some other way
+            acked[:] = sorted(set(acked))
         return super()._new_offset(tp)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:

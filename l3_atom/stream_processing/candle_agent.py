@@ -5,7 +5,9 @@ state of that key lives in the ``candle_windows`` table, whose changelog lets
 a worker that takes over the partition (after a crash or a rebalance) resume
 every open window.  Each state remembers the last trade offset it applied, so
 trades replayed after a crash (offsets not yet committed) are not counted
-twice.  Recent closed candles are kept in ``candle_history`` for the query API:
+twice, and the ids of its recent trades: a trade the processors published twice
+(a raw message replayed after a processor worker's crash, at least once) sits at
+two offsets, and the second is skipped by its id.  Recent closed candles are kept in ``candle_history`` for the query API:
 
     GET /candles/{exchange}/{symbol}/{interval}                 the latest candle
     GET /candles/{exchange}/{symbol}/{interval}?start=MS&end=MS  closed candles starting in [start, end)
@@ -39,6 +41,10 @@ HISTORY_TABLE = "candle_history"
 HISTORY_LENGTH = 1440
 DECIMAL_TAG = "$d"
 STATS_INTERVAL_S = 10.0
+# Trade ids remembered per symbol, to count a trade published twice once: those this close to the
+# watermark (a replay after a processor crash repeats the last seconds), and this many at most.
+TRADE_ID_HORIZON_MS = 120_000
+TRADE_ID_LIMIT = 50_000
 
 
 def _encode(value: Any) -> bytes:
@@ -58,16 +64,34 @@ def _decode_hook(value: Any) -> Any:
 class SymbolCandles:
     """What the table keeps per (exchange, symbol): windows, applied offsets, candles not yet published."""
 
-    def __init__(self, state: WindowState, offsets: dict[str, int], pending: list[dict[str, Any]]):
+    def __init__(self, state: WindowState, offsets: dict[str, int], pending: list[dict[str, Any]],
+                 trade_ids: dict[str, int] | None = None):
         self.state = state
         self.offsets = offsets
         self.pending = pending
+        # Recent trade ids -> their trade times, oldest first.
+        self.trade_ids = trade_ids if trade_ids is not None else {}
+
+    def first_time(self, trade_id: str | None, timestamp: int) -> bool:
+        """Whether the trade ``trade_id`` is new here (remembered from now on); a trade without an id always is."""
+        if trade_id is None:
+            return True
+        ids = self.trade_ids
+        if trade_id in ids:
+            return False
+        ids[trade_id] = timestamp
+        horizon = max(timestamp, self.state.watermark or timestamp) - TRADE_ID_HORIZON_MS
+        while ids:
+            oldest = next(iter(ids))
+            if len(ids) <= TRADE_ID_LIMIT and ids[oldest] >= horizon:
+                break
+            del ids[oldest]
+        return True
 
     def encode(self) -> bytes:
         windows = {name: {str(start): acc for start, acc in starts.items()} for name, starts in self.state.windows.items()}
-        return _encode(
-            {"watermark": self.state.watermark, "windows": windows, "offsets": self.offsets, "pending": self.pending}
-        )
+        return _encode({"watermark": self.state.watermark, "windows": windows, "offsets": self.offsets,
+                        "pending": self.pending, "trade_ids": list(self.trade_ids.items())})
 
     @classmethod
     def decode(cls, raw: bytes | None) -> SymbolCandles:
@@ -75,7 +99,8 @@ class SymbolCandles:
             return cls(WindowState(), {}, [])
         value = _decode_hook(orjson.loads(raw))
         windows = {n: {int(start): acc for start, acc in starts.items()} for n, starts in value["windows"].items()}
-        return cls(WindowState(value["watermark"], windows), value["offsets"], value["pending"])
+        trade_ids = dict(value.get("trade_ids", ()))  # states written before trade ids were kept have none
+        return cls(WindowState(value["watermark"], windows), value["offsets"], value["pending"], trade_ids)
 
 
 def candle_json(record: dict[str, Any]) -> dict[str, Any]:
@@ -167,11 +192,14 @@ class CandleService:
         except (KeyError, ValueError, TypeError):
             self.undecodable += 1  # another schema id or a malformed record: counted, never a stopped stream
             return
+        entry.offsets[offset_key] = record.offset
+        if not entry.first_time(value.get("trade_id"), value["event_timestamp"]):
+            self.duplicates_skipped += 1  # published twice (a processor's replay): counted once
+            return
         trade = Trade(value["exchange"], value["symbol"], value["price"], value["size"],
                       value["event_timestamp"], value["atom_timestamp"])
         self.builder.states[(trade.exchange, trade.symbol)] = entry.state
         entry.pending += self.builder.add(trade)
-        entry.offsets[offset_key] = record.offset
 
     async def log_stats(self) -> None:
         """Late trades are counted, never dropped silently: say how many, per symbol and interval."""

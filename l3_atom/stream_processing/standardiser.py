@@ -9,7 +9,10 @@ Each source declares, as data, which message types it turns into records
 (``handlers``: type -> method name, one method per type) and which it skips
 on purpose (``skips``: type -> reason, counted).  Anything else, and any
 message a handler cannot read, raises ``StandardiseError``; the runtime sends
-it to ``dead_letter`` with the original bytes.  A message type never seen before
+it to ``dead_letter`` with the original bytes.  A message a handler read and
+found nothing in (an update whose change list is empty) is a counted skip too,
+``<type>: nothing in it``, unless the handler counted its own reason: every
+frame is records, a dead letter or a counted skip.  A message type never seen before
 is also counted by type (``unknown_types``) and logged once per type.
 """
 
@@ -40,6 +43,8 @@ ISO_SECOND_CHARS = 19
 # Seconds seen lately (their epoch milliseconds); the cache starts over when it holds this many.
 SECOND_CACHE_LIMIT = 4096
 _SECOND_MS: dict[str, int] = {}
+# The skip of a message whose handler found nothing to publish in it and counted no reason of its own.
+NOTHING_IN_IT = "{}: nothing in it"
 
 
 class Output(NamedTuple):
@@ -118,6 +123,28 @@ def integer(value: Any) -> int:
     return value
 
 
+class SkipCounts(Counter):
+    """Skips by reason, and ``counted``: frames skipped or deferred so far, read per frame to tell whether a
+    handler accounted for a frame that gave no records.
+
+    The total is kept where counts are set (``skipped[reason] += 1``, rare), so reading it costs one
+    attribute load; ``Counter.total()`` would add up every reason per frame.
+    """
+
+    counted = 0
+    # Frames whose records a handler held back, to publish with a later frame's (not skips).
+    deferred = 0
+
+    def __setitem__(self, reason: str, count: int) -> None:
+        self.counted += count - self[reason]
+        super().__setitem__(reason, count)
+
+    def defer(self) -> None:
+        """This frame's records are held back (published with a later frame's): accounted for, not skipped."""
+        self.counted += 1
+        self.deferred += 1
+
+
 class Standardiser(ABC):
     """Turns one source's raw frames into normalised records."""
 
@@ -130,7 +157,7 @@ class Standardiser(ABC):
     skips: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
-        self.skipped: Counter[str] = Counter()
+        self.skipped: SkipCounts = SkipCounts()
         # Message types never seen before (each a dead letter), by type: for metrics; each is logged once.
         self.unknown_types: Counter[str] = Counter()
         self.raw_key: str | None = None
@@ -175,12 +202,17 @@ class Standardiser(ABC):
                 raise StandardiseError(f"unknown message type {kind!r}")
             self.skipped[reason] += 1
             return []
+        skipped = self.skipped
+        counted = skipped.counted
         try:
-            return handler(message, atom_timestamp)
+            outputs = handler(message, atom_timestamp)
         except KeyError as exc:
             raise StandardiseError(f"{kind} message lacks field {exc}") from None
         except (TypeError, ValueError, IndexError, InvalidOperation, AttributeError) as exc:
             raise StandardiseError(f"{kind} message has a mistyped field: {exc}") from None
+        if not outputs and skipped.counted == counted:
+            skipped[NOTHING_IN_IT.format(kind)] += 1
+        return outputs
 
     def _count_unknown(self, kind: str) -> None:
         """Count a message type no handler or skip names, logging the first of each type (venues add types)."""

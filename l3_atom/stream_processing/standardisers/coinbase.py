@@ -26,6 +26,20 @@ trade, streamed or backfilled, is published once by trade id (the history
 overlaps the stream on both sides of the gap).  The history's ``side`` is the
 maker's, as on ``match``.
 
+A worker that takes a partition over (or starts on a running stream) has no
+snapshot of its books, so a partial fill of an order that opened before it has
+no size to subtract from.  Rather than leave that ``change`` out, it does what
+Coinbase documents for joining a stream (buffer, fetch the snapshot, apply):
+from that fill on, the symbol's ``lob_l3`` records are held back, in order, and
+a snapshot is asked for at once.  The order's size after the fill follows from
+what comes later: the ``old_size`` of its next ``change``, the
+``remaining_size`` of its ``done``, or its size in the snapshot (plus the fills
+between).  Each held record is published as soon as every fill before it is
+sized: nothing is left out and the order is kept.  A fill still unsized when
+the snapshot comes (or after ``HOLD_LIMIT`` held records) is a counted skip.
+Held records exist only in the worker's memory: a worker killed while holding
+loses them, and its successor's snapshot covers them (a book resync).
+
 Book events skip numbers (``received`` and ``match`` take some), so each
 ``lob_l3`` record's ``prev_sequence`` is the previous book event this
 standardiser published (or the snapshot), and after a gap the number just
@@ -34,6 +48,7 @@ before the message that revealed it, so a consumer sees the gap too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -82,6 +97,45 @@ MATCH_REASON = "match"
 OFF_BOOK_REASONS = {kind: f"{kind}: order not on the book yet" for kind in ("received", "activate")}
 # Verdicts on a full-channel message that make it a skip (see ``_repeat``).
 REPEATS = (Verdict.DUPLICATE, Verdict.STALE)
+# A symbol's lob_l3 records held back behind a fill of unknown size: past this many they go without it.
+HOLD_LIMIT = 10_000
+UNSIZED_FILL = "match: size of the maker order never known (no snapshot)"
+FILLED = "filled"
+
+
+@dataclass(slots=True)
+class UnsizedFill:
+    """A partial fill of a maker order of unknown size: its ``change`` record, held until the size is known."""
+
+    output: Output
+    order_id: str
+    fill: Decimal
+    # The order's size after this fill, once known; None while unknown.
+    size: Decimal | None = None
+    gone: bool = False  # known to publish nothing (filled completely, or never sized)
+
+
+class HeldBook:
+    """One symbol's ``lob_l3`` records held back behind unsized fills, in order, and those fills by order id."""
+
+    def __init__(self) -> None:
+        self.records: list[Output | UnsizedFill] = []
+        self.fills: dict[str, list[UnsizedFill]] = {}
+
+    def add_fill(self, fill: UnsizedFill) -> None:
+        self.records.append(fill)
+        self.fills.setdefault(fill.order_id, []).append(fill)
+
+    def size(self, order_id: str, after_last_fill: Decimal | None) -> None:
+        """The order's size after its last held fill (None: never known): every held fill of it gets its size."""
+        size = after_last_fill
+        for fill in reversed(self.fills.pop(order_id, ())):
+            if size is None:
+                fill.gone = True
+                continue
+            fill.size = size
+            fill.gone = size <= 0  # filled completely: its done follows, as on the stream
+            size += fill.fill
 
 
 def book_side(side: Any) -> str:
@@ -130,6 +184,8 @@ class CoinbaseStandardiser(Standardiser):
         self._book_prev: dict[str, int] = {}
         # Per symbol: the size of each resting order, from the snapshot on (partial fills change it).
         self._resting: dict[str, dict[str, Decimal]] = {}
+        # Per symbol: lob_l3 records held back behind fills of orders whose size is not known yet.
+        self._held: dict[str, HeldBook] = {}
         self.published = PublishedIds()
 
     def message_type(self, message: Any) -> str:
@@ -149,6 +205,11 @@ class CoinbaseStandardiser(Standardiser):
             detail = self._stream.books[symbol].detail
             self.book_checks.lost(symbol, Reason.GAP, detail, atom_timestamp)
             self._book_prev[symbol] = sequence - 1
+            held = self._held.get(symbol)
+            if held is not None:
+                # A missed message may have filled or changed an order: sizes counted back across it would be wrong.
+                for order_id in list(held.fills):
+                    held.size(order_id, None)
         return verdict
 
     def _in_snapshot(self, symbol: str, sequence: int) -> bool:
@@ -185,8 +246,16 @@ class CoinbaseStandardiser(Standardiser):
             for side, orders in (("bid", message["bids"]), ("ask", message["asks"]))
             for order in orders
         ]
+        resting = {o.record["order_id"]: o.record["size"] for o in outputs}
+        held = self._held.get(symbol)
+        if held is not None:
+            # Every fill held is sized now: by the snapshot, when it holds the order and no fill is newer.
+            for order_id, fills in list(held.fills.items()):
+                newer = any(fill.output.record["sequence"] > sequence for fill in fills)
+                held.size(order_id, None if newer else resting.get(order_id))
+            outputs = self._release(symbol, held) + outputs
         self.book_checks.snapshot(symbol, sequence, atom_timestamp)
-        self._resting[symbol] = {o.record["order_id"]: o.record["size"] for o in outputs}
+        self._resting[symbol] = resting
         published = self._book_prev.get(symbol)
         if published is not None and published > sequence:
             # Book events after the snapshot's point came first: the snapshot wiped them.  Say so, ask again.
@@ -241,27 +310,97 @@ class CoinbaseStandardiser(Standardiser):
         if verdict in REPEATS:
             return self._repeat(verdict)
         outputs = self._book_event(symbol, key, record, atom_timestamp)
-        if outputs:
-            resting = self._resting.get(symbol)
-            if resting is None:
-                resting = self._resting[symbol] = {}
-            if event_type == DONE:
-                resting.pop(order_id, None)
-            elif event_type == OPEN or order_id in resting:
-                resting[order_id] = size
+        if outputs is None:
+            return []
+        resting = self._resting.get(symbol)
+        if resting is None:
+            resting = self._resting[symbol] = {}
+        held = self._held.get(symbol)
+        if held is not None and order_id in held.fills:
+            outputs = self._size_fills(symbol, held, order_id, event_type, message) + outputs
+            resting[order_id] = size  # known from here on (a done pops it below)
+        if event_type == DONE:
+            resting.pop(order_id, None)
+        elif event_type == OPEN or order_id in resting:
+            resting[order_id] = size
         return outputs
 
-    def _book_event(self, symbol: str, key: str, record: dict[str, Any], atom_timestamp: int) -> list[Output]:
-        """The ``lob_l3`` output of a book event the stream let through, or a skip when the snapshot holds it."""
+    def _book_event(
+        self, symbol: str, key: str, record: dict[str, Any], atom_timestamp: int, unsized_fill: Decimal | None = None
+    ) -> list[Output] | None:
+        """The ``lob_l3`` output of a book event the stream let through (held back while the symbol's book
+        holds records behind an unsized fill, or when it is one: ``unsized_fill``); None when the snapshot
+        holds it (a counted skip)."""
         sequence = record["sequence"]
         if self.book_checks.update(symbol, sequence, None, atom_timestamp) in REPEATS:
-            return self.skip("book event already in the book snapshot")
+            self.skip("book event already in the book snapshot")
+            return None
         book_prev = self._book_prev
         record["prev_sequence"] = book_prev.get(symbol)
         book_prev[symbol] = sequence
-        outputs = [Output(LOB_L3, key, record)]
+        output = Output(LOB_L3, key, record)
         requests = self.book_checks.requests(symbol, atom_timestamp)
-        return outputs + requests if requests else outputs
+        held = self._held.get(symbol)
+        if held is None and unsized_fill is None:
+            return [output, *requests] if requests else [output]
+        if held is None:
+            held = self._held[symbol] = HeldBook()
+        if unsized_fill is not None:
+            held.add_fill(UnsizedFill(output, record["order_id"], unsized_fill))
+        else:
+            held.records.append(output)
+        self.skipped.defer()
+        if len(held.records) > HOLD_LIMIT:
+            for order_id in list(held.fills):
+                held.size(order_id, None)
+        if not held.fills or len(held.records) > HOLD_LIMIT:
+            return self._release(symbol, held) + requests  # no fill waits for its size (any more)
+        return requests
+
+    def _size_fills(self, symbol: str, held: HeldBook, order_id: str, event_type: str, message: dict) -> list[Output]:
+        """A change or done of an order with unsized fills: its size before it is the size after its last fill."""
+        if event_type == CHANGE:
+            size = optional_exact(message.get("old_size"))
+        else:
+            remaining = message.get("remaining_size")
+            size = ZERO if message.get("reason") == FILLED else optional_exact(remaining)
+        held.size(order_id, size)
+        return self._release(symbol, held)
+
+    def _release(self, symbol: str, held: HeldBook) -> list[Output]:
+        """The held records up to the first fill still unsized, in order; the hold ends when none is left.
+
+        A fill that publishes nothing leaves the ``prev_sequence`` of the record after it pointing
+        at the record before it, as if it had never been held.
+        """
+        records = held.records
+        released = []
+        for index, item in enumerate(records):
+            if type(item) is not UnsizedFill:
+                released.append(item)
+            elif not item.gone:
+                if item.size is None:
+                    del records[:index]
+                    return released
+                item.output.record["size"] = item.size
+                released.append(item.output)
+            else:
+                if item.size is None:
+                    self.skipped[UNSIZED_FILL] += 1
+                self._unlink(symbol, item.output.record, records[index + 1:])
+        del self._held[symbol]
+        return released
+
+    def _unlink(self, symbol: str, record: dict[str, Any], later: list[Output | UnsizedFill]) -> None:
+        """Take ``record`` out of the ``prev_sequence`` chain (it is not published)."""
+        sequence, prev = record["sequence"], record["prev_sequence"]
+        for item in later:
+            following = item.output.record if type(item) is UnsizedFill else item.record
+            if following["prev_sequence"] == sequence:
+                following["prev_sequence"] = prev
+                return
+        if self._book_prev.get(symbol) == sequence:
+            self._book_prev[symbol] = prev
 
     def _open(self, message: dict, atom_timestamp: int) -> list[Output]:
         return self._order_event(
@@ -338,20 +477,32 @@ class CoinbaseStandardiser(Standardiser):
         """
         resting = self._resting.get(symbol)
         order_id = trade["maker_order_id"]
-        if resting is None or order_id not in resting:
-            return []
-        remaining = resting[order_id] - trade["size"]
-        if remaining <= 0:
+        known = resting is not None and order_id in resting
+        if not known and self._snapshot_seen(symbol):
+            return []  # an order the book never had
+        remaining = resting[order_id] - trade["size"] if known else ZERO  # unsized: set once known
+        if known and remaining <= 0:
             return []  # its done follows
         change = records_build.lob_l3_event(
             exchange=SOURCE, symbol=symbol, event_type=CHANGE, order_id=order_id, side=BOOK_SIDE[maker_side],
             price=trade["price"], size=remaining, reason=MATCH_REASON, sequence=trade["sequence"],
             event_timestamp=trade["event_timestamp"], atom_timestamp=trade["atom_timestamp"],
         )
-        outputs = self._book_event(symbol, key, change, trade["atom_timestamp"])
-        if outputs:
+        holding = symbol in self._held
+        outputs = self._book_event(symbol, key, change, trade["atom_timestamp"], None if known else trade["size"])
+        if outputs is None:
+            return []
+        if known:
             resting[order_id] = remaining
+        elif not holding:
+            # A taken-over book: ask for its snapshot now, not one retry interval later.
+            self.book_checks.lost(symbol, Reason.NO_SNAPSHOT, "a fill of an order older than this worker's book",
+                                  trade["atom_timestamp"])
         return [output for output in outputs if output.topic == LOB_L3]
+
+    def _snapshot_seen(self, symbol: str) -> bool:
+        state = self.book_checks.continuity.books.get(symbol)
+        return state is not None and state.snapshot_seen
 
     def _ticker(self, message: dict, atom_timestamp: int) -> list[Output]:
         product_id = message["product_id"]
