@@ -19,6 +19,11 @@ from typing import Any
 from l3_atom.stream_processing.standardiser import Output, exact
 from l3_atom.topics import LOB
 
+try:
+    from l3_atom.stream_processing import _levels_c
+except ImportError:  # not compiled (no C compiler when installed): book_levels' loop runs in Python
+    _levels_c = None
+
 EXCHANGE_ORIGIN = "exchange"
 ZERO = Decimal(0)
 # Builds a NamedTuple without its Python-level __new__ (the fields are given in order).
@@ -92,14 +97,30 @@ def book_levels(
 
     ``price`` and ``size`` convert the exchange's values (exact decimal strings by default).
     ``checksum`` (the book's after the whole message) goes on the last record only.  A book
-    snapshot is hundreds of levels that share all but three fields: each record after the first
-    is a copy of the one before, not a call per level.
+    snapshot is hundreds of levels that share all but three fields: each record is a copy of one
+    template, not a call per level.  With the default converters the loop runs in C when
+    ``_levels_c`` is built (``setup.py``); :func:`_python_levels` is its reference.
     """
     record = lob_level(
         exchange=exchange, symbol=symbol, side="", price=ZERO, size=ZERO, is_snapshot=is_snapshot, sequence=sequence,
         prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
     )
     outputs: list[Output] = []
+    if _levels_c is not None and price is exact and size is exact:
+        _levels_c.lob_levels(outputs, record, Output, LOB, key, "bid", bids, exact)
+        _levels_c.lob_levels(outputs, record, Output, LOB, key, "ask", asks, exact)
+    else:
+        _python_levels(outputs, record, key, bids, asks, price, size)
+    if checksum is not None and outputs:
+        outputs[-1].record["checksum"] = checksum
+    return outputs
+
+
+def _python_levels(
+    outputs: list[Output], record: dict[str, Any], key: str, bids: Iterable[Sequence[Any]],
+    asks: Iterable[Sequence[Any]], price: Callable[[Any], Decimal], size: Callable[[Any], Decimal],
+) -> None:
+    """:func:`book_levels`' loop in Python: the reference of ``_levels_c.lob_levels``, and where it is not built."""
     for side, levels in (("bid", bids), ("ask", asks)):
         for level in levels:
             if outputs:  # the first level fills the template itself: most updates are one level
@@ -108,9 +129,6 @@ def book_levels(
             record["price"] = price(level[LEVEL_PRICE])
             record["size"] = size(level[LEVEL_SIZE])
             outputs.append(_new_tuple(Output, (LOB, key, record)))
-    if checksum is not None and outputs:
-        outputs[-1].record["checksum"] = checksum
-    return outputs
 
 
 def lob_l3_event(
