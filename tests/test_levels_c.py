@@ -67,7 +67,7 @@ def in_c(outputs: list[Output], levels: list) -> None:
 
 
 def in_python(outputs: list[Output], levels: list) -> None:
-    records_build._python_levels(outputs, dict(TEMPLATE), KEY, levels, (), exact, exact)
+    records_build._python_levels(outputs, TEMPLATE, KEY, "bid", levels, exact, exact)
 
 
 @needs_c

@@ -64,17 +64,8 @@ def lob_level(
 
 def lob_template(**shared: Any) -> dict[str, Any]:
     """What one book message's ``lob`` records share (:func:`lob_level`'s arguments but side, price
-    and size): a record whose side, price and size :func:`lob_output` fills in per level."""
+    and size): a record whose side, price and size :func:`lob_outputs` fills in per level."""
     return lob_level(side="", price=ZERO, size=ZERO, **shared)
-
-
-def lob_output(template: dict[str, Any], key: str, side: str, price: Decimal, size: Decimal) -> Output:
-    """One level's ``lob`` output from its message's :func:`lob_template` (a copy, not a call per field)."""
-    record = template.copy()
-    record["side"] = side
-    record["price"] = price
-    record["size"] = size
-    return _new_tuple(Output, (LOB, key, record))
 
 
 def book_levels(
@@ -98,37 +89,47 @@ def book_levels(
     ``price`` and ``size`` convert the exchange's values (exact decimal strings by default).
     ``checksum`` (the book's after the whole message) goes on the last record only.  A book
     snapshot is hundreds of levels that share all but three fields: each record is a copy of one
-    template, not a call per level.  With the default converters the loop runs in C when
-    ``_levels_c`` is built (``setup.py``); :func:`_python_levels` is its reference.
+    template, not a call per level (:func:`lob_outputs`).
     """
     record = lob_level(
         exchange=exchange, symbol=symbol, side="", price=ZERO, size=ZERO, is_snapshot=is_snapshot, sequence=sequence,
         prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
     )
     outputs: list[Output] = []
-    if _levels_c is not None and price is exact and size is exact:
-        _levels_c.lob_levels(outputs, record, Output, LOB, key, "bid", bids, exact)
-        _levels_c.lob_levels(outputs, record, Output, LOB, key, "ask", asks, exact)
-    else:
-        _python_levels(outputs, record, key, bids, asks, price, size)
+    lob_outputs(outputs, record, key, "bid", bids, price, size)
+    lob_outputs(outputs, record, key, "ask", asks, price, size)
     if checksum is not None and outputs:
         outputs[-1].record["checksum"] = checksum
     return outputs
 
 
-def _python_levels(
-    outputs: list[Output], record: dict[str, Any], key: str, bids: Iterable[Sequence[Any]],
-    asks: Iterable[Sequence[Any]], price: Callable[[Any], Decimal], size: Callable[[Any], Decimal],
+def lob_outputs(
+    outputs: list[Output], template: dict[str, Any], key: str, side: str, levels: Iterable[Sequence[Any]],
+    price: Callable[[Any], Decimal] = exact, size: Callable[[Any], Decimal] = exact,
 ) -> None:
-    """:func:`book_levels`' loop in Python: the reference of ``_levels_c.lob_levels``, and where it is not built."""
-    for side, levels in (("bid", bids), ("ask", asks)):
-        for level in levels:
-            if outputs:  # the first level fills the template itself: most updates are one level
-                record = record.copy()
-            record["side"] = side
-            record["price"] = price(level[LEVEL_PRICE])
-            record["size"] = size(level[LEVEL_SIZE])
-            outputs.append(_new_tuple(Output, (LOB, key, record)))
+    """Append one ``lob`` output per ``[price, size, ...]`` level of one side: a copy of ``template``
+    (:func:`lob_template`) with ``side`` and the level's converted price and size.
+
+    With the default converters the loop runs in C when ``_levels_c`` is built (``setup.py``);
+    :func:`_python_levels` is its reference.
+    """
+    if _levels_c is not None and price is exact and size is exact:
+        _levels_c.lob_levels(outputs, template, Output, LOB, key, side, levels, exact)
+    else:
+        _python_levels(outputs, template, key, side, levels, price, size)
+
+
+def _python_levels(
+    outputs: list[Output], template: dict[str, Any], key: str, side: str, levels: Iterable[Sequence[Any]],
+    price: Callable[[Any], Decimal], size: Callable[[Any], Decimal],
+) -> None:
+    """:func:`lob_outputs`' loop in Python: the reference of ``_levels_c.lob_levels``, and where it is not built."""
+    for level in levels:
+        record = template.copy()
+        record["side"] = side
+        record["price"] = price(level[LEVEL_PRICE])
+        record["size"] = size(level[LEVEL_SIZE])
+        outputs.append(_new_tuple(Output, (LOB, key, record)))
 
 
 def lob_l3_event(

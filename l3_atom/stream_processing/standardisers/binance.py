@@ -37,7 +37,6 @@ from l3_atom.topics import (
     TICKER,
     TRADES,
     normalised_key,
-    split_raw_key,
 )
 
 MS_PER_US = 1000
@@ -180,7 +179,7 @@ class BinanceStandardiser(Standardiser):
 
     def _agg_trade_history(self, page: list, atom_timestamp: int) -> list[Output]:
         """A backfilled page of ``aggTrades`` (no ``s``: the raw key names the symbol): new ids, marked, in order."""
-        exchange_symbol = split_raw_key(self.raw_key or "")[1]
+        exchange_symbol = self.raw_key_parts()[1]
         trades = sorted(({**trade, "s": exchange_symbol} for trade in page), key=lambda trade: integer(trade["a"]))
         outputs = []
         for trade in trades:

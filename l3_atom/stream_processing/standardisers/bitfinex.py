@@ -49,7 +49,7 @@ from l3_atom.stream_processing.standardiser import (
     exact,
     integer,
 )
-from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, LOB_L3, TICKER, TRADES, normalised_key, split_raw_key
+from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, LOB_L3, TICKER, TRADES, normalised_key
 
 SOURCE = "bitfinex"
 
@@ -157,7 +157,7 @@ class BitfinexStandardiser(Standardiser):
             return message[BODY]
         if self.raw_key is None:
             raise StandardiseError("channel data names no symbol or channel: it needs its raw key from the connector")
-        feed = split_raw_key(self.raw_key)[2]
+        feed = self.raw_key_parts()[2]
         if feed == FEED_UNKNOWN_CHANNEL:
             raise StandardiseError(f"data of channel {message[CHANNEL_ID]!r} whose subscribed event was not seen")
         return FEED_CANDLES if feed.startswith(FEED_CANDLES) else feed
@@ -171,7 +171,7 @@ class BitfinexStandardiser(Standardiser):
     # -- frame parts ---------------------------------------------------------------------
 
     def _symbol(self) -> str:
-        return self.symbol_of(split_raw_key(self.raw_key or "")[1])
+        return self.symbol_of(self.raw_key_parts()[1])
 
     @staticmethod
     def _parts(message: list, body_index: int) -> tuple[Any, int | None, int | None]:
@@ -345,7 +345,7 @@ class BitfinexStandardiser(Standardiser):
 
     def _candles(self, message: list, atom_timestamp: int) -> list[Output]:
         body, _, time = self._parts(message, BODY)
-        timeframe = split_raw_key(self.raw_key or "")[2][len(FEED_CANDLES) :]
+        timeframe = self.raw_key_parts()[2][len(FEED_CANDLES) :]
         if timeframe not in TIMEFRAMES:
             raise ValueError(f"unsupported candle timeframe {timeframe!r}; known: {', '.join(TIMEFRAMES)}")
         interval, length = TIMEFRAMES[timeframe]

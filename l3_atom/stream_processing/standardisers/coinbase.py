@@ -57,7 +57,6 @@ from l3_atom.topics import (
     TICKER,
     TRADES_L3,
     normalised_key,
-    split_raw_key,
 )
 
 SOURCE = "coinbase"
@@ -172,7 +171,7 @@ class CoinbaseStandardiser(Standardiser):
 
     def _l3_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
         """The REST level-3 book: every resting order, as ``open`` events that replace the book."""
-        symbol = self.symbol_of(split_raw_key(self.raw_key or "")[1])
+        symbol = self.symbol_of(self.raw_key_parts()[1])
         sequence = integer(message["sequence"])
         event_timestamp = ms_from_iso(message["time"]) if "time" in message else atom_timestamp // 1000
         key = normalised_key(SOURCE, symbol)
@@ -310,7 +309,7 @@ class CoinbaseStandardiser(Standardiser):
 
     def _trade_history(self, page: list, atom_timestamp: int) -> list[Output]:
         """A backfilled page of trades: those not yet published, oldest first, marked ``backfill``."""
-        symbol = self.symbol_of(split_raw_key(self.raw_key or "")[1])
+        symbol = self.symbol_of(self.raw_key_parts()[1])
         key = normalised_key(SOURCE, symbol)
         trades = sorted(((integer(trade["trade_id"]), trade) for trade in page), key=lambda pair: pair[0])
         records = [
