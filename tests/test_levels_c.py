@@ -1,6 +1,7 @@
-"""The C loop of ``records_build.book_levels`` builds the Python loop's outputs, and fails as it fails.
+"""The C loops of ``records_build.lob_outputs`` / ``lob_sided_outputs`` build the Python loops' outputs,
+and fail as they fail.
 
-``records_build._python_levels`` is the reference.  These tests run where the extension is built
+``records_build._python_levels`` and ``_python_sided_levels`` are the references.  These tests run where the extension is built
 (``pip install -r requirements.txt`` compiles it) and are skipped, with the reason shown, where
 it is not; on CI (``CI`` set) the build itself is checked.
 """
@@ -77,6 +78,51 @@ def test_c_levels_match_the_python_loop(levels: list) -> None:
     assert outcome(in_c, levels) == outcome(in_python, levels)
 
 
+SIDES = {"buy": "bid", "sell": "ask"}
+
+
+def side_of(name: Any) -> str:
+    """A venue's side function: its names, or its own error (as Coinbase's and Gemini's ``book_side``)."""
+    try:
+        return SIDES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"side must be 'buy' or 'sell', got {name!r}") from None
+
+
+side_names = st.sampled_from(["buy", "sell", "bid", "", None, 1, ["buy"], Text("buy")])
+sided_level = st.one_of(
+    st.tuples(side_names, values, values).map(list),
+    st.lists(st.one_of(side_names, values), max_size=4),
+    st.tuples(side_names, values, values),
+    st.sampled_from([None, {}, "buy"]),
+)
+
+
+def sided_in_c(outputs: list[Output], levels: list) -> None:
+    _levels_c.lob_sided_levels(outputs, TEMPLATE, Output, LOB, KEY, SIDES, side_of, levels, exact)
+
+
+def sided_in_python(outputs: list[Output], levels: list) -> None:
+    records_build._python_sided_levels(outputs, TEMPLATE, KEY, side_of, levels)
+
+
+@needs_c
+@settings(max_examples=600, deadline=None)
+@given(st.lists(sided_level, max_size=6))
+def test_c_sided_levels_match_the_python_loop(levels: list) -> None:
+    assert outcome(sided_in_c, levels) == outcome(sided_in_python, levels)
+
+
+@needs_c
+def test_sided_levels_take_each_side_from_the_level() -> None:
+    outputs: list[Output] = []
+    sided_in_c(outputs, [["sell", "1.10", "2"], ("buy", "3", "0.00")])
+    assert [(o.record["side"], str(o.record["price"]), str(o.record["size"])) for o in outputs] == [
+        ("ask", "1.10", "2"), ("bid", "3", "0.00")]
+    with pytest.raises(ValueError, match="side must be 'buy' or 'sell', got 'hold'"):
+        sided_in_c([], [["hold", "1", "1"]])
+
+
 @needs_c
 @pytest.mark.parametrize("text", PLAIN + OTHER_TEXT)
 def test_each_text_form_is_read_as_exact_reads_it(text: str) -> None:
@@ -109,3 +155,14 @@ def test_ci_builds_the_levels_loop() -> None:
     if not os.environ.get("CI"):
         pytest.skip("CI is not set: a machine without a C compiler may run the Python loop alone")
     assert _levels_c is not None, "pip install -r requirements.txt did not build _levels_c"
+
+
+def test_sided_outputs_are_the_same_with_or_without_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lob_sided_outputs with the C loop (where built) and with the Python loop alone: the same outputs."""
+    changes = [["buy", "1.5", "2"], ["sell", "1.6", "0.000"]]
+    built: list[Output] = []
+    records_build.lob_sided_outputs(built, TEMPLATE, KEY, SIDES, side_of, changes)
+    monkeypatch.setattr(records_build, "_levels_c", None)
+    alone: list[Output] = []
+    records_build.lob_sided_outputs(alone, TEMPLATE, KEY, SIDES, side_of, changes)
+    assert alone == built and [o.record["side"] for o in built] == ["bid", "ask"]

@@ -16,7 +16,10 @@
  * - anything else is exact(value): the reference converts it or raises its own error.
  * level[i] is read as Python reads it (a list or tuple directly, any other object through
  * its __getitem__), so a short or wrong level raises the same IndexError/KeyError/TypeError.
- * The pure-Python loop in records_build stays the reference; tests compare the two.
+ * lob_sided_levels does the same for levels [side, price, size, ...] (Coinbase and Gemini
+ * changes): the side is read first, through a dict of the venue's side names, and any name the
+ * dict lacks goes to the venue's own side function, which raises its own error.
+ * The pure-Python loops in records_build stay the reference; tests compare the two.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -29,6 +32,10 @@
 #define OUTPUT_FIELDS 3
 /* outputs, template, output_type, topic, key, side, levels, exact */
 #define LOB_LEVELS_ARGS 8
+/* outputs, template, output_type, topic, key, sides, side_of, levels, exact */
+#define LOB_SIDED_LEVELS_ARGS 9
+/* A sided level is [side, price, size, ...]. */
+#define LEVEL_SIDE 0
 
 static PyObject *SIDE, *PRICE, *SIZE;   /* the record's keys, interned */
 static PyObject *IS_FINITE;             /* "is_finite" */
@@ -122,16 +129,22 @@ new_output(PyTypeObject *output_type, PyObject *topic, PyObject *key, PyObject *
     return output;
 }
 
-/* One level's Output, a new reference. */
+/* What every level of one call shares. */
+typedef struct {
+    PyObject *outputs, *template, *topic, *key, *exact;
+    PyTypeObject *output_type;
+} Shared;
+
+/* One level's Output, a new reference: its price at level[first], its size at level[first + 1]. */
 static PyObject *
-level_output(PyObject *level, PyObject *template, PyTypeObject *output_type, PyObject *topic, PyObject *key,
-             PyObject *side, PyObject *exact)
+level_output(const Shared *shared, PyObject *level, PyObject *side, Py_ssize_t first)
 {
-    PyObject *price = level_number(level, LEVEL_PRICE, exact);
+    PyObject *template = shared->template, *exact = shared->exact;
+    PyObject *price = level_number(level, first + LEVEL_PRICE, exact);
     if (price == NULL) {
         return NULL;
     }
-    PyObject *size = level_number(level, LEVEL_SIZE, exact);
+    PyObject *size = level_number(level, first + LEVEL_SIZE, exact);
     if (size == NULL) {
         Py_DECREF(price);
         return NULL;
@@ -140,7 +153,7 @@ level_output(PyObject *level, PyObject *template, PyTypeObject *output_type, PyO
     PyObject *record = PyDict_Copy(template);
     if (record != NULL && PyDict_SetItem(record, SIDE, side) == 0 && PyDict_SetItem(record, PRICE, price) == 0
         && PyDict_SetItem(record, SIZE, size) == 0) {
-        output = new_output(output_type, topic, key, record);
+        output = new_output(shared->output_type, shared->topic, shared->key, record);
     }
     Py_XDECREF(record);
     Py_DECREF(price);
@@ -148,29 +161,51 @@ level_output(PyObject *level, PyObject *template, PyTypeObject *output_type, PyO
     return output;
 }
 
+/* The side of a sided level from level[0]: sides[level[0]] for a known str, else side_of(level[0]) (which may raise). */
 static PyObject *
-lob_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+level_side(PyObject *level, PyObject *sides, PyObject *side_of)
 {
-    if (nargs != LOB_LEVELS_ARGS) {
-        PyErr_Format(PyExc_TypeError, "lob_levels takes %d arguments, got %zd", LOB_LEVELS_ARGS, nargs);
+    PyObject *name = level_item(level, LEVEL_SIDE);
+    if (name == NULL) {
         return NULL;
     }
-    PyObject *outputs = args[0], *template = args[1], *output_type = args[2], *topic = args[3], *key = args[4],
-             *side = args[5], *levels = args[6], *exact = args[7];
-    if (!PyList_Check(outputs) || !PyDict_Check(template) || !PyType_Check(output_type)
-        || !PyType_IsSubtype((PyTypeObject *)output_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "lob_levels(outputs: list, template: dict, output_type: a tuple type, ...)");
-        return NULL;
+    PyObject *side = PyUnicode_CheckExact(name) ? PyDict_GetItemWithError(sides, name) : NULL;
+    if (side != NULL) {
+        Py_INCREF(side);
     }
+    else if (!PyErr_Occurred()) {
+        side = PyObject_CallOneArg(side_of, name);
+    }
+    Py_DECREF(name);
+    return side;
+}
+
+/*
+ * Every level's Output appended to shared->outputs.  side: every level's, or NULL: each level's own from
+ * level[0] (sides, side_of), its price and size following it.
+ */
+static PyObject *
+append_levels(const Shared *shared, PyObject *levels, PyObject *side, PyObject *sides, PyObject *side_of)
+{
     PyObject *iterator = PyObject_GetIter(levels);
     if (iterator == NULL) {
         return NULL;
     }
     PyObject *level;
     while ((level = PyIter_Next(iterator)) != NULL) {
-        PyObject *output = level_output(level, template, (PyTypeObject *)output_type, topic, key, side, exact);
+        PyObject *output = NULL;
+        if (side != NULL) {
+            output = level_output(shared, level, side, 0);
+        }
+        else {
+            PyObject *own = level_side(level, sides, side_of);
+            if (own != NULL) {
+                output = level_output(shared, level, own, LEVEL_SIDE + 1);
+                Py_DECREF(own);
+            }
+        }
         Py_DECREF(level);
-        if (output == NULL || PyList_Append(outputs, output) < 0) {
+        if (output == NULL || PyList_Append(shared->outputs, output) < 0) {
             Py_XDECREF(output);
             Py_DECREF(iterator);
             return NULL;
@@ -184,11 +219,68 @@ lob_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* The arguments both functions begin with: outputs, template, output_type, topic, key. */
+static int
+shared_arguments(Shared *shared, PyObject *const *args)
+{
+    shared->outputs = args[0];
+    shared->template = args[1];
+    shared->output_type = (PyTypeObject *)args[2];
+    shared->topic = args[3];
+    shared->key = args[4];
+    if (!PyList_Check(shared->outputs) || !PyDict_Check(shared->template) || !PyType_Check(args[2])
+        || !PyType_IsSubtype(shared->output_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "expected (outputs: list, template: dict, output_type: a tuple type, ...)");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+check_count(const char *function, Py_ssize_t nargs, Py_ssize_t expected)
+{
+    if (nargs != expected) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments, got %zd", function, expected, nargs);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+lob_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    Shared shared;
+    if (check_count("lob_levels", nargs, LOB_LEVELS_ARGS) < 0 || shared_arguments(&shared, args) < 0) {
+        return NULL;
+    }
+    shared.exact = args[7];
+    return append_levels(&shared, args[6], args[5], NULL, NULL);
+}
+
+static PyObject *
+lob_sided_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    Shared shared;
+    if (check_count("lob_sided_levels", nargs, LOB_SIDED_LEVELS_ARGS) < 0 || shared_arguments(&shared, args) < 0) {
+        return NULL;
+    }
+    if (!PyDict_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "sides must be a dict");
+        return NULL;
+    }
+    shared.exact = args[8];
+    return append_levels(&shared, args[7], NULL, args[5], args[6]);
+}
+
 static PyMethodDef methods[] = {
     {"lob_levels", (PyCFunction)(void (*)(void))lob_levels, METH_FASTCALL,
      "lob_levels(outputs, template, output_type, topic, key, side, levels, exact)\n--\n\n"
      "Append output_type((topic, key, record)) per [price, size, ...] level: record is a copy of template\n"
      "with side, and price and size as exact(level[0]) and exact(level[1]) give them."},
+    {"lob_sided_levels", (PyCFunction)(void (*)(void))lob_sided_levels, METH_FASTCALL,
+     "lob_sided_levels(outputs, template, output_type, topic, key, sides, side_of, levels, exact)\n--\n\n"
+     "As lob_levels for [side, price, size, ...] levels: each record's side is sides[level[0]] for a str\n"
+     "sides holds, else side_of(level[0]) (which raises for a side it does not know)."},
     {NULL, NULL, 0, NULL},
 };
 

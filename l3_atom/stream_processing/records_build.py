@@ -30,6 +30,8 @@ ZERO = Decimal(0)
 _new_tuple = tuple.__new__
 # Most exchanges send a book level as [price, size, ...].
 LEVEL_PRICE, LEVEL_SIZE = range(2)
+# Coinbase's and Gemini's changes are [side, price, size].
+SIDED_SIDE, SIDED_PRICE, SIDED_SIZE = range(3)
 
 
 def lob_level(
@@ -117,6 +119,34 @@ def lob_outputs(
         _levels_c.lob_levels(outputs, template, Output, LOB, key, side, levels, exact)
     else:
         _python_levels(outputs, template, key, side, levels, price, size)
+
+
+def lob_sided_outputs(
+    outputs: list[Output], template: dict[str, Any], key: str, sides: dict[str, str], side_of: Callable[[Any], str],
+    levels: Iterable[Sequence[Any]],
+) -> None:
+    """As :func:`lob_outputs` for levels ``[side, price, size, ...]`` (exact decimal strings): each record's
+    side is ``sides[level[0]]``, or ``side_of(level[0])`` for a name ``sides`` lacks (it raises for a bad one).
+
+    In C when ``_levels_c`` is built; :func:`_python_sided_levels` is its reference.
+    """
+    if _levels_c is not None:
+        _levels_c.lob_sided_levels(outputs, template, Output, LOB, key, sides, side_of, levels, exact)
+    else:
+        _python_sided_levels(outputs, template, key, side_of, levels)
+
+
+def _python_sided_levels(
+    outputs: list[Output], template: dict[str, Any], key: str, side_of: Callable[[Any], str],
+    levels: Iterable[Sequence[Any]],
+) -> None:
+    """:func:`lob_sided_outputs`' loop in Python: the reference of ``_levels_c.lob_sided_levels``."""
+    for level in levels:
+        record = template.copy()
+        record["side"] = side_of(level[SIDED_SIDE])
+        record["price"] = exact(level[SIDED_PRICE])
+        record["size"] = exact(level[SIDED_SIZE])
+        outputs.append(_new_tuple(Output, (LOB, key, record)))
 
 
 def _python_levels(
