@@ -262,10 +262,11 @@ class BitfinexStandardiser(Standardiser):
         symbol = self._symbol()
         key = normalised_key(SOURCE, symbol)
         snapshot = is_snapshot(body)
-        outputs = [
-            Output(LOB, key, self._level(symbol, entry, snapshot, sequence, time, atom_timestamp))
-            for entry in (body if snapshot else [body])
-        ]
+        template = records_build.lob_template(
+            exchange=SOURCE, symbol=symbol, is_snapshot=snapshot, sequence=sequence, event_timestamp=time,
+            atom_timestamp=atom_timestamp,
+        )
+        outputs = [Output(LOB, key, self._level(template, entry)) for entry in (body if snapshot else [body])]
         if snapshot:
             self.level_checks.snapshot(symbol, sequence, atom_timestamp)
             if not outputs:
@@ -278,23 +279,16 @@ class BitfinexStandardiser(Standardiser):
         return outputs + self.level_checks.requests(symbol, atom_timestamp)
 
     @staticmethod
-    def _level(
-        symbol: str, entry: list, snapshot: bool, sequence: int | None, time: int | None, atom_timestamp: int
-    ) -> dict[str, Any]:
+    def _level(template: dict[str, Any], entry: list) -> dict[str, Any]:
+        """One ``[price, count, amount]`` entry as a copy of its message's ``lob`` template."""
         amount = exact(entry[LEVEL_AMOUNT])
         # A count of 0 removes the level; its amount (1 or -1) then only tells the side.
         removed = integer(entry[LEVEL_COUNT]) == 0
-        return records_build.lob_level(
-            exchange=SOURCE,
-            symbol=symbol,
-            side=book_side(amount),
-            price=exact(entry[LEVEL_PRICE]),
-            size=ZERO if removed else abs(amount),
-            is_snapshot=snapshot,
-            sequence=sequence,
-            event_timestamp=time,
-            atom_timestamp=atom_timestamp,
-        )
+        record = template.copy()
+        record["side"] = book_side(amount)
+        record["price"] = exact(entry[LEVEL_PRICE])
+        record["size"] = ZERO if removed else abs(amount)
+        return record
 
     # -- trades --------------------------------------------------------------------------
 
