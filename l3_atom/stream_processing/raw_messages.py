@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from operator import itemgetter
 from typing import NamedTuple
 
 from l3_atom.avro.codecs import AvroEncoder
@@ -19,7 +18,6 @@ from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER, SYMBOL_HEADER
 
 # Builds a NamedTuple without its Python-level __new__ (twice as fast; the fields are given in order).
 _new_tuple = tuple.__new__
-_topic_of = itemgetter(0)
 
 
 class Encoded(NamedTuple):
@@ -83,8 +81,9 @@ class RawMessageProcessor:
                        for topic, out_key, record in outputs]
         except (StandardiseError, ValueError, TypeError, KeyError) as exc:
             return [self._dead_letter(exc, value, atom_timestamp, raw_topic, partition, offset, key)]
-        # Counted in C (Counter.update of an iterable), not a Python line per record.
-        self.records.update(map(_topic_of, outputs))
+        records = self.records
+        for topic, _, _ in outputs:
+            records[topic] += 1
         for notices in self._notices:
             if notices:
                 encoded += self._encode_notices(notices)
