@@ -451,14 +451,14 @@ class KrakenStandardiser(Standardiser):
 
     def _verify(self, symbol: str, book: KrakenBook, expected: int, atom_timestamp: int) -> None:
         """Kraken's CRC32 of its top 10 levels against ours: a match counts, a mismatch loses the book."""
-        top = book.levels.top(KRAKEN_DEPTH)
-        asks, bids = top[ASK], top[BID]
+        levels = book.levels
         if book.places is None:
-            book.places = hashing_places(asks, bids, expected)
+            top = levels.top(KRAKEN_DEPTH)
+            book.places = hashing_places(top[ASK], top[BID], expected)
         places = book.places or AS_WRITTEN
         if book.texts is None or book.texts.places != places:
             book.texts = KrakenLevelTexts(*places)
-        computed = book.texts.checksum(asks, bids)
+        computed = book.texts.checksum_of(levels.asks, levels.bids)
         if computed == expected:
             self.book_checks.continuity.verified()
         else:
