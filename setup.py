@@ -1,9 +1,10 @@
-"""Builds the C Avro writer beside its Python reference; ``pip install -r requirements.txt`` runs it (``-e .``).
+"""Builds the C hot paths beside their Python references; ``pip install -r requirements.txt`` runs it (``-e .``).
 
 The project runs from its source tree: the editable install points at it
-and compiles ``l3_atom/avro/_avro_writer_c`` in place.  The extension
-is optional: without a C compiler the install goes on and
-``writer.py`` uses the generated Python writer instead.
+and compiles ``l3_atom/avro/_avro_writer_c`` (the Avro writer) and
+``l3_atom/stream_processing/_levels_c`` (the loop of ``records_build.book_levels``)
+in place.  Both are optional: without a C compiler the install goes on and
+the pure-Python references serve instead.
 """
 
 from setuptools import Extension, find_packages, setup
@@ -18,6 +19,11 @@ setup(
             "l3_atom.avro._avro_writer_c",
             sources=["l3_atom/avro/_avro_writer_c.c"],
             optional=True,
-        )
+        ),
+        Extension(
+            "l3_atom.stream_processing._levels_c",
+            sources=["l3_atom/stream_processing/_levels_c.c"],
+            optional=True,
+        ),
     ],
 )

@@ -33,16 +33,9 @@ from l3_atom.avro.writer import (
 )
 from l3_atom.config import PROJECT_ROOT
 from tests.avro_strategies import MAX_LONG, MIN_LONG, values
+from tests.compiled import compiled
 
-try:
-    from l3_atom.avro import _avro_writer_c
-except ImportError:
-    _avro_writer_c = None
-
-needs_c = pytest.mark.skipif(
-    _avro_writer_c is None,
-    reason="the C Avro writer is not built here (pip install -r requirements.txt compiles it with a C compiler)",
-)
+_avro_writer_c, needs_c = compiled("l3_atom.avro._avro_writer_c", "the C Avro writer")
 
 EDGE_LONGS = [0, 1, -1, 63, 64, -64, -65, 8191, 8192, -8192, -8193, 2**31, -(2**31), MAX_LONG, MIN_LONG,
               1_700_000_000_123_456, -1_700_000_000_123_456]
@@ -438,3 +431,13 @@ def test_ci_builds_the_c_writer() -> None:
     assert _avro_writer_c is not None, "pip install -r requirements.txt did not build _avro_writer_c"
     assert native_writer_available()
     assert isinstance(compile_record_writer(EVERY_KIND), _avro_writer_c.Writer)
+
+
+def test_ci_reads_decimal_digits_directly() -> None:
+    """On CI the writer reads a Decimal's digits without str(): its import-time check of CPython's layout passed.
+
+    Elsewhere (another Python build) the check may fail, and every Decimal is read through its text.
+    """
+    if not os.environ.get("CI"):
+        pytest.skip("CI is not set: another Python build may lay Decimals out otherwise (the text path serves)")
+    assert _avro_writer_c is not None and _avro_writer_c.READS_DECIMAL_DIGITS == 1

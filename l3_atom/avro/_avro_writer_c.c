@@ -406,11 +406,78 @@ write_unscaled(Buffer *buffer, unscaled_t magnitude, int negative)
     return write_sized(buffer, raw, size);
 }
 
+/*
+ * The unscaled integer of a Decimal read from its own digits, without str(): str() and reading its
+ * text back were ~60% of encoding a lob record.  _decimal keeps a value as libmpdec's mpd_t:
+ * a sign flag, a coefficient in base-10**19 words and an exponent; the unscaled integer at
+ * `scale` is coefficient * 10**(exponent + scale).  That layout is CPython's private one, so
+ * the module reads it only after checking it at import (decimal_layout_ok, below) and reads
+ * every doubtful value (special, places beyond the scale, too many digits) through the text
+ * path, whose cases all lead to the same value or to the Python writer.
+ */
+#if SIZE_MAX == UINT64_MAX && defined(__SIZEOF_INT128__)
+#define MPD_LAYOUT_KNOWN 1
+typedef struct {
+    uint8_t flags;
+    int64_t exponent;
+    int64_t digits;
+    int64_t len;              /* words in use */
+    int64_t alloc;
+    uint64_t *data;           /* the coefficient, least significant word first */
+} MpdLayout;
+
+typedef struct {
+    PyObject_HEAD
+    Py_hash_t hash;
+    MpdLayout dec;
+    uint64_t inline_words[4]; /* _Py_DEC_MINALLOC */
+} DecimalLayout;
+
+#define MPD_NEGATIVE 1
+#define MPD_SPECIAL 14        /* MPD_INF | MPD_NAN | MPD_SNAN */
+#define MPD_WORD_DIGITS 19    /* MPD_RDIGITS: 10**19 per word */
+#endif
+
+/* Whether decimal.Decimal objects have the layout above (checked once, at import), and that type. */
+static int decimal_layout_ok = 0;
+static PyTypeObject *checked_decimal_type = NULL;
+
+/* 1 with *magnitude and *negative set, or 0: read this Decimal through its text instead. */
+static int
+unscaled_from_decimal(PyObject *value, int scale, unscaled_t *magnitude, int *negative)
+{
+#ifdef MPD_LAYOUT_KNOWN
+    const MpdLayout *dec = &((const DecimalLayout *)value)->dec;
+    if (!decimal_layout_ok || Py_TYPE(value) != checked_decimal_type || (dec->flags & MPD_SPECIAL) || dec->exponent < -(int64_t)scale
+        || dec->exponent > MAX_UNSCALED_DIGITS || dec->len < 1
+        || dec->digits + dec->exponent + scale > MAX_UNSCALED_DIGITS) {
+        return 0;
+    }
+    unscaled_t n = 0;
+    for (int64_t word = dec->len - 1; word >= 0; word--) {
+        n = n * POWERS_OF_TEN[MPD_WORD_DIGITS] + dec->data[word];
+    }
+    *magnitude = n * POWERS_OF_TEN[dec->exponent + scale];
+    *negative = dec->flags & MPD_NEGATIVE;
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 static int
 write_decimal_value(Buffer *buffer, const Writer *writer, const Field *field, PyObject *value)
 {
     if (Py_TYPE(value) != (PyTypeObject *)writer->decimal_type) {
         return WRITE_IN_PYTHON;
+    }
+    unscaled_t magnitude;
+    int negative;
+    if (unscaled_from_decimal(value, field->scale, &magnitude, &negative)) {
+        if (field->limit_known && magnitude >= field->limit) {
+            return WRITE_IN_PYTHON;
+        }
+        return write_unscaled(buffer, magnitude, negative) < 0 ? WRITE_ERROR : WRITE_DONE;
     }
     /* str() keeps every digit and the exponent as given: the reference reads the same text. */
     PyObject *text = PyObject_Str(value);
@@ -423,8 +490,6 @@ write_decimal_value(Buffer *buffer, const Writer *writer, const Field *field, Py
         Py_DECREF(text);
         return WRITE_ERROR;
     }
-    unscaled_t magnitude;
-    int negative;
     int parsed = unscaled_from_text(chars, length, field->scale, &magnitude, &negative);
     Py_DECREF(text);
     if (!parsed || (field->limit_known && magnitude >= field->limit)) {
@@ -694,6 +759,87 @@ static PyTypeObject WriterType = {
 
 /* ---------------------------------------------------------------- module */
 
+/* Values whose digits, read both ways, prove the layout: signs, zero, one and several words, exponents. */
+static const char *const LAYOUT_SAMPLES[] = {
+    "0", "-0", "1", "-1", "0.10", "12345.67800000", "-0.00000001", "9999999999999999999",
+    "10000000000000000000", "-12345678901234567.890123456789", "1E+3", "0.000000000000000001",
+};
+#define LAYOUT_SAMPLE_SCALE 18
+/* Digits the check's scaleb keeps (the Python writer's context keeps 120): more than any sample has. */
+#define LAYOUT_CONTEXT_PRECISION 120
+
+#ifdef MPD_LAYOUT_KNOWN
+/* The decimal digits of n (with a '-' when negative and not zero) into out, which has room for them. */
+static void
+format_unscaled(unscaled_t n, int negative, char *out)
+{
+    char digits[MAX_UNSCALED_DIGITS + 1];
+    int count = 0;
+    do {
+        digits[count++] = (char)('0' + (int)(n % DECIMAL_BASE));
+        n /= DECIMAL_BASE;
+    } while (n != 0);
+    if (negative && !(count == 1 && digits[0] == '0')) {
+        *out++ = '-';
+    }
+    while (count > 0) {
+        *out++ = digits[--count];
+    }
+    *out = '\0';
+}
+
+/* Whether value's digits read give str(int(value.scaleb(scale, context))), as the Python writer computes it
+ * (context: precise enough to keep every digit). */
+static int
+reads_as_python(PyObject *value, int scale, PyObject *context)
+{
+    unscaled_t magnitude;
+    int negative;
+    char ours[MAX_UNSCALED_DIGITS + 2];
+    if (!unscaled_from_decimal(value, scale, &magnitude, &negative)) {
+        return 0;
+    }
+    format_unscaled(magnitude, negative, ours);
+    PyObject *scaled = PyObject_CallMethod(value, "scaleb", "iO", scale, context);
+    PyObject *integer = scaled == NULL ? NULL : PyNumber_Long(scaled);
+    PyObject *text = integer == NULL ? NULL : PyObject_Str(integer);
+    const char *theirs = text == NULL ? NULL : PyUnicode_AsUTF8(text);
+    int same = theirs != NULL && strcmp(ours, theirs) == 0;
+    Py_XDECREF(text);
+    Py_XDECREF(integer);
+    Py_XDECREF(scaled);
+    return same;
+}
+#endif
+
+/* Whether reading a Decimal's digits gives the Python writer's unscaled integer, for every sample. */
+static int
+check_decimal_layout(PyObject *decimal, PyObject *decimal_type)
+{
+#ifdef MPD_LAYOUT_KNOWN
+    if (((PyTypeObject *)decimal_type)->tp_basicsize != (Py_ssize_t)sizeof(DecimalLayout)) {
+        return 0;
+    }
+    PyObject *context = PyObject_CallMethod(decimal, "Context", "i", LAYOUT_CONTEXT_PRECISION);
+    decimal_layout_ok = 1;
+    checked_decimal_type = (PyTypeObject *)decimal_type;
+    int same = context != NULL;
+    for (size_t i = 0; same && i < sizeof(LAYOUT_SAMPLES) / sizeof(LAYOUT_SAMPLES[0]); i++) {
+        PyObject *value = PyObject_CallFunction(decimal_type, "s", LAYOUT_SAMPLES[i]);
+        same = value != NULL && reads_as_python(value, LAYOUT_SAMPLE_SCALE, context);
+        Py_XDECREF(value);
+    }
+    Py_XDECREF(context);
+    PyErr_Clear();
+    decimal_layout_ok = same;
+    return same;
+#else
+    (void)decimal;
+    (void)decimal_type;
+    return 0;
+#endif
+}
+
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "l3_atom.avro._avro_writer_c",
@@ -711,6 +857,15 @@ PyInit__avro_writer_c(void)
     if (PyType_Ready(&WriterType) < 0) {
         return NULL;
     }
+    PyObject *decimal = PyImport_ImportModule("decimal");
+    PyObject *decimal_type = decimal == NULL ? NULL : PyObject_GetAttrString(decimal, "Decimal");
+    if (decimal_type == NULL) {
+        Py_XDECREF(decimal);
+        return NULL;
+    }
+    check_decimal_layout(decimal, decimal_type);
+    /* Kept while the module lives: checked_decimal_type names it. */
+    Py_DECREF(decimal);
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) {
         return NULL;
@@ -722,7 +877,8 @@ PyInit__avro_writer_c(void)
         || PyModule_AddIntConstant(module, "BYTES", KIND_BYTES) < 0
         || PyModule_AddIntConstant(module, "ENUM", KIND_ENUM) < 0
         || PyModule_AddIntConstant(module, "DECIMAL", KIND_DECIMAL) < 0
-        || PyModule_AddIntConstant(module, "MAX_UNSCALED_DIGITS", MAX_UNSCALED_DIGITS) < 0) {
+        || PyModule_AddIntConstant(module, "MAX_UNSCALED_DIGITS", MAX_UNSCALED_DIGITS) < 0
+        || PyModule_AddIntConstant(module, "READS_DECIMAL_DIGITS", decimal_layout_ok) < 0) {
         Py_DECREF(module);
         return NULL;
     }

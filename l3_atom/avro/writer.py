@@ -75,8 +75,11 @@ fields.  The generated Python function stays the reference
 its own, which the C writer hands every value it does not handle itself (a
 wrong type, an exponent, NaN...), so refusals and their messages are the
 same.  One difference: the C writer always refuses a ``str`` subclass, which
-the Python writer takes when it equals a string it has cached.  Without the
-extension the Python writer serves alone.
+the Python writer takes when it equals a string it has cached.  It reads a
+Decimal's digits from the object itself rather than from ``str()`` (most of
+the cost of a lob record), once an import-time check has proven CPython's
+layout of it (``_avro_writer_c.READS_DECIMAL_DIGITS``); else through its text.
+Without the extension the Python writer serves alone.
 """
 
 from __future__ import annotations

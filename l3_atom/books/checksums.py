@@ -15,9 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Protocol
 from zlib import crc32
 
 Level = tuple[Decimal, Decimal]
+
+
+class SideLevels(Protocol):
+    """One side of a book as :meth:`KrakenLevelTexts.checksum_of` reads it (``engine.BookSide``)."""
+
+    changes: int
+
+    def top(self, depth: int) -> list[Level]: ...
 
 KRAKEN_DEPTH = 10
 OKX_DEPTH = 25
@@ -65,10 +74,12 @@ class KrakenLevelTexts:
 
     A book check hashes its top 10 levels per side, but a message changes only a few: a level's
     text is made again only when its price or size *object* changed (a new record's Decimal),
-    never from an equal value that may be written differently (``0.10`` vs ``0.1``).
+    never from an equal value that may be written differently (``0.10`` vs ``0.1``).  Given the
+    book's sides (:meth:`checksum_of`), a side's whole text is kept until the side changes at all:
+    most updates touch one side.
     """
 
-    __slots__ = ("places", "texts")
+    __slots__ = ("places", "sides", "texts")
 
     # Texts kept before they are all dropped (the levels ever hashed, not only the current top).
     LIMIT = 4096
@@ -76,21 +87,37 @@ class KrakenLevelTexts:
     def __init__(self, price_places: int | None = None, size_places: int | None = None):
         self.places = price_places, size_places
         self.texts: dict[Decimal, tuple[Decimal, Decimal, str]] = {}
+        # Per side (asks, bids): the side object, its change count and its text when last hashed.
+        self.sides: list[tuple[SideLevels, int, str] | None] = [None, None]
 
     def checksum(self, asks: Sequence[Level], bids: Sequence[Level]) -> int:
         """:func:`kraken_checksum` of the same levels with this object's places."""
+        return crc32((self._text(asks) + self._text(bids)).encode())
+
+    def checksum_of(self, asks: SideLevels, bids: SideLevels) -> int:
+        """:meth:`checksum` of two book sides' top levels, a side's text made again only when it changed."""
+        sides = self.sides
+        parts = []
+        for index, side in enumerate((asks, bids)):
+            held = sides[index]
+            if held is None or held[0] is not side or held[1] != side.changes:
+                held = sides[index] = (side, side.changes, self._text(side.top(KRAKEN_DEPTH)))
+            parts.append(held[2])
+        return crc32("".join(parts).encode())
+
+    def _text(self, levels: Sequence[Level]) -> str:
+        """One side's part of the hashed string: its top 10 levels' digits, best first."""
         texts = self.texts
         if len(texts) > self.LIMIT:
             texts.clear()
         price_places, size_places = self.places
         parts = []
-        for levels in (asks, bids):
-            for price, size in levels[:KRAKEN_DEPTH]:
-                held = texts.get(price)
-                if held is None or held[0] is not price or held[1] is not size:
-                    held = texts[price] = (price, size, _digits(price, price_places) + _digits(size, size_places))
-                parts.append(held[2])
-        return crc32("".join(parts).encode())
+        for price, size in levels[:KRAKEN_DEPTH]:
+            held = texts.get(price)
+            if held is None or held[0] is not price or held[1] is not size:
+                held = texts[price] = (price, size, _digits(price, price_places) + _digits(size, size_places))
+            parts.append(held[2])
+        return "".join(parts)
 
 
 def okx_checksum_text(

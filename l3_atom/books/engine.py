@@ -68,12 +68,14 @@ BOOK = "book"
 class BookSide:
     """One side's price levels: dict for the sizes, ascending sorted list for the order."""
 
-    __slots__ = ("descending", "levels", "prices")
+    __slots__ = ("changes", "descending", "levels", "prices")
 
     def __init__(self, descending: bool):
         self.levels: dict[Decimal, Decimal] = {}
         self.prices: list[Decimal] = []
         self.descending = descending
+        # Counts every change to the side: what is derived from it (a checksum's text) is kept while it holds.
+        self.changes = 0
 
     def __len__(self) -> int:
         return len(self.levels)
@@ -82,6 +84,7 @@ class BookSide:
         """Size 0 removes the level; beyond ``max_depth`` the worst level falls off."""
         levels = self.levels
         if size:
+            self.changes += 1
             if price not in levels:
                 prices = self.prices
                 insort(prices, price)
@@ -92,11 +95,13 @@ class BookSide:
                     del levels[worst]
             levels[price] = size
         elif price in levels:
+            self.changes += 1
             del levels[price]
             prices = self.prices
             del prices[bisect_left(prices, price)]
 
     def clear(self) -> None:
+        self.changes += 1
         self.levels.clear()
         self.prices.clear()
 

@@ -39,6 +39,8 @@ class RawMessageProcessor:
         self.source = source
         self.standardiser = standardiser
         self.encoders = encoders
+        # Each topic's encode function, looked up once rather than per record.
+        self._encode = {topic: encoder.encode for topic, encoder in encoders.items()}
         self.max_message_bytes = max_message_bytes
         self.messages = 0
         self.records: Counter[str] = Counter()
@@ -74,8 +76,8 @@ class RawMessageProcessor:
         atom_timestamp = int(stamp)
         try:
             outputs = self.standardiser.standardise(value, atom_timestamp, key, symbol and symbol.decode())
-            encoders = self.encoders
-            encoded = [_new_tuple(Encoded, (topic, out_key, encoders[topic].encode(record)))
+            encode = self._encode
+            encoded = [_new_tuple(Encoded, (topic, out_key, encode[topic](record)))
                        for topic, out_key, record in outputs]
         except (StandardiseError, ValueError, TypeError, KeyError) as exc:
             return [self._dead_letter(exc, value, atom_timestamp, raw_topic, partition, offset, key)]

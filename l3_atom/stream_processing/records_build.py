@@ -19,12 +19,19 @@ from typing import Any
 from l3_atom.stream_processing.standardiser import Output, exact
 from l3_atom.topics import LOB
 
+try:
+    from l3_atom.stream_processing import _levels_c
+except ImportError:  # not compiled (no C compiler when installed): book_levels' loop runs in Python
+    _levels_c = None
+
 EXCHANGE_ORIGIN = "exchange"
 ZERO = Decimal(0)
 # Builds a NamedTuple without its Python-level __new__ (the fields are given in order).
 _new_tuple = tuple.__new__
 # Most exchanges send a book level as [price, size, ...].
 LEVEL_PRICE, LEVEL_SIZE = range(2)
+# Coinbase's and Gemini's changes are [side, price, size].
+SIDED_SIDE, SIDED_PRICE, SIDED_SIZE = range(3)
 
 
 def lob_level(
@@ -59,17 +66,8 @@ def lob_level(
 
 def lob_template(**shared: Any) -> dict[str, Any]:
     """What one book message's ``lob`` records share (:func:`lob_level`'s arguments but side, price
-    and size): a record whose side, price and size :func:`lob_output` fills in per level."""
+    and size): a record whose side, price and size :func:`lob_outputs` fills in per level."""
     return lob_level(side="", price=ZERO, size=ZERO, **shared)
-
-
-def lob_output(template: dict[str, Any], key: str, side: str, price: Decimal, size: Decimal) -> Output:
-    """One level's ``lob`` output from its message's :func:`lob_template` (a copy, not a call per field)."""
-    record = template.copy()
-    record["side"] = side
-    record["price"] = price
-    record["size"] = size
-    return _new_tuple(Output, (LOB, key, record))
 
 
 def book_levels(
@@ -92,25 +90,76 @@ def book_levels(
 
     ``price`` and ``size`` convert the exchange's values (exact decimal strings by default).
     ``checksum`` (the book's after the whole message) goes on the last record only.  A book
-    snapshot is hundreds of levels that share all but three fields: each record after the first
-    is a copy of the one before, not a call per level.
+    snapshot is hundreds of levels that share all but three fields: each record is a copy of one
+    template, not a call per level (:func:`lob_outputs`).
     """
     record = lob_level(
         exchange=exchange, symbol=symbol, side="", price=ZERO, size=ZERO, is_snapshot=is_snapshot, sequence=sequence,
         prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
     )
     outputs: list[Output] = []
-    for side, levels in (("bid", bids), ("ask", asks)):
-        for level in levels:
-            if outputs:  # the first level fills the template itself: most updates are one level
-                record = record.copy()
-            record["side"] = side
-            record["price"] = price(level[LEVEL_PRICE])
-            record["size"] = size(level[LEVEL_SIZE])
-            outputs.append(_new_tuple(Output, (LOB, key, record)))
+    lob_outputs(outputs, record, key, "bid", bids, price, size)
+    lob_outputs(outputs, record, key, "ask", asks, price, size)
     if checksum is not None and outputs:
         outputs[-1].record["checksum"] = checksum
     return outputs
+
+
+def lob_outputs(
+    outputs: list[Output], template: dict[str, Any], key: str, side: str, levels: Iterable[Sequence[Any]],
+    price: Callable[[Any], Decimal] = exact, size: Callable[[Any], Decimal] = exact,
+) -> None:
+    """Append one ``lob`` output per ``[price, size, ...]`` level of one side: a copy of ``template``
+    (:func:`lob_template`) with ``side`` and the level's converted price and size.
+
+    With the default converters the loop runs in C when ``_levels_c`` is built (``setup.py``);
+    :func:`_python_levels` is its reference.
+    """
+    if _levels_c is not None and price is exact and size is exact:
+        _levels_c.lob_levels(outputs, template, Output, LOB, key, side, levels, exact)
+    else:
+        _python_levels(outputs, template, key, side, levels, price, size)
+
+
+def lob_sided_outputs(
+    outputs: list[Output], template: dict[str, Any], key: str, sides: dict[str, str], side_of: Callable[[Any], str],
+    levels: Iterable[Sequence[Any]],
+) -> None:
+    """As :func:`lob_outputs` for levels ``[side, price, size, ...]`` (exact decimal strings): each record's
+    side is ``sides[level[0]]``, or ``side_of(level[0])`` for a name ``sides`` lacks (it raises for a bad one).
+
+    In C when ``_levels_c`` is built; :func:`_python_sided_levels` is its reference.
+    """
+    if _levels_c is not None:
+        _levels_c.lob_sided_levels(outputs, template, Output, LOB, key, sides, side_of, levels, exact)
+    else:
+        _python_sided_levels(outputs, template, key, side_of, levels)
+
+
+def _python_sided_levels(
+    outputs: list[Output], template: dict[str, Any], key: str, side_of: Callable[[Any], str],
+    levels: Iterable[Sequence[Any]],
+) -> None:
+    """:func:`lob_sided_outputs`' loop in Python: the reference of ``_levels_c.lob_sided_levels``."""
+    for level in levels:
+        record = template.copy()
+        record["side"] = side_of(level[SIDED_SIDE])
+        record["price"] = exact(level[SIDED_PRICE])
+        record["size"] = exact(level[SIDED_SIZE])
+        outputs.append(_new_tuple(Output, (LOB, key, record)))
+
+
+def _python_levels(
+    outputs: list[Output], template: dict[str, Any], key: str, side: str, levels: Iterable[Sequence[Any]],
+    price: Callable[[Any], Decimal], size: Callable[[Any], Decimal],
+) -> None:
+    """:func:`lob_outputs`' loop in Python: the reference of ``_levels_c.lob_levels``, and where it is not built."""
+    for level in levels:
+        record = template.copy()
+        record["side"] = side
+        record["price"] = price(level[LEVEL_PRICE])
+        record["size"] = size(level[LEVEL_SIZE])
+        outputs.append(_new_tuple(Output, (LOB, key, record)))
 
 
 def lob_l3_event(

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, NamedTuple
 import orjson
 from yapic import json as yapic_json
 
+from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.topics import NO_SYMBOL, split_raw_key
 
 LOG = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ SECOND_CACHE_LIMIT = 4096
 _SECOND_MS: dict[str, int] = {}
 # The skip of a message whose handler found nothing to publish in it and counted no reason of its own.
 NOTHING_IN_IT = "{}: nothing in it"
+# Raw keys a standardiser keeps split (a source has one per symbol and feed).
+RAW_KEY_CACHE = 4096
 
 
 class Output(NamedTuple):
@@ -161,6 +164,8 @@ class Standardiser(ABC):
         # Message types never seen before (each a dead letter), by type: for metrics; each is logged once.
         self.unknown_types: Counter[str] = Counter()
         self.raw_key: str | None = None
+        # Raw keys repeat (one per symbol and feed): each is split once (handlers ask per message).
+        self._key_parts: BoundedMemo[str, tuple[str, str, str]] = BoundedMemo(split_raw_key, RAW_KEY_CACHE)
         self.header_symbol: str | None = None
         self._dispatch: dict[str, Callable[[dict[str, Any], int], list[Output]]] = {
             kind: getattr(self, method) for kind, method in self.handlers.items()
@@ -223,6 +228,10 @@ class Standardiser(ABC):
             LOG.warning("%s: unknown message type %r: dead-lettered (logged once per type)", self.source, kind)
         self.unknown_types[name] += 1
 
+    def raw_key_parts(self) -> tuple[str, str, str]:
+        """``split_raw_key`` of this frame's raw key (``""`` when it has none): source, exchange symbol, feed."""
+        return self._key_parts[self.raw_key or ""]
+
     def symbol_of(self, exchange_symbol: str) -> str:
         """The normalised name of ``exchange_symbol``.
 
@@ -230,14 +239,14 @@ class Standardiser(ABC):
         exchange symbol (the connector's map comes from the exchange's REST
         symbol list); otherwise the source's own pure :meth:`convert_symbol`.
         """
-        if self.header_symbol is not None and split_raw_key(self.raw_key or "")[1] == exchange_symbol:
+        if self.header_symbol is not None and self._key_parts[self.raw_key or ""][1] == exchange_symbol:
             return self.header_symbol
         return self.convert_symbol(exchange_symbol)
 
     def keyed_symbol(self, what: str) -> str:
         """The normalised symbol of a REST body that names none (a book snapshot): the connector archived it
         under the symbol's raw key.  ``what`` names the body in the error when the key gives no symbol."""
-        exchange_symbol = split_raw_key(self.raw_key or "")[1]
+        exchange_symbol = self.raw_key_parts()[1]
         if not exchange_symbol or exchange_symbol == NO_SYMBOL:
             raise ValueError(f"a {what} names no symbol and its raw key {self.raw_key!r} gives none")
         return self.symbol_of(exchange_symbol)

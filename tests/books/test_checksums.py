@@ -31,7 +31,7 @@ from l3_atom.books.checksums import (
     okx_checksum,
     okx_checksum_text,
 )
-from l3_atom.books.engine import SUBSCRIBED_DEPTHS, L2Feed
+from l3_atom.books.engine import SUBSCRIBED_DEPTHS, L2Book, L2Feed
 from l3_atom.off_chain.kraken import Kraken
 from l3_atom.stream_processing.standardisers.kraken import KrakenStandardiser
 from l3_atom.topics import BOOK_RESYNC, LOB
@@ -187,6 +187,34 @@ def test_kraken_kept_texts_hash_as_the_levels_do_now() -> None:
         assert places.checksum(step_asks, step_bids) == kraken_checksum(step_asks, step_bids, 5, 8)
     levels = [(Decimal(p), Decimal(1)) for p in range(1, 15)]
     assert texts.checksum(levels, levels) == kraken_checksum(levels[:10], levels[:10])
+
+
+def test_kraken_side_texts_are_kept_only_while_the_side_is_unchanged() -> None:
+    """checksum_of keeps a side's text until that side changes: any change (one beyond the top 10, an
+    equal value written differently, a removal, a new book) gives the checksum of the book as it is now."""
+    book, texts = L2Book(), KrakenLevelTexts()
+
+    def now() -> int:
+        return kraken_checksum(book.asks.top(10), book.bids.top(10))
+
+    for price in range(1, 16):
+        book.update("ask", Decimal(100 + price), Decimal(price))
+        book.update("bid", Decimal(100 - price), Decimal(price))
+    steps = [
+        ("bid", Decimal(99), Decimal(7)),        # one side: the asks' text is kept
+        ("ask", Decimal(115), Decimal(3)),       # beyond the top 10
+        ("ask", Decimal(101), Decimal("1.0")),     # equal to the size before, written differently
+        ("bid", Decimal(99), Decimal(0)),          # removed
+        ("ask", Decimal("100.50"), Decimal(2)),    # a new best
+    ]
+    assert texts.checksum_of(book.asks, book.bids) == now()
+    for side, price, size in steps:
+        book.update(side, price, size)
+        assert texts.checksum_of(book.asks, book.bids) == now()
+        assert texts.checksum_of(book.asks, book.bids) == now()
+    fresh = L2Book()
+    fresh.update("ask", Decimal(1), Decimal(1))
+    assert texts.checksum_of(fresh.asks, fresh.bids) == kraken_checksum([(Decimal(1), Decimal(1))], [])
 
 
 @pytest.mark.parametrize(

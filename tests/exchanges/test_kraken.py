@@ -554,6 +554,8 @@ def changed(message: dict, **fields: object) -> bytes:
          "trade side must be 'b' or 's', got 'x'"),
         (b'[0,[["5541.2","0.15"]],"trade","XBT/USD"]', "v1 trade message has a mistyped field: list index out of range"),
         (b'[0,{"b":[[null,"1","1534614335.345903"]]},"book-10","XBT/USD"]', "expected a decimal string, got NoneType"),
+        # v1 frames are read with orjson (v1 sends strings): a JSON number there is refused, never rounded.
+        (b'[0,{"b":[[5541.3,"1","1534614335.345903"]]},"book-10","XBT/USD"]', "expected a decimal string, got float"),
         (b'[0,{"b":[["5541.3","1","1534614335.345903","x"]]},"book-10","XBT/USD"]',
          "book level must be [price, volume, time] or [..., 'r']"),
         (b'[0,{"q":[["5541.3","1","1534614335.345903"]]},"book-10","XBT/USD"]', "v1 book message lacks field 'q'"),

@@ -41,7 +41,6 @@ from l3_atom.topics import (
     TICKER,
     TRADES,
     normalised_key,
-    split_raw_key,
 )
 
 MS_PER_US = 1000
@@ -202,7 +201,7 @@ class BinanceStandardiser(Standardiser):
     def _history(self, page: list, id_field: str, published: PublishedIds, repeat: str,
                  atom_timestamp: int) -> list[Output]:
         """The trades of a backfilled page not yet published, in id order, marked ``backfill``."""
-        exchange_symbol = split_raw_key(self.raw_key or "")[1]
+        exchange_symbol = self.raw_key_parts()[1]
         trades = sorted(({**trade, "s": exchange_symbol} for trade in page), key=lambda trade: integer(trade[id_field]))
         outputs = []
         for trade in trades:

@@ -63,7 +63,6 @@ from l3_atom.topics import (
     TICKER,
     TRADES,
     normalised_key,
-    split_raw_key,
 )
 
 SOURCE = "bitfinex"
@@ -180,7 +179,7 @@ class BitfinexStandardiser(Standardiser):
             return message[BODY]
         if self.raw_key is None:
             raise StandardiseError("channel data names no symbol or channel: it needs its raw key from the connector")
-        feed = split_raw_key(self.raw_key)[2]
+        feed = self.raw_key_parts()[2]
         if feed == FEED_UNKNOWN_CHANNEL:
             raise StandardiseError(f"data of channel {message[CHANNEL_ID]!r} whose subscribed event was not seen")
         return FEED_CANDLES if feed.startswith(FEED_CANDLES) else feed
@@ -194,7 +193,7 @@ class BitfinexStandardiser(Standardiser):
     # -- frame parts ---------------------------------------------------------------------
 
     def _symbol(self) -> str:
-        return self.symbol_of(split_raw_key(self.raw_key or "")[1])
+        return self.symbol_of(self.raw_key_parts()[1])
 
     @staticmethod
     def _parts(message: list, body_index: int) -> tuple[Any, int | None, int | None]:
@@ -285,10 +284,11 @@ class BitfinexStandardiser(Standardiser):
         symbol = self._symbol()
         key = normalised_key(SOURCE, symbol)
         snapshot = is_snapshot(body)
-        outputs = [
-            Output(LOB, key, self._level(symbol, entry, snapshot, sequence, time, atom_timestamp))
-            for entry in (body if snapshot else [body])
-        ]
+        template = records_build.lob_template(
+            exchange=SOURCE, symbol=symbol, is_snapshot=snapshot, sequence=sequence, event_timestamp=time,
+            atom_timestamp=atom_timestamp,
+        )
+        outputs = [Output(LOB, key, self._level(template, entry)) for entry in (body if snapshot else [body])]
         if snapshot:
             self.level_checks.snapshot(symbol, sequence, atom_timestamp)
             if not outputs:
@@ -301,23 +301,16 @@ class BitfinexStandardiser(Standardiser):
         return outputs + self.level_checks.requests(symbol, atom_timestamp)
 
     @staticmethod
-    def _level(
-        symbol: str, entry: list, snapshot: bool, sequence: int | None, time: int | None, atom_timestamp: int
-    ) -> dict[str, Any]:
+    def _level(template: dict[str, Any], entry: list) -> dict[str, Any]:
+        """One ``[price, count, amount]`` entry as a copy of its message's ``lob`` template."""
         amount = exact(entry[LEVEL_AMOUNT])
         # A count of 0 removes the level; its amount (1 or -1) then only tells the side.
         removed = integer(entry[LEVEL_COUNT]) == 0
-        return records_build.lob_level(
-            exchange=SOURCE,
-            symbol=symbol,
-            side=book_side(amount),
-            price=exact(entry[LEVEL_PRICE]),
-            size=ZERO if removed else abs(amount),
-            is_snapshot=snapshot,
-            sequence=sequence,
-            event_timestamp=time,
-            atom_timestamp=atom_timestamp,
-        )
+        record = template.copy()
+        record["side"] = book_side(amount)
+        record["price"] = exact(entry[LEVEL_PRICE])
+        record["size"] = ZERO if removed else abs(amount)
+        return record
 
     # -- trades --------------------------------------------------------------------------
 
@@ -381,7 +374,7 @@ class BitfinexStandardiser(Standardiser):
 
     def _candles(self, message: list, atom_timestamp: int) -> list[Output]:
         body, _, time = self._parts(message, BODY)
-        timeframe = split_raw_key(self.raw_key or "")[2][len(FEED_CANDLES) :]
+        timeframe = self.raw_key_parts()[2][len(FEED_CANDLES) :]
         if timeframe not in TIMEFRAMES:
             raise ValueError(f"unsupported candle timeframe {timeframe!r}; known: {', '.join(TIMEFRAMES)}")
         interval, length = TIMEFRAMES[timeframe]

@@ -48,7 +48,7 @@ from l3_atom.stream_processing.book_checks import (
     snapshot_sequence,
 )
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
-from l3_atom.topics import BOOK_RESYNC, LOB, LOB_L3, NO_SYMBOL, TRADES_L3, normalised_key, split_raw_key
+from l3_atom.topics import BOOK_RESYNC, LOB, LOB_L3, NO_SYMBOL, TRADES_L3, normalised_key
 
 SOURCE = "bitstamp"
 BOOK_SIDE = {0: "bid", 1: "ask"}
@@ -117,7 +117,7 @@ class BitstampStandardiser(Standardiser):
 
     def message_type(self, message: Any) -> str:
         if "event" not in message and "microtimestamp" in message:
-            feed = split_raw_key(self.raw_key or "")[2]
+            feed = self.raw_key_parts()[2]
             if feed not in SNAPSHOT_OF_FEED:
                 raise StandardiseError(f"a REST order book under raw key {self.raw_key!r}: no book feed")
             return SNAPSHOT_OF_FEED[feed]
@@ -134,7 +134,7 @@ class BitstampStandardiser(Standardiser):
 
     def _snapshot_symbol(self) -> str:
         """A REST order book names no pair: the connector archived it under the pair's key."""
-        exchange_symbol = split_raw_key(self.raw_key or "")[1]
+        exchange_symbol = self.raw_key_parts()[1]
         if not exchange_symbol or exchange_symbol == NO_SYMBOL:
             raise ValueError(f"a REST order book names no pair and its raw key {self.raw_key!r} gives none")
         return self.symbol_of(exchange_symbol)

@@ -50,7 +50,6 @@ from l3_atom.topics import (
     TICKER,
     TRADES,
     normalised_key,
-    split_raw_key,
 )
 
 SOURCE = "bybit"
@@ -142,7 +141,7 @@ class BybitStandardiser(Standardiser):
 
     def _symbol(self, exchange_symbol: Any) -> str:
         """The normalised name of a frame's symbol, qualified by the category its raw key names."""
-        category, separator, _ = split_raw_key(self.raw_key or "")[1].partition(CATEGORY_SEPARATOR)
+        category, separator, _ = self.raw_key_parts()[1].partition(CATEGORY_SEPARATOR)
         name = text(exchange_symbol)
         return self.symbol_of(f"{category}{CATEGORY_SEPARATOR}{name}" if separator else name)
 

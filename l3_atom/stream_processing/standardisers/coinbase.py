@@ -72,16 +72,14 @@ from l3_atom.topics import (
     TICKER,
     TRADES_L3,
     normalised_key,
-    split_raw_key,
 )
 
 SOURCE = "coinbase"
 BOOK_SIDE = {"buy": "bid", "sell": "ask"}
 TAKER_SIDE_OF_MAKER = {"buy": "sell", "sell": "buy"}
 ZERO = exact("0")
-# A level2 change is [side, price, size].
-CHANGE_SIDE, CHANGE_PRICE, CHANGE_SIZE = range(3)
-# A snapshot level is [price, size]; a level-3 REST snapshot's order is [price, size, order_id].
+# A level2 change is [side, price, size] (records_build.lob_sided_outputs reads it).
+# A level-3 REST snapshot's order is [price, size, order_id].
 LEVEL_PRICE, LEVEL_SIZE, LEVEL_ORDER_ID = range(3)
 # The level-3 REST book snapshot has no "type": it dispatches as this.
 L3_SNAPSHOT = "l3_snapshot"
@@ -233,7 +231,7 @@ class CoinbaseStandardiser(Standardiser):
 
     def _l3_snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
         """The REST level-3 book: every resting order, as ``open`` events that replace the book."""
-        symbol = self.symbol_of(split_raw_key(self.raw_key or "")[1])
+        symbol = self.symbol_of(self.raw_key_parts()[1])
         sequence = integer(message["sequence"])
         event_timestamp = ms_from_iso(message["time"]) if "time" in message else atom_timestamp // 1000
         key = normalised_key(SOURCE, symbol)
@@ -449,7 +447,7 @@ class CoinbaseStandardiser(Standardiser):
 
     def _trade_history(self, page: list, atom_timestamp: int) -> list[Output]:
         """A backfilled page of trades: those not yet published, oldest first, marked ``backfill``."""
-        symbol = self.symbol_of(split_raw_key(self.raw_key or "")[1])
+        symbol = self.symbol_of(self.raw_key_parts()[1])
         key = normalised_key(SOURCE, symbol)
         trades = sorted(((integer(trade["trade_id"]), trade) for trade in page), key=lambda pair: pair[0])
         records = [
@@ -525,46 +523,21 @@ class CoinbaseStandardiser(Standardiser):
         )
         return [Output(TICKER, key, record)]
 
-    def _level(
-        self, symbol: str, side: str, price: Any, size: Any, snapshot: bool, event_timestamp: int | None, atom: int
-    ) -> dict[str, Any]:
-        return records_build.lob_level(
-            exchange=SOURCE,
-            symbol=symbol,
-            side=side,
-            price=exact(price),
-            size=exact(size),
-            is_snapshot=snapshot,
-            event_timestamp=event_timestamp,
-            atom_timestamp=atom,
-        )
-
     def _snapshot(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol(message["product_id"])
-        key = normalised_key(SOURCE, symbol)
-        return [
-            Output(LOB, key, self._level(symbol, side, lvl[LEVEL_PRICE], lvl[LEVEL_SIZE], True, None, atom_timestamp))
-            for side, levels in (("bid", message["bids"]), ("ask", message["asks"]))
-            for lvl in levels
-        ]
+        return records_build.book_levels(
+            exchange=SOURCE, symbol=symbol, key=normalised_key(SOURCE, symbol), bids=message["bids"],
+            asks=message["asks"], is_snapshot=True, atom_timestamp=atom_timestamp,
+        )
 
     def _l2update(self, message: dict, atom_timestamp: int) -> list[Output]:
         symbol = self.symbol(message["product_id"])
         key = normalised_key(SOURCE, symbol)
-        event_timestamp = ms_from_iso(message["time"])
-        return [
-            Output(
-                LOB,
-                key,
-                self._level(
-                    symbol,
-                    book_side(change[CHANGE_SIDE]),
-                    change[CHANGE_PRICE],
-                    change[CHANGE_SIZE],
-                    False,
-                    event_timestamp,
-                    atom_timestamp,
-                ),
-            )
-            for change in message["changes"]
-        ]
+        template = records_build.lob_template(
+            exchange=SOURCE, symbol=symbol, is_snapshot=False, event_timestamp=ms_from_iso(message["time"]),
+            atom_timestamp=atom_timestamp,
+        )
+        outputs: list[Output] = []
+        # Each change is [side, price, size].
+        records_build.lob_sided_outputs(outputs, template, key, BOOK_SIDE, book_side, message["changes"])
+        return outputs

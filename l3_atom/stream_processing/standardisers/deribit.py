@@ -28,6 +28,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.off_chain.deribit import (
     BOOK,
     CHART,
@@ -61,6 +62,8 @@ from l3_atom.topics import (
 )
 
 SOURCE = "deribit"
+# Channel names a standardiser keeps split (one per subscription).
+CHANNEL_CACHE = 4096
 
 
 # A book level: [action, price, amount].
@@ -117,6 +120,12 @@ class DeribitStandardiser(Standardiser):
         self.book_checks = BookChecks(SOURCE)
         # Per instrument, the trade_seq numbers published, streamed or backfilled: each trade once.
         self.published = PublishedIds()
+        # Channel names repeat (one per subscription): each is split once, not twice per message.
+        self._channel_parts: BoundedMemo[str, tuple[str, str, str]] = BoundedMemo(channel_parts, CHANNEL_CACHE)
+
+    def _channel(self, channel: Any) -> tuple[str, str, str]:
+        """``channel_parts(channel)``, kept per name (anything but a str goes to it for its error)."""
+        return self._channel_parts[channel] if type(channel) is str else channel_parts(channel)
 
     def decode(self, frame: bytes) -> Any:
         return decode_exact(frame)
@@ -125,7 +134,7 @@ class DeribitStandardiser(Standardiser):
         method = message.get("method")
         if method == "subscription":
             try:
-                return channel_parts(message["params"]["channel"])[0]
+                return self._channel(message["params"]["channel"])[0]
             except ValueError as exc:
                 raise StandardiseError(str(exc)) from None
         if method == "heartbeat":
@@ -147,11 +156,10 @@ class DeribitStandardiser(Standardiser):
             symbol = self._symbols[exchange_symbol] = normalise_instrument(exchange_symbol)
         return symbol
 
-    @staticmethod
-    def _params(message: dict) -> tuple[str, str, Any]:
+    def _params(self, message: dict) -> tuple[str, str, Any]:
         """(instrument, interval or resolution, data) of a notification."""
         params = message["params"]
-        _, instrument, interval = channel_parts(params["channel"])
+        _, instrument, interval = self._channel(params["channel"])
         return instrument, interval, params["data"]
 
     def _book(self, message: dict, atom_timestamp: int) -> list[Output]:

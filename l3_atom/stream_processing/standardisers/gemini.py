@@ -54,8 +54,8 @@ from l3_atom.topics import BOOK_RESYNC, CANDLE, LOB, ORIGIN_BACKFILL, TRADES, no
 SOURCE = "gemini"
 BOOK_SIDE = {"buy": "bid", "sell": "ask"}
 TAKER_SIDES = frozenset({"buy", "sell"})
-# A book change is [side, price, quantity]; a candle is [time, open, high, low, close, volume].
-CHANGE_SIDE, CHANGE_PRICE, CHANGE_QUANTITY = range(3)
+# A book change is [side, price, quantity] (records_build.lob_sided_outputs reads it);
+# a candle is [time, open, high, low, close, volume].
 CANDLE_TIME, CANDLE_OPEN, CANDLE_HIGH, CANDLE_LOW, CANDLE_CLOSE, CANDLE_VOLUME = range(6)
 MS_PER_MINUTE = 60_000
 # Gemini candle feeds -> length in ms (the feed name's interval is the normalised one).
@@ -138,22 +138,12 @@ class GeminiStandardiser(Standardiser):
         symbol = self.symbol_of(message["symbol"])
         key = normalised_key(SOURCE, symbol)
         snapshot = "trades" in message
-        outputs = [
-            Output(
-                LOB,
-                key,
-                records_build.lob_level(
-                    exchange=SOURCE,
-                    symbol=symbol,
-                    side=book_side(change[CHANGE_SIDE]),
-                    price=exact(change[CHANGE_PRICE]),
-                    size=exact(change[CHANGE_QUANTITY]),
-                    is_snapshot=snapshot,
-                    atom_timestamp=atom_timestamp,
-                ),
-            )
-            for change in message["changes"]
-        ]
+        template = records_build.lob_template(
+            exchange=SOURCE, symbol=symbol, is_snapshot=snapshot, atom_timestamp=atom_timestamp
+        )
+        outputs: list[Output] = []
+        # Each change is [side, price, quantity].
+        records_build.lob_sided_outputs(outputs, template, key, BOOK_SIDE, book_side, message["changes"])
         if snapshot:
             records = (self._trade_record(symbol, t, atom_timestamp) for t in message["trades"])
             outputs += [Output(TRADES, key, record) for record in records if self._first(symbol, record)]

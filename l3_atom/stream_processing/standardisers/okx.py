@@ -61,7 +61,6 @@ from l3_atom.topics import (
     TICKER,
     TRADES,
     normalised_key,
-    split_raw_key,
 )
 
 SOURCE = "okx"
@@ -177,7 +176,7 @@ class OkxStandardiser(Standardiser):
         if "event" in message:
             return f"{EVENT_PREFIX}{message['event']}"
         if "arg" not in message and "code" in message:
-            return TRADE_HISTORY_TYPE if split_raw_key(self.raw_key or "")[2] == TRADES_FEED else REST_BOOKS_TYPE
+            return TRADE_HISTORY_TYPE if self.raw_key_parts()[2] == TRADES_FEED else REST_BOOKS_TYPE
         channel = message["arg"]["channel"]
         return CANDLE_TYPE if CANDLE_CHANNEL.match(channel) else channel
 
