@@ -547,14 +547,21 @@ def disconnects(scale: Scale, workdir: Path) -> Outcome:
         try:
             reader.read_until(lambda _: False, scale.between_faults_s)
             for _ in range(scale.disconnects):
-                connections = journal_gaps(pipeline.journal)[0]
+                connections, _, _, books = journal_gaps(pipeline.journal)
                 started = time.monotonic()
                 dropped = sim_post(pipeline, "/_sim/disconnect", {"missed": MISSED_PER_DISCONNECT})["disconnected"]
                 outcome.faults_injected += 1
                 outcome.details.setdefault("connections_dropped", 0)
                 outcome.details["connections_dropped"] += dropped
-                reader.read_until(lambda _, n=connections: journal_gaps(pipeline.journal)[0] > n, RECOVER_TIMEOUT_S)
-                if journal_gaps(pipeline.journal)[0] > connections:
+
+                # Recovered: reconnected, and every symbol's book fetched again (a drop that came before the
+                # previous resync's snapshots would leave one snapshot standing for two drops).
+                def resynced(_: object, n: int = connections, served: int = books) -> bool:
+                    now = journal_gaps(pipeline.journal)
+                    return now[0] > n and now[3] >= served + len(SYMBOLS)
+
+                reader.read_until(resynced, RECOVER_TIMEOUT_S)
+                if resynced(None):
                     outcome.recover_s.append(round(time.monotonic() - started, 2))
                     outcome.recoveries += 1
                 reader.read_until(lambda _: False, scale.between_faults_s / 2)

@@ -62,6 +62,9 @@ class TradeHistory(ABC):
     cursor_is_time: ClassVar[bool] = False
     # The most trades a page holds (0: not declared): a time-cursored page full of one millisecond cannot page on.
     page_size: ClassVar[int] = 0
+    # True where the first page (asked by time) holds the newest ``page_size`` trades after that time, not the
+    # oldest: a full first page then leaves the trades between the time and its oldest trade out of reach.
+    first_page_newest: ClassVar[bool] = False
     max_pages: ClassVar[int] = DEFAULT_MAX_PAGES
 
     @abstractmethod
@@ -145,21 +148,41 @@ def id_holes(ids: Sequence[int]) -> list[tuple[int, int]]:
 
 
 class History(NamedTuple):
-    """What a backfill fetched: the pages' bodies (oldest first), their trades, and why it stopped early."""
+    """What a backfill fetched: the pages' bodies (oldest first), their trades, and why it stopped early.
+
+    ``unreached`` is ``(start, end)`` (ms) of a stretch at the gap's start the venue's paging could not
+    reach (:attr:`TradeHistory.first_page_newest`), else None.
+    """
 
     pages: list[str]
     trades: list[TradeRef]
     problem: str | None
+    unreached: tuple[int, int] | None = None
+
+
+def unreached_start(history: TradeHistory, first_page: Sequence[TradeRef], gap_start_ms: int,
+                    ) -> tuple[int, int] | None:
+    """``(gap start, oldest trade's time)`` when a full newest-after-time first page may have left trades out.
+
+    Only a first page whose oldest trade lies inside the gap says so: one that reaches back into the
+    overlap before it missed nothing of the gap.
+    """
+    if not (history.first_page_newest and history.page_size and len(first_page) >= history.page_size):
+        return None
+    oldest = min(trade.time_ms for trade in first_page)
+    return (gap_start_ms, oldest) if oldest > gap_start_ms else None
 
 
 async def fetch_history(get_text: GetText, history: TradeHistory, exchange_symbol: str, since_ms: int,
                         until_ms: int) -> History:
     """Page through the venue's trades from ``since_ms`` (less the overlap) to ``until_ms``."""
+    gap_start_ms = since_ms
     since_ms -= OVERLAP_MS
     pages: list[str] = []
     trades: list[TradeRef] = []
     cursor: int | None = None
     problem = None
+    unreached = None
     locator = history.locate(exchange_symbol, since_ms)
     if locator is not None:
         try:
@@ -180,6 +203,8 @@ async def fetch_history(get_text: GetText, history: TradeHistory, exchange_symbo
         if step.problem is not None:
             problem = step.problem
             break
+        if not pages:
+            unreached = unreached_start(history, page, gap_start_ms)
         pages.append(body)
         trades.extend(page)
         if step.cursor is None:
@@ -190,4 +215,4 @@ async def fetch_history(get_text: GetText, history: TradeHistory, exchange_symbo
     if history.newest_first:
         pages.reverse()
     # Time-cursored pages repeat the trades of their boundary millisecond: each trade once.
-    return History(pages, sorted(set(trades)), problem)
+    return History(pages, sorted(set(trades)), problem, unreached)

@@ -79,6 +79,9 @@ US_PER_MS = 1000
 # A backfill the venue refuses (rate limit, error) is tried this many times, waiting longer each time.
 BACKFILL_ATTEMPTS = 3
 BACKFILL_RETRY_S = 2.0
+# Why a stretch at a gap's start is not recoverable where the first page holds the newest trades after a time.
+FIRST_PAGE_NEWEST = ("the first page of the venue's history, asked by time, was full and holds the newest trades "
+                     "after that time: older ones in this stretch are out of its reach")
 RESTART_REASON = "connector restarted"
 
 # What reading one product of a symbol list may raise when the product lacks a field or has a shape the
@@ -664,6 +667,9 @@ class DataFeed(ABC):
             self._coverage(exchange_symbol, TRADES_UNRECOVERABLE, feed=TRADES_FEED, reason=fetched.problem,
                            start=since_ms if history.newest_first else reached,
                            end=oldest if history.newest_first else until_ms)
+        if fetched.unreached is not None:
+            self._coverage(exchange_symbol, TRADES_UNRECOVERABLE, feed=TRADES_FEED, reason=FIRST_PAGE_NEWEST,
+                           start=fetched.unreached[0], end=fetched.unreached[1])
         self._coverage(exchange_symbol, TRADES_BACKFILLED, feed=TRADES_FEED, start=since_ms, end=until_ms,
                        count=len(trades), sequence_before=ids[0] if ids else None,
                        sequence_after=ids[-1] if ids else None)

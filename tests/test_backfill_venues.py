@@ -100,7 +100,7 @@ def test_binance_spot_pages_forward_from_the_located_id_until_past_the_gap() -> 
 
 def test_binance_spot_with_no_trade_since_the_gap_fetches_nothing_and_a_bad_locate_says_so() -> None:
     nothing = asyncio.run(fetch_history(scripted({("/api/v3/aggTrades", "8000"): []}, []), SPOT, "X", 10_000, 20_000))
-    assert nothing == ([], [], None)
+    assert nothing == ([], [], None, None)
     refused = asyncio.run(fetch_history(scripted({("/api/v3/aggTrades", "8000"): {"code": -1121, "msg": "Invalid"}},
                                                  []), SPOT, "X", 10_000, 20_000))
     assert refused.pages == [] and "unreadable answer from /api/v3/aggTrades" in refused.problem
@@ -383,3 +383,33 @@ def test_a_binance_spot_history_that_lacks_trade_ids_reports_them_unrecoverable(
     filled, hole = sink.coverage_records
     assert filled["kind"] == "trades_backfilled" and hole["kind"] == "trades_unrecoverable"
     assert (hole["sequence_before"], hole["sequence_after"], hole["count"]) == (lost[0] - 1, lost[-1] + 1, len(lost))
+
+
+def test_a_full_gemini_first_page_inside_the_gap_reports_the_stretch_before_it_unrecoverable() -> None:
+    """Gemini's docs call a ``timestamp`` answer "the most recent trades that occurred after" it: a full first
+    page that starts inside the gap may have left the gap's first trades out, and says so; one that reaches
+    back into the overlap before the gap missed nothing."""
+    limit = GEMINI.page_size
+    newest = [(5000 + n, 125_000 + n) for n in range(limit)]
+    answers = {("/v1/trades/BTCUSD", str(110_000 - OVERLAP_MS)): [gemini_trade(i, t) for i, t in reversed(newest)],
+               ("/v1/trades/BTCUSD", str(newest[-1][0])): []}
+    fetched = asyncio.run(fetch_history(scripted(answers, []), GEMINI, "BTCUSD", 110_000, 130_000))
+    assert fetched.problem is None and fetched.unreached == (110_000, 125_000)
+    reaching_back = [(5000 + n, 109_000 + n) for n in range(limit)]
+    answers = {("/v1/trades/BTCUSD", str(110_000 - OVERLAP_MS)): [gemini_trade(i, t) for i, t in reversed(reaching_back)],
+               ("/v1/trades/BTCUSD", str(reaching_back[-1][0])): []}
+    fetched = asyncio.run(fetch_history(scripted(answers, []), GEMINI, "BTCUSD", 110_000, 130_000))
+    assert fetched.unreached is None and len(fetched.trades) == limit
+
+
+def test_the_connector_reports_a_gemini_gap_start_its_first_page_could_not_reach() -> None:
+    newest_only = VenueHistory("gemini", HISTORY)
+    newest_only.answer = lambda params: (  # the documented reading: the newest trades after the timestamp
+        [gemini_trade(i, t) for i, t in reversed([(i, t) for i, t in HISTORY if t > int(params["timestamp"])]
+                                                  [-GEMINI.page_size:])]
+        if "timestamp" in params else [])
+    _, sink = backfill_over_http(Gemini, "BTC.USD", "BTCUSD", newest_only, *GAP)
+    kinds = {record["kind"]: record for record in sink.coverage_records}
+    lost = kinds["trades_unrecoverable"]
+    assert (lost["start"], lost["end"]) == (GAP[0], HISTORY[-GEMINI.page_size][1])
+    assert "newest trades" in lost["reason"] and "trades_backfilled" in kinds

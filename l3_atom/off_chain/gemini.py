@@ -40,7 +40,7 @@ CONTROL = "control"
 UNPARSED = "unparsed"
 TRADES_PATH = "/v1/trades/{symbol}"
 # The most trades a page of the history holds ("Each request will show at most 500 records").
-TRADES_PAGE_LIMIT = "500"
+TRADES_PAGE_LIMIT = 500
 
 
 def details_delays(count: int) -> list[float]:
@@ -71,9 +71,12 @@ class GeminiTrades(TradeHistory):
 
     feed = L2
     newest_first = False
+    # The docs describe a ``timestamp`` answer as "the most recent trades that occurred after" it.
+    first_page_newest = True
+    page_size = TRADES_PAGE_LIMIT
 
     def request(self, exchange_symbol: str, since_ms: int, cursor: int | None) -> Request:
-        params = {"limit_trades": TRADES_PAGE_LIMIT}
+        params = {"limit_trades": str(TRADES_PAGE_LIMIT)}
         if cursor is None:
             params["timestamp"] = str(since_ms)
         else:
