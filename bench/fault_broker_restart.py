@@ -45,6 +45,9 @@ RESTARTS = {"smoke": 1, "quick": 2, "full": 3}
 # The broker stays dead this long before it is started again (the roles see a refused connection first).
 DEAD_S = 2.0
 EXIT_TIMEOUT_S = 90.0
+# A worker started on a broker that has just come back joins a new group and creates its topics: on a
+# loaded machine that takes longer than a first start (CI once saw more than 60 s).
+RESTART_READY_TIMEOUT_S = 180.0
 READ_TIMEOUT_S = 120.0
 SETTLE_S = 3.0
 FIRST_RECORDS = 50
@@ -109,7 +112,7 @@ def broker_restarts(scale: Scale, workdir: Path) -> Outcome:
                 for name in names.values():
                     stop_process(pipeline.processes.pop(name))  # one that did not exit is stopped here
                 worker += 1
-                pipeline.start_worker(worker)
+                pipeline.start_worker(worker, timeout_s=RESTART_READY_TIMEOUT_S)
                 started_at = journal_lines(pipeline.journal)
                 pipeline.start_connectors()
                 reader = TopicReader(pipeline.broker.bootstrap_servers, pipeline.registry_url, OUTPUT_TOPICS)

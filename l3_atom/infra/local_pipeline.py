@@ -134,7 +134,8 @@ class LocalStack:
 
         wait_until(ready, READY_TIMEOUT_S, name)
 
-    def start_worker(self, index: int, wait: bool = True) -> subprocess.Popen:
+    def start_worker(self, index: int, wait: bool = True, timeout_s: float = READY_TIMEOUT_S,
+                     ) -> subprocess.Popen:
         """Start processor worker ``index`` (a new index adds a worker, e.g. to replace a killed one)."""
         while len(self.web_ports) <= index:
             self.web_ports.append(free_port())
@@ -143,15 +144,15 @@ class LocalStack:
             name, *processor_args(self.sources), "--web-port", str(self.web_ports[index]), *self.metrics_args(name)
         )
         if wait:
-            self.wait_worker(name)
+            self.wait_worker(name, timeout_s)
         return proc
 
-    def wait_worker(self, name: str) -> None:
+    def wait_worker(self, name: str, timeout_s: float = READY_TIMEOUT_S) -> None:
         def ready() -> bool:
             self.check_alive(name)
             return WORKER_READY_MARK in self.log_path(name).read_bytes()
 
-        wait_until(ready, READY_TIMEOUT_S, name, interval=0.1)
+        wait_until(ready, timeout_s, name, interval=0.1)
 
     def check_alive(self, name: str) -> None:
         proc = self.processes[name]
