@@ -190,11 +190,15 @@ def measure_metrics_cost(add: Callable, scale: Any) -> None:
         with_metrics, without = runs[role, True], runs[role, False]
         for figure, pick, what in ((unit, _rate, "rate"), (CPU_US_PER_MESSAGE, _cpu_us, "CPU per message")):
             served, bare = [pick(run) for run in with_metrics], [pick(run) for run in without]
-            bare_median = statistics.median(bare)
-            # A short run (the smoke scale) may spend less CPU than /proc's clock ticks show: no ratio then.
-            compared = (f"{statistics.median(served) / bare_median:.1%} of the figure without metrics (medians)"
-                        if bare_median else "too short a run to compare")
-            add(METRICS_SECTION, f"{role}, metrics served", figure, served, f"{what}: {compared}")
+            bare_median, served_median = statistics.median(bare), statistics.median(served)
+            if not (bare_median and served_median):
+                # A short run (the smoke scale) may spend less CPU than /proc's clock ticks show.
+                skipped = f"{what}: skipped, the run was shorter than /proc's CPU clock ticks"
+                add(METRICS_SECTION, f"{role}, metrics served", figure, served, skipped)
+                add(METRICS_SECTION, f"{role}, --no-metrics", figure, bare, skipped)
+                continue
+            add(METRICS_SECTION, f"{role}, metrics served", figure, served,
+                f"{what}: {served_median / bare_median:.1%} of the figure without metrics (medians)")
             add(METRICS_SECTION, f"{role}, --no-metrics", figure, bare, "same inputs, runs interleaved")
 
 
