@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.book_checks import BookChecks, repeat_reason
 from l3_atom.stream_processing.standardiser import Output, StandardiseError, Standardiser, exact, integer
-from l3_atom.stream_processing.trade_ids import PublishedIds
+from l3_atom.stream_processing.trade_ids import PublishedIds, unpublished
 from l3_atom.topics import (
     BOOK_RESYNC,
     CANDLE,
@@ -202,15 +202,12 @@ class BinanceStandardiser(Standardiser):
                  atom_timestamp: int) -> list[Output]:
         """The trades of a backfilled page not yet published, in id order, marked ``backfill``."""
         exchange_symbol = self.raw_key_parts()[1]
-        trades = sorted(({**trade, "s": exchange_symbol} for trade in page), key=lambda trade: integer(trade[id_field]))
-        outputs = []
-        for trade in trades:
-            [output] = self._trade_record(trade, trade[id_field], atom_timestamp, ORIGIN_BACKFILL)
-            if published.add(output.record["symbol"], output.record["sequence"]):
-                outputs.append(output)
-            else:
-                self.skipped[repeat] += 1
-        return outputs
+        built = [self._trade_record({**trade, "s": exchange_symbol}, trade[id_field], atom_timestamp, ORIGIN_BACKFILL)[0]
+                 for trade in page]
+        if not built:
+            return []
+        return unpublished(published, built[0].record["symbol"], ((o.record["sequence"], o) for o in built),
+                           self.skipped, repeat)
 
     def _trade_record(
         self, message: dict, trade_id: Any, atom_timestamp: int, origin: str | None = None

@@ -63,7 +63,7 @@ from l3_atom.stream_processing.standardiser import (
     ms_from_iso,
     optional_exact,
 )
-from l3_atom.stream_processing.trade_ids import PublishedIds
+from l3_atom.stream_processing.trade_ids import PublishedIds, unpublished
 from l3_atom.topics import (
     BOOK_RESYNC,
     LOB,
@@ -449,22 +449,15 @@ class CoinbaseStandardiser(Standardiser):
         """A backfilled page of trades: those not yet published, oldest first, marked ``backfill``."""
         symbol = self.symbol_of(self.raw_key_parts()[1])
         key = normalised_key(SOURCE, symbol)
-        trades = sorted(((integer(trade["trade_id"]), trade) for trade in page), key=lambda pair: pair[0])
-        records = [
-            records_build.trade_l3(
+        built = [
+            (trade_id, Output(TRADES_L3, key, records_build.trade_l3(
                 exchange=SOURCE, symbol=symbol, trade_id=str(trade_id), price=exact(trade["price"]),
                 size=exact(trade["size"]), taker_side=taker_side(trade["side"]),
                 origin=ORIGIN_BACKFILL, event_timestamp=ms_from_iso(trade["time"]), atom_timestamp=atom_timestamp,
-            )
-            for trade_id, trade in trades
+            )))
+            for trade_id, trade in ((integer(trade["trade_id"]), trade) for trade in page)
         ]
-        outputs = []
-        for (trade_id, _), record in zip(trades, records, strict=True):
-            if self.published.add(symbol, trade_id):
-                outputs.append(Output(TRADES_L3, key, record))
-            else:
-                self.skipped[ALREADY_PUBLISHED] += 1
-        return outputs
+        return unpublished(self.published, symbol, built, self.skipped, ALREADY_PUBLISHED)
 
     def _partial_fill(self, symbol: str, key: str, trade: dict[str, Any], maker_side: str) -> list[Output]:
         """A match shrinks the resting maker order with no message of its own: a ``change`` says so.
