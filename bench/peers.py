@@ -10,7 +10,8 @@ and times cryptofeed's own handlers over the recording's frames with no-op count
 callbacks; we time ``RawMessageProcessor`` (standardise, verify books, encode Avro) over the
 frames our connector captured from the same recording.  One process works at a time; each
 round alternates which goes first; both sides count CPU seconds of their process, so the
-ratio is cores per feed and a loaded machine's waiting is left out.  Each recording prints
+ratio is cores per feed and a loaded machine's waiting is left out.  Ours runs with the garbage
+collector set as the processor sets it (``l3_atom/gc_tuning.py``), cryptofeed as it ships.  Each recording prints
 cryptofeed's msg/s, ours, and ours / cryptofeed per round (median, min–max); Kraken also
 against cryptofeed's ``checksum_validation=True``, the same book proof we always make.
 """
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import pure
+from l3_atom.gc_tuning import tune_for_streaming
 
 PEERS_DIR = Path(__file__).resolve().parent / ".peers"
 DRIVER = Path(__file__).resolve().parent / "cryptofeed_driver.py"
@@ -96,6 +98,7 @@ def cryptofeed_rate(python: Path, folder: Path, exchange: str, passes: int, chec
 def measure(add: Callable, rounds: int, only: set[str] | None = None) -> None:
     """Per recording: cryptofeed msg/s, ours, and their ratio per round, rounds alternating who goes first."""
     enc = pure.encoders()
+    tune_for_streaming()  # as ``runner.py processor`` runs (cryptofeed's driver is another process)
     measured = False
     for recorded in pure.recorded_traffic(only):
         version, exchange = PEERS[recorded.recording]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from l3_atom.errors import UserError
+from l3_atom.gc_tuning import tune_for_streaming
 from l3_atom.observability.server import add_metrics_port, bind_metrics_socket, chosen_metrics_port
 from l3_atom.symbol_selection import add_symbol_selection, symbol_request
 from l3_atom.topics import COVERAGE, DEAD_LETTER, NORMALISED_TOPICS
@@ -41,12 +42,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BUS_FRAMES = 10_000
 DEFAULT_CLIENT_QUEUE = 10_000
 MAX_PORT = 65535
-# The collector's thresholds while streaming (CPython's default: 700, 10, 10).  Every frame on the bus
-# and every record in an output queue is a container that lives a few ms: with a young generation of
-# 700 they survive its passes, are promoted and traversed again in the older ones.  At 100,000 almost
-# all of them are freed by reference counting first: ~20% less CPU per frame in bench.local_mode
-# (34.5 -> 27.4 CPU-us per frame, alternating runs).  Only cyclic garbage waits longer (a few MB).
-GC_THRESHOLDS = (100_000, 50, 100)
 
 
 @dataclass
@@ -314,11 +309,8 @@ async def _run(runtime: Runtime) -> None:
 
     for sig in signals:
         loop.add_signal_handler(sig, stop)
-    # Keep the objects of startup (modules, schemas, compiled code) out of the collector's full passes:
-    # a full pass over them stalls the stream for tens of ms (as in the processor, stream_processing/app.py).
-    gc.freeze()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
+    # The collector as every streaming role sets it (gc_tuning.py): startup's objects out of its passes.
+    thresholds = tune_for_streaming()
     swapped = guard_logging(runtime.status) if runtime.status is not None else []
     try:
         await runtime.run()
