@@ -524,8 +524,8 @@ class CoinbaseStandardiser(Standardiser):
         )
 
     def _l2update(self, message: dict, atom_timestamp: int) -> list[Output]:
-        symbol = self.symbol(message["product_id"])
-        key = normalised_key(SOURCE, symbol)
+        product_id = message["product_id"]
+        symbol, key = self._products.get(product_id) or self._product(product_id)
         template = records_build.lob_template(
             exchange=SOURCE, symbol=symbol, is_snapshot=False, event_timestamp=ms_from_iso(message["time"]),
             atom_timestamp=atom_timestamp,
