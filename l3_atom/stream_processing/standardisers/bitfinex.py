@@ -49,7 +49,7 @@ from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
     Standardiser,
-    decode_exact,
+    decode_number_texts,
     exact,
     integer,
 )
@@ -163,7 +163,7 @@ class BitfinexStandardiser(Standardiser):
         self.published = PublishedIds()
 
     def decode(self, frame: bytes) -> Any:
-        return decode_exact(frame)
+        return decode_number_texts(frame)
 
     def message_type(self, message: Any) -> str:
         if type(message) is dict:

@@ -43,7 +43,7 @@ from l3_atom.stream_processing.standardiser import (
     Output,
     StandardiseError,
     Standardiser,
-    decode_exact,
+    decode_number_texts,
     exact,
     integer,
     optional_exact,
@@ -128,7 +128,7 @@ class DeribitStandardiser(Standardiser):
         return self._channel_parts[channel] if type(channel) is str else channel_parts(channel)
 
     def decode(self, frame: bytes) -> Any:
-        return decode_exact(frame)
+        return decode_number_texts(frame)
 
     def message_type(self, message: Any) -> str:
         method = message.get("method")
