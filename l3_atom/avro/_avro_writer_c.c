@@ -630,6 +630,229 @@ writer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
     return writer_write((Writer *)callable, args[0]);
 }
 
+/* ------------------------------------------------- book levels, encoded */
+
+/*
+ * Writer.lob_levels(outputs, output_type, topic, key, template, side, levels) -> bool
+ *
+ * Why: a book message is tens to thousands of levels whose records differ only in side, price
+ * and size.  Made one by one (two Decimals, a copy of the message's record, an Output, then this
+ * writer over all eleven fields), a level cost ~2 us; most of it is work whose result is the same
+ * for every level of the message.  Here the fields before `side` and after `size` are written
+ * once, from `template`, and each level adds only its side, price and size, read from the
+ * exchange's own text (or a Decimal) with the writer's own rules.
+ *
+ * How: appends output_type((topic, key, encoded)) per level [price, size, ...] and returns True;
+ * or returns False with `outputs` as it was, for the caller's record path to do (and refuse)
+ * the same work: when the schema has no consecutive side/price/size, `levels` is not a list or
+ * tuple, the template does not write, or any level is not a pair of plain decimal texts (or
+ * finite Decimals) that fit the schema.  So every record it makes is byte for byte the one the
+ * writer makes of the record dict, and every refusal is the record path's.
+ */
+
+#define LEVEL_FIELDS 3          /* side, price, size */
+#define LEVEL_PRICE 0
+#define LEVEL_SIZE 1
+
+/* The index of the field named `side`, when `price` and `size` follow it as this method expects; else -1. */
+static Py_ssize_t
+level_fields_at(const Writer *self)
+{
+    static const char *const names[LEVEL_FIELDS] = {"side", "price", "size"};
+    static const int kinds[LEVEL_FIELDS] = {KIND_ENUM, KIND_DECIMAL, KIND_DECIMAL};
+    for (Py_ssize_t i = 0; i + LEVEL_FIELDS <= Py_SIZE(self); i++) {
+        int found = 1;
+        for (int k = 0; found && k < LEVEL_FIELDS; k++) {
+            const Field *field = &self->fields[i + k];
+            found = !field->optional && field->kind == kinds[k]
+                    && PyUnicode_CompareWithASCIIString(field->name, names[k]) == 0;
+        }
+        if (found) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Write fields [first, end) of `template`: 1 when written, 0 when the record path must judge, -1 on error. */
+static int
+write_template_fields(Buffer *buffer, const Writer *self, PyObject *template, Py_ssize_t first, Py_ssize_t end)
+{
+    for (Py_ssize_t i = first; i < end; i++) {
+        const Field *field = &self->fields[i];
+        PyObject *value = field_value(template, field->name);
+        if (value == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        int result;
+        if (field->optional && value == Py_None) {
+            result = buffer_put_byte(buffer, NULL_BRANCH) < 0 ? WRITE_ERROR : WRITE_DONE;
+        }
+        else if (field->optional && buffer_put_byte(buffer, VALUE_BRANCH) < 0) {
+            result = WRITE_ERROR;
+        }
+        else {
+            result = KIND_WRITERS[field->kind](buffer, self, field, value);
+        }
+        Py_DECREF(value);
+        if (result != WRITE_DONE) {
+            /* The record path writes (or refuses) this template's records itself, with its own error. */
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A level's decimal as the writer writes it: 1 when written, 0 when the record path must judge, -1 on error. */
+static int
+write_level_decimal(Buffer *buffer, const Writer *self, const Field *field, PyObject *value)
+{
+    unscaled_t magnitude;
+    int negative;
+    if (PyUnicode_CheckExact(value)) {   /* exact(): a str subclass is not an exchange's text */
+        if (!PyUnicode_IS_ASCII(value)) {
+            return 0;
+        }
+        const char *text = (const char *)PyUnicode_1BYTE_DATA(value);
+        if (!unscaled_from_text(text, PyUnicode_GET_LENGTH(value), field->scale, &magnitude, &negative)) {
+            return 0;
+        }
+    }
+    else if (Py_TYPE(value) == (PyTypeObject *)self->decimal_type) {
+        if (!unscaled_from_decimal(value, field->scale, &magnitude, &negative)) {
+            return 0;
+        }
+    }
+    else {
+        return 0;
+    }
+    if (field->limit_known && magnitude >= field->limit) {
+        return 0;
+    }
+    return write_unscaled(buffer, magnitude, negative) < 0 ? -1 : 1;
+}
+
+/* level[index] of a list or tuple, borrowed; NULL when it has no such item. */
+static PyObject *
+level_part(PyObject *level, Py_ssize_t index)
+{
+    if (PyList_CheckExact(level)) {
+        return index < PyList_GET_SIZE(level) ? PyList_GET_ITEM(level, index) : NULL;
+    }
+    if (PyTuple_CheckExact(level)) {
+        return index < PyTuple_GET_SIZE(level) ? PyTuple_GET_ITEM(level, index) : NULL;
+    }
+    return NULL;
+}
+
+/* One level's record, encoded: head + side + price + size + tail.  1, 0 (record path) or -1. */
+static int
+encode_level(PyObject **encoded, const Writer *self, const Field *fields, const Buffer *head, const Buffer *tail,
+             PyObject *side, PyObject *level)
+{
+    PyObject *price = level_part(level, LEVEL_PRICE), *size = level_part(level, LEVEL_SIZE);
+    if (price == NULL || size == NULL) {
+        return 0;
+    }
+    Buffer middle;
+    buffer_init(&middle);
+    int result = KIND_WRITERS[KIND_ENUM](&middle, self, &fields[0], side);
+    if (result == WRITE_DONE) {
+        result = write_level_decimal(&middle, self, &fields[1], price);
+        if (result == 1) {
+            result = write_level_decimal(&middle, self, &fields[2], size);
+        }
+    }
+    else {
+        result = result == WRITE_ERROR ? -1 : 0;
+    }
+    if (result == 1) {
+        *encoded = PyBytes_FromStringAndSize(NULL, head->size + middle.size + tail->size);
+        if (*encoded == NULL) {
+            result = -1;
+        }
+        else {
+            char *out = PyBytes_AS_STRING(*encoded);
+            memcpy(out, head->data, head->size);
+            memcpy(out + head->size, middle.data, middle.size);
+            memcpy(out + head->size + middle.size, tail->data, tail->size);
+        }
+    }
+    buffer_release(&middle);
+    return result;
+}
+
+/* Append output_type((topic, key, encoded)) to outputs, stealing `encoded`. */
+static int
+append_output(PyObject *outputs, PyTypeObject *output_type, PyObject *topic, PyObject *key, PyObject *encoded)
+{
+    PyObject *output = output_type->tp_alloc(output_type, LEVEL_FIELDS);
+    if (output == NULL) {
+        Py_DECREF(encoded);
+        return -1;
+    }
+    PyTuple_SET_ITEM(output, 0, Py_NewRef(topic));
+    PyTuple_SET_ITEM(output, 1, Py_NewRef(key));
+    PyTuple_SET_ITEM(output, 2, encoded);
+    int status = PyList_Append(outputs, output);
+    Py_DECREF(output);
+    return status;
+}
+
+static PyObject *
+writer_lob_levels(Writer *self, PyObject *args)
+{
+    PyObject *outputs, *output_type, *topic, *key, *template, *side, *levels;
+    if (!PyArg_ParseTuple(args, "O!O!UUO!UO:lob_levels", &PyList_Type, &outputs, &PyType_Type, &output_type, &topic,
+                          &key, &PyDict_Type, &template, &side, &levels)) {
+        return NULL;
+    }
+    Py_ssize_t at = level_fields_at(self);
+    if (at < 0 || !(PyList_CheckExact(levels) || PyTuple_CheckExact(levels))
+        || !PyType_IsSubtype((PyTypeObject *)output_type, &PyTuple_Type)) {
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t start = PyList_GET_SIZE(outputs);
+    Buffer head, tail;
+    buffer_init(&head);
+    buffer_init(&tail);
+    int result = buffer_append(&head, PyBytes_AS_STRING(self->prefix), PyBytes_GET_SIZE(self->prefix)) < 0 ? -1 : 1;
+    if (result == 1) {
+        result = write_template_fields(&head, self, template, 0, at);
+    }
+    if (result == 1) {
+        result = write_template_fields(&tail, self, template, at + LEVEL_FIELDS, Py_SIZE(self));
+    }
+    PyObject *items = levels;   /* a list or tuple: PySequence_Fast_ITEMS reads both */
+    for (Py_ssize_t i = 0; result == 1 && i < PySequence_Fast_GET_SIZE(items); i++) {
+        PyObject *encoded = NULL;
+        result = encode_level(&encoded, self, &self->fields[at], &head, &tail, side,
+                              PySequence_Fast_GET_ITEM(items, i));
+        if (result == 1 && append_output(outputs, (PyTypeObject *)output_type, topic, key, encoded) < 0) {
+            result = -1;
+        }
+    }
+    buffer_release(&head);
+    buffer_release(&tail);
+    if (result != 1 && PyList_SetSlice(outputs, start, PyList_GET_SIZE(outputs), NULL) < 0) {
+        return NULL;
+    }
+    if (result < 0) {
+        return NULL;
+    }
+    return Py_NewRef(result == 1 ? Py_True : Py_False);
+}
+
+static PyMethodDef writer_methods[] = {
+    {"lob_levels", (PyCFunction)writer_lob_levels, METH_VARARGS,
+     "lob_levels(outputs, output_type, topic, key, template, side, levels) -> bool\n--\n\n"
+     "Append output_type((topic, key, bytes)) per [price, size, ...] level: the record template with\n"
+     "side, price and size set, encoded.  False, outputs unchanged, when the record path must do it."},
+    {NULL, NULL, 0, NULL},
+};
+
 /* ------------------------------------------------------ the Writer type */
 
 /* One plan entry: (name, kind, optional, python_writer, symbols or None, precision, scale). */
@@ -755,6 +978,7 @@ static PyTypeObject WriterType = {
     .tp_clear = (inquiry)writer_clear,
     .tp_vectorcall_offset = offsetof(Writer, vectorcall),
     .tp_call = PyVectorcall_Call,
+    .tp_methods = writer_methods,
 };
 
 /* ---------------------------------------------------------------- module */

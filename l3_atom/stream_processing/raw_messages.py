@@ -14,7 +14,7 @@ from l3_atom.avro.codecs import AvroEncoder
 from l3_atom.dead_letter import PROCESSOR, dead_letter_record
 from l3_atom.stream_processing.book_checks import BookChecks
 from l3_atom.stream_processing.standardiser import StandardiseError, Standardiser
-from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER, SYMBOL_HEADER
+from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER, LOB, SYMBOL_HEADER
 
 # Builds a NamedTuple without its Python-level __new__ (twice as fast; the fields are given in order).
 _new_tuple = tuple.__new__
@@ -41,6 +41,10 @@ class RawMessageProcessor:
         self.encoders = encoders
         # Each topic's encode function, looked up once rather than per record.
         self._encode = {topic: encoder.encode for topic, encoder in encoders.items()}
+        # A compiled lob writer encodes book levels without making their records (records_build.book_levels).
+        lob = self._encode.get(LOB)
+        if hasattr(lob, "lob_levels"):
+            standardiser.lob_writer = lob
         self.max_message_bytes = max_message_bytes
         self.messages = 0
         self.records: Counter[str] = Counter()
@@ -77,7 +81,7 @@ class RawMessageProcessor:
         try:
             outputs = self.standardiser.standardise(value, atom_timestamp, key, symbol and symbol.decode())
             encode = self._encode
-            encoded = [_new_tuple(Encoded, (topic, out_key, encode[topic](record)))
+            encoded = [_new_tuple(Encoded, (topic, out_key, record if type(record) is bytes else encode[topic](record)))
                        for topic, out_key, record in outputs]
         except (StandardiseError, ValueError, TypeError, KeyError) as exc:
             return [self._dead_letter(exc, value, atom_timestamp, raw_topic, partition, offset, key)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from l3_atom.stream_processing.standardiser import Output, exact
 from l3_atom.topics import LOB
@@ -103,6 +103,7 @@ def book_levels(
     event_timestamp: int | None = None,
     price: Callable[[Any], Decimal] = exact,
     size: Callable[[Any], Decimal] = exact,
+    writer: LevelsWriter | None = None,
 ) -> list[Output]:
     """``lob`` outputs of a book message whose sides are lists of ``[price, size, ...]`` levels.
 
@@ -110,17 +111,39 @@ def book_levels(
     ``checksum`` (the book's after the whole message) goes on the last record only.  A book
     snapshot is hundreds of levels that share all but three fields: each record is a copy of one
     template, not a call per level (:func:`lob_outputs`).
+
+    With a ``writer`` (:attr:`Standardiser.lob_writer <l3_atom.stream_processing.standardiser.Standardiser.lob_writer>`,
+    given by a runtime that only encodes), each output's record is its Avro encoding instead of a
+    dict: the same bytes the writer makes of the dict, without making the dict (or, from the
+    exchange's texts, the Decimals).  A message it cannot take whole goes the dict way.
     """
     record = lob_level(
         exchange=exchange, symbol=symbol, side="", price=ZERO, size=ZERO, is_snapshot=is_snapshot, sequence=sequence,
         prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
     )
     outputs: list[Output] = []
+    if (
+        writer is not None and checksum is None and price is exact and size is exact
+        and writer.lob_levels(outputs, Output, LOB, key, record, "bid", bids)
+        and writer.lob_levels(outputs, Output, LOB, key, record, "ask", asks)
+    ):
+        return outputs
+    outputs.clear()
     lob_outputs(outputs, record, key, "bid", bids, price, size)
     lob_outputs(outputs, record, key, "ask", asks, price, size)
     if checksum is not None and outputs:
         outputs[-1].record["checksum"] = checksum
     return outputs
+
+
+class LevelsWriter(Protocol):
+    """The ``lob`` Avro writer's level method (``_avro_writer_c.Writer.lob_levels``): appends each level's
+    output with its record encoded, or returns False, ``outputs`` unchanged, for the dict way."""
+
+    def lob_levels(
+        self, outputs: list[Output], output_type: type, topic: str, key: str, template: dict[str, Any], side: str,
+        levels: Any,
+    ) -> bool: ...
 
 
 def lob_outputs(

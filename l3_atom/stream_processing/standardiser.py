@@ -182,6 +182,10 @@ class Standardiser(ABC):
     handlers: ClassVar[dict[str, str]]
     # Message type -> why it yields no record (counted, never an error).
     skips: ClassVar[dict[str, str]] = {}
+    # The ``lob`` Avro writer, given by a runtime that only encodes records (the processor): book
+    # messages built with ``records_build.book_levels(..., writer=self.lob_writer)`` then come out
+    # with each level's record already encoded (bytes).  None (tests, runner.py local): dicts.
+    lob_writer: Any = None
 
     def __init__(self) -> None:
         self.skipped: SkipCounts = SkipCounts()

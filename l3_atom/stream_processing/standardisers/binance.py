@@ -142,6 +142,7 @@ class BinanceStandardiser(Standardiser):
         return records_build.book_levels(
             exchange=self.source, symbol=symbol, key=self._key(symbol), bids=bids, asks=asks, is_snapshot=snapshot,
             sequence=sequence, prev_sequence=prev_sequence, event_timestamp=time, atom_timestamp=atom_timestamp,
+            writer=self.lob_writer,
         )
 
     @staticmethod

@@ -520,7 +520,7 @@ class CoinbaseStandardiser(Standardiser):
         symbol = self.symbol(message["product_id"])
         return records_build.book_levels(
             exchange=SOURCE, symbol=symbol, key=normalised_key(SOURCE, symbol), bids=message["bids"],
-            asks=message["asks"], is_snapshot=True, atom_timestamp=atom_timestamp,
+            asks=message["asks"], is_snapshot=True, atom_timestamp=atom_timestamp, writer=self.lob_writer,
         )
 
     def _l2update(self, message: dict, atom_timestamp: int) -> list[Output]:

@@ -126,8 +126,8 @@ class HtxStandardiser(Standardiser):
             return "unsubbed"
         return split_channel(message["rep"])[1] + SNAPSHOT_SUFFIX
 
-    @staticmethod
     def _book_levels(
+        self,
         symbol: str,
         bids: Any,
         asks: Any,
@@ -140,7 +140,7 @@ class HtxStandardiser(Standardiser):
         return records_build.book_levels(
             exchange=SOURCE, symbol=symbol, key=normalised_key(SOURCE, symbol), bids=bids, asks=asks,
             is_snapshot=snapshot, sequence=sequence, prev_sequence=prev_sequence, event_timestamp=event_timestamp,
-            atom_timestamp=atom_timestamp,
+            atom_timestamp=atom_timestamp, writer=self.lob_writer,
         )
 
     def _snapshot(
