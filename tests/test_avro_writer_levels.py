@@ -1,4 +1,4 @@
-"""``Writer.lob_levels`` (the C Avro writer) encodes a book message's levels as the record path would, or
+"""``Writer.lob_levels`` and ``lob_sided_levels`` (the C Avro writer) encode a book message's levels as the record path would, or
 declines and leaves the outputs as they were, so that the record path makes (or refuses) them.
 
 The record path is the reference: a copy of the template per level (``records_build._python_levels``),
@@ -20,7 +20,8 @@ from l3_atom.stream_processing import records_build
 from l3_atom.stream_processing.standardiser import NumberText, Output, exact
 from l3_atom.topics import LOB
 from tests.compiled import compiled
-from tests.test_levels_c import KEY, TEMPLATE, level
+from tests.test_levels_c import KEY, TEMPLATE, level, side_of, sided_level
+from tests.test_levels_c import SIDES as SIDE_NAMES
 
 _avro_writer_c, needs_c = compiled("l3_atom.avro._avro_writer_c", "the C Avro writer")
 SIDES = ["bid", "ask", "buy", ""]
@@ -30,12 +31,18 @@ def writer() -> Any:
     return encoders()[LOB].encode
 
 
-def by_records(levels: list, side: str) -> tuple[str, Any]:
-    """The record path's encoded values, or what it raises (building the records or encoding them)."""
+def by_records(levels: list, side: str | None) -> tuple[str, Any]:
+    """The record path's encoded values, or what it raises (building the records or encoding them).
+
+    ``side`` None: the levels are sided, ``[side name, price, size]``.
+    """
     encode = writer()
     outputs: list[Output] = []
     try:
-        records_build._python_levels(outputs, TEMPLATE, KEY, side, levels, exact, exact)
+        if side is None:
+            records_build._python_sided_levels(outputs, TEMPLATE, KEY, side_of, levels)
+        else:
+            records_build._python_levels(outputs, TEMPLATE, KEY, side, levels, exact, exact)
         return "encoded", [Output(LOB, KEY, encode(out.record)) for out in outputs]
     except Exception as exc:  # noqa: BLE001 - the point is comparing whatever either raises
         return "raised", type(exc)
@@ -53,6 +60,28 @@ def test_levels_are_encoded_as_the_record_path_encodes_them_or_left_to_it(levels
         assert all(type(out) is Output for out in outputs)
     else:
         assert outputs == before
+
+
+@needs_c
+@settings(max_examples=600, deadline=None)
+@given(st.lists(sided_level, max_size=6))
+def test_sided_levels_are_encoded_as_the_record_path_encodes_them_or_left_to_it(levels: list) -> None:
+    outputs: list[Output] = []
+    if writer().lob_sided_levels(outputs, Output, LOB, KEY, TEMPLATE, SIDE_NAMES, levels):
+        assert ("encoded", outputs) == by_records(levels, None)
+    else:
+        assert outputs == []
+
+
+@needs_c
+def test_sided_levels_take_their_side_from_the_venues_names() -> None:
+    levels = [["sell", "1.10", "2"], ("buy", "3", "0.00")]
+    outputs: list[Output] = []
+    assert writer().lob_sided_levels(outputs, Output, LOB, KEY, TEMPLATE, SIDE_NAMES, levels)
+    assert outputs == by_records(levels, None)[1]
+    # A name the venue's dict lacks is for its side function (and its error): left to the record path.
+    assert not writer().lob_sided_levels(outputs, Output, LOB, KEY, TEMPLATE, SIDE_NAMES, [["hold", "1", "1"]])
+    assert len(outputs) == 2
 
 
 @needs_c

@@ -634,6 +634,7 @@ writer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
 
 /*
  * Writer.lob_levels(outputs, output_type, topic, key, template, side, levels) -> bool
+ * Writer.lob_sided_levels(outputs, output_type, topic, key, template, sides, levels) -> bool
  *
  * Why: a book message is tens to thousands of levels whose records differ only in side, price
  * and size.  Made one by one (two Decimals, a copy of the message's record, an Output, then this
@@ -642,7 +643,8 @@ writer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
  * once, from `template`, and each level adds only its side, price and size, read from the
  * exchange's own text (or a Decimal) with the writer's own rules.
  *
- * How: appends output_type((topic, key, encoded)) per level [price, size, ...] and returns True;
+ * How: appends output_type((topic, key, encoded)) per level [price, size, ...] (sided: [side name,
+ * price, size, ...], the side sides[name]) and returns True;
  * or returns False with `outputs` as it was, for the caller's record path to do (and refuse)
  * the same work: when the schema has no consecutive side/price/size, `levels` is not a list or
  * tuple, the template does not write, or any level is not a pair of plain decimal texts (or
@@ -651,8 +653,9 @@ writer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
  */
 
 #define LEVEL_FIELDS 3          /* side, price, size */
-#define LEVEL_PRICE 0
-#define LEVEL_SIZE 1
+#define LEVEL_PRICE 0           /* levels are [price, size, ...] */
+#define SIDED_SIDE 0            /* sided levels are [side name, price, size, ...] */
+#define SIDED_PRICE 1
 
 /* The index of the field named `side`, when `price` and `size` follow it as this method expects; else -1. */
 static Py_ssize_t
@@ -747,13 +750,14 @@ level_part(PyObject *level, Py_ssize_t index)
     return NULL;
 }
 
-/* One level's record, encoded: head + side + price + size + tail.  1, 0 (record path) or -1. */
+/* One level's record, encoded: head + side + price + size + tail, its price at level[first] and its size
+ * next.  1, 0 (record path) or -1. */
 static int
 encode_level(PyObject **encoded, const Writer *self, const Field *fields, const Buffer *head, const Buffer *tail,
-             PyObject *side, PyObject *level)
+             PyObject *side, PyObject *level, Py_ssize_t first)
 {
-    PyObject *price = level_part(level, LEVEL_PRICE), *size = level_part(level, LEVEL_SIZE);
-    if (price == NULL || size == NULL) {
+    PyObject *price = level_part(level, first), *size = level_part(level, first + 1);
+    if (side == NULL || price == NULL || size == NULL) {
         return 0;
     }
     Buffer middle;
@@ -801,14 +805,11 @@ append_output(PyObject *outputs, PyTypeObject *output_type, PyObject *topic, PyO
     return status;
 }
 
+/* Both methods: `side` names every level's side, or (NULL) `sides` maps each level's first item to it. */
 static PyObject *
-writer_lob_levels(Writer *self, PyObject *args)
+encode_levels(Writer *self, PyObject *outputs, PyObject *output_type, PyObject *topic, PyObject *key,
+              PyObject *template, PyObject *side, PyObject *sides, PyObject *levels)
 {
-    PyObject *outputs, *output_type, *topic, *key, *template, *side, *levels;
-    if (!PyArg_ParseTuple(args, "O!O!UUO!UO:lob_levels", &PyList_Type, &outputs, &PyType_Type, &output_type, &topic,
-                          &key, &PyDict_Type, &template, &side, &levels)) {
-        return NULL;
-    }
     Py_ssize_t at = level_fields_at(self);
     if (at < 0 || !(PyList_CheckExact(levels) || PyTuple_CheckExact(levels))
         || !PyType_IsSubtype((PyTypeObject *)output_type, &PyTuple_Type)) {
@@ -827,9 +828,17 @@ writer_lob_levels(Writer *self, PyObject *args)
     }
     PyObject *items = levels;   /* a list or tuple: PySequence_Fast_ITEMS reads both */
     for (Py_ssize_t i = 0; result == 1 && i < PySequence_Fast_GET_SIZE(items); i++) {
-        PyObject *encoded = NULL;
-        result = encode_level(&encoded, self, &self->fields[at], &head, &tail, side,
-                              PySequence_Fast_GET_ITEM(items, i));
+        PyObject *encoded = NULL, *level = PySequence_Fast_GET_ITEM(items, i), *named = side;
+        if (sides != NULL) {
+            /* A name the venue's dict lacks (or no name at all) is for the venue's own side function. */
+            PyObject *name = level_part(level, SIDED_SIDE);
+            named = name == NULL ? NULL : PyDict_GetItemWithError(sides, name);
+            if (named == NULL) {
+                PyErr_Clear();
+            }
+        }
+        result = encode_level(&encoded, self, &self->fields[at], &head, &tail, named, level,
+                              sides == NULL ? LEVEL_PRICE : SIDED_PRICE);
         if (result == 1 && append_output(outputs, (PyTypeObject *)output_type, topic, key, encoded) < 0) {
             result = -1;
         }
@@ -845,11 +854,37 @@ writer_lob_levels(Writer *self, PyObject *args)
     return Py_NewRef(result == 1 ? Py_True : Py_False);
 }
 
+static PyObject *
+writer_lob_levels(Writer *self, PyObject *args)
+{
+    PyObject *outputs, *output_type, *topic, *key, *template, *side, *levels;
+    if (!PyArg_ParseTuple(args, "O!O!UUO!UO:lob_levels", &PyList_Type, &outputs, &PyType_Type, &output_type, &topic,
+                          &key, &PyDict_Type, &template, &side, &levels)) {
+        return NULL;
+    }
+    return encode_levels(self, outputs, output_type, topic, key, template, side, NULL, levels);
+}
+
+static PyObject *
+writer_lob_sided_levels(Writer *self, PyObject *args)
+{
+    PyObject *outputs, *output_type, *topic, *key, *template, *sides, *levels;
+    if (!PyArg_ParseTuple(args, "O!O!UUO!O!O:lob_sided_levels", &PyList_Type, &outputs, &PyType_Type, &output_type,
+                          &topic, &key, &PyDict_Type, &template, &PyDict_Type, &sides, &levels)) {
+        return NULL;
+    }
+    return encode_levels(self, outputs, output_type, topic, key, template, NULL, sides, levels);
+}
+
 static PyMethodDef writer_methods[] = {
     {"lob_levels", (PyCFunction)writer_lob_levels, METH_VARARGS,
      "lob_levels(outputs, output_type, topic, key, template, side, levels) -> bool\n--\n\n"
      "Append output_type((topic, key, bytes)) per [price, size, ...] level: the record template with\n"
      "side, price and size set, encoded.  False, outputs unchanged, when the record path must do it."},
+    {"lob_sided_levels", (PyCFunction)writer_lob_sided_levels, METH_VARARGS,
+     "lob_sided_levels(outputs, output_type, topic, key, template, sides, levels) -> bool\n--\n\n"
+     "lob_levels for levels [side name, price, size, ...]: each side is sides[name]; a name sides lacks\n"
+     "leaves the message to the record path (the venue's side function gives its error)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -145,6 +145,11 @@ class LevelsWriter(Protocol):
         levels: Any,
     ) -> bool: ...
 
+    def lob_sided_levels(
+        self, outputs: list[Output], output_type: type, topic: str, key: str, template: dict[str, Any],
+        sides: dict[str, str], levels: Any,
+    ) -> bool: ...
+
 
 def lob_outputs(
     outputs: list[Output], template: dict[str, Any], key: str, side: str, levels: Iterable[Sequence[Any]],
@@ -164,13 +169,16 @@ def lob_outputs(
 
 def lob_sided_outputs(
     outputs: list[Output], template: dict[str, Any], key: str, sides: dict[str, str], side_of: Callable[[Any], str],
-    levels: Iterable[Sequence[Any]],
+    levels: Iterable[Sequence[Any]], writer: LevelsWriter | None = None,
 ) -> None:
     """As :func:`lob_outputs` for levels ``[side, price, size, ...]`` (exact decimal strings): each record's
     side is ``sides[level[0]]``, or ``side_of(level[0])`` for a name ``sides`` lacks (it raises for a bad one).
 
-    In C when ``_levels_c`` is built; :func:`_python_sided_levels` is its reference.
+    In C when ``_levels_c`` is built; :func:`_python_sided_levels` is its reference.  With a ``writer``,
+    records come out encoded as in :func:`book_levels`.
     """
+    if writer is not None and writer.lob_sided_levels(outputs, Output, LOB, key, template, sides, levels):
+        return
     if _levels_c is not None:
         _levels_c.lob_sided_levels(outputs, template, Output, LOB, key, sides, side_of, levels, exact)
     else:

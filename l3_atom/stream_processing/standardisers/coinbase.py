@@ -532,5 +532,5 @@ class CoinbaseStandardiser(Standardiser):
         )
         outputs: list[Output] = []
         # Each change is [side, price, size].
-        records_build.lob_sided_outputs(outputs, template, key, BOOK_SIDE, book_side, message["changes"])
+        records_build.lob_sided_outputs(outputs, template, key, BOOK_SIDE, book_side, message["changes"], self.lob_writer)
         return outputs

@@ -143,7 +143,7 @@ class GeminiStandardiser(Standardiser):
         )
         outputs: list[Output] = []
         # Each change is [side, price, quantity].
-        records_build.lob_sided_outputs(outputs, template, key, BOOK_SIDE, book_side, message["changes"])
+        records_build.lob_sided_outputs(outputs, template, key, BOOK_SIDE, book_side, message["changes"], self.lob_writer)
         if snapshot:
             records = (self._trade_record(symbol, t, atom_timestamp) for t in message["trades"])
             outputs += [Output(TRADES, key, record) for record in records if self._first(symbol, record)]
