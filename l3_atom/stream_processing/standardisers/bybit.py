@@ -163,7 +163,7 @@ class BybitStandardiser(Standardiser):
         records = records_build.book_levels(
             exchange=SOURCE, symbol=symbol, key=self._key(symbol), bids=book["b"], asks=book["a"],
             is_snapshot=kind == SNAPSHOT, sequence=sequence, event_timestamp=self._time(message),
-            atom_timestamp=atom_timestamp,
+            atom_timestamp=atom_timestamp, writer=self.lob_writer,
         )
         held = check_order(self.book_checks, symbol, sequence, kind == SNAPSHOT, atom_timestamp)
         outputs = self.skip(held) if held else records or self.skip(f"orderbook {kind} without levels")

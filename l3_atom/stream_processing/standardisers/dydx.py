@@ -162,7 +162,7 @@ class DydxStandardiser(Standardiser):
         bids, asks = ([level_of(level) for contents in parts for level in contents.get(side, [])] for side in SIDES)
         records = records_build.book_levels(
             exchange=SOURCE, symbol=symbol, key=key, bids=bids, asks=asks, is_snapshot=snapshot, sequence=sequence,
-            atom_timestamp=atom_timestamp,
+            atom_timestamp=atom_timestamp, writer=self.lob_writer,
         )
         held = check_order(self.book_checks, symbol, sequence, snapshot, atom_timestamp)
         return (self.skip(held) if held else records) + self.book_checks.requests(symbol, atom_timestamp)

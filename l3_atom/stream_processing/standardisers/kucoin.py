@@ -184,6 +184,7 @@ class KucoinStandardiser(Standardiser):
         outputs = records_build.book_levels(
             exchange=SOURCE, symbol=symbol, key=key, bids=data["bids"], asks=data["asks"], is_snapshot=True,
             sequence=sequence, event_timestamp=None if time is None else integer(time), atom_timestamp=atom_timestamp,
+            writer=self.lob_writer,
         )
         self.book_checks.snapshot(symbol, sequence, atom_timestamp)
         if not outputs:
