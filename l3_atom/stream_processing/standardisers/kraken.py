@@ -111,6 +111,9 @@ MS_PER_S = 1000
 V1_FRAME_START = b"["
 MS_DIGITS = 3  # decimals of a second kept: milliseconds
 MS_PADDING = "0" * MS_DIGITS
+# "1618678142.557535": a v1 time's length and where its point is.
+V1_TIME_LENGTH = 17
+V1_TIME_POINT = 10
 
 
 def ms_from_epoch_seconds(value: Any) -> int:
@@ -120,6 +123,11 @@ def ms_from_epoch_seconds(value: Any) -> int:
     text (what the ``Decimal`` would give, truncated); any other form goes through ``Decimal``.
     """
     if type(value) is str:
+        if len(value) == V1_TIME_LENGTH and value[V1_TIME_POINT] == ".":
+            # The form every v1 time has had: ten digits of seconds, six of microseconds.
+            digits = value[:V1_TIME_POINT] + value[V1_TIME_POINT + 1 : V1_TIME_POINT + 1 + MS_DIGITS]
+            if digits.isascii() and digits.isdigit() and value[V1_TIME_POINT + 1 :].isdigit():
+                return int(digits)
         whole, _, fraction = value.partition(".")
         if whole.isascii() and whole.isdigit() and fraction.isascii() and (fraction.isdigit() or not fraction):
             return int(whole) * MS_PER_S + int((fraction + MS_PADDING)[:MS_DIGITS])
