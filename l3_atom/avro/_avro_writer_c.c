@@ -757,6 +757,189 @@ static PyTypeObject WriterType = {
     .tp_call = PyVectorcall_Call,
 };
 
+/* --------------------------------------------------- a message's outputs */
+
+/*
+ * encode_outputs(outputs, writers, encoded_type, counts): the processor's loop over one raw
+ * message's (topic, key, record) outputs, in C.  Why: at a hundred or more lob records a
+ * message, the interpreted loop (unpack, look the writer up, call it, build the Encoded, count)
+ * cost more than the C writer itself (writer.encode_outputs_in_python is the reference).
+ */
+
+/* An output and an Encoded are (topic, key, record or value). */
+#define OUTPUT_FIELDS 3
+/* outputs, writers, encoded_type, counts */
+#define ENCODE_OUTPUTS_ARGS 4
+
+/* `for topic, key, record in outputs` unpacks each output: a new tuple of three, or the interpreter's error. */
+static PyObject *
+unpacked_output(PyObject *output)
+{
+    if (PyTuple_Check(output) && PyTuple_GET_SIZE(output) == OUTPUT_FIELDS) {
+        return Py_NewRef(output);
+    }
+    PyObject *items = PySequence_Tuple(output);
+    if (items == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError) && Py_TYPE(output)->tp_iter == NULL && !PySequence_Check(output)) {
+            PyErr_Format(PyExc_TypeError, "cannot unpack non-iterable %.200s object", Py_TYPE(output)->tp_name);
+        }
+        return NULL;
+    }
+    Py_ssize_t size = PyTuple_GET_SIZE(items);
+    if (size > OUTPUT_FIELDS) {
+        PyErr_Format(PyExc_ValueError, "too many values to unpack (expected %d)", OUTPUT_FIELDS);
+    }
+    else if (size < OUTPUT_FIELDS) {
+        PyErr_Format(PyExc_ValueError, "not enough values to unpack (expected %d, got %zd)", OUTPUT_FIELDS, size);
+    }
+    else {
+        return items;
+    }
+    Py_DECREF(items);
+    return NULL;
+}
+
+/* writers[topic], a new reference; a missing topic raises the KeyError dict's subscript raises. */
+static PyObject *
+topic_writer(PyObject *writers, PyObject *topic)
+{
+    PyObject *writer = PyDict_GetItemWithError(writers, topic);
+    if (writer != NULL) {
+        return Py_NewRef(writer);
+    }
+    if (!PyErr_Occurred()) {
+        /* As dict[key] raises it: the key wrapped in a tuple, so a tuple key is not taken for the args. */
+        PyObject *args = PyTuple_Pack(1, topic);
+        if (args != NULL) {
+            PyErr_SetObject(PyExc_KeyError, args);
+            Py_DECREF(args);
+        }
+    }
+    return NULL;
+}
+
+/* writer(record): a C Writer is written directly, any other callable (a validator, fastavro) called. */
+static PyObject *
+write_record(PyObject *writer, PyObject *record)
+{
+    if (Py_TYPE(writer) == &WriterType) {
+        return writer_write((Writer *)writer, record);
+    }
+    return PyObject_CallOneArg(writer, record);
+}
+
+/* counts[topic] += 1 for each Encoded, one += per run of the same topic object. */
+static int
+count_topics(PyObject *encoded, PyObject *counts)
+{
+    Py_ssize_t size = PyList_GET_SIZE(encoded);
+    Py_ssize_t start = 0;
+    while (start < size) {
+        PyObject *topic = PyTuple_GET_ITEM(PyList_GET_ITEM(encoded, start), 0);
+        Py_ssize_t end = start + 1;
+        while (end < size && PyTuple_GET_ITEM(PyList_GET_ITEM(encoded, end), 0) == topic) {
+            end++;
+        }
+        /* counts[topic] as Python reads it (a Counter's __missing__ answers 0), plus the run. */
+        PyObject *before = PyObject_GetItem(counts, topic);
+        PyObject *run = before == NULL ? NULL : PyLong_FromSsize_t(end - start);
+        PyObject *after = run == NULL ? NULL : PyNumber_Add(before, run);
+        int status = after == NULL ? -1 : PyObject_SetItem(counts, topic, after);
+        Py_XDECREF(before);
+        Py_XDECREF(run);
+        Py_XDECREF(after);
+        if (status < 0) {
+            return -1;
+        }
+        start = end;
+    }
+    return 0;
+}
+
+/* One output's Encoded, a new reference, the writer of its topic found through (and kept in) the cache. */
+static PyObject *
+encode_output(PyObject *output, PyObject *writers, PyTypeObject *encoded_type, PyObject **cached_topic,
+              PyObject **cached_writer)
+{
+    PyObject *items = unpacked_output(output);
+    if (items == NULL) {
+        return NULL;
+    }
+    PyObject *topic = PyTuple_GET_ITEM(items, 0);
+    /* Outputs come in runs of one topic: the same topic object finds the same writer without a lookup. */
+    if (topic != *cached_topic) {
+        PyObject *writer = topic_writer(writers, topic);
+        if (writer == NULL) {
+            Py_DECREF(items);
+            return NULL;
+        }
+        Py_XSETREF(*cached_writer, writer);
+        Py_XSETREF(*cached_topic, Py_NewRef(topic));
+    }
+    PyObject *value = write_record(*cached_writer, PyTuple_GET_ITEM(items, 2));
+    /* encoded_type((topic, key, value)) without calling its __new__ (a NamedTuple's fields, in order). */
+    PyObject *encoded = value == NULL ? NULL : encoded_type->tp_alloc(encoded_type, OUTPUT_FIELDS);
+    if (encoded != NULL) {
+        PyTuple_SET_ITEM(encoded, 0, Py_NewRef(topic));
+        PyTuple_SET_ITEM(encoded, 1, Py_NewRef(PyTuple_GET_ITEM(items, 1)));
+        PyTuple_SET_ITEM(encoded, 2, value);  /* the new reference, handed over */
+    }
+    else {
+        Py_XDECREF(value);
+    }
+    Py_DECREF(items);
+    return encoded;
+}
+
+static PyObject *
+encode_outputs(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != ENCODE_OUTPUTS_ARGS) {
+        PyErr_SetString(PyExc_TypeError, "encode_outputs(outputs, writers, encoded_type, counts) takes 4 arguments");
+        return NULL;
+    }
+    PyObject *writers = args[1], *counts = args[3];
+    PyTypeObject *encoded_type = (PyTypeObject *)args[2];
+    if (!PyDict_Check(writers)) {
+        PyErr_SetString(PyExc_TypeError, "encode_outputs: writers must be a dict of topic -> writer");
+        return NULL;
+    }
+    if (!PyType_Check(encoded_type) || !PyType_IsSubtype(encoded_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "encode_outputs: encoded_type must be a tuple type (a NamedTuple)");
+        return NULL;
+    }
+    PyObject *iterator = PyObject_GetIter(args[0]);
+    if (iterator == NULL) {
+        return NULL;
+    }
+    PyObject *encoded = PyList_New(0);
+    PyObject *cached_topic = NULL, *cached_writer = NULL, *output;
+    while (encoded != NULL && (output = PyIter_Next(iterator)) != NULL) {
+        PyObject *item = encode_output(output, writers, encoded_type, &cached_topic, &cached_writer);
+        Py_DECREF(output);
+        if (item == NULL || PyList_Append(encoded, item) < 0) {
+            Py_CLEAR(encoded);
+        }
+        Py_XDECREF(item);
+    }
+    Py_DECREF(iterator);
+    Py_XDECREF(cached_topic);
+    Py_XDECREF(cached_writer);
+    /* Counted only once every record is encoded: a refused one leaves the counts as they were. */
+    if (encoded != NULL && (PyErr_Occurred() || count_topics(encoded, counts) < 0)) {
+        Py_CLEAR(encoded);
+    }
+    return encoded;
+}
+
+static PyMethodDef module_methods[] = {
+    {"encode_outputs", (PyCFunction)(void (*)(void))encode_outputs, METH_FASTCALL,
+     "encode_outputs(outputs, writers, encoded_type, counts)\n--\n\n"
+     "[encoded_type((topic, key, writers[topic](record))) for topic, key, record in outputs], then\n"
+     "counts[topic] += 1 per output, only once every record is encoded (a C Writer is written without a call)."},
+    {NULL, NULL, 0, NULL},
+};
+
 /* ---------------------------------------------------------------- module */
 
 /* Values whose digits, read both ways, prove the layout: signs, zero, one and several words, exponents. */
@@ -845,6 +1028,7 @@ static struct PyModuleDef module_def = {
     .m_name = "l3_atom.avro._avro_writer_c",
     .m_doc = "The Avro binary writer of writer.py in C (writer.compile_record_writer builds it).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC
