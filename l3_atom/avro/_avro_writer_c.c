@@ -89,6 +89,7 @@ typedef struct {
     int scale;            /* decimal: digits after the point */
     int limit_known;      /* decimal: whether `limit` bounds it (else every value of MAX_UNSCALED_DIGITS fits) */
     unscaled_t limit;     /* decimal: 10**precision; the unscaled value must stay below it */
+    Py_ssize_t at_position;  /* the field whose key is the record's i-th (this is fields[i]), once key_order_known */
 } Field;
 
 typedef struct {
@@ -96,8 +97,17 @@ typedef struct {
     vectorcallfunc vectorcall;
     PyObject *prefix;     /* bytes written before the body (the wire header) */
     PyObject *decimal_type;
+    int key_order_known;  /* whether fields[].at_position holds the key order of the last record read by name */
     Field fields[];
 } Writer;
+
+/*
+ * A writer reads its records' values in the order of their keys when it can (values_in_key_order):
+ * records of one topic are made alike (a copy of one template, or one literal), so their keys come
+ * in one order, and walking a dict's entries costs less than a hash lookup per field.  Records of
+ * up to this many fields.
+ */
+#define MAX_ORDERED_FIELDS 64
 
 /* ---------------------------------------------------------------- buffer */
 
@@ -591,25 +601,111 @@ field_value(PyObject *record, PyObject *name)
     return value;
 }
 
+/*
+ * Whether the record is a dict whose keys are exactly the field names, in the order learnt
+ * (learn_key_order): then values[f] is field f's value, a new reference, for every field.
+ * Else 0 and nothing is set: the record is read by name.  Keys are compared by identity with
+ * the interned names, so a key equal to a name but another object reads by name too.
+ */
+static int
+values_in_key_order(const Writer *self, PyObject *record, PyObject **values)
+{
+    Py_ssize_t count = Py_SIZE(self);
+    if (!self->key_order_known || !PyDict_CheckExact(record) || PyDict_GET_SIZE(record) != count) {
+        return 0;
+    }
+    Py_ssize_t position = 0, i = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(record, &position, &key, &value)) {
+        Py_ssize_t field = self->fields[i].at_position;
+        if (key != self->fields[field].name) {
+            return 0;
+        }
+        values[field] = value;
+        i++;
+    }
+    if (i != count) {
+        return 0;
+    }
+    /* Owned: the record could lose them while the fields are written. */
+    for (i = 0; i < count; i++) {
+        Py_INCREF(values[i]);
+    }
+    return 1;
+}
+
+/* Learn the key order of a dict whose keys are exactly the field names (each the interned name itself). */
+static void
+learn_key_order(Writer *self, PyObject *record)
+{
+    Py_ssize_t count = Py_SIZE(self);
+    self->key_order_known = 0;
+    if (count > MAX_ORDERED_FIELDS || !PyDict_CheckExact(record) || PyDict_GET_SIZE(record) != count) {
+        return;
+    }
+    Py_ssize_t position = 0, i = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(record, &position, &key, &value)) {
+        Py_ssize_t field = 0;
+        while (field < count && self->fields[field].name != key) {
+            field++;
+        }
+        if (field == count || i >= count) {
+            return;
+        }
+        self->fields[i++].at_position = field;
+    }
+    /* Distinct keys, each one of the distinct names: every field has its position. */
+    self->key_order_known = (i == count);
+}
+
+/* The fields of a record in key order, values already read (values_in_key_order); the references are released. */
+static int
+write_values(Buffer *buffer, const Writer *self, PyObject **values)
+{
+    int status = 0;
+    for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
+        if (status == 0 && write_field(buffer, self, &self->fields[i], values[i]) == WRITE_ERROR) {
+            status = -1;
+        }
+        Py_DECREF(values[i]);
+    }
+    return status;
+}
+
+/* The fields of a record read by name, each read just before it is written, as the reference does. */
+static int
+write_fields_by_name(Buffer *buffer, Writer *self, PyObject *record)
+{
+    for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
+        const Field *field = &self->fields[i];
+        PyObject *value = field_value(record, field->name);
+        if (value == NULL) {
+            return -1;
+        }
+        int result = write_field(buffer, self, field, value);
+        Py_DECREF(value);
+        if (result == WRITE_ERROR) {
+            return -1;
+        }
+    }
+    /* Every field was there: the next records, made alike, may come in this record's key order. */
+    learn_key_order(self, record);
+    return 0;
+}
+
 static PyObject *
 writer_write(Writer *self, PyObject *record)
 {
     Buffer buffer;
     buffer_init(&buffer);
+    PyObject *values[MAX_ORDERED_FIELDS];
     if (buffer_append(&buffer, PyBytes_AS_STRING(self->prefix), PyBytes_GET_SIZE(self->prefix)) < 0) {
         goto error;
     }
-    for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
-        const Field *field = &self->fields[i];
-        PyObject *value = field_value(record, field->name);
-        if (value == NULL) {
-            goto error;
-        }
-        int result = write_field(&buffer, self, field, value);
-        Py_DECREF(value);
-        if (result == WRITE_ERROR) {
-            goto error;
-        }
+    if (values_in_key_order(self, record, values) ? write_values(&buffer, self, values) < 0
+        : write_fields_by_name(&buffer, self, record) < 0) {
+        goto error;
     }
     PyObject *encoded = PyBytes_FromStringAndSize((const char *)buffer.data, buffer.size);
     buffer_release(&buffer);
