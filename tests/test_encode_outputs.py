@@ -126,6 +126,32 @@ def test_outputs_are_unpacked_as_the_interpreter_unpacks_them(outputs: Callable[
     both(outputs)
 
 
+def changing_writers(outputs: list, change: str) -> dict[str, Callable[[dict], bytes]]:
+    """A lob writer whose first call changes the list being encoded: pops its last output, or appends one."""
+    encode = AvroEncoder("lob", 3).encode
+    changed = []
+
+    def write(record: dict) -> bytes:
+        if not changed:
+            changed.append(outputs.pop() if change == "pop" else outputs.append(("lob", "k9", LOB)))
+        return encode(record)
+
+    return {"lob": write}
+
+
+@needs_c
+@pytest.mark.parametrize(("change", "encoded"), [("pop", 2), ("append", 4)])
+def test_a_list_changed_while_encoded_is_read_as_its_iterator_reads_it(change: str, encoded: int) -> None:
+    results = []
+    for encode in (_avro_writer_c.encode_outputs, encode_outputs_in_python):
+        outputs = [("lob", f"k{index}", LOB) for index in range(3)]
+        counts = Counter()
+        results.append(([tuple(item) for item in encode(outputs, changing_writers(outputs, change), Encoded, counts)],
+                        dict(counts)))
+    assert results[0] == results[1]
+    assert len(results[0][0]) == encoded == results[0][1]["lob"]
+
+
 RECORDS = st.sampled_from([LOB, {**LOB, "side": "ask", "sequence": None}, TRADE, TOO_PRECISE, NOT_A_SIDE,
                            LACKS_A_FIELD])
 OUTPUTS = st.lists(st.tuples(st.sampled_from(["lob", "trades", "lob_l3", ANOTHER_LOB, "unknown"]),

@@ -987,6 +987,19 @@ encode_output(PyObject *output, PyObject *writers, PyTypeObject *encoded_type, P
     return encoded;
 }
 
+/* The next output, a new reference, or NULL at the end (or on an error): outputs[*read] of a list, else next(iterator). */
+static PyObject *
+next_output(PyObject *outputs, PyObject *iterator, Py_ssize_t *read)
+{
+    if (iterator != NULL) {
+        return PyIter_Next(iterator);
+    }
+    if (*read < PyList_GET_SIZE(outputs)) {
+        return Py_NewRef(PyList_GET_ITEM(outputs, (*read)++));
+    }
+    return NULL;
+}
+
 static PyObject *
 encode_outputs(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1004,21 +1017,33 @@ encode_outputs(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_TypeError, "encode_outputs: encoded_type must be a tuple type (a NamedTuple)");
         return NULL;
     }
-    PyObject *iterator = PyObject_GetIter(args[0]);
-    if (iterator == NULL) {
+    /* A list (what standardisers return) is read by index, as its iterator would read it; anything else iterated. */
+    PyObject *outputs = args[0], *iterator = NULL;
+    if (!PyList_CheckExact(outputs) && (iterator = PyObject_GetIter(outputs)) == NULL) {
         return NULL;
     }
-    PyObject *encoded = PyList_New(0);
+    /* Sized for a list's outputs up front; any more are appended. */
+    Py_ssize_t expected = iterator == NULL ? PyList_GET_SIZE(outputs) : 0, read = 0, filled = 0;
+    PyObject *encoded = PyList_New(expected);
     PyObject *cached_topic = NULL, *cached_writer = NULL, *output;
-    while (encoded != NULL && (output = PyIter_Next(iterator)) != NULL) {
+    while (encoded != NULL && (output = next_output(outputs, iterator, &read)) != NULL) {
         PyObject *item = encode_output(output, writers, encoded_type, &cached_topic, &cached_writer);
         Py_DECREF(output);
+        if (item != NULL && filled < expected) {
+            PyList_SET_ITEM(encoded, filled++, item);
+            continue;
+        }
         if (item == NULL || PyList_Append(encoded, item) < 0) {
             Py_CLEAR(encoded);
         }
+        filled++;
         Py_XDECREF(item);
     }
-    Py_DECREF(iterator);
+    if (encoded != NULL && filled < expected) {
+        /* The list shrank while it was read (a writer's Python code): the slots never filled are dropped. */
+        Py_SET_SIZE(encoded, filled);
+    }
+    Py_XDECREF(iterator);
     Py_XDECREF(cached_topic);
     Py_XDECREF(cached_writer);
     /* Counted only once every record is encoded: a refused one leaves the counts as they were. */
