@@ -17,6 +17,10 @@
  * that is not UTF-8 encodable) is handed to it, so every refusal raises the
  * Python writer's exception with its message, and unusual values get its
  * exact bytes.
+ *
+ * encode_outputs, at the end, is the processor's loop over one message's
+ * outputs around the writers (writer.encode_outputs_in_python is its
+ * reference).
  */
 
 #define PY_SSIZE_T_CLEAN
