@@ -143,13 +143,10 @@ buffer_release(Buffer *buffer)
     }
 }
 
-/* Room for `extra` more bytes; doubling keeps long strings linear. */
+/* Room for `extra` more bytes than the buffer has: doubling keeps long strings linear. */
 static int
-buffer_reserve(Buffer *buffer, Py_ssize_t extra)
+buffer_grow(Buffer *buffer, Py_ssize_t extra)
 {
-    if (extra <= buffer->capacity - buffer->size) {
-        return 0;
-    }
     if (extra > PY_SSIZE_T_MAX / 2 - buffer->size) {
         PyErr_NoMemory();
         return -1;
@@ -178,7 +175,14 @@ buffer_reserve(Buffer *buffer, Py_ssize_t extra)
     return 0;
 }
 
-static int
+/* Room for `extra` more bytes: inlined where written, as most writes fit. */
+static inline Py_ALWAYS_INLINE int
+buffer_reserve(Buffer *buffer, Py_ssize_t extra)
+{
+    return extra <= buffer->capacity - buffer->size ? 0 : buffer_grow(buffer, extra);
+}
+
+static inline Py_ALWAYS_INLINE int
 buffer_append(Buffer *buffer, const void *bytes, Py_ssize_t size)
 {
     if (buffer_reserve(buffer, size) < 0) {
@@ -189,7 +193,7 @@ buffer_append(Buffer *buffer, const void *bytes, Py_ssize_t size)
     return 0;
 }
 
-static int
+static inline Py_ALWAYS_INLINE int
 buffer_put_byte(Buffer *buffer, unsigned char byte)
 {
     if (buffer_reserve(buffer, 1) < 0) {
@@ -201,7 +205,7 @@ buffer_put_byte(Buffer *buffer, unsigned char byte)
 
 /* ------------------------------------------------------- Avro primitives */
 
-static int
+static inline Py_ALWAYS_INLINE int
 write_unsigned_varint(Buffer *buffer, uint64_t z)
 {
     if (buffer_reserve(buffer, MAX_VARINT_BYTES) < 0) {
@@ -218,7 +222,7 @@ write_unsigned_varint(Buffer *buffer, uint64_t z)
 }
 
 /* Avro longs are zig-zag encoded (0, -1, 1, -2 ... -> 0, 1, 2, 3 ...) so small negatives stay short. */
-static int
+static inline Py_ALWAYS_INLINE int
 write_long(Buffer *buffer, int64_t n)
 {
     uint64_t doubled = (uint64_t)n << 1;
@@ -226,7 +230,7 @@ write_long(Buffer *buffer, int64_t n)
 }
 
 /* Avro bytes and strings: the length as a long, then the bytes. */
-static int
+static inline Py_ALWAYS_INLINE int
 write_sized(Buffer *buffer, const void *bytes, Py_ssize_t size)
 {
     if (write_long(buffer, (int64_t)size) < 0) {
@@ -553,7 +557,7 @@ write_in_python(Buffer *buffer, const Field *field, PyObject *value)
     return status < 0 ? WRITE_ERROR : WRITE_DONE;
 }
 
-static int
+static inline Py_ALWAYS_INLINE int
 write_field(Buffer *buffer, const Writer *writer, const Field *field, PyObject *value)
 {
     Py_ssize_t start = buffer->size;
