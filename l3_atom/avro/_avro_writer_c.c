@@ -415,13 +415,24 @@ write_unscaled(Buffer *buffer, unscaled_t magnitude, int negative)
 {
     int size = (bit_length(magnitude) + BITS_PER_BYTE) / BITS_PER_BYTE;
     unscaled_t twos = negative ? (unscaled_t)0 - magnitude : magnitude;
-    /* Fits: a magnitude below 10**MAX_UNSCALED_DIGITS leaves the top bit of unscaled_t clear. */
+    /* Fits: a magnitude below 10**MAX_UNSCALED_DIGITS leaves the top bit of unscaled_t clear.  The whole
+     * value is laid out big-endian and its last `size` bytes written (the bytes above them are sign only). */
     unsigned char raw[sizeof(unscaled_t)];
-    for (int i = size - 1; i >= 0; i--) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Byte swaps of 64-bit words rather than a loop over bytes. */
+#ifdef __SIZEOF_INT128__
+    uint64_t words[2] = {__builtin_bswap64((uint64_t)(twos >> BITS_PER_WORD)), __builtin_bswap64((uint64_t)twos)};
+#else
+    uint64_t words[1] = {__builtin_bswap64(twos)};
+#endif
+    memcpy(raw, words, sizeof(raw));
+#else
+    for (int i = (int)sizeof(raw) - 1; i >= 0; i--) {
         raw[i] = (unsigned char)(twos & BYTE_MASK);
         twos >>= BITS_PER_BYTE;
     }
-    return write_sized(buffer, raw, size);
+#endif
+    return write_sized(buffer, raw + sizeof(raw) - size, size);
 }
 
 /*
