@@ -399,6 +399,26 @@ def fresh_str(text: str) -> str:
 
 
 @needs_c
+@pytest.mark.parametrize("side", ["bid", "ask", fresh_str("bid"), fresh_str("ask"), "nope", fresh_str("nope")])
+def test_enum_symbols_the_interned_ones_or_equal_strings(side: str) -> None:
+    """A symbol the standardisers write (interned) is found by identity, an equal string by the symbols' dict."""
+    native, python = writers(EVERY_KIND)
+    assert outcome(native, {**GOOD, "side": side}) == outcome(python, {**GOOD, "side": side})
+
+
+@needs_c
+def test_a_writer_keeps_its_own_copy_of_the_enum_symbols() -> None:
+    def alone(record: dict) -> bytes:
+        raise ValueError(f"not a symbol: {record}")
+
+    symbols = {"bid": 0, "ask": 1}
+    native = _avro_writer_c.Writer(b"", (("side", _avro_writer_c.ENUM, False, alone, symbols, 0, 0),), Decimal)
+    symbols.clear()
+    symbols["ask"] = 0
+    assert (native({"side": "bid"}), native({"side": fresh_str("ask")})) == (b"\x00", b"\x02")
+
+
+@needs_c
 def test_no_references_are_leaked_on_any_path() -> None:
     """Every value's reference count is what it was, after writes that succeed, fall back to Python, or fail."""
     native, _ = writers(EVERY_KIND, b"\x00\x00\x00\x00\x07")

@@ -84,10 +84,19 @@ typedef uint64_t unscaled_t;
 /* POWERS_OF_TEN[k] == 10**k, filled at import. */
 static unscaled_t POWERS_OF_TEN[MAX_UNSCALED_DIGITS + 1];
 
+/*
+ * An enum of up to this many symbols is first scanned for the value itself (the interned symbol the
+ * standardisers write): a few pointer comparisons cost less than a dict lookup.
+ */
+#define MAX_SCANNED_SYMBOLS 4
+
 typedef struct {
     PyObject *name;       /* the record's key (str) */
     PyObject *python;     /* the Python writer of a record of this field alone: {name: value} -> bytes */
-    PyObject *symbols;    /* enum: dict symbol -> index (int); NULL otherwise */
+    PyObject *symbols;    /* enum: dict symbol -> index (int), the Writer's own copy; NULL otherwise */
+    int scanned;          /* enum: how many symbols the scan below holds (0: the dict alone) */
+    PyObject *scanned_symbols[MAX_SCANNED_SYMBOLS];  /* borrowed from `symbols`, which never changes */
+    long long scanned_positions[MAX_SCANNED_SYMBOLS];
     int kind;             /* enum field_kind */
     int optional;         /* a ["null", T] union */
     int scale;            /* decimal: digits after the point */
@@ -305,6 +314,12 @@ write_enum_value(Buffer *buffer, const Writer *Py_UNUSED(writer), const Field *f
     if (!PyUnicode_CheckExact(value)) {
         return WRITE_IN_PYTHON;
     }
+    for (int i = 0; i < field->scanned; i++) {
+        if (field->scanned_symbols[i] == value) {
+            return write_long(buffer, field->scanned_positions[i]) < 0 ? WRITE_ERROR : WRITE_DONE;
+        }
+    }
+    /* An equal string that is another object, or not a symbol. */
     PyObject *index = PyDict_GetItemWithError(field->symbols, value);
     if (index == NULL) {
         /* Not a symbol: the Python writer names the symbols in its ValueError. */
@@ -747,6 +762,29 @@ writer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
 
 /* ------------------------------------------------------ the Writer type */
 
+/* The symbols of a small enum, to scan before the dict; the dict alone if any is not a str with an int position. */
+static void
+scan_symbols(Field *field)
+{
+    field->scanned = 0;
+    if (PyDict_GET_SIZE(field->symbols) > MAX_SCANNED_SYMBOLS) {
+        return;
+    }
+    Py_ssize_t position = 0;
+    PyObject *symbol, *index;
+    int count = 0;
+    while (PyDict_Next(field->symbols, &position, &symbol, &index)) {
+        long long value = PyLong_Check(index) ? PyLong_AsLongLong(index) : -1;
+        if (!PyUnicode_CheckExact(symbol) || value < 0) {
+            PyErr_Clear();
+            return;
+        }
+        field->scanned_symbols[count] = symbol;
+        field->scanned_positions[count++] = value;
+    }
+    field->scanned = count;
+}
+
 /* One plan entry: (name, kind, optional, python_writer, symbols or None, precision, scale). */
 static int
 field_init(Field *field, PyObject *entry)
@@ -786,7 +824,13 @@ field_init(Field *field, PyObject *entry)
     field->name = Py_NewRef(name);
     PyUnicode_InternInPlace(&field->name);
     field->python = Py_NewRef(python);
-    field->symbols = kind == KIND_ENUM ? Py_NewRef(symbols) : NULL;
+    if (kind == KIND_ENUM) {
+        field->symbols = PyDict_Copy(symbols);
+        if (field->symbols == NULL) {
+            return -1;
+        }
+        scan_symbols(field);
+    }
     return 0;
 }
 
