@@ -276,6 +276,55 @@ def test_a_missing_field_is_named_and_the_first_bad_field_wins() -> None:
         native({k: v for k, v in GOOD.items() if k != "side"})
 
 
+def rebuilt(record: dict, order: list[str], extra: bool = False, left_out: str | None = None,
+            fresh_key: str | None = None) -> dict:
+    """``record`` with its keys in ``order``, maybe one more key, one fewer, or one an equal new string."""
+    rebuilt = {fresh_str(key) if key == fresh_key else key: record[key] for key in order if key != left_out}
+    if extra:
+        rebuilt["extra"] = 1
+    return rebuilt
+
+
+@needs_c
+@pytest.mark.parametrize("topic", compiled_topics())
+def test_records_in_any_key_order_are_written_as_the_python_writer_writes_them(topic: str) -> None:
+    """The writer reads a record in the key order of the last one it read by name: any other order, an extra
+    key, a missing one or a key equal to a field's name but another object is read by name, to the same outcome."""
+    schema = json.loads(schema_text(topic))
+    native, python = writers(schema, b"\x00\x00\x00\x00\x07")
+    # Interned, as the keys of the dict literals records are made from are: the writer compares keys by identity.
+    names = [sys.intern(f["name"]) for f in schema["fields"]]
+    records = st.fixed_dictionaries({name: edge_values(f["type"]) for name, f in zip(names, schema["fields"])})
+    odd_values = st.none() | st.tuples(st.sampled_from(names), st.sampled_from(ODD_VALUES + BEYOND_LONGS))
+    changes = st.tuples(st.booleans(), st.none() | st.sampled_from(names), st.none() | st.sampled_from(names))
+
+    @settings(max_examples=100, deadline=None)
+    @given(records, odd_values, st.lists(st.tuples(st.permutations(names), changes), min_size=2, max_size=4))
+    def check(record: dict, odd: tuple | None, orders: list[tuple[list[str], tuple]]) -> None:
+        if odd is not None:
+            record[odd[0]] = odd[1]
+        for order, (extra, left_out, fresh_key) in orders:
+            # Read by name (the order before differs), then by this order, learnt; then changed, by name.
+            for changed in (rebuilt(record, order), rebuilt(record, order),
+                            rebuilt(record, order, extra, left_out, fresh_key)):
+                assert outcome(native, changed) == outcome(python, changed)
+
+    check()
+
+
+@needs_c
+def test_records_alternating_between_key_orders() -> None:
+    native, python = writers(EVERY_KIND)
+    reverse = dict(reversed(list(GOOD.items())))
+    for record in [GOOD, GOOD, reverse, reverse, GOOD, {**GOOD, "side": "ask"}, reverse, {**reverse, "count": 9}]:
+        assert native(record) == python(record) == fastavro_bytes(EVERY_KIND, record)
+    for left_out in GOOD:  # after an order is learnt, a record without one of its fields still names the field
+        native(GOOD)
+        missing = {key: value for key, value in GOOD.items() if key != left_out}
+        with pytest.raises(ValueError, match=f"record lacks field '{left_out}'"):
+            native(missing)
+
+
 class Record(Mapping):
     """A read-only mapping, not a dict."""
 
@@ -347,6 +396,26 @@ def test_a_bad_plan_is_refused() -> None:
 def fresh_str(text: str) -> str:
     """An equal string that is a new object (not the interned constant)."""
     return text.encode().decode()
+
+
+@needs_c
+@pytest.mark.parametrize("side", ["bid", "ask", fresh_str("bid"), fresh_str("ask"), "nope", fresh_str("nope")])
+def test_enum_symbols_the_interned_ones_or_equal_strings(side: str) -> None:
+    """A symbol the standardisers write (interned) is found by identity, an equal string by the symbols' dict."""
+    native, python = writers(EVERY_KIND)
+    assert outcome(native, {**GOOD, "side": side}) == outcome(python, {**GOOD, "side": side})
+
+
+@needs_c
+def test_a_writer_keeps_its_own_copy_of_the_enum_symbols() -> None:
+    def alone(record: dict) -> bytes:
+        raise ValueError(f"not a symbol: {record}")
+
+    symbols = {"bid": 0, "ask": 1}
+    native = _avro_writer_c.Writer(b"", (("side", _avro_writer_c.ENUM, False, alone, symbols, 0, 0),), Decimal)
+    symbols.clear()
+    symbols["ask"] = 0
+    assert (native({"side": "bid"}), native({"side": fresh_str("ask")})) == (b"\x00", b"\x02")
 
 
 @needs_c

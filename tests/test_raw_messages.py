@@ -8,6 +8,8 @@ from decimal import Decimal
 import pytest
 
 from l3_atom.avro.codecs import AvroEncoder, available_topics, decode_wire, parsed_schema
+from l3_atom.avro.writer import encode_outputs_in_python
+from l3_atom.stream_processing import raw_messages
 from l3_atom.stream_processing.raw_messages import Encoded, RawMessageProcessor
 from l3_atom.stream_processing.standardisers.coinbase import CoinbaseStandardiser
 from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER, SYMBOL_HEADER
@@ -21,10 +23,20 @@ MATCH = json.dumps({
 SCHEMA_IDS = {topic: index for index, topic in enumerate(available_topics())}
 
 
+@pytest.fixture(params=["compiled", "python"])
+def encode_outputs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with the loop the processor uses (C where built) and with its Python reference."""
+    if request.param == "python":
+        monkeypatch.setattr(raw_messages, "encode_outputs", encode_outputs_in_python)
+
+
+def encoders() -> dict[str, AvroEncoder]:
+    return {topic: AvroEncoder(topic, schema_id) for topic, schema_id in SCHEMA_IDS.items()}
+
+
 @pytest.fixture
-def processor() -> RawMessageProcessor:
-    encoders = {topic: AvroEncoder(topic, schema_id) for topic, schema_id in SCHEMA_IDS.items()}
-    return RawMessageProcessor("coinbase", CoinbaseStandardiser(), encoders, 1_000_000)
+def processor(encode_outputs: None) -> RawMessageProcessor:
+    return RawMessageProcessor("coinbase", CoinbaseStandardiser(), encoders(), 1_000_000)
 
 
 def decoded(item: Encoded) -> dict:
@@ -68,3 +80,32 @@ def test_a_record_that_does_not_fit_its_schema_is_a_dead_letter(processor: RawMe
     assert decoded(letter)["atom_timestamp"] == ATOM
     assert dict(processor.dead_letters) == {"record does not fit its schema": 1}
     assert dict(processor.records) == {}
+
+
+class FixedOutputs:
+    """A standardiser stand-in whose every frame standardises to the same outputs."""
+
+    def __init__(self, outputs: list[tuple[str, str, dict]]):
+        self.outputs = outputs
+
+    def standardise(self, frame: bytes, atom_timestamp: int, key: str | None, symbol: str | None) -> list:
+        return self.outputs
+
+
+LEVEL = {"exchange": "huobi", "symbol": "BTC.USDT", "side": "bid", "price": Decimal("30004.27"),
+         "size": Decimal("0.5"), "is_snapshot": True, "sequence": 7, "prev_sequence": None, "checksum": None,
+         "event_timestamp": None, "atom_timestamp": ATOM}
+
+
+def test_a_message_with_one_refused_record_among_many_is_one_dead_letter_and_counts_nothing(
+    encode_outputs: None,
+) -> None:
+    fine = [("lob", "huobi_BTC.USDT", {**LEVEL, "price": Decimal(price)}) for price in (1, 2, 3)]
+    processor = RawMessageProcessor("huobi", FixedOutputs(fine), encoders(), 1_000_000)
+    stamp = [(ATOM_TIMESTAMP_HEADER, str(ATOM).encode())]
+    assert [decoded(item)["price"] for item in processor.process(b"{}", stamp, "huobi_raw", 0, 1, "k")] == [1, 2, 3]
+    assert dict(processor.records) == {"lob": 3}
+    fine.insert(2, ("lob", "huobi_BTC.USDT", {**LEVEL, "side": "middle"}))
+    [letter] = processor.process(b"{}", stamp, "huobi_raw", 0, 2, "k")
+    assert decoded(letter)["error"] == "record does not fit its schema: ValueError(\"'middle' is not one of ['bid', 'ask']\")"
+    assert (dict(processor.records), dict(processor.dead_letters)) == ({"lob": 3}, {"record does not fit its schema": 1})

@@ -17,6 +17,10 @@
  * that is not UTF-8 encodable) is handed to it, so every refusal raises the
  * Python writer's exception with its message, and unusual values get its
  * exact bytes.
+ *
+ * encode_outputs, at the end, is the processor's loop over one message's
+ * outputs around the writers (writer.encode_outputs_in_python is its
+ * reference).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -80,15 +84,25 @@ typedef uint64_t unscaled_t;
 /* POWERS_OF_TEN[k] == 10**k, filled at import. */
 static unscaled_t POWERS_OF_TEN[MAX_UNSCALED_DIGITS + 1];
 
+/*
+ * An enum of up to this many symbols is first scanned for the value itself (the interned symbol the
+ * standardisers write): a few pointer comparisons cost less than a dict lookup.
+ */
+#define MAX_SCANNED_SYMBOLS 4
+
 typedef struct {
     PyObject *name;       /* the record's key (str) */
     PyObject *python;     /* the Python writer of a record of this field alone: {name: value} -> bytes */
-    PyObject *symbols;    /* enum: dict symbol -> index (int); NULL otherwise */
+    PyObject *symbols;    /* enum: dict symbol -> index (int), the Writer's own copy; NULL otherwise */
+    int scanned;          /* enum: how many symbols the scan below holds (0: the dict alone) */
+    PyObject *scanned_symbols[MAX_SCANNED_SYMBOLS];  /* borrowed from `symbols`, which never changes */
+    long long scanned_positions[MAX_SCANNED_SYMBOLS];
     int kind;             /* enum field_kind */
     int optional;         /* a ["null", T] union */
     int scale;            /* decimal: digits after the point */
     int limit_known;      /* decimal: whether `limit` bounds it (else every value of MAX_UNSCALED_DIGITS fits) */
     unscaled_t limit;     /* decimal: 10**precision; the unscaled value must stay below it */
+    Py_ssize_t at_position;  /* the field whose key is the record's i-th (this is fields[i]), once key_order_known */
 } Field;
 
 typedef struct {
@@ -96,8 +110,17 @@ typedef struct {
     vectorcallfunc vectorcall;
     PyObject *prefix;     /* bytes written before the body (the wire header) */
     PyObject *decimal_type;
+    int key_order_known;  /* whether fields[].at_position holds the key order of the last record read by name */
     Field fields[];
 } Writer;
+
+/*
+ * A writer reads its records' values in the order of their keys when it can (values_in_key_order):
+ * records of one topic are made alike (a copy of one template, or one literal), so their keys come
+ * in one order, and walking a dict's entries costs less than a hash lookup per field.  Records of
+ * up to this many fields.
+ */
+#define MAX_ORDERED_FIELDS 64
 
 /* ---------------------------------------------------------------- buffer */
 
@@ -129,13 +152,10 @@ buffer_release(Buffer *buffer)
     }
 }
 
-/* Room for `extra` more bytes; doubling keeps long strings linear. */
+/* Room for `extra` more bytes than the buffer has: doubling keeps long strings linear. */
 static int
-buffer_reserve(Buffer *buffer, Py_ssize_t extra)
+buffer_grow(Buffer *buffer, Py_ssize_t extra)
 {
-    if (extra <= buffer->capacity - buffer->size) {
-        return 0;
-    }
     if (extra > PY_SSIZE_T_MAX / 2 - buffer->size) {
         PyErr_NoMemory();
         return -1;
@@ -164,7 +184,14 @@ buffer_reserve(Buffer *buffer, Py_ssize_t extra)
     return 0;
 }
 
-static int
+/* Room for `extra` more bytes: inlined where written, as most writes fit. */
+static inline Py_ALWAYS_INLINE int
+buffer_reserve(Buffer *buffer, Py_ssize_t extra)
+{
+    return extra <= buffer->capacity - buffer->size ? 0 : buffer_grow(buffer, extra);
+}
+
+static inline Py_ALWAYS_INLINE int
 buffer_append(Buffer *buffer, const void *bytes, Py_ssize_t size)
 {
     if (buffer_reserve(buffer, size) < 0) {
@@ -175,7 +202,7 @@ buffer_append(Buffer *buffer, const void *bytes, Py_ssize_t size)
     return 0;
 }
 
-static int
+static inline Py_ALWAYS_INLINE int
 buffer_put_byte(Buffer *buffer, unsigned char byte)
 {
     if (buffer_reserve(buffer, 1) < 0) {
@@ -187,7 +214,7 @@ buffer_put_byte(Buffer *buffer, unsigned char byte)
 
 /* ------------------------------------------------------- Avro primitives */
 
-static int
+static inline Py_ALWAYS_INLINE int
 write_unsigned_varint(Buffer *buffer, uint64_t z)
 {
     if (buffer_reserve(buffer, MAX_VARINT_BYTES) < 0) {
@@ -204,7 +231,7 @@ write_unsigned_varint(Buffer *buffer, uint64_t z)
 }
 
 /* Avro longs are zig-zag encoded (0, -1, 1, -2 ... -> 0, 1, 2, 3 ...) so small negatives stay short. */
-static int
+static inline Py_ALWAYS_INLINE int
 write_long(Buffer *buffer, int64_t n)
 {
     uint64_t doubled = (uint64_t)n << 1;
@@ -212,7 +239,7 @@ write_long(Buffer *buffer, int64_t n)
 }
 
 /* Avro bytes and strings: the length as a long, then the bytes. */
-static int
+static inline Py_ALWAYS_INLINE int
 write_sized(Buffer *buffer, const void *bytes, Py_ssize_t size)
 {
     if (write_long(buffer, (int64_t)size) < 0) {
@@ -287,6 +314,12 @@ write_enum_value(Buffer *buffer, const Writer *Py_UNUSED(writer), const Field *f
     if (!PyUnicode_CheckExact(value)) {
         return WRITE_IN_PYTHON;
     }
+    for (int i = 0; i < field->scanned; i++) {
+        if (field->scanned_symbols[i] == value) {
+            return write_long(buffer, field->scanned_positions[i]) < 0 ? WRITE_ERROR : WRITE_DONE;
+        }
+    }
+    /* An equal string that is another object, or not a symbol. */
     PyObject *index = PyDict_GetItemWithError(field->symbols, value);
     if (index == NULL) {
         /* Not a symbol: the Python writer names the symbols in its ValueError. */
@@ -397,13 +430,24 @@ write_unscaled(Buffer *buffer, unscaled_t magnitude, int negative)
 {
     int size = (bit_length(magnitude) + BITS_PER_BYTE) / BITS_PER_BYTE;
     unscaled_t twos = negative ? (unscaled_t)0 - magnitude : magnitude;
-    /* Fits: a magnitude below 10**MAX_UNSCALED_DIGITS leaves the top bit of unscaled_t clear. */
+    /* Fits: a magnitude below 10**MAX_UNSCALED_DIGITS leaves the top bit of unscaled_t clear.  The whole
+     * value is laid out big-endian and its last `size` bytes written (the bytes above them are sign only). */
     unsigned char raw[sizeof(unscaled_t)];
-    for (int i = size - 1; i >= 0; i--) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Byte swaps of 64-bit words rather than a loop over bytes. */
+#ifdef __SIZEOF_INT128__
+    uint64_t words[2] = {__builtin_bswap64((uint64_t)(twos >> BITS_PER_WORD)), __builtin_bswap64((uint64_t)twos)};
+#else
+    uint64_t words[1] = {__builtin_bswap64(twos)};
+#endif
+    memcpy(raw, words, sizeof(raw));
+#else
+    for (int i = (int)sizeof(raw) - 1; i >= 0; i--) {
         raw[i] = (unsigned char)(twos & BYTE_MASK);
         twos >>= BITS_PER_BYTE;
     }
-    return write_sized(buffer, raw, size);
+#endif
+    return write_sized(buffer, raw + sizeof(raw) - size, size);
 }
 
 /*
@@ -539,7 +583,7 @@ write_in_python(Buffer *buffer, const Field *field, PyObject *value)
     return status < 0 ? WRITE_ERROR : WRITE_DONE;
 }
 
-static int
+static inline Py_ALWAYS_INLINE int
 write_field(Buffer *buffer, const Writer *writer, const Field *field, PyObject *value)
 {
     Py_ssize_t start = buffer->size;
@@ -591,25 +635,111 @@ field_value(PyObject *record, PyObject *name)
     return value;
 }
 
+/*
+ * Whether the record is a dict whose keys are exactly the field names, in the order learnt
+ * (learn_key_order): then values[f] is field f's value, a new reference, for every field.
+ * Else 0 and nothing is set: the record is read by name.  Keys are compared by identity with
+ * the interned names, so a key equal to a name but another object reads by name too.
+ */
+static int
+values_in_key_order(const Writer *self, PyObject *record, PyObject **values)
+{
+    Py_ssize_t count = Py_SIZE(self);
+    if (!self->key_order_known || !PyDict_CheckExact(record) || PyDict_GET_SIZE(record) != count) {
+        return 0;
+    }
+    Py_ssize_t position = 0, i = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(record, &position, &key, &value)) {
+        Py_ssize_t field = self->fields[i].at_position;
+        if (key != self->fields[field].name) {
+            return 0;
+        }
+        values[field] = value;
+        i++;
+    }
+    if (i != count) {
+        return 0;
+    }
+    /* Owned: the record could lose them while the fields are written. */
+    for (i = 0; i < count; i++) {
+        Py_INCREF(values[i]);
+    }
+    return 1;
+}
+
+/* Learn the key order of a dict whose keys are exactly the field names (each the interned name itself). */
+static void
+learn_key_order(Writer *self, PyObject *record)
+{
+    Py_ssize_t count = Py_SIZE(self);
+    self->key_order_known = 0;
+    if (count > MAX_ORDERED_FIELDS || !PyDict_CheckExact(record) || PyDict_GET_SIZE(record) != count) {
+        return;
+    }
+    Py_ssize_t position = 0, i = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(record, &position, &key, &value)) {
+        Py_ssize_t field = 0;
+        while (field < count && self->fields[field].name != key) {
+            field++;
+        }
+        if (field == count || i >= count) {
+            return;
+        }
+        self->fields[i++].at_position = field;
+    }
+    /* Distinct keys, each one of the distinct names: every field has its position. */
+    self->key_order_known = (i == count);
+}
+
+/* The fields of a record in key order, values already read (values_in_key_order); the references are released. */
+static int
+write_values(Buffer *buffer, const Writer *self, PyObject **values)
+{
+    int status = 0;
+    for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
+        if (status == 0 && write_field(buffer, self, &self->fields[i], values[i]) == WRITE_ERROR) {
+            status = -1;
+        }
+        Py_DECREF(values[i]);
+    }
+    return status;
+}
+
+/* The fields of a record read by name, each read just before it is written, as the reference does. */
+static int
+write_fields_by_name(Buffer *buffer, Writer *self, PyObject *record)
+{
+    for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
+        const Field *field = &self->fields[i];
+        PyObject *value = field_value(record, field->name);
+        if (value == NULL) {
+            return -1;
+        }
+        int result = write_field(buffer, self, field, value);
+        Py_DECREF(value);
+        if (result == WRITE_ERROR) {
+            return -1;
+        }
+    }
+    /* Every field was there: the next records, made alike, may come in this record's key order. */
+    learn_key_order(self, record);
+    return 0;
+}
+
 static PyObject *
 writer_write(Writer *self, PyObject *record)
 {
     Buffer buffer;
     buffer_init(&buffer);
+    PyObject *values[MAX_ORDERED_FIELDS];
     if (buffer_append(&buffer, PyBytes_AS_STRING(self->prefix), PyBytes_GET_SIZE(self->prefix)) < 0) {
         goto error;
     }
-    for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
-        const Field *field = &self->fields[i];
-        PyObject *value = field_value(record, field->name);
-        if (value == NULL) {
-            goto error;
-        }
-        int result = write_field(&buffer, self, field, value);
-        Py_DECREF(value);
-        if (result == WRITE_ERROR) {
-            goto error;
-        }
+    if (values_in_key_order(self, record, values) ? write_values(&buffer, self, values) < 0
+        : write_fields_by_name(&buffer, self, record) < 0) {
+        goto error;
     }
     PyObject *encoded = PyBytes_FromStringAndSize((const char *)buffer.data, buffer.size);
     buffer_release(&buffer);
@@ -890,6 +1020,29 @@ static PyMethodDef writer_methods[] = {
 
 /* ------------------------------------------------------ the Writer type */
 
+/* The symbols of a small enum, to scan before the dict; the dict alone if any is not a str with an int position. */
+static void
+scan_symbols(Field *field)
+{
+    field->scanned = 0;
+    if (PyDict_GET_SIZE(field->symbols) > MAX_SCANNED_SYMBOLS) {
+        return;
+    }
+    Py_ssize_t position = 0;
+    PyObject *symbol, *index;
+    int count = 0;
+    while (PyDict_Next(field->symbols, &position, &symbol, &index)) {
+        long long value = PyLong_Check(index) ? PyLong_AsLongLong(index) : -1;
+        if (!PyUnicode_CheckExact(symbol) || value < 0) {
+            PyErr_Clear();
+            return;
+        }
+        field->scanned_symbols[count] = symbol;
+        field->scanned_positions[count++] = value;
+    }
+    field->scanned = count;
+}
+
 /* One plan entry: (name, kind, optional, python_writer, symbols or None, precision, scale). */
 static int
 field_init(Field *field, PyObject *entry)
@@ -929,7 +1082,13 @@ field_init(Field *field, PyObject *entry)
     field->name = Py_NewRef(name);
     PyUnicode_InternInPlace(&field->name);
     field->python = Py_NewRef(python);
-    field->symbols = kind == KIND_ENUM ? Py_NewRef(symbols) : NULL;
+    if (kind == KIND_ENUM) {
+        field->symbols = PyDict_Copy(symbols);
+        if (field->symbols == NULL) {
+            return -1;
+        }
+        scan_symbols(field);
+    }
     return 0;
 }
 
@@ -1014,6 +1173,218 @@ static PyTypeObject WriterType = {
     .tp_vectorcall_offset = offsetof(Writer, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_methods = writer_methods,
+};
+
+/* --------------------------------------------------- a message's outputs */
+
+/*
+ * encode_outputs(outputs, writers, encoded_type, counts): the processor's loop over one raw
+ * message's (topic, key, record) outputs, in C.  Why: at a hundred or more lob records a
+ * message, the interpreted loop (unpack, look the writer up, call it, build the Encoded, count)
+ * cost more than the C writer itself (writer.encode_outputs_in_python is the reference).
+ */
+
+/* An output and an Encoded are (topic, key, record or value). */
+#define OUTPUT_FIELDS 3
+/* outputs, writers, encoded_type, counts */
+#define ENCODE_OUTPUTS_ARGS 4
+
+/* `for topic, key, record in outputs` unpacks each output: a new tuple of three, or the interpreter's error. */
+static PyObject *
+unpacked_output(PyObject *output)
+{
+    if (PyTuple_Check(output) && PyTuple_GET_SIZE(output) == OUTPUT_FIELDS) {
+        return Py_NewRef(output);
+    }
+    PyObject *items = PySequence_Tuple(output);
+    if (items == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError) && Py_TYPE(output)->tp_iter == NULL && !PySequence_Check(output)) {
+            PyErr_Format(PyExc_TypeError, "cannot unpack non-iterable %.200s object", Py_TYPE(output)->tp_name);
+        }
+        return NULL;
+    }
+    Py_ssize_t size = PyTuple_GET_SIZE(items);
+    if (size > OUTPUT_FIELDS) {
+        PyErr_Format(PyExc_ValueError, "too many values to unpack (expected %d)", OUTPUT_FIELDS);
+    }
+    else if (size < OUTPUT_FIELDS) {
+        PyErr_Format(PyExc_ValueError, "not enough values to unpack (expected %d, got %zd)", OUTPUT_FIELDS, size);
+    }
+    else {
+        return items;
+    }
+    Py_DECREF(items);
+    return NULL;
+}
+
+/* writers[topic], a new reference; a missing topic raises the KeyError dict's subscript raises. */
+static PyObject *
+topic_writer(PyObject *writers, PyObject *topic)
+{
+    PyObject *writer = PyDict_GetItemWithError(writers, topic);
+    if (writer != NULL) {
+        return Py_NewRef(writer);
+    }
+    if (!PyErr_Occurred()) {
+        /* As dict[key] raises it: the key wrapped in a tuple, so a tuple key is not taken for the args. */
+        PyObject *args = PyTuple_Pack(1, topic);
+        if (args != NULL) {
+            PyErr_SetObject(PyExc_KeyError, args);
+            Py_DECREF(args);
+        }
+    }
+    return NULL;
+}
+
+/* writer(record): a C Writer is written directly, any other callable (a validator, fastavro) called; bytes
+ * are a record already encoded (book levels a Writer encoded itself, lob_levels) and are kept. */
+static PyObject *
+write_record(PyObject *writer, PyObject *record)
+{
+    if (PyBytes_CheckExact(record)) {
+        return Py_NewRef(record);
+    }
+    if (Py_TYPE(writer) == &WriterType) {
+        return writer_write((Writer *)writer, record);
+    }
+    return PyObject_CallOneArg(writer, record);
+}
+
+/* counts[topic] += 1 for each Encoded, one += per run of the same topic object. */
+static int
+count_topics(PyObject *encoded, PyObject *counts)
+{
+    Py_ssize_t size = PyList_GET_SIZE(encoded);
+    Py_ssize_t start = 0;
+    while (start < size) {
+        PyObject *topic = PyTuple_GET_ITEM(PyList_GET_ITEM(encoded, start), 0);
+        Py_ssize_t end = start + 1;
+        while (end < size && PyTuple_GET_ITEM(PyList_GET_ITEM(encoded, end), 0) == topic) {
+            end++;
+        }
+        /* counts[topic] as Python reads it (a Counter's __missing__ answers 0), plus the run. */
+        PyObject *before = PyObject_GetItem(counts, topic);
+        PyObject *run = before == NULL ? NULL : PyLong_FromSsize_t(end - start);
+        PyObject *after = run == NULL ? NULL : PyNumber_Add(before, run);
+        int status = after == NULL ? -1 : PyObject_SetItem(counts, topic, after);
+        Py_XDECREF(before);
+        Py_XDECREF(run);
+        Py_XDECREF(after);
+        if (status < 0) {
+            return -1;
+        }
+        start = end;
+    }
+    return 0;
+}
+
+/* One output's Encoded, a new reference, the writer of its topic found through (and kept in) the cache. */
+static PyObject *
+encode_output(PyObject *output, PyObject *writers, PyTypeObject *encoded_type, PyObject **cached_topic,
+              PyObject **cached_writer)
+{
+    PyObject *items = unpacked_output(output);
+    if (items == NULL) {
+        return NULL;
+    }
+    PyObject *topic = PyTuple_GET_ITEM(items, 0);
+    /* Outputs come in runs of one topic: the same topic object finds the same writer without a lookup. */
+    if (topic != *cached_topic) {
+        PyObject *writer = topic_writer(writers, topic);
+        if (writer == NULL) {
+            Py_DECREF(items);
+            return NULL;
+        }
+        Py_XSETREF(*cached_writer, writer);
+        Py_XSETREF(*cached_topic, Py_NewRef(topic));
+    }
+    PyObject *value = write_record(*cached_writer, PyTuple_GET_ITEM(items, 2));
+    /* encoded_type((topic, key, value)) without calling its __new__ (a NamedTuple's fields, in order). */
+    PyObject *encoded = value == NULL ? NULL : encoded_type->tp_alloc(encoded_type, OUTPUT_FIELDS);
+    if (encoded != NULL) {
+        PyTuple_SET_ITEM(encoded, 0, Py_NewRef(topic));
+        PyTuple_SET_ITEM(encoded, 1, Py_NewRef(PyTuple_GET_ITEM(items, 1)));
+        PyTuple_SET_ITEM(encoded, 2, value);  /* the new reference, handed over */
+    }
+    else {
+        Py_XDECREF(value);
+    }
+    Py_DECREF(items);
+    return encoded;
+}
+
+/* The next output, a new reference, or NULL at the end (or on an error): outputs[*read] of a list, else next(iterator). */
+static PyObject *
+next_output(PyObject *outputs, PyObject *iterator, Py_ssize_t *read)
+{
+    if (iterator != NULL) {
+        return PyIter_Next(iterator);
+    }
+    if (*read < PyList_GET_SIZE(outputs)) {
+        return Py_NewRef(PyList_GET_ITEM(outputs, (*read)++));
+    }
+    return NULL;
+}
+
+static PyObject *
+encode_outputs(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != ENCODE_OUTPUTS_ARGS) {
+        PyErr_SetString(PyExc_TypeError, "encode_outputs(outputs, writers, encoded_type, counts) takes 4 arguments");
+        return NULL;
+    }
+    PyObject *writers = args[1], *counts = args[3];
+    PyTypeObject *encoded_type = (PyTypeObject *)args[2];
+    if (!PyDict_Check(writers)) {
+        PyErr_SetString(PyExc_TypeError, "encode_outputs: writers must be a dict of topic -> writer");
+        return NULL;
+    }
+    if (!PyType_Check(encoded_type) || !PyType_IsSubtype(encoded_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "encode_outputs: encoded_type must be a tuple type (a NamedTuple)");
+        return NULL;
+    }
+    /* A list (what standardisers return) is read by index, as its iterator would read it; anything else iterated. */
+    PyObject *outputs = args[0], *iterator = NULL;
+    if (!PyList_CheckExact(outputs) && (iterator = PyObject_GetIter(outputs)) == NULL) {
+        return NULL;
+    }
+    /* Sized for a list's outputs up front; any more are appended. */
+    Py_ssize_t expected = iterator == NULL ? PyList_GET_SIZE(outputs) : 0, read = 0, filled = 0;
+    PyObject *encoded = PyList_New(expected);
+    PyObject *cached_topic = NULL, *cached_writer = NULL, *output;
+    while (encoded != NULL && (output = next_output(outputs, iterator, &read)) != NULL) {
+        PyObject *item = encode_output(output, writers, encoded_type, &cached_topic, &cached_writer);
+        Py_DECREF(output);
+        if (item != NULL && filled < expected) {
+            PyList_SET_ITEM(encoded, filled++, item);
+            continue;
+        }
+        if (item == NULL || PyList_Append(encoded, item) < 0) {
+            Py_CLEAR(encoded);
+        }
+        filled++;
+        Py_XDECREF(item);
+    }
+    if (encoded != NULL && filled < expected) {
+        /* The list shrank while it was read (a writer's Python code): the slots never filled are dropped. */
+        Py_SET_SIZE(encoded, filled);
+    }
+    Py_XDECREF(iterator);
+    Py_XDECREF(cached_topic);
+    Py_XDECREF(cached_writer);
+    /* Counted only once every record is encoded: a refused one leaves the counts as they were. */
+    if (encoded != NULL && (PyErr_Occurred() || count_topics(encoded, counts) < 0)) {
+        Py_CLEAR(encoded);
+    }
+    return encoded;
+}
+
+static PyMethodDef module_methods[] = {
+    {"encode_outputs", (PyCFunction)(void (*)(void))encode_outputs, METH_FASTCALL,
+     "encode_outputs(outputs, writers, encoded_type, counts)\n--\n\n"
+     "[encoded_type((topic, key, writers[topic](record))) for topic, key, record in outputs], then\n"
+     "counts[topic] += 1 per output, only once every record is encoded (a C Writer is written without a call)."},
+    {NULL, NULL, 0, NULL},
 };
 
 /* ---------------------------------------------------------------- module */
@@ -1104,6 +1475,7 @@ static struct PyModuleDef module_def = {
     .m_name = "l3_atom.avro._avro_writer_c",
     .m_doc = "The Avro binary writer of writer.py in C (writer.compile_record_writer builds it).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC

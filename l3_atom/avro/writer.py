@@ -80,12 +80,18 @@ Decimal's digits from the object itself rather than from ``str()`` (most of
 the cost of a lob record), once an import-time check has proven CPython's
 layout of it (``_avro_writer_c.READS_DECIMAL_DIGITS``); else through its text.
 Without the extension the Python writer serves alone.
+
+The processor's loop over one message's outputs (look up each topic's writer,
+write the record, build the ``Encoded``, count the topic) is
+:func:`encode_outputs`: the extension's when built, which writes with a C
+``Writer`` directly, without a Python call; :func:`encode_outputs_in_python`,
+its reference, otherwise.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, MutableMapping
 from decimal import Context, Decimal
 from functools import cache
 from typing import Any
@@ -435,3 +441,30 @@ def compile_record_writer(schema: dict[str, Any], prefix: bytes = b"") -> Record
     if _avro_writer_c is None:
         return compile_python_record_writer(schema, prefix)
     return compile_native_record_writer(schema, prefix)
+
+
+# Builds a tuple subclass (a NamedTuple) without its Python-level __new__; the fields are given in order.
+_new_tuple = tuple.__new__
+
+
+def encode_outputs_in_python(
+    outputs: Iterable[tuple[str, str, dict[str, Any]]],
+    writers: dict[str, Callable[[dict[str, Any]], Any]],
+    encoded_type: type[tuple],
+    counts: MutableMapping[str, int],
+) -> list:
+    """``encoded_type((topic, key, writers[topic](record)))`` per output, then ``counts[topic] += 1`` per output.
+
+    The reference of the C ``encode_outputs``.  A writer's refusal propagates before anything is
+    counted, so a message that becomes a dead letter leaves the counts as they were.  A record that
+    is ``bytes`` is already encoded (book levels the writer encoded itself, ``Writer.lob_levels``).
+    """
+    encoded = [_new_tuple(encoded_type, (topic, key, record if type(record) is bytes else writers[topic](record)))
+               for topic, key, record in outputs]
+    for topic, _, _ in encoded:  # not outputs: they may be an iterator, read once
+        counts[topic] += 1
+    return encoded
+
+
+# The processor's per-message loop: C when built (a C Writer is then written without a Python call).
+encode_outputs = encode_outputs_in_python if _avro_writer_c is None else _avro_writer_c.encode_outputs

@@ -11,13 +11,11 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from l3_atom.avro.codecs import AvroEncoder
+from l3_atom.avro.writer import encode_outputs
 from l3_atom.dead_letter import PROCESSOR, dead_letter_record
 from l3_atom.stream_processing.book_checks import BookChecks
 from l3_atom.stream_processing.standardiser import StandardiseError, Standardiser
 from l3_atom.topics import ATOM_TIMESTAMP_HEADER, DEAD_LETTER, LOB, SYMBOL_HEADER
-
-# Builds a NamedTuple without its Python-level __new__ (twice as fast; the fields are given in order).
-_new_tuple = tuple.__new__
 
 
 class Encoded(NamedTuple):
@@ -80,14 +78,10 @@ class RawMessageProcessor:
         atom_timestamp = int(stamp)
         try:
             outputs = self.standardiser.standardise(value, atom_timestamp, key, symbol and symbol.decode())
-            encode = self._encode
-            encoded = [_new_tuple(Encoded, (topic, out_key, record if type(record) is bytes else encode[topic](record)))
-                       for topic, out_key, record in outputs]
+            # Encoded and counted in one pass (in C when built); a refused record counts nothing.
+            encoded = encode_outputs(outputs, self._encode, Encoded, self.records)
         except (StandardiseError, ValueError, TypeError, KeyError) as exc:
             return [self._dead_letter(exc, value, atom_timestamp, raw_topic, partition, offset, key)]
-        records = self.records
-        for topic, _, _ in outputs:
-            records[topic] += 1
         for notices in self._notices:
             if notices:
                 encoded += self._encode_notices(notices)
@@ -95,9 +89,7 @@ class RawMessageProcessor:
 
     def _encode_notices(self, notices: list) -> list[Encoded]:
         """The standardiser's coverage notices, encoded and counted; the list is emptied."""
-        encoded = [Encoded(topic, key, self.encoders[topic].encode(record)) for topic, key, record in notices]
-        for topic, _, _ in notices:
-            self.records[topic] += 1
+        encoded = encode_outputs(notices, self._encode, Encoded, self.records)
         notices.clear()
         return encoded
 
