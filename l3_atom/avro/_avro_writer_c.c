@@ -29,6 +29,11 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Python 3.11 defines it; an older one inlines as the compiler sees fit. */
+#ifndef Py_ALWAYS_INLINE
+#define Py_ALWAYS_INLINE
+#endif
+
 /* The field kinds of a plan; the module exports them so Python names them, not numbers. */
 enum field_kind {
     KIND_LONG = 0,      /* Avro long, and int (the Python writer writes both alike) */
