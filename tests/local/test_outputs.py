@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Context, Decimal
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import websockets
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l3_atom.consume import format_human, format_json, json_line, plain
 from l3_atom.local.outputs import LocalRecord
@@ -106,6 +108,33 @@ def test_remembered_decimal_texts_are_the_exact_plain_texts(repeat: int) -> None
         for value in values:
             assert orjson.loads(format_json("t", "k", {"v": value}))["v"] == plain(value), value
             assert json_line("t", "k", {"v": value}) == (format_json("t", "k", {"v": value}) + "\n").encode()
+
+
+# Decimal texts of every shape: digits around the schemas' scale (18) and precision (38), signs, exponents, zeros.
+DECIMAL_TEXTS = st.from_regex(r"[-+]?[0-9]{1,45}(\.[0-9]{0,25})?([eE][-+]?[0-9]{1,2})?", fullmatch=True)
+
+
+@settings(max_examples=500, deadline=None)
+@given(DECIMAL_TEXTS)
+def test_plain_is_the_normalised_decimal_formatted(text: str) -> None:
+    """Whatever path ``plain`` takes, its text is the decimal normalised at 38 digits and formatted plainly."""
+    value = Decimal(text)
+    for decimal in (value, value.scaleb(-18), value.quantize(Decimal("1E-18"), context=Context(prec=200))):
+        assert plain(decimal) == format(decimal.normalize(Context(prec=38)), "f"), decimal
+
+
+@pytest.mark.parametrize("record", [
+    {"price": Decimal("1.50"), "side": "buy", "n": 3},
+    {},
+    {"key": "own", "price": Decimal(2)},
+    {"topic": "own", "raw_topic": "coinbase_raw"},
+])
+@pytest.mark.parametrize("key", ["coinbase_BTC.USD", None, 'odd "key" \u00e9'])
+def test_json_lines_are_the_record_merged_after_topic_and_key(record: dict, key: str | None) -> None:
+    """A line is ``{"topic": t, "key": k, **record}`` written by orjson, whichever way it is put together."""
+    merged = orjson.dumps({"topic": "trades_l3", "key": key, **record}, default=plain)
+    assert json_line("trades_l3", key, record) == merged + b"\n"
+    assert format_json("trades_l3", key, record) == merged.decode()
 
 
 def test_json_lines_write_bytes_as_text_and_refuse_other_types() -> None:
