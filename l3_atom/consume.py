@@ -28,8 +28,6 @@ POLL_S = 0.5
 METADATA_TIMEOUT_S = 10.0
 # The schemas' decimal precision: normalising in the default context (28 digits) would round.
 _EXACT = Context(prec=38)
-# A str in plain notation this long holds at most the precision's digits (sign and point besides): no rounding.
-PLAIN_STR_CHARS = _EXACT.prec + 2
 # Prices and sizes repeat: the plain text of this many decimals is kept, then the cache starts over.
 PLAIN_CACHE_LIMIT = 4096
 
@@ -39,10 +37,10 @@ def plain(value: Decimal) -> str:
 
     ``str`` already writes most decimals (a decoded record's, at scale 18) in plain notation, at a
     third of the cost of ``format``; then only its trailing zeros go.  Others (an exponent, or more
-    digits than the precision) are normalised and formatted.
+    digits than the precision, which normalising rounds) are normalised and formatted.
     """
     text = str(value)
-    if "E" in text or len(text) > PLAIN_STR_CHARS:
+    if "E" in text or (len(text) > _EXACT.prec and len(text) - ("." in text) - (text[0] == "-") > _EXACT.prec):
         return format(value.normalize(_EXACT), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 

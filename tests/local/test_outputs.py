@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import websockets
 from aiohttp import web
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from l3_atom.consume import format_human, format_json, json_line, plain
@@ -116,6 +116,9 @@ DECIMAL_TEXTS = st.from_regex(r"[-+]?[0-9]{1,45}(\.[0-9]{0,25})?([eE][-+]?[0-9]{
 
 @settings(max_examples=500, deadline=None)
 @given(DECIMAL_TEXTS)
+@example("1" * 39)  # one digit more than the precision: normalising rounds it
+@example("1000000000000000000000.00000000000000001")
+@example("-" + "9" * 38)
 def test_plain_is_the_normalised_decimal_formatted(text: str) -> None:
     """Whatever path ``plain`` takes, its text is the decimal normalised at 38 digits and formatted plainly."""
     value = Decimal(text)
