@@ -100,13 +100,16 @@ class SourceRuntime:
         append = records.append
         for item in items:
             if type(item) is RawFrame:
-                validated = process(item.frame, item.headers, raw_name, None, self.offset, item.key)
+                key, frame, headers = item
+                validated = process(frame, headers, raw_name, None, self.offset, key)
                 self.offset += 1
-                for topic, key, value in validated:
+                for record in validated:
+                    topic = record[0]
                     if topic == BOOK_RESYNC:
-                        self.resync(value)
+                        self.resync(record[2])
                     if topic in wanted:
-                        append(_new_tuple(LocalRecord, (topic, key, value)))
+                        # An Encoded is (topic, key, value) as a LocalRecord is: the same fields, retyped.
+                        append(_new_tuple(LocalRecord, record))
             else:
                 topic, validate = self._connector_validators.get(type(item), self._dead_letter)
                 if topic == COVERAGE:
