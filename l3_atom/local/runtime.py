@@ -55,6 +55,8 @@ DRAIN_TIMEOUT_S = 10.0
 PROGRESS_INTERVAL_S = 1.0
 STATS_PATH = "/stats"
 CONNECTOR_DEAD_LETTER = "connector: frame too large"
+# Put after the batches of a run of frames once the bus is empty: outputs that hold batches flush them.
+CAUGHT_UP: list[LocalRecord] = []
 # Builds a NamedTuple without its Python-level __new__ (the fields are given in order).
 _new_tuple = tuple.__new__
 
@@ -158,15 +160,20 @@ class OutputWorker:
 
     async def put(self, batch: list[LocalRecord] | None) -> None:
         if self.stopped is not None and batch is not None:
-            self.dropped += len(batch)
+            self.dropped += len(batch)  # CAUGHT_UP is empty
         elif not self.failed:
             await self.queue.put(batch)
 
     async def run(self) -> None:
         """Write batches until the ``None`` that ends the stream; on failure, free those waiting to put."""
+        flush = getattr(self.output, "flush", None)
         try:
             while (batch := await self.queue.get()) is not None:
-                await self.output.write(batch)
+                if batch is CAUGHT_UP:
+                    if flush is not None:
+                        await flush()
+                else:
+                    await self.output.write(batch)
         except OutputStopped as exc:
             self.stopped = str(exc)
             if all(worker.stopped for worker in self.siblings):
@@ -313,11 +320,18 @@ class Runtime:
         take = source.bus.take
         standardise = source.standardise
         workers = self.workers
+        bus = source.bus
+        held = False
         while items := await take(BATCH_FRAMES):
             records = standardise(items)
             if records:
                 for worker in workers:
                     await worker.put(records)
+                held = True
+            if held and not bus:  # caught up: outputs that hold batches (JSON lines) write them now
+                for worker in workers:
+                    await worker.put(CAUGHT_UP)
+                held = False
             # Let connections read and clients be served between batches.
             await asyncio.sleep(0)
 

@@ -271,3 +271,26 @@ def test_the_query_api_answers_from_the_websockets_books_applied_once() -> None:
     assert answer.status == HTTP_OK and answer.body["sequence"] == 11
     assert answer.body == websocket.books.book("coinbase", "BTC.USD", {}).body
     assert queries.stats()["records"] == len(batch)
+
+
+def test_held_json_lines_are_written_at_flush_or_close_as_written_through(tmp_path: Path) -> None:
+    """``hold`` (the runtime's): nothing reaches the file until ``flush`` (or close); then the same lines."""
+    held, through = JsonLinesOutput(tmp_path / "held.jsonl", hold=True), JsonLinesOutput(tmp_path / "through.jsonl")
+
+    async def scenario() -> None:
+        for output in (held, through):
+            await output.start()
+        for output in (held, through):
+            await output.write(BATCH)
+            await output.write(BATCH[:1])
+        assert (tmp_path / "held.jsonl").read_bytes() == b""
+        assert held.records == 0 and through.records == len(BATCH) + 1
+        await held.flush()
+        assert (tmp_path / "held.jsonl").read_bytes() == (tmp_path / "through.jsonl").read_bytes()
+        for output in (held, through):
+            await output.write(BATCH)
+            await output.close()
+
+    asyncio.run(scenario())
+    assert (tmp_path / "held.jsonl").read_bytes() == (tmp_path / "through.jsonl").read_bytes()
+    assert held.records == through.records == 2 * len(BATCH) + 1
