@@ -19,6 +19,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from l3_atom.bounded_memo import BoundedMemo
 from l3_atom.config import Settings
 from l3_atom.coverage import describe
 from l3_atom.topics import COVERAGE
@@ -32,8 +33,16 @@ PLAIN_CACHE_LIMIT = 4096
 
 
 def plain(value: Decimal) -> str:
-    """An exact decimal as a plain number without trailing zeros: ``30000.500...0`` -> ``30000.5``."""
-    return format(value.normalize(_EXACT), "f")
+    """An exact decimal as a plain number without trailing zeros: ``30000.500...0`` -> ``30000.5``.
+
+    ``str`` already writes most decimals (a decoded record's, at scale 18) in plain notation, at a
+    third of the cost of ``format``; then only its trailing zeros go.  Others (an exponent, or more
+    digits than the precision, which normalising rounds) are normalised and formatted.
+    """
+    text = str(value)
+    if "E" in text or (len(text) > _EXACT.prec and len(text) - ("." in text) - (text[0] == "-") > _EXACT.prec):
+        return format(value.normalize(_EXACT), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class _JsonTexts(dict[Decimal, str]):
@@ -80,8 +89,26 @@ def format_human(topic: str, key: str | None, record: dict[str, Any]) -> str:
     return f"{topic} {key} " + " ".join(parts)
 
 
+def _json_head(topic_key: tuple[str, str | None]) -> bytes:
+    """``{"topic":...,"key":...,``: the start of every line of one topic and key."""
+    topic, key = topic_key
+    return orjson.dumps({"topic": topic, "key": key})[:-1] + b","
+
+
+# The heads of the lines of this many (topic, key) pairs are kept (a stream has one per feed and symbol).
+JSON_HEADS = 4096
+_json_heads = BoundedMemo(_json_head, JSON_HEADS)
+
+
 def json_bytes(topic: str, key: str | None, record: dict[str, Any], option: int = 0) -> bytes:
-    """``{"topic", "key", ...fields}`` as UTF-8 bytes, decimals as exact plain strings (orjson ``option``)."""
+    """``{"topic", "key", ...fields}`` as UTF-8 bytes, decimals as exact plain strings (orjson ``option``).
+
+    The record is written as it is, after its topic and key's remembered head, rather than copied
+    into a new dict first (a record of its own ``topic`` or ``key`` field, or none, is merged as
+    ``{"topic": topic, "key": key, **record}`` is).  ``option`` must not change the layout (indent).
+    """
+    if record and "topic" not in record and "key" not in record:
+        return _json_heads[topic, key] + orjson.dumps(record, default=_json_default, option=option)[1:]
     return orjson.dumps({"topic": topic, "key": key, **record}, default=_json_default, option=option)
 
 

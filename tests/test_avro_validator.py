@@ -95,3 +95,30 @@ def test_the_source_is_readable() -> None:
     source = validator_source(json.loads(schema_text("lob_l3")))
     assert source.startswith("def validate_LobL3(record):")
     assert "round_trip(record)" in source
+
+
+# Decimal texts of every shape: digits around the scale (18) and the precision (38), signs, exponents, zeros.
+DECIMAL_TEXTS = st.from_regex(r"[-+]?\d{1,40}(\.\d{0,22})?([eE][-+]?\d{1,2})?", fullmatch=True)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(DECIMAL_TEXTS | st.sampled_from(["NaN", "-Infinity", "-0", "0E-19", "0E+5"]), min_size=1, max_size=8))
+def test_each_decimal_is_decoded_or_refused_as_the_writer_and_reader_do(texts: list[str]) -> None:
+    """The decimal fast path (a cache miss: quantize) against the bytes read back, digit for digit."""
+    validate = TopicValidator("trades_l3").encode
+    expected = reference("trades_l3")
+    record = {
+        "exchange": "coinbase", "symbol": "BTC.USD", "trade_id": "10", "price": Decimal(1), "size": Decimal(1),
+        "taker_side": "buy", "maker_order_id": "m", "taker_order_id": None, "sequence": 5, "origin": None,
+        "event_timestamp": 1, "atom_timestamp": 2,
+    }
+    for text in texts:  # twice each: a miss, then the cached value
+        for _ in range(2):
+            changed = {**record, "price": Decimal(text)}
+            got, want = outcome(validate, changed), outcome(expected, changed)
+            assert got[0] == want[0], (text, got, want)
+            if got[0] == "record":
+                assert got[1]["price"].as_tuple() == want[1]["price"].as_tuple(), text
+                assert_same(got[1], want[1])
+            else:
+                assert got[1] == want[1]

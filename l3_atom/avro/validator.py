@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from decimal import Context, Decimal
+from decimal import Context, Decimal, DecimalException, InvalidOperation, Rounded
 from typing import Any
 
 from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema, schema_text
@@ -77,18 +77,24 @@ def encodable(text: str) -> bool:
 
 
 def _decimal_scaler(precision: int, scale: int, decimals: dict[str, Decimal]) -> Callable[[Decimal], Decimal | None]:
-    """What a decimal cache miss calls: the decoded value of a plain-notation Decimal the writer takes, else None.
+    """What a decimal cache miss calls: the decoded value of a Decimal the writer takes, else None.
 
     The writer's unscaled integer (``writer._decimal_encoder``: the digits without the point at the scale,
     or, for an exponent, its general path), and the reader's value (``reader._decimal_decoder``):
-    ``Decimal(unscaled).scaleb(-scale)`` at the precision.  What the writer refuses is left to it.
+    ``Decimal(unscaled).scaleb(-scale)`` at the precision.  For a non-zero finite value that is
+    ``quantize`` to the scale's exponent (the same sign, digits and exponent, at a quarter of the cost
+    of building it from the text), refusing, like the writer, any digit beyond the scale (``Rounded``:
+    even a zero) or beyond the precision; the general path below decides every other value (zeros,
+    whose decoded sign is +, NaN, infinities, the refused).  What the writer refuses is left to it.
     """
     limit = 10**precision
     context = Context(prec=precision)
+    # Refuses what the writer refuses: a dropped digit (Rounded, zeros too) or too many (InvalidOperation).
+    exact = Context(prec=precision, traps=[InvalidOperation, Rounded])
+    quantum = Decimal(1).scaleb(-scale)
     padding = ["0" * (scale - places) for places in range(scale + 1)]
 
-    def scaled(value: Decimal) -> Decimal | None:
-        text = str(value)
+    def general(value: Decimal, text: str) -> Decimal | None:
         whole, _, fraction = text.partition(".")
         places = len(fraction)
         try:
@@ -103,8 +109,20 @@ def _decimal_scaler(precision: int, scale: int, decimals: dict[str, Decimal]) ->
             return None
         if not -limit < unscaled < limit:
             return None
-        return keep(decimals, text, Decimal(unscaled).scaleb(-scale, context), DECIMAL_CACHE_LIMIT)
+        return Decimal(unscaled).scaleb(-scale, context)
 
+    def scaled(value: Decimal) -> Decimal | None:
+        text = str(value)
+        if value and value.is_finite():
+            try:
+                decoded = value.quantize(quantum, context=exact)
+            except DecimalException:  # refused: the general path says so in its own terms
+                return general(value, text)
+        else:
+            decoded = general(value, text)
+            if decoded is None:
+                return None
+        return keep(decimals, text, decoded, DECIMAL_CACHE_LIMIT)
     return scaled
 
 

@@ -280,7 +280,7 @@ def file_outputs(jsonl: str | None, avro: str | None, parquet: str | None, topic
 
     outputs: list[Output] = []
     if jsonl:
-        outputs.append(JsonLinesOutput(jsonl))
+        outputs.append(JsonLinesOutput(jsonl, hold=True))
     if avro:
         from l3_atom.local.outputs.avro import AvroFiles
 

@@ -55,6 +55,8 @@ DRAIN_TIMEOUT_S = 10.0
 PROGRESS_INTERVAL_S = 1.0
 STATS_PATH = "/stats"
 CONNECTOR_DEAD_LETTER = "connector: frame too large"
+# Put after the batches of a run of frames once the bus is empty: outputs that hold batches flush them.
+CAUGHT_UP: list[LocalRecord] = []
 # Builds a NamedTuple without its Python-level __new__ (the fields are given in order).
 _new_tuple = tuple.__new__
 
@@ -100,13 +102,16 @@ class SourceRuntime:
         append = records.append
         for item in items:
             if type(item) is RawFrame:
-                validated = process(item.frame, item.headers, raw_name, None, self.offset, item.key)
+                key, frame, headers = item
+                validated = process(frame, headers, raw_name, None, self.offset, key)
                 self.offset += 1
-                for topic, key, value in validated:
+                for record in validated:
+                    topic = record[0]
                     if topic == BOOK_RESYNC:
-                        self.resync(value)
+                        self.resync(record[2])
                     if topic in wanted:
-                        append(_new_tuple(LocalRecord, (topic, key, value)))
+                        # An Encoded is (topic, key, value) as a LocalRecord is: the same fields, retyped.
+                        append(_new_tuple(LocalRecord, record))
             else:
                 topic, validate = self._connector_validators.get(type(item), self._dead_letter)
                 if topic == COVERAGE:
@@ -155,15 +160,20 @@ class OutputWorker:
 
     async def put(self, batch: list[LocalRecord] | None) -> None:
         if self.stopped is not None and batch is not None:
-            self.dropped += len(batch)
+            self.dropped += len(batch)  # CAUGHT_UP is empty
         elif not self.failed:
             await self.queue.put(batch)
 
     async def run(self) -> None:
         """Write batches until the ``None`` that ends the stream; on failure, free those waiting to put."""
+        flush = getattr(self.output, "flush", None)
         try:
             while (batch := await self.queue.get()) is not None:
-                await self.output.write(batch)
+                if batch is CAUGHT_UP:
+                    if flush is not None:
+                        await flush()
+                else:
+                    await self.output.write(batch)
         except OutputStopped as exc:
             self.stopped = str(exc)
             if all(worker.stopped for worker in self.siblings):
@@ -310,11 +320,18 @@ class Runtime:
         take = source.bus.take
         standardise = source.standardise
         workers = self.workers
+        bus = source.bus
+        held = False
         while items := await take(BATCH_FRAMES):
             records = standardise(items)
             if records:
                 for worker in workers:
                     await worker.put(records)
+                held = True
+            if held and not bus:  # caught up: outputs that hold batches (JSON lines) write them now
+                for worker in workers:
+                    await worker.put(CAUGHT_UP)
+                held = False
             # Let connections read and clients be served between batches.
             await asyncio.sleep(0)
 

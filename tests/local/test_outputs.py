@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Context, Decimal
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import websockets
 from aiohttp import web
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from l3_atom.consume import format_human, format_json, json_line, plain
 from l3_atom.local.outputs import LocalRecord
@@ -106,6 +108,36 @@ def test_remembered_decimal_texts_are_the_exact_plain_texts(repeat: int) -> None
         for value in values:
             assert orjson.loads(format_json("t", "k", {"v": value}))["v"] == plain(value), value
             assert json_line("t", "k", {"v": value}) == (format_json("t", "k", {"v": value}) + "\n").encode()
+
+
+# Decimal texts of every shape: digits around the schemas' scale (18) and precision (38), signs, exponents, zeros.
+DECIMAL_TEXTS = st.from_regex(r"[-+]?[0-9]{1,45}(\.[0-9]{0,25})?([eE][-+]?[0-9]{1,2})?", fullmatch=True)
+
+
+@settings(max_examples=500, deadline=None)
+@given(DECIMAL_TEXTS)
+@example("1" * 39)  # one digit more than the precision: normalising rounds it
+@example("1000000000000000000000.00000000000000001")
+@example("-" + "9" * 38)
+def test_plain_is_the_normalised_decimal_formatted(text: str) -> None:
+    """Whatever path ``plain`` takes, its text is the decimal normalised at 38 digits and formatted plainly."""
+    value = Decimal(text)
+    for decimal in (value, value.scaleb(-18), value.quantize(Decimal("1E-18"), context=Context(prec=200))):
+        assert plain(decimal) == format(decimal.normalize(Context(prec=38)), "f"), decimal
+
+
+@pytest.mark.parametrize("record", [
+    {"price": Decimal("1.50"), "side": "buy", "n": 3},
+    {},
+    {"key": "own", "price": Decimal(2)},
+    {"topic": "own", "raw_topic": "coinbase_raw"},
+])
+@pytest.mark.parametrize("key", ["coinbase_BTC.USD", None, 'odd "key" \u00e9'])
+def test_json_lines_are_the_record_merged_after_topic_and_key(record: dict, key: str | None) -> None:
+    """A line is ``{"topic": t, "key": k, **record}`` written by orjson, whichever way it is put together."""
+    merged = orjson.dumps({"topic": "trades_l3", "key": key, **record}, default=plain)
+    assert json_line("trades_l3", key, record) == merged + b"\n"
+    assert format_json("trades_l3", key, record) == merged.decode()
 
 
 def test_json_lines_write_bytes_as_text_and_refuse_other_types() -> None:
@@ -239,3 +271,26 @@ def test_the_query_api_answers_from_the_websockets_books_applied_once() -> None:
     assert answer.status == HTTP_OK and answer.body["sequence"] == 11
     assert answer.body == websocket.books.book("coinbase", "BTC.USD", {}).body
     assert queries.stats()["records"] == len(batch)
+
+
+def test_held_json_lines_are_written_at_flush_or_close_as_written_through(tmp_path: Path) -> None:
+    """``hold`` (the runtime's): nothing reaches the file until ``flush`` (or close); then the same lines."""
+    held, through = JsonLinesOutput(tmp_path / "held.jsonl", hold=True), JsonLinesOutput(tmp_path / "through.jsonl")
+
+    async def scenario() -> None:
+        for output in (held, through):
+            await output.start()
+        for output in (held, through):
+            await output.write(BATCH)
+            await output.write(BATCH[:1])
+        assert (tmp_path / "held.jsonl").read_bytes() == b""
+        assert held.records == 0 and through.records == len(BATCH) + 1
+        await held.flush()
+        assert (tmp_path / "held.jsonl").read_bytes() == (tmp_path / "through.jsonl").read_bytes()
+        for output in (held, through):
+            await output.write(BATCH)
+            await output.close()
+
+    asyncio.run(scenario())
+    assert (tmp_path / "held.jsonl").read_bytes() == (tmp_path / "through.jsonl").read_bytes()
+    assert held.records == through.records == 2 * len(BATCH) + 1

@@ -121,8 +121,12 @@ class BlockingOutput(ABC):
         await self._run(self.open)
 
     async def write(self, records: list[LocalRecord]) -> None:
+        await self._write(self.write_records, records, len(records))
+
+    async def _write(self, fn: Callable[[Any], None], batch: Any, records: int) -> None:
+        """``fn(batch)`` on the output's thread, ``records`` counted; a storage failure stops the output."""
         try:
-            await self._run(self.write_records, records)
+            await self._run(fn, batch)
         except OSError as exc:
             if self.where is None:
                 raise
@@ -132,7 +136,7 @@ class BlockingOutput(ABC):
             except OSError as again:
                 note = f"closing its files failed too: {again}"
             raise OutputStopped(f"{line}{'; ' + note if note else ''}") from exc
-        self.records += len(records)
+        self.records += records
 
     async def close(self) -> None:
         try:
