@@ -103,7 +103,7 @@ def run(scale: Scale) -> list[Figure]:
     pure.measure_coinbase(add, repeat, repeats, messages=scale.messages)
     pure.measure_recordings(add, repeat, repeats)
     pure.measure_metrics(add, repeat, repeats, messages=scale.messages)
-    peers.measure(add, scale.peer_rounds, scale.recordings)
+    peers.measure_apart(add, scale.peer_rounds, scale.recordings)
     books.measure(add, repeat, repeats)
     ceilings = asyncio.run(distributed.measure_all(add, scale))
     local_mode.measure(add, scale, ceilings)
