@@ -114,3 +114,33 @@ def test_a_gap_while_holding_publishes_no_size_counted_across_it() -> None:
     got += run(successor, stream[index:missed] + stream[missed + 1:])
     assert not set(book_events(got)) - sent, "a size no message gave"
     assert successor.skipped[UNSIZED_FILL] > 0
+
+
+def test_a_snapshot_ahead_of_the_stream_sizes_no_fill_held_before_it() -> None:
+    """A snapshot taken after another fill of a waiting order, archived before that fill's frame: its size
+    already has the later fill taken off, so it cannot give the size after the held one."""
+    flow = OrderFlow(seed=5, product_ids=[PRODUCT])
+    first = snapshot(flow)
+    whole = CoinbaseStandardiser()
+    run(whole, [first, *frames(flow, BEFORE)])
+    successor = CoinbaseStandardiser()
+    stream: list[tuple[bytes, str | None]] = []
+    while not successor._held:  # up to the first fill of an order older than the successor
+        stream += frames(flow, 1)
+        run(successor, stream[-1:])
+    waiting = set(next(iter(successor._held.values())).fills)
+    pending = []
+    for _ in range(UNTIL_SNAPSHOT):  # the waiting order's next partial fill, not yet read by the successor
+        pending += frames(flow, 1)
+        message = orjson.loads(pending[-1][0])
+        ahead = snapshot(flow)
+        resting = {order[2] for side in ("bids", "asks") for order in orjson.loads(ahead[0])[side]}
+        if message["type"] == MATCH and message["maker_order_id"] in waiting & resting:
+            break
+    else:
+        raise AssertionError("the flow never filled a waiting order partly again: the case under test")
+    after = frames(flow, AFTER)
+    sent = set(book_events(run(whole, [*stream, *pending, *after])))
+    got = run(successor, [ahead, *pending, *after])
+    assert not set(book_events(got)) - sent, "a size no message gave"
+    assert successor.skipped[UNSIZED_FILL] > 0

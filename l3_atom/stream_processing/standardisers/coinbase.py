@@ -34,7 +34,7 @@ from that fill on, the symbol's ``lob_l3`` records are held back, in order, and
 a snapshot is asked for at once.  The order's size after the fill follows from
 what comes later: the ``old_size`` of its next ``change``, the
 ``remaining_size`` of its ``done``, or its size in the snapshot (plus the fills
-between).  Each held record is published as soon as every fill before it is
+between) when the stream has reached the snapshot's point.  Each held record is published as soon as every fill before it is
 sized: nothing is left out and the order is kept.  A fill still unsized when
 the snapshot comes (or after ``HOLD_LIMIT`` held records) is a counted skip.
 Held records exist only in the worker's memory: a worker killed while holding
@@ -247,10 +247,15 @@ class CoinbaseStandardiser(Standardiser):
         resting = {o.record["order_id"]: o.record["size"] for o in outputs}
         held = self._held.get(symbol)
         if held is not None:
-            # Every fill held is sized now: by the snapshot, when it holds the order and no fill is newer.
+            # Every fill held is sized now: by the snapshot, when it holds the order, no fill is newer and the
+            # stream has reached the snapshot's point.  A snapshot ahead of the stream may hold fills of the
+            # order not read yet (their frames come after it and are skipped as inside it): its size is then
+            # not the size after the held fill.
+            stream = self._stream.books.get(symbol)
+            ahead = stream is None or stream.last is None or stream.last < sequence
             for order_id, fills in list(held.fills.items()):
                 newer = any(fill.output.record["sequence"] > sequence for fill in fills)
-                held.size(order_id, None if newer else resting.get(order_id))
+                held.size(order_id, None if newer or ahead else resting.get(order_id))
             outputs = self._release(symbol, held) + outputs
         self.book_checks.snapshot(symbol, sequence, atom_timestamp)
         self._resting[symbol] = resting
