@@ -589,7 +589,7 @@ write_in_python(Buffer *buffer, const Field *field, PyObject *value)
 }
 
 static inline Py_ALWAYS_INLINE int
-write_field(Buffer *buffer, const Writer *writer, const Field *field, PyObject *value)
+write_field_in_c(Buffer *buffer, const Writer *writer, const Field *field, PyObject *value)
 {
     Py_ssize_t start = buffer->size;
     if (field->optional) {
@@ -601,12 +601,17 @@ write_field(Buffer *buffer, const Writer *writer, const Field *field, PyObject *
         }
     }
     int result = KIND_WRITERS[field->kind](buffer, writer, field, value);
-    if (result != WRITE_IN_PYTHON) {
-        return result;
+    if (result == WRITE_IN_PYTHON) {
+        buffer->size = start;   /* the Python writer writes the whole field again, union branch included */
     }
-    /* The Python writer writes the whole field again, union branch included. */
-    buffer->size = start;
-    return write_in_python(buffer, field, value);
+    return result;
+}
+
+static int
+write_field(Buffer *buffer, const Writer *writer, const Field *field, PyObject *value)
+{
+    int result = write_field_in_c(buffer, writer, field, value);
+    return result == WRITE_IN_PYTHON ? write_in_python(buffer, field, value) : result;
 }
 
 /* record[name], a new reference; a missing key is the reference's ValueError. */
@@ -823,16 +828,7 @@ write_template_fields(Buffer *buffer, const Writer *self, PyObject *template, Py
             PyErr_Clear();
             return 0;
         }
-        int result;
-        if (field->optional && value == Py_None) {
-            result = buffer_put_byte(buffer, NULL_BRANCH) < 0 ? WRITE_ERROR : WRITE_DONE;
-        }
-        else if (field->optional && buffer_put_byte(buffer, VALUE_BRANCH) < 0) {
-            result = WRITE_ERROR;
-        }
-        else {
-            result = KIND_WRITERS[field->kind](buffer, self, field, value);
-        }
+        int result = write_field_in_c(buffer, self, field, value);
         Py_DECREF(value);
         if (result != WRITE_DONE) {
             /* The record path writes (or refuses) this template's records itself, with its own error. */

@@ -117,9 +117,9 @@ def book_levels(
     dict: the same bytes the writer makes of the dict, without making the dict (or, from the
     exchange's texts, the Decimals).  A message it cannot take whole goes the dict way.
     """
-    record = lob_level(
-        exchange=exchange, symbol=symbol, side="", price=ZERO, size=ZERO, is_snapshot=is_snapshot, sequence=sequence,
-        prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+    record = lob_template(
+        exchange=exchange, symbol=symbol, is_snapshot=is_snapshot, sequence=sequence, prev_sequence=prev_sequence,
+        event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
     )
     outputs: list[Output] = []
     if (
