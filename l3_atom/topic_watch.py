@@ -65,8 +65,13 @@ def watch_topics(kafka: KafkaSettings, names: Sequence[str], role: str) -> threa
     """Check ``names`` every ``WATCH_INTERVAL_S`` on a daemon thread; exit the process when the broker lost one.
 
     A thread, not a task: a connector whose producer queue is full blocks its event loop until the
-    broker takes more (backpressure), and on a broker that lost the topic that is for ever.
+    broker takes more (backpressure), and on a broker that lost the topic that is for ever.  A
+    memory-only broker's link is watched on a thread of its own (:func:`_watch_link`).
     """
+    if kafka.broker_memory_only:
+        link = BrokerLink(kafka.bootstrap_servers)
+        threading.Thread(target=_watch_link, args=(link, kafka.bootstrap_servers, role), name="l3_atom-broker-link",
+                         daemon=True).start()
     thread = threading.Thread(target=_watch, args=(kafka, list(names), role), name="l3_atom-topic-watch", daemon=True)
     thread.start()
     return thread
@@ -74,17 +79,36 @@ def watch_topics(kafka: KafkaSettings, names: Sequence[str], role: str) -> threa
 
 def _watch(kafka: KafkaSettings, names: list[str], role: str) -> NoReturn:
     admin = AdminClient(kafka.client_config())
-    link = BrokerLink(kafka.bootstrap_servers) if kafka.broker_memory_only else None
     while True:
-        if link is not None and link.died(WATCH_INTERVAL_S):
-            _exit(f"{role}: the broker at {kafka.bootstrap_servers} closed its connections and refuses new ones, "
-                  f"and it keeps its data in memory only (broker_memory_only in the profile): what it held is gone; "
-                  f"{EXITING}")
-        if link is None:
-            time.sleep(WATCH_INTERVAL_S)
-        missing = missing_topics(admin, names)
+        time.sleep(WATCH_INTERVAL_S)
+        try:
+            missing = missing_topics(admin, names)
+        except Exception:  # the watch must outlive a failed check, or the role would never exit
+            LOG.exception("%s: could not list the broker's topics; trying again", role)
+            continue
         if missing:
             _exit(lost_line(role, kafka.bootstrap_servers, missing))
+
+
+def _watch_link(link: BrokerLink, bootstrap: str, role: str) -> NoReturn:
+    """Exit as soon as the broker's process is gone.
+
+    Its own thread, waiting on nothing else: a broker restarted by a supervisor may be back in a
+    couple of seconds, and a death noticed only after that (the topic check, waiting up to
+    ``METADATA_TIMEOUT_S`` on the dead broker, used to share this thread) found a broker that
+    answered, with the topics the clients had created on it again: the role never exited.
+    """
+    while True:
+        try:
+            died = link.died(WATCH_INTERVAL_S)
+        except Exception:  # as in _watch: a failed check is not a reason to stop watching
+            LOG.exception("%s: could not check the link to the broker; trying again", role)
+            time.sleep(WATCH_INTERVAL_S)
+            continue
+        if died:
+            _exit(f"{role}: the broker at {bootstrap} closed its connections and refuses new ones, "
+                  f"and it keeps its data in memory only (broker_memory_only in the profile): what it held is gone; "
+                  f"{EXITING}")
 
 
 def _exit(line: str) -> NoReturn:
@@ -104,10 +128,13 @@ class BrokerLink:
     def __init__(self, bootstrap_servers: str):
         host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
         self.address = (host, int(port))
-        self.sock = socket.create_connection(self.address, timeout=METADATA_TIMEOUT_S)
+        self.sock: socket.socket | None = socket.create_connection(self.address, timeout=METADATA_TIMEOUT_S)
 
     def died(self, wait_s: float) -> bool:
         """Wait up to ``wait_s`` for the connection to close; then whether the broker is gone."""
+        if self.sock is None:  # the last new connection failed, but was not refused
+            time.sleep(wait_s)
+            return self._refused()
         readable, _, _ = select.select([self.sock], [], [], wait_s)
         if not readable:
             return False
@@ -117,9 +144,16 @@ class BrokerLink:
         except OSError:
             pass
         self.sock.close()
+        self.sock = None
+        return self._refused()
+
+    def _refused(self) -> bool:
+        """Connect again: whether the broker's address refused it (nothing listens there)."""
         try:
             self.sock = socket.create_connection(self.address, timeout=METADATA_TIMEOUT_S)
         except ConnectionRefusedError:
             return True
+        except OSError as exc:  # e.g. a timeout: not known to be gone; the next check tries again
+            LOG.warning("broker link: a new connection to %s:%d failed: %s", *self.address, exc)
         return False
 
