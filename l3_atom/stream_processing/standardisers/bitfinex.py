@@ -98,6 +98,8 @@ TIMEFRAMES = {
     "14D": ("14d", 14 * 1440 * MINUTE_MS),
 }
 OPEN, CHANGE, DONE = "open", "change", "done"
+# Book sides as _level names them, for records_build.lob_sided_outputs (its levels lead with the side).
+SIDES = {"bid": "bid", "ask": "ask"}
 # A page of the REST trade history (a list of lists, no channel id), archived by the connector to fill a gap.
 TRADE_HISTORY = "trade history"
 ALREADY_PUBLISHED = "trade already published (streamed or backfilled)"
@@ -288,7 +290,9 @@ class BitfinexStandardiser(Standardiser):
             exchange=SOURCE, symbol=symbol, is_snapshot=snapshot, sequence=sequence, event_timestamp=time,
             atom_timestamp=atom_timestamp,
         )
-        outputs = [Output(LOB, key, self._level(template, entry)) for entry in (body if snapshot else [body])]
+        levels = [self._level(entry) for entry in (body if snapshot else [body])]
+        outputs: list[Output] = []
+        records_build.lob_sided_outputs(outputs, template, key, SIDES, SIDES.__getitem__, levels, self.lob_writer)
         if snapshot:
             self.level_checks.snapshot(symbol, sequence, atom_timestamp)
             if not outputs:
@@ -301,16 +305,12 @@ class BitfinexStandardiser(Standardiser):
         return outputs + self.level_checks.requests(symbol, atom_timestamp)
 
     @staticmethod
-    def _level(template: dict[str, Any], entry: list) -> dict[str, Any]:
-        """One ``[price, count, amount]`` entry as a copy of its message's ``lob`` template."""
+    def _level(entry: list) -> tuple[str, Decimal, Decimal]:
+        """``(side, price, size)`` of one ``[price, count, amount]`` entry (as ``lob_sided_outputs`` reads levels)."""
         amount = exact(entry[LEVEL_AMOUNT])
         # A count of 0 removes the level; its amount (1 or -1) then only tells the side.
         removed = integer(entry[LEVEL_COUNT]) == 0
-        record = template.copy()
-        record["side"] = book_side(amount)
-        record["price"] = exact(entry[LEVEL_PRICE])
-        record["size"] = ZERO if removed else abs(amount)
-        return record
+        return book_side(amount), exact(entry[LEVEL_PRICE]), ZERO if removed else abs(amount)
 
     # -- trades --------------------------------------------------------------------------
 

@@ -73,7 +73,8 @@ LEVEL_ACTIONS = ("new", "change", "delete")
 BOOK_SNAPSHOT = "snapshot"
 BOOK_CHANGE = "change"
 DELETE = "delete"
-BOOK_SIDES = (("bid", "bids"), ("ask", "asks"))
+# The book message's fields of each side, bids first.
+BOOK_FIELDS = ("bids", "asks")
 TAKER_SIDES = ("buy", "sell")
 ZERO = Decimal(0)
 
@@ -174,22 +175,12 @@ class DeribitStandardiser(Standardiser):
         prev_sequence = None if snapshot else integer(data["prev_change_id"])
         event_timestamp = integer(data["timestamp"])
         key = normalised_key(SOURCE, symbol)
-        outputs = [
-            Output(LOB, key, records_build.lob_level(
-                exchange=SOURCE,
-                symbol=symbol,
-                side=side,
-                price=exact(level[LEVEL_PRICE]),
-                size=level_size(level),
-                is_snapshot=snapshot,
-                sequence=sequence,
-                prev_sequence=prev_sequence,
-                event_timestamp=event_timestamp,
-                atom_timestamp=atom_timestamp,
-            ))
-            for side, field in BOOK_SIDES
-            for level in data[field]
-        ]
+        bids, asks = ([(exact(level[LEVEL_PRICE]), level_size(level)) for level in data[field]] for field in BOOK_FIELDS)
+        outputs = records_build.book_levels(
+            exchange=SOURCE, symbol=symbol, key=key, bids=bids, asks=asks, is_snapshot=snapshot, sequence=sequence,
+            prev_sequence=prev_sequence, event_timestamp=event_timestamp, atom_timestamp=atom_timestamp,
+            writer=self.lob_writer,
+        )
         repeat = None
         if snapshot:
             self.book_checks.snapshot(symbol, sequence, atom_timestamp)
