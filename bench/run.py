@@ -83,7 +83,7 @@ class Scale:
 
 SCALES = {
     "full": Scale(repeats=3, messages=100_000, broker_messages=200_000, latency_s=15.0, connector_frames=200_000,
-                  rate_warmup_s=8.0, rate_window_s=10.0, peer_rounds=5, recordings=None),
+                  rate_warmup_s=8.0, rate_window_s=10.0, peer_rounds=7, recordings=None),
     "quick": Scale(repeats=1, messages=20_000, broker_messages=60_000, latency_s=5.0, connector_frames=100_000,
                    rate_warmup_s=8.0, rate_window_s=5.0, many_symbols=200, peer_rounds=5, recordings=None),
     "smoke": Scale(repeats=1, messages=2_000, broker_messages=2_000, latency_s=1.0, connector_frames=5_000,
