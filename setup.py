@@ -1,9 +1,9 @@
 """Builds the C hot paths beside their Python references; ``pip install -r requirements.txt`` runs it (``-e .``).
 
 The project runs from its source tree: the editable install points at it
-and compiles ``l3_atom/avro/_avro_writer_c`` (the Avro writer) and
-``l3_atom/stream_processing/_levels_c`` (the loop of ``records_build.book_levels``)
-in place.  Both are optional: without a C compiler the install goes on and
+and compiles ``l3_atom/avro/_avro_writer_c`` (the Avro writer),
+``l3_atom/stream_processing/_levels_c`` (the loop of ``records_build.book_levels``) and
+``l3_atom/books/_top_text_c`` (the text of Kraken's checksum) in place.  All are optional: without a C compiler the install goes on and
 the pure-Python references serve instead.
 """
 
@@ -23,6 +23,11 @@ setup(
         Extension(
             "l3_atom.stream_processing._levels_c",
             sources=["l3_atom/stream_processing/_levels_c.c"],
+            optional=True,
+        ),
+        Extension(
+            "l3_atom.books._top_text_c",
+            sources=["l3_atom/books/_top_text_c.c"],
             optional=True,
         ),
     ],

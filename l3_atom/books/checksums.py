@@ -18,6 +18,13 @@ from decimal import Decimal
 from typing import Protocol
 from zlib import crc32
 
+from l3_atom.books.engine import BookSide
+
+try:  # the C text of a side's best levels (setup.py builds it); KrakenLevelTexts._text is its reference
+    from l3_atom.books import _top_text_c
+except ImportError:
+    _top_text_c = None
+
 Level = tuple[Decimal, Decimal]
 
 
@@ -101,23 +108,37 @@ class KrakenLevelTexts:
         for index, side in enumerate((asks, bids)):
             held = sides[index]
             if held is None or held[0] is not side or held[1] != side.changes:
-                held = sides[index] = (side, side.changes, self._text(side.top(KRAKEN_DEPTH)))
+                held = sides[index] = (side, side.changes, self._top_text(side))
             parts.append(held[2])
         return crc32("".join(parts).encode())
+
+    def _top_text(self, side: SideLevels) -> str:
+        """``_text(side.top(KRAKEN_DEPTH))``: in C where built (``_top_text_c``), for a side laid out as
+        ``engine.BookSide`` is."""
+        if _top_text_c is None or type(side) is not BookSide:
+            return self._text(side.top(KRAKEN_DEPTH))
+        texts = self.texts
+        if len(texts) > self.LIMIT:
+            texts.clear()
+        return _top_text_c.top_text(side, KRAKEN_DEPTH, texts, self._level_text)
 
     def _text(self, levels: Sequence[Level]) -> str:
         """One side's part of the hashed string: its top 10 levels' digits, best first."""
         texts = self.texts
         if len(texts) > self.LIMIT:
             texts.clear()
-        price_places, size_places = self.places
         parts = []
         for price, size in levels[:KRAKEN_DEPTH]:
             held = texts.get(price)
             if held is None or held[0] is not price or held[1] is not size:
-                held = texts[price] = (price, size, _digits(price, price_places) + _digits(size, size_places))
+                held = texts[price] = (price, size, self._level_text(price, size))
             parts.append(held[2])
         return "".join(parts)
+
+    def _level_text(self, price: Decimal, size: Decimal) -> str:
+        """One level's part: its price's digits, then its size's."""
+        price_places, size_places = self.places
+        return _digits(price, price_places) + _digits(size, size_places)
 
 
 def okx_checksum_text(
