@@ -29,7 +29,15 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from l3_atom.infra.processes import free_port, start_process, stop_process, wait_until
-from l3_atom.sim.coinbase import FAULT_KINDS, UNKNOWN_MESSAGE_TYPE, CoinbaseSimulator
+from l3_atom.sim.coinbase import (
+    FAULT_KINDS,
+    MAX_CATCH_UP_SECONDS,
+    MAX_RATE,
+    MAX_TICK_SECONDS,
+    UNKNOWN_MESSAGE_TYPE,
+    CoinbaseSimulator,
+    Pacing,
+)
 from l3_atom.sim.orderflow import OrderFlow
 from tests.recorded import http_bodies, ws_frames
 
@@ -551,15 +559,36 @@ def test_disconnect_drops_everyone_and_resubscribers_see_a_gap() -> None:
     run(body())
 
 
-def test_rate_is_kept() -> None:
+@pytest.mark.parametrize("rate", [1.0, 7.5, 5000.0, MAX_RATE])
+def test_the_pacing_owes_the_rate_tick_by_tick(rate: float) -> None:
+    """Ticks of any length add up to the rate (the fraction carried over); the clock is the test's own."""
+    pacing, sent = Pacing(rate), 0
+    for elapsed in [pacing.tick, pacing.tick / 3, pacing.tick * 1.7] * 200:
+        count = pacing.due(elapsed)
+        pacing.owed -= count
+        sent += count
+    seconds = sum([pacing.tick, pacing.tick / 3, pacing.tick * 1.7]) * 200
+    assert rate * seconds - 1 < sent <= rate * seconds
+
+
+def test_the_pacing_does_not_owe_past_its_catch_up() -> None:
+    """A late tick (a stalled loop, a slow client) is owed for at most MAX_CATCH_UP_SECONDS, not sent as a burst."""
+    pacing = Pacing(5000.0)
+    assert pacing.due(10.0) == 1 + 5000.0 * MAX_CATCH_UP_SECONDS
+
+
+def test_the_running_flow_is_paced() -> None:
+    """The simulator's own loop generates at most what its rate owes over the time it ran (the arithmetic is
+    tested above without a clock; a loaded machine only makes it fall behind)."""
     rate, seconds = 5000.0, 1.0
 
     async def body() -> None:
         async with simulator(rate=rate) as sim, subscribed(sim, ["full", "ticker"]) as ws:
-            start = sim.stats()["messages_generated"]
+            loop = asyncio.get_running_loop()
+            start, started = sim.stats()["messages_generated"], loop.time()
             await asyncio.sleep(seconds)
-            generated = sim.stats()["messages_generated"] - start
-            assert abs(generated - rate * seconds) < 0.25 * rate * seconds, generated
+            generated, ran = sim.stats()["messages_generated"] - start, loop.time() - started
+            assert 0 < generated <= rate * (ran + MAX_TICK_SECONDS) + Pacing(rate).max_owed, generated
             assert await recv_json(ws)
 
     run(body())

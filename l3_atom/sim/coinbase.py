@@ -141,6 +141,27 @@ def _json_response(body: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type=JSON_CONTENT_TYPE)
 
 
+class Pacing:
+    """What the flow's rate owes, tick by tick: the whole messages due, the fraction carried over.
+
+    Falling behind (a late tick, a slow client) is owed for at most ``MAX_CATCH_UP_SECONDS``: past
+    that, the messages are not sent later in a burst (the rate is a ceiling, not a debt).
+    """
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.owed = 0.0
+        # The fraction under one message is always carried (capped at max(1, ...), a rate of 7.5/s ran at ~6.6/s).
+        self.max_owed = 1.0 + rate * MAX_CATCH_UP_SECONDS
+        # Short enough for smooth high rates; at low rates about one message apart.
+        self.tick = min(MAX_TICK_SECONDS, max(MIN_TICK_SECONDS, 1.0 / rate))
+
+    def due(self, elapsed: float) -> int:
+        """The whole messages owed after ``elapsed`` seconds more (the caller takes off those it sends)."""
+        self.owed = min(self.owed + elapsed * self.rate, self.max_owed)
+        return int(self.owed)
+
+
 class SubscribeError(ValueError):
     """A subscribe/unsubscribe request Coinbase would refuse; the text is the error's ``reason``."""
 
@@ -349,24 +370,21 @@ class CoinbaseSimulator:
     async def _run_flow(self) -> None:
         """Every tick, generate what the rate owes and send it; owe nothing while nobody listens."""
         loop = asyncio.get_running_loop()
-        owed = 0.0
+        pacing = Pacing(self.rate)
         last = loop.time()
-        max_owed = max(1.0, self.rate * MAX_CATCH_UP_SECONDS)
-        tick = min(MAX_TICK_SECONDS, max(MIN_TICK_SECONDS, 1.0 / self.rate))
         while True:
-            await asyncio.sleep(tick)
+            await asyncio.sleep(pacing.tick)
             now = loop.time()
             elapsed, last = now - last, now
             if not self._flowing():
-                owed = 0.0
+                pacing.owed = 0.0
                 continue
-            owed = min(owed + elapsed * self.rate, max_owed)
-            count = int(owed)
+            count = pacing.due(elapsed)
             if self.max_messages:
                 count = min(count, self.max_messages - self.flow.generated)
             if count <= 0:
                 continue
-            owed -= count
+            pacing.owed -= count
             async with self._send_lock:
                 await self._publish(self.advance(count))
                 await self._send_scheduled_faults(count)
