@@ -18,6 +18,10 @@
  * Python writer's exception with its message, and unusual values get its
  * exact bytes.
  *
+ * Validator, after the Writer type, is validator.py's record validator over
+ * a Writer's field table: the record a reader would decode from the writer's
+ * bytes, without the bytes (runner.py local).
+ *
  * encode_outputs, at the end, is the processor's loop over one message's
  * outputs around the writers (writer.encode_outputs_in_python is its
  * reference).
@@ -116,6 +120,7 @@ typedef struct {
     PyObject *prefix;     /* bytes written before the body (the wire header) */
     PyObject *decimal_type;
     int key_order_known;  /* whether fields[].at_position holds the key order of the last record read by name */
+    int keys_in_field_order;  /* once key_order_known: whether that order is the schema's (at_position[i] == i) */
     Field fields[];
 } Writer;
 
@@ -708,6 +713,10 @@ learn_key_order(Writer *self, PyObject *record)
     }
     /* Distinct keys, each one of the distinct names: every field has its position. */
     self->key_order_known = (i == count);
+    self->keys_in_field_order = 1;
+    for (i = 0; i < count; i++) {
+        self->keys_in_field_order &= (self->fields[i].at_position == i);
+    }
 }
 
 /* The fields of a record in key order, values already read (values_in_key_order); the references are released. */
@@ -1196,17 +1205,37 @@ static PyTypeObject WriterType = CALLABLE_VAR_TYPE(Writer, writer, fields, .tp_m
 
 /* ----------------------------------------------------- the record, decoded */
 
-/* The decimal digits of n (with a '-' when negative and not zero) into out, which has room for them; the end. */
+/* 10**19: a 64-bit word holds 19 decimal digits. */
+#define WORD_BASE 10000000000000000000ULL
+#define WORD_DECIMAL_DIGITS 19
+
+/* The decimal digits of a word, least significant first, into digits; at least `least` of them (zeros ahead). */
+static int
+word_digits(uint64_t word, int least, char *digits)
+{
+    int count = 0;
+    while (count < least || word != 0) {
+        digits[count++] = (char)('0' + (int)(word % DECIMAL_BASE));
+        word /= DECIMAL_BASE;
+    }
+    return count;
+}
+
+/* The decimal digits of n (with a '-' when negative and not zero) into out, which has room for them; the end.
+ * Digits come from 64-bit words: a division of a 128-bit integer is a library call, so there are at most two. */
 static char *
 format_unscaled(unscaled_t n, int negative, char *out)
 {
-    char digits[MAX_UNSCALED_DIGITS + 1];
-    int count = 0;
-    do {
-        digits[count++] = (char)('0' + (int)(n % DECIMAL_BASE));
-        n /= DECIMAL_BASE;
-    } while (n != 0);
-    if (negative && !(count == 1 && digits[0] == '0')) {
+    char digits[MAX_UNSCALED_DIGITS + WORD_DECIMAL_DIGITS];
+    int count;
+    if (n >= WORD_BASE) {
+        count = word_digits((uint64_t)(n % WORD_BASE), WORD_DECIMAL_DIGITS, digits);
+        count += word_digits((uint64_t)(n / WORD_BASE), 0, digits + count);
+    }
+    else {
+        count = word_digits((uint64_t)n, 1, digits);
+    }
+    if (negative && n != 0) {
         *out++ = '-';
     }
     while (count > 0) {
@@ -1296,8 +1325,14 @@ decoded_decimal(const Writer *writer, const Field *field, unscaled_t magnitude, 
 {
     char text[MAX_UNSCALED_DIGITS + 2 + EXPONENT_TEXT_SIZE];
     char *end = format_unscaled(magnitude, negative, text);
-    snprintf(end, EXPONENT_TEXT_SIZE, "E-%d", field->scale);
-    PyObject *string = PyUnicode_FromString(text);
+    /* "E-" and the scale's digits (word_digits writes them backwards). */
+    *end++ = 'E';
+    *end++ = '-';
+    char exponent[EXPONENT_TEXT_SIZE];
+    for (int count = word_digits((uint64_t)field->scale, 1, exponent); count > 0;) {
+        *end++ = exponent[--count];
+    }
+    PyObject *string = PyUnicode_FromStringAndSize(text, end - text);
     if (string == NULL) {
         return NULL;
     }
@@ -1412,12 +1447,13 @@ record_value(PyObject *record, PyObject *name)
 }
 
 /*
- * Every field decoded into `decoded` (a copy of the template): 1; 0 for the round trip; -1 on an
- * error.  values: the record's values in field order (values_in_key_order), or NULL to read each
- * field by name just before it is checked, as the generated function does.
+ * Every field decoded into `decoded`: 1; 0 for the round trip; -1 on an error.  values: the record's
+ * values in field order (values_in_key_order), or NULL to read each field by name just before it is
+ * checked, as the generated function does.  holds_values: whether `decoded` is a copy of the record
+ * (else of the template), so that only a value decoded as another object is set.
  */
 static int
-decode_fields(Validator *self, PyObject *record, PyObject *const *values, PyObject *decoded)
+decode_fields(Validator *self, PyObject *record, PyObject *const *values, PyObject *decoded, int holds_values)
 {
     for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
         PyObject *value = values != NULL ? Py_NewRef(values[i]) : record_value(record, self->writer->fields[i].name);
@@ -1429,7 +1465,7 @@ decode_fields(Validator *self, PyObject *record, PyObject *const *values, PyObje
         if (item == NULL) {
             return PyErr_Occurred() ? -1 : 0;
         }
-        int status = PyDict_SetItem(decoded, self->writer->fields[i].name, item);
+        int status = holds_values && item == value ? 0 : PyDict_SetItem(decoded, self->writer->fields[i].name, item);
         Py_DECREF(item);
         if (status < 0) {
             return -1;
@@ -1441,13 +1477,23 @@ decode_fields(Validator *self, PyObject *record, PyObject *const *values, PyObje
 static PyObject *
 validator_validate(Validator *self, PyObject *record)
 {
-    PyObject *decoded = PyDict_Copy(self->template);
-    if (decoded == NULL) {
+    const Writer *writer = self->writer;
+    /* A record whose keys are likely the field names in the schema's order is copied whole (copying its table
+     * costs less than setting each field) and read from its copy, which nothing else holds; the copy then gets
+     * its decoded decimals.  Any other record is read as it is, into a copy of the template. */
+    PyObject *copy = NULL;
+    if (writer->key_order_known && writer->keys_in_field_order && PyDict_CheckExact(record)
+        && PyDict_GET_SIZE(record) == Py_SIZE(self) && (copy = PyDict_Copy(record)) == NULL) {
         return NULL;
     }
     PyObject *values[MAX_ORDERED_FIELDS];
-    int ordered = values_in_key_order(self->writer, record, values);
-    int status = decode_fields(self, record, ordered ? values : NULL, decoded);
+    int ordered = values_in_key_order(writer, copy != NULL ? copy : record, values);
+    int holds_values = ordered && copy != NULL;
+    if (!holds_values) {
+        Py_XSETREF(copy, PyDict_Copy(self->template));
+    }
+    PyObject *decoded = copy;
+    int status = decoded == NULL ? -1 : decode_fields(self, record, ordered ? values : NULL, decoded, holds_values);
     if (ordered) {
         for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
             Py_DECREF(values[i]);
@@ -1460,7 +1506,7 @@ validator_validate(Validator *self, PyObject *record)
     if (status == 1) {
         return decoded;
     }
-    Py_DECREF(decoded);
+    Py_XDECREF(decoded);
     return status == 0 ? PyObject_CallOneArg(self->round_trip, record) : NULL;
 }
 

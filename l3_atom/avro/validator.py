@@ -46,7 +46,7 @@ schema's field order, without any key the schema lacks.  Tests check it
 against the round trip for random records of every schema.
 
 In C: where the extension ``_avro_writer_c`` is built, :class:`TopicValidator`
-uses its ``Validator`` instead (~5 times faster on a ``lob_l3`` record): the
+uses its ``Validator`` instead (3-5 times faster on a ``lob_l3`` record): the
 same checks over the C writer's own field table, a decimal read as that writer
 reads it (its unscaled integer, the fields' caches keyed by it) and decoded as
 the reader decodes it.  The generated function stays the reference and
