@@ -19,6 +19,7 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
 from l3_atom.avro.codecs import AvroEncoder, available_topics, schema_text
+from l3_atom.avro.validator import TopicValidator
 from l3_atom.avro.writer import (
     compile_python_record_writer,
     native_writer_available,
@@ -105,6 +106,18 @@ def measure_coinbase(add: Callable, repeat: Callable, repeats: int, messages: in
         for out in outputs:
             writers[out.topic](out.record)
 
+    validators = {topic: TopicValidator(topic) for topic in {out.topic for out in outputs}}
+
+    def validate_all(kind: str) -> Callable[[], None]:
+        """Every output through its topic's validator: ``encode`` (C where built) or ``python`` (the reference)."""
+        chosen = {topic: getattr(validator, kind) for topic, validator in validators.items()}
+
+        def run() -> None:
+            for out in outputs:
+                chosen[out.topic](out.record)
+
+        return run
+
     def process_all() -> None:
         processor = RawMessageProcessor("coinbase", standardiser_class("coinbase")(), enc, 1_000_000)
         for frame in frames:
@@ -121,6 +134,12 @@ def measure_coinbase(add: Callable, repeat: Callable, repeats: int, messages: in
     if native_writer_available():
         add(section, "Avro encode alone (generated Python writer, the fallback)", "records/s",
             repeat(repeats, lambda: rate(len(outputs), encode_all_in_python)), "beside the C writer, same records")
+    validator_kind = type(validators["lob_l3"].encode).__name__
+    add(section, f"validate alone (runner.py local: {validator_kind})", "records/s",
+        repeat(repeats, lambda: rate(len(outputs), validate_all("encode"))), "the record a consumer decodes, no bytes")
+    if validators["lob_l3"].encode is not validators["lob_l3"].python:
+        add(section, "validate alone (generated Python validator, the fallback)", "records/s",
+            repeat(repeats, lambda: rate(len(outputs), validate_all("python"))), "beside the C validator, same records")
     add(section, "standardise alone (no encode)", "msg/s", repeat(repeats, lambda: rate(len(frames), standardise_all)))
     add(section, "standardise + encode (the processor's work)", "msg/s", full,
         f"{max(full) / ceiling:.0%} of the decode+encode ceiling ({ceiling:,.0f} msg/s)")

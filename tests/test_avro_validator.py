@@ -1,4 +1,8 @@
-"""The compiled validator gives what writing and reading back gives: the same record, or the same refusal."""
+"""The compiled validators give what writing and reading back gives: the same record, or the same refusal.
+
+Each test runs the topic's validator (``TopicValidator.encode``: the C one where the extension is built) and
+the generated Python one (``TopicValidator.python``, the reference) alike.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ ODD_VALUES = [
     "bogus", [], object(),
 ]
 MISSING = object()
+# A TopicValidator's validators: the one it uses (C where built) and the generated Python one.
+VALIDATORS = ["encode", "python"]
 
 
 def reference(topic: str) -> Any:
@@ -40,10 +46,11 @@ def outcome(function: Any, record: dict[str, Any]) -> tuple[str, Any]:
         return "refused", (type(exc), str(exc))
 
 
+@pytest.mark.parametrize("kind", VALIDATORS)
 @pytest.mark.parametrize("topic", available_topics())
-def test_every_schema_validates_as_the_writer_and_reader_do(topic: str) -> None:
+def test_every_schema_validates_as_the_writer_and_reader_do(topic: str, kind: str) -> None:
     schema = json.loads(schema_text(topic))
-    validate = TopicValidator(topic).encode
+    validate = getattr(TopicValidator(topic), kind)
     expected = reference(topic)
     records = st.fixed_dictionaries({f["name"]: values(f["type"]) for f in schema["fields"]})
     names = [f["name"] for f in schema["fields"]]
@@ -101,11 +108,22 @@ def test_the_source_is_readable() -> None:
 DECIMAL_TEXTS = st.from_regex(r"[-+]?\d{1,40}(\.\d{0,22})?([eE][-+]?\d{1,2})?", fullmatch=True)
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(DECIMAL_TEXTS | st.sampled_from(["NaN", "-Infinity", "-0", "0E-19", "0E+5"]), min_size=1, max_size=8))
-def test_each_decimal_is_decoded_or_refused_as_the_writer_and_reader_do(texts: list[str]) -> None:
-    """The decimal fast path (a cache miss: quantize) against the bytes read back, digit for digit."""
-    validate = TopicValidator("trades_l3").encode
+@pytest.mark.parametrize("kind", VALIDATORS)
+def test_each_decimal_is_decoded_or_refused_as_the_writer_and_reader_do(kind: str) -> None:
+    """The decimal fast path (a cache miss, then a hit) against the bytes read back, digit for digit."""
+    validate = getattr(TopicValidator("trades_l3"), kind)
+    texts = DECIMAL_TEXTS | st.sampled_from(["NaN", "-Infinity", "-0", "0E-19", "0E+5"])
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(texts, min_size=1, max_size=8))
+    def check(texts: list[str]) -> None:
+        each_decimal_as_the_round_trip(validate, texts)
+
+    check()
+
+
+def each_decimal_as_the_round_trip(validate: Any, texts: list[str]) -> None:
+    """Each text as a trades_l3 price, twice: the same record (digit for digit) or refusal as the round trip."""
     expected = reference("trades_l3")
     record = {
         "exchange": "coinbase", "symbol": "BTC.USD", "trade_id": "10", "price": Decimal(1), "size": Decimal(1),

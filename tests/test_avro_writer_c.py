@@ -418,29 +418,40 @@ def test_a_writer_keeps_its_own_copy_of_the_enum_symbols() -> None:
     assert (native({"side": "bid"}), native({"side": fresh_str("ask")})) == (b"\x00", b"\x02")
 
 
-@needs_c
-def test_no_references_are_leaked_on_any_path() -> None:
-    """Every value's reference count is what it was, after writes that succeed, fall back to Python, or fail."""
-    native, _ = writers(EVERY_KIND, b"\x00\x00\x00\x00\x07")
-    # Objects of this test alone (no shared singletons, small ints or interned strings), so counts are exact.
+def fresh_records() -> list[dict]:
+    """A good record of EVERY_KIND and variants with an odd value each, of objects of the caller alone (no shared
+    singletons, small ints or interned strings), so reference counts are exact."""
     fresh = {**GOOD, "text": fresh_str("coinbase"), "note": fresh_str("ét"), "count": int("1700000000123456"),
              "maybe": int("-70000"), "small": int("70000"), "raw": bytes(bytearray(b"raw")),
-             "maybe_raw": bytearray(b"r"), "side": fresh_str("bid"), "price": Decimal("30004.27"),
+             "maybe_raw": bytes(bytearray(b"r")), "side": fresh_str("bid"), "price": Decimal("30004.27"),
              "maybe_price": Decimal("-0.5"), "cents": Decimal("1.5"), "whole": Decimal(99), "units": Decimal(-129)}
     odd = {"maybe": 2**70, "price": Decimal("1E+3"), "text": "x\ud800", "side": fresh_str("nope"),
-           "cents": Decimal("NaN"), "count": 1.5}
-    records = [fresh] + [{**fresh, field: value} for field, value in odd.items()] + [{"text": fresh["text"]}]
-    watched = [value for value in [*fresh.values(), *odd.values()] if value is not None and type(value) is not bool]
+           "cents": Decimal("NaN"), "count": 1.5, "maybe_raw": bytearray(b"r")}
+    records = [fresh, dict(reversed(fresh.items()))] + [{**fresh, field: value} for field, value in odd.items()]
+    return records + [{"text": fresh["text"]}, {**fresh, "extra": fresh_str("x")}]
+
+
+def assert_references_kept(call: Callable[[Any], Any], records: list[dict]) -> None:
+    """Every value's and record's reference count is what it was after ``call`` took each record 1000 times more."""
+    watched = [value for record in records for value in record.values()
+               if value is not None and type(value) is not bool]
     watched += records
-    for record in records:  # warm up: the fields' Python writers fill their caches once
-        outcome(native, record)
+    for record in records:  # warm up: caches fill once
+        outcome(call, record)
     gc.collect()
     before = [sys.getrefcount(value) for value in watched]
     for _ in range(1000):
         for record in records:
-            outcome(native, record)
+            outcome(call, record)
     gc.collect()
     assert [sys.getrefcount(value) for value in watched] == before
+
+
+@needs_c
+def test_no_references_are_leaked_on_any_path() -> None:
+    """Every value's reference count is what it was, after writes that succeed, fall back to Python, or fail."""
+    native, _ = writers(EVERY_KIND, b"\x00\x00\x00\x00\x07")
+    assert_references_kept(native, fresh_records())
 
 
 @needs_c

@@ -18,6 +18,10 @@
  * Python writer's exception with its message, and unusual values get its
  * exact bytes.
  *
+ * Validator, after the Writer type, is validator.py's record validator over
+ * a Writer's field table: the record a reader would decode from the writer's
+ * bytes, without the bytes (runner.py local).
+ *
  * encode_outputs, at the end, is the processor's loop over one message's
  * outputs around the writers (writer.encode_outputs_in_python is its
  * reference).
@@ -116,6 +120,7 @@ typedef struct {
     PyObject *prefix;     /* bytes written before the body (the wire header) */
     PyObject *decimal_type;
     int key_order_known;  /* whether fields[].at_position holds the key order of the last record read by name */
+    int keys_in_field_order;  /* once key_order_known: whether that order is the schema's (at_position[i] == i) */
     Field fields[];
 } Writer;
 
@@ -514,35 +519,42 @@ unscaled_from_decimal(PyObject *value, int scale, unscaled_t *magnitude, int *ne
 #endif
 }
 
+/*
+ * A decimal field's unscaled integer, as the writer writes it: 1 with *magnitude and *negative set;
+ * 0 for a value the Python writer must judge (not a Decimal, an exponent or places it reads itself,
+ * beyond the precision); -1 on an error.  The writer and the Validator read decimals alike through it.
+ */
+static int
+decimal_unscaled(const Writer *writer, const Field *field, PyObject *value, unscaled_t *magnitude, int *negative)
+{
+    if (Py_TYPE(value) != (PyTypeObject *)writer->decimal_type) {
+        return 0;
+    }
+    if (!unscaled_from_decimal(value, field->scale, magnitude, negative)) {
+        /* str() keeps every digit and the exponent as given: the reference reads the same text. */
+        PyObject *text = PyObject_Str(value);
+        if (text == NULL) {
+            return -1;
+        }
+        Py_ssize_t length;
+        const char *chars = PyUnicode_AsUTF8AndSize(text, &length);
+        int parsed = chars == NULL ? -1 : unscaled_from_text(chars, length, field->scale, magnitude, negative);
+        Py_DECREF(text);
+        if (parsed <= 0) {
+            return parsed;
+        }
+    }
+    return !(field->limit_known && *magnitude >= field->limit);
+}
+
 static int
 write_decimal_value(Buffer *buffer, const Writer *writer, const Field *field, PyObject *value)
 {
-    if (Py_TYPE(value) != (PyTypeObject *)writer->decimal_type) {
-        return WRITE_IN_PYTHON;
-    }
     unscaled_t magnitude;
     int negative;
-    if (unscaled_from_decimal(value, field->scale, &magnitude, &negative)) {
-        if (field->limit_known && magnitude >= field->limit) {
-            return WRITE_IN_PYTHON;
-        }
-        return write_unscaled(buffer, magnitude, negative) < 0 ? WRITE_ERROR : WRITE_DONE;
-    }
-    /* str() keeps every digit and the exponent as given: the reference reads the same text. */
-    PyObject *text = PyObject_Str(value);
-    if (text == NULL) {
-        return WRITE_ERROR;
-    }
-    Py_ssize_t length;
-    const char *chars = PyUnicode_AsUTF8AndSize(text, &length);
-    if (chars == NULL) {
-        Py_DECREF(text);
-        return WRITE_ERROR;
-    }
-    int parsed = unscaled_from_text(chars, length, field->scale, &magnitude, &negative);
-    Py_DECREF(text);
-    if (!parsed || (field->limit_known && magnitude >= field->limit)) {
-        return WRITE_IN_PYTHON;
+    int found = decimal_unscaled(writer, field, value, &magnitude, &negative);
+    if (found <= 0) {
+        return found < 0 ? WRITE_ERROR : WRITE_IN_PYTHON;
     }
     return write_unscaled(buffer, magnitude, negative) < 0 ? WRITE_ERROR : WRITE_DONE;
 }
@@ -701,6 +713,10 @@ learn_key_order(Writer *self, PyObject *record)
     }
     /* Distinct keys, each one of the distinct names: every field has its position. */
     self->key_order_known = (i == count);
+    self->keys_in_field_order = 1;
+    for (i = 0; i < count; i++) {
+        self->keys_in_field_order &= (self->fields[i].at_position == i);
+    }
 }
 
 /* The fields of a record in key order, values already read (values_in_key_order); the references are released. */
@@ -760,14 +776,21 @@ error:
     return NULL;
 }
 
+/* Whether a call passed one positional argument and no keywords; else 0, with a TypeError naming `what`. */
+static int
+one_record_argument(size_t nargsf, PyObject *kwnames, const char *what)
+{
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_Format(PyExc_TypeError, "a %s takes one argument, the record", what);
+        return 0;
+    }
+    return 1;
+}
+
 static PyObject *
 writer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
-        PyErr_SetString(PyExc_TypeError, "a writer takes one argument, the record");
-        return NULL;
-    }
-    return writer_write((Writer *)callable, args[0]);
+    return one_record_argument(nargsf, kwnames, "writer") ? writer_write((Writer *)callable, args[0]) : NULL;
 }
 
 /* ------------------------------------------------- book levels, encoded */
@@ -1160,21 +1183,411 @@ PyDoc_STRVAR(writer_doc,
 "fields: one (name, kind, optional, python_writer, symbols, precision, scale) per schema field;\n"
 "python_writer writes {name: value} as the reference does, for every value C does not handle.");
 
-static PyTypeObject WriterType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "l3_atom.avro._avro_writer_c.Writer",
-    .tp_doc = writer_doc,
-    .tp_basicsize = offsetof(Writer, fields),
-    .tp_itemsize = sizeof(Field),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_new = writer_new,
-    .tp_dealloc = (destructor)writer_dealloc,
-    .tp_traverse = (traverseproc)writer_traverse,
-    .tp_clear = (inquiry)writer_clear,
-    .tp_vectorcall_offset = offsetof(Writer, vectorcall),
-    .tp_call = PyVectorcall_Call,
-    .tp_methods = writer_methods,
-};
+/* A var-sized, garbage-collected type called through vectorcall (the Writer, the Validator): its object
+ * struct, the prefix of its functions (prefix_new, _dealloc, _traverse, _clear, _doc), its items, and more slots. */
+#define CALLABLE_VAR_TYPE(object, prefix, items, ...) {                            \
+    PyVarObject_HEAD_INIT(NULL, 0)                                                  \
+    .tp_name = "l3_atom.avro._avro_writer_c." #object,                              \
+    .tp_doc = prefix##_doc,                                                         \
+    .tp_basicsize = offsetof(object, items),                                        \
+    .tp_itemsize = sizeof(((object *)NULL)->items[0]),                              \
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, \
+    .tp_new = prefix##_new,                                                         \
+    .tp_dealloc = (destructor)prefix##_dealloc,                                     \
+    .tp_traverse = (traverseproc)prefix##_traverse,                                 \
+    .tp_clear = (inquiry)prefix##_clear,                                            \
+    .tp_vectorcall_offset = offsetof(object, vectorcall),                           \
+    .tp_call = PyVectorcall_Call,                                                   \
+    __VA_ARGS__                                                                     \
+}
+
+static PyTypeObject WriterType = CALLABLE_VAR_TYPE(Writer, writer, fields, .tp_methods = writer_methods);
+
+/* ----------------------------------------------------- the record, decoded */
+
+/* 10**19: a 64-bit word holds 19 decimal digits. */
+#define WORD_BASE 10000000000000000000ULL
+#define WORD_DECIMAL_DIGITS 19
+
+/* The decimal digits of a word, least significant first, into digits; at least `least` of them (zeros ahead). */
+static int
+word_digits(uint64_t word, int least, char *digits)
+{
+    int count = 0;
+    while (count < least || word != 0) {
+        digits[count++] = (char)('0' + (int)(word % DECIMAL_BASE));
+        word /= DECIMAL_BASE;
+    }
+    return count;
+}
+
+/* The decimal digits of n (with a '-' when negative and not zero) into out, which has room for them; the end.
+ * Digits come from 64-bit words: a division of a 128-bit integer is a library call, so there are at most two. */
+static char *
+format_unscaled(unscaled_t n, int negative, char *out)
+{
+    char digits[MAX_UNSCALED_DIGITS + WORD_DECIMAL_DIGITS];
+    int count;
+    if (n >= WORD_BASE) {
+        count = word_digits((uint64_t)(n % WORD_BASE), WORD_DECIMAL_DIGITS, digits);
+        count += word_digits((uint64_t)(n / WORD_BASE), 0, digits + count);
+    }
+    else {
+        count = word_digits((uint64_t)n, 1, digits);
+    }
+    if (negative && n != 0) {
+        *out++ = '-';
+    }
+    while (count > 0) {
+        *out++ = digits[--count];
+    }
+    *out = '\0';
+    return out;
+}
+
+/*
+ * Validator(writer, round_trip): validator.py's compiled record validator, in C.
+ *
+ * Why: the one-process runtime (runner.py local) checks every record and hands on the record a
+ * reader would decode from its Avro bytes, without the bytes.  The generated Python validator
+ * cost 1.5-3.5 us per lob_l3 record here, several times what the C writer spends encoding it.
+ *
+ * How: the same checks as validator.py's generated function, field by field in schema order,
+ * over the Writer's own field table: a fast path only for a value the writer takes and the
+ * reader gives back equal in type, value and representation (an exact str that UTF-8 encodes,
+ * an exact int within a long, True/False, exact bytes, an enum symbol, None in a ["null", T]
+ * union, a Decimal whose unscaled integer the writer reads itself, as it writes it); anything
+ * else, and a missing field, is round_trip(record): the writer's bytes and the reader's record,
+ * or the writer's refusal.  A decimal is decoded as the reader decodes it,
+ * Decimal(unscaled).scaleb(-scale): the unscaled integer's digits at exponent -scale (zero is
+ * +0 at the scale, never -0), kept per field by unscaled integer.  The record is a new dict
+ * in the schema's field order, without keys the schema lacks.  validator.py's generated
+ * function stays the reference and serves where this module is not built.
+ */
+
+/* A field's decoded decimals by unscaled integer: this many, then it starts over (validator.py keeps as many). */
+#define DECIMAL_CACHE_LIMIT 4096
+/* Open addressing over twice the limit's slots, a power of two: probes stay short. */
+#define DECIMAL_CACHE_BITS 13
+#define DECIMAL_CACHE_SLOTS (1 << DECIMAL_CACHE_BITS)
+/* Fibonacci hashing: the 64-bit golden ratio spreads the integer's bits over the slot index. */
+#define GOLDEN_RATIO_64 0x9E3779B97F4A7C15ULL
+/* "E-" and an exponent of up to 10 digits: the decoded Decimal's text after its digits. */
+#define EXPONENT_TEXT_SIZE 16
+
+typedef struct {
+    unscaled_t magnitude;
+    int negative;
+    PyObject *decoded;    /* NULL: an empty slot */
+} DecodedDecimal;
+
+typedef struct {
+    DecodedDecimal *slots;  /* DECIMAL_CACHE_SLOTS, allocated at the field's first decimal; NULL before */
+    int used;
+} DecimalCache;
+
+typedef struct {
+    PyObject_VAR_HEAD     /* ob_size: the number of fields, the writer's */
+    vectorcallfunc vectorcall;
+    Writer *writer;       /* the field table, and the key order it learns */
+    PyObject *round_trip; /* record -> the record read back from the writer's bytes (or the writer's refusal) */
+    PyObject *template;   /* {name: None} in field order: each record's dict is a copy of it */
+    DecimalCache caches[];
+} Validator;
+
+static size_t
+decimal_slot(unscaled_t magnitude, int negative)
+{
+#ifdef __SIZEOF_INT128__
+    uint64_t high = (uint64_t)(magnitude >> BITS_PER_WORD);
+#else
+    uint64_t high = 0;
+#endif
+    uint64_t mixed = ((uint64_t)magnitude ^ (high * GOLDEN_RATIO_64) ^ (uint64_t)negative) * GOLDEN_RATIO_64;
+    return (size_t)(mixed >> (BITS_PER_WORD - DECIMAL_CACHE_BITS));
+}
+
+static void
+decimal_cache_clear(DecimalCache *cache)
+{
+    if (cache->slots == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < DECIMAL_CACHE_SLOTS; i++) {
+        Py_CLEAR(cache->slots[i].decoded);
+    }
+    cache->used = 0;
+}
+
+/* Decimal(unscaled).scaleb(-scale) as the reader makes it, a new reference: the digits at exponent -scale. */
+static PyObject *
+decoded_decimal(const Writer *writer, const Field *field, unscaled_t magnitude, int negative)
+{
+    char text[MAX_UNSCALED_DIGITS + 2 + EXPONENT_TEXT_SIZE];
+    char *end = format_unscaled(magnitude, negative, text);
+    /* "E-" and the scale's digits (word_digits writes them backwards). */
+    *end++ = 'E';
+    *end++ = '-';
+    char exponent[EXPONENT_TEXT_SIZE];
+    for (int count = word_digits((uint64_t)field->scale, 1, exponent); count > 0;) {
+        *end++ = exponent[--count];
+    }
+    PyObject *string = PyUnicode_FromStringAndSize(text, end - text);
+    if (string == NULL) {
+        return NULL;
+    }
+    /* Decimal(text) is exact whatever the context: every digit and the exponent are kept. */
+    PyObject *decoded = PyObject_CallOneArg(writer->decimal_type, string);
+    Py_DECREF(string);
+    return decoded;
+}
+
+/* The decoded Decimal of an unscaled integer, a new reference: from the field's cache, else made and kept. */
+static PyObject *
+cached_decimal(DecimalCache *cache, const Writer *writer, const Field *field, unscaled_t magnitude, int negative)
+{
+    negative = negative && magnitude != 0;  /* the reader's zero has no sign */
+    if (cache->slots == NULL) {
+        cache->slots = PyMem_Calloc(DECIMAL_CACHE_SLOTS, sizeof(DecodedDecimal));
+        if (cache->slots == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+    }
+    size_t slot = decimal_slot(magnitude, negative);
+    for (; cache->slots[slot].decoded != NULL; slot = (slot + 1) & (DECIMAL_CACHE_SLOTS - 1)) {
+        const DecodedDecimal *entry = &cache->slots[slot];
+        if (entry->magnitude == magnitude && entry->negative == negative) {
+            return Py_NewRef(entry->decoded);
+        }
+    }
+    PyObject *decoded = decoded_decimal(writer, field, magnitude, negative);
+    if (decoded == NULL) {
+        return NULL;
+    }
+    if (cache->used >= DECIMAL_CACHE_LIMIT) {
+        decimal_cache_clear(cache);
+        slot = decimal_slot(magnitude, negative);
+    }
+    cache->slots[slot] = (DecodedDecimal){magnitude, negative, Py_NewRef(decoded)};
+    cache->used++;
+    return decoded;
+}
+
+/*
+ * The decoded value of one field's value, a new reference; NULL without an error for a value off
+ * the fast path (the round trip judges the record), NULL with one on an error.
+ */
+static PyObject *
+decoded_value(Validator *self, Py_ssize_t index, PyObject *value)
+{
+    const Writer *writer = self->writer;
+    const Field *field = &writer->fields[index];
+    if (field->optional && value == Py_None) {
+        return Py_NewRef(value);
+    }
+    switch (field->kind) {
+    case KIND_LONG: {
+        if (!PyLong_CheckExact(value)) {
+            return NULL;
+        }
+        int overflow;
+        long long n = PyLong_AsLongLongAndOverflow(value, &overflow);
+        return overflow || (n == -1 && PyErr_Occurred()) ? NULL : Py_NewRef(value);
+    }
+    case KIND_BOOLEAN:
+        return value == Py_True || value == Py_False ? Py_NewRef(value) : NULL;
+    case KIND_STRING:
+        if (!PyUnicode_CheckExact(value)) {
+            return NULL;
+        }
+        if (!PyUnicode_IS_ASCII(value) && PyUnicode_AsUTF8AndSize(value, NULL) == NULL) {
+            PyErr_Clear();  /* not UTF-8 encodable (a lone surrogate): the writer's refusal */
+            return NULL;
+        }
+        return Py_NewRef(value);
+    case KIND_BYTES:
+        return PyBytes_CheckExact(value) ? Py_NewRef(value) : NULL;
+    case KIND_ENUM:
+        if (!PyUnicode_CheckExact(value)) {
+            return NULL;
+        }
+        for (int i = 0; i < field->scanned; i++) {
+            if (field->scanned_symbols[i] == value) {
+                return Py_NewRef(value);
+            }
+        }
+        return PyDict_GetItemWithError(field->symbols, value) == NULL ? NULL : Py_NewRef(value);
+    case KIND_DECIMAL: {
+        unscaled_t magnitude;
+        int negative;
+        if (decimal_unscaled(writer, field, value, &magnitude, &negative) <= 0) {
+            return NULL;
+        }
+        return cached_decimal(&self->caches[index], writer, field, magnitude, negative);
+    }
+    default:
+        PyErr_Format(PyExc_SystemError, "unknown field kind %d", field->kind);
+        return NULL;
+    }
+}
+
+/* record[name], a new reference; NULL without an error for a missing field, as record[name] raises KeyError. */
+static PyObject *
+record_value(PyObject *record, PyObject *name)
+{
+    if (PyDict_CheckExact(record)) {
+        return Py_XNewRef(PyDict_GetItemWithError(record, name));
+    }
+    PyObject *value = PyObject_GetItem(record, name);
+    if (value == NULL && PyErr_ExceptionMatches(PyExc_KeyError)) {
+        PyErr_Clear();
+    }
+    return value;
+}
+
+/*
+ * Every field decoded into `decoded`: 1; 0 for the round trip; -1 on an error.  values: the record's
+ * values in field order (values_in_key_order), or NULL to read each field by name just before it is
+ * checked, as the generated function does.  holds_values: whether `decoded` is a copy of the record
+ * (else of the template), so that only a value decoded as another object is set.
+ */
+static int
+decode_fields(Validator *self, PyObject *record, PyObject *const *values, PyObject *decoded, int holds_values)
+{
+    for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
+        PyObject *value = values != NULL ? Py_NewRef(values[i]) : record_value(record, self->writer->fields[i].name);
+        if (value == NULL) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        PyObject *item = decoded_value(self, i, value);
+        Py_DECREF(value);
+        if (item == NULL) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        int status = holds_values && item == value ? 0 : PyDict_SetItem(decoded, self->writer->fields[i].name, item);
+        Py_DECREF(item);
+        if (status < 0) {
+            return -1;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+validator_validate(Validator *self, PyObject *record)
+{
+    const Writer *writer = self->writer;
+    /* A record whose keys are likely the field names in the schema's order is copied whole (copying its table
+     * costs less than setting each field) and read from its copy, which nothing else holds; the copy then gets
+     * its decoded decimals.  Any other record is read as it is, into a copy of the template. */
+    PyObject *copy = NULL;
+    if (writer->key_order_known && writer->keys_in_field_order && PyDict_CheckExact(record)
+        && PyDict_GET_SIZE(record) == Py_SIZE(self) && (copy = PyDict_Copy(record)) == NULL) {
+        return NULL;
+    }
+    PyObject *values[MAX_ORDERED_FIELDS];
+    int ordered = values_in_key_order(writer, copy != NULL ? copy : record, values);
+    int holds_values = ordered && copy != NULL;
+    if (!holds_values) {
+        Py_XSETREF(copy, PyDict_Copy(self->template));
+    }
+    PyObject *decoded = copy;
+    int status = decoded == NULL ? -1 : decode_fields(self, record, ordered ? values : NULL, decoded, holds_values);
+    if (ordered) {
+        for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
+            Py_DECREF(values[i]);
+        }
+    }
+    else if (status == 1) {
+        /* Every field was there: the next records, made alike, may come in this record's key order. */
+        learn_key_order(self->writer, record);
+    }
+    if (status == 1) {
+        return decoded;
+    }
+    Py_XDECREF(decoded);
+    return status == 0 ? PyObject_CallOneArg(self->round_trip, record) : NULL;
+}
+
+static PyObject *
+validator_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return one_record_argument(nargsf, kwnames, "validator") ? validator_validate((Validator *)callable, args[0])
+                                                             : NULL;
+}
+
+static int
+validator_traverse(Validator *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->writer);
+    Py_VISIT(self->round_trip);
+    Py_VISIT(self->template);
+    return 0;
+}
+
+static int
+validator_clear(Validator *self)
+{
+    Py_CLEAR(self->writer);
+    Py_CLEAR(self->round_trip);
+    Py_CLEAR(self->template);
+    return 0;
+}
+
+static void
+validator_dealloc(Validator *self)
+{
+    PyObject_GC_UnTrack(self);
+    validator_clear(self);
+    for (Py_ssize_t i = 0; i < Py_SIZE(self); i++) {
+        decimal_cache_clear(&self->caches[i]);
+        PyMem_Free(self->caches[i].slots);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+validator_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"writer", "round_trip", NULL};
+    PyObject *writer, *round_trip;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O:Validator", keywords, &WriterType, &writer, &round_trip)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(round_trip)) {
+        PyErr_SetString(PyExc_TypeError, "round_trip must be callable");
+        return NULL;
+    }
+    Py_ssize_t count = Py_SIZE(writer);
+    /* tp_alloc zeroes the caches and references, so clearing a half-built Validator is safe. */
+    Validator *self = (Validator *)type->tp_alloc(type, count);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = validator_vectorcall;
+    self->writer = (Writer *)Py_NewRef(writer);
+    self->round_trip = Py_NewRef(round_trip);
+    self->template = PyDict_New();
+    for (Py_ssize_t i = 0; self->template != NULL && i < count; i++) {
+        if (PyDict_SetItem(self->template, self->writer->fields[i].name, Py_None) < 0) {
+            Py_CLEAR(self->template);
+        }
+    }
+    if (self->template == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+PyDoc_STRVAR(validator_doc,
+"Validator(writer, round_trip)\n--\n\n"
+"validator.py's compiled record validator over a C Writer's fields: validator(record) -> the record a\n"
+"reader decodes from writer(record)'s bytes, without the bytes; round_trip(record) judges every value\n"
+"off the fast path (and every record the writer refuses).");
+
+static PyTypeObject ValidatorType = CALLABLE_VAR_TYPE(Validator, validator, caches, .tp_methods = NULL);
 
 /* --------------------------------------------------- a message's outputs */
 
@@ -1247,6 +1660,9 @@ write_record(PyObject *writer, PyObject *record)
     }
     if (Py_TYPE(writer) == &WriterType) {
         return writer_write((Writer *)writer, record);
+    }
+    if (Py_TYPE(writer) == &ValidatorType) {
+        return validator_validate((Validator *)writer, record);
     }
     return PyObject_CallOneArg(writer, record);
 }
@@ -1400,25 +1816,6 @@ static const char *const LAYOUT_SAMPLES[] = {
 #define LAYOUT_CONTEXT_PRECISION 120
 
 #ifdef MPD_LAYOUT_KNOWN
-/* The decimal digits of n (with a '-' when negative and not zero) into out, which has room for them. */
-static void
-format_unscaled(unscaled_t n, int negative, char *out)
-{
-    char digits[MAX_UNSCALED_DIGITS + 1];
-    int count = 0;
-    do {
-        digits[count++] = (char)('0' + (int)(n % DECIMAL_BASE));
-        n /= DECIMAL_BASE;
-    } while (n != 0);
-    if (negative && !(count == 1 && digits[0] == '0')) {
-        *out++ = '-';
-    }
-    while (count > 0) {
-        *out++ = digits[--count];
-    }
-    *out = '\0';
-}
-
 /* Whether value's digits read give str(int(value.scaleb(scale, context))), as the Python writer computes it
  * (context: precise enough to keep every digit). */
 static int
@@ -1486,7 +1883,7 @@ PyInit__avro_writer_c(void)
     for (int k = 1; k <= MAX_UNSCALED_DIGITS; k++) {
         POWERS_OF_TEN[k] = POWERS_OF_TEN[k - 1] * DECIMAL_BASE;
     }
-    if (PyType_Ready(&WriterType) < 0) {
+    if (PyType_Ready(&WriterType) < 0 || PyType_Ready(&ValidatorType) < 0) {
         return NULL;
     }
     PyObject *decimal = PyImport_ImportModule("decimal");
@@ -1503,6 +1900,7 @@ PyInit__avro_writer_c(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(module, "Writer", (PyObject *)&WriterType) < 0
+        || PyModule_AddObjectRef(module, "Validator", (PyObject *)&ValidatorType) < 0
         || PyModule_AddIntConstant(module, "LONG", KIND_LONG) < 0
         || PyModule_AddIntConstant(module, "BOOLEAN", KIND_BOOLEAN) < 0
         || PyModule_AddIntConstant(module, "STRING", KIND_STRING) < 0

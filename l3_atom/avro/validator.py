@@ -44,6 +44,14 @@ refused with the writer's own error, and one it takes in an unusual form
 comes back exactly as decoded.  The record returned is a new dict in the
 schema's field order, without any key the schema lacks.  Tests check it
 against the round trip for random records of every schema.
+
+In C: where the extension ``_avro_writer_c`` is built, :class:`TopicValidator`
+uses its ``Validator`` instead (3-5 times faster on a ``lob_l3`` record): the
+same checks over the C writer's own field table, a decimal read as that writer
+reads it (its unscaled integer, the fields' caches keyed by it) and decoded as
+the reader decodes it.  The generated function stays the reference and
+serves where the extension is not built; tests check that both give the same
+records (types, values, decimal digits, key order) and refusals.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ from typing import Any
 
 from l3_atom.avro.codecs import AvroEncoder, decode_wire, parsed_schema, schema_text
 from l3_atom.avro.codegen import FIELD_DEPTH, GeneratedFunction, function_name, keep
-from l3_atom.avro.writer import _unscaled_by_exponent
+from l3_atom.avro.writer import RecordWriter, _avro_writer_c, _unscaled_by_exponent
 
 RecordValidator = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -234,6 +242,16 @@ def compile_record_validator(schema: dict[str, Any], round_trip: RecordValidator
     return _generate(schema, round_trip).compile("avro validator")
 
 
+def compile_native_record_validator(writer: RecordWriter, round_trip: RecordValidator) -> RecordValidator:
+    """The C validator over ``writer``'s field table (a C ``Writer`` of the schema); ``round_trip`` as above.
+
+    Raises ``NotImplementedError`` where the extension is not built or ``writer`` is not its ``Writer``.
+    """
+    if _avro_writer_c is None or not isinstance(writer, _avro_writer_c.Writer):
+        raise NotImplementedError("the C validator needs the C extension's Writer of the schema")
+    return _avro_writer_c.Validator(writer, round_trip)
+
+
 class TopicValidator:
     """Validates records of one topic: ``encode(record)`` is the record decoded from its Avro bytes, or a refusal.
 
@@ -243,6 +261,7 @@ class TopicValidator:
     """
 
     encode: RecordValidator
+    python: RecordValidator
 
     def __init__(self, topic: str):
         self.topic = topic
@@ -254,6 +273,12 @@ class TopicValidator:
 
         self.round_trip = round_trip
         try:
-            self.encode = compile_record_validator(json.loads(schema_text(topic)), round_trip)
+            # The generated validator: the reference, and the validator where the C one cannot serve.
+            self.python = compile_record_validator(json.loads(schema_text(topic)), round_trip)
         except NotImplementedError:
-            self.encode = round_trip
+            self.encode = self.python = round_trip
+            return
+        try:
+            self.encode = compile_native_record_validator(encode, round_trip)
+        except NotImplementedError:
+            self.encode = self.python
