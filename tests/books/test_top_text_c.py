@@ -37,7 +37,7 @@ def both(texts: KrakenLevelTexts, side: BookSide, depth: int = KRAKEN_DEPTH) -> 
 
 @needs_c
 @settings(max_examples=200, deadline=None)
-@given(changes=CHANGES, descending=st.booleans(), depth=st.integers(-1, 14), places=st.sampled_from([(None, None),
+@given(changes=CHANGES, descending=st.booleans(), depth=st.integers(-1, KRAKEN_DEPTH), places=st.sampled_from([(None, None),
                                                                                                       (5, 8)]))
 def test_the_same_text_as_the_reference_after_every_change(
     changes: list[tuple[bool, Decimal, Decimal]], descending: bool, depth: int, places: tuple
