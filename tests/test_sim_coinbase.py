@@ -565,7 +565,7 @@ def test_the_pacing_owes_the_rate_tick_by_tick(rate: float) -> None:
     pacing, sent = Pacing(rate), 0
     for elapsed in [pacing.tick, pacing.tick / 3, pacing.tick * 1.7] * 200:
         count = pacing.due(elapsed)
-        pacing.owed -= count
+        pacing.sent(count)
         sent += count
     seconds = sum([pacing.tick, pacing.tick / 3, pacing.tick * 1.7]) * 200
     assert rate * seconds - 1 < sent <= rate * seconds

@@ -318,26 +318,36 @@ write_bytes_value(Buffer *buffer, const Writer *Py_UNUSED(writer), const Field *
     return WRITE_IN_PYTHON;
 }
 
+/* An enum value's symbol position: 1 with *position set; 0 when it is no exact str or no symbol; -1 on an error. */
 static int
-write_enum_value(Buffer *buffer, const Writer *Py_UNUSED(writer), const Field *field, PyObject *value)
+enum_position(const Field *field, PyObject *value, long long *position)
 {
     if (!PyUnicode_CheckExact(value)) {
-        return WRITE_IN_PYTHON;
+        return 0;
     }
     for (int i = 0; i < field->scanned; i++) {
         if (field->scanned_symbols[i] == value) {
-            return write_long(buffer, field->scanned_positions[i]) < 0 ? WRITE_ERROR : WRITE_DONE;
+            *position = field->scanned_positions[i];
+            return 1;
         }
     }
     /* An equal string that is another object, or not a symbol. */
     PyObject *index = PyDict_GetItemWithError(field->symbols, value);
     if (index == NULL) {
-        /* Not a symbol: the Python writer names the symbols in its ValueError. */
-        return PyErr_Occurred() ? WRITE_ERROR : WRITE_IN_PYTHON;
+        return PyErr_Occurred() ? -1 : 0;
     }
-    long long position = PyLong_AsLongLong(index);
-    if (position == -1 && PyErr_Occurred()) {
-        return WRITE_ERROR;
+    *position = PyLong_AsLongLong(index);
+    return *position == -1 && PyErr_Occurred() ? -1 : 1;
+}
+
+static int
+write_enum_value(Buffer *buffer, const Writer *Py_UNUSED(writer), const Field *field, PyObject *value)
+{
+    long long position;
+    int found = enum_position(field, value, &position);
+    if (found <= 0) {
+        /* Not a symbol: the Python writer names the symbols in its ValueError. */
+        return found < 0 ? WRITE_ERROR : WRITE_IN_PYTHON;
     }
     return write_long(buffer, position) < 0 ? WRITE_ERROR : WRITE_DONE;
 }
@@ -1408,16 +1418,10 @@ decoded_value(Validator *self, Py_ssize_t index, PyObject *value)
         return Py_NewRef(value);
     case KIND_BYTES:
         return PyBytes_CheckExact(value) ? Py_NewRef(value) : NULL;
-    case KIND_ENUM:
-        if (!PyUnicode_CheckExact(value)) {
-            return NULL;
-        }
-        for (int i = 0; i < field->scanned; i++) {
-            if (field->scanned_symbols[i] == value) {
-                return Py_NewRef(value);
-            }
-        }
-        return PyDict_GetItemWithError(field->symbols, value) == NULL ? NULL : Py_NewRef(value);
+    case KIND_ENUM: {
+        long long position;
+        return enum_position(field, value, &position) > 0 ? Py_NewRef(value) : NULL;
+    }
     case KIND_DECIMAL: {
         unscaled_t magnitude;
         int negative;

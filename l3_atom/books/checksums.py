@@ -117,16 +117,17 @@ class KrakenLevelTexts:
         ``engine.BookSide`` is."""
         if _top_text_c is None or type(side) is not BookSide:
             return self._text(side.top(KRAKEN_DEPTH))
-        texts = self.texts
-        if len(texts) > self.LIMIT:
-            texts.clear()
-        return _top_text_c.top_text(side, KRAKEN_DEPTH, texts, self._level_text)
+        return _top_text_c.top_text(side, KRAKEN_DEPTH, self._kept_texts(), self._level_text)
+
+    def _kept_texts(self) -> dict[Decimal, tuple[Decimal, Decimal, str]]:
+        """The level texts kept so far, dropped first when there are more than ``LIMIT``."""
+        if len(self.texts) > self.LIMIT:
+            self.texts.clear()
+        return self.texts
 
     def _text(self, levels: Sequence[Level]) -> str:
         """One side's part of the hashed string: its top 10 levels' digits, best first."""
-        texts = self.texts
-        if len(texts) > self.LIMIT:
-            texts.clear()
+        texts = self._kept_texts()
         parts = []
         for price, size in levels[:KRAKEN_DEPTH]:
             held = texts.get(price)

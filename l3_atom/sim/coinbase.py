@@ -157,9 +157,16 @@ class Pacing:
         self.tick = min(MAX_TICK_SECONDS, max(MIN_TICK_SECONDS, 1.0 / rate))
 
     def due(self, elapsed: float) -> int:
-        """The whole messages owed after ``elapsed`` seconds more (the caller takes off those it sends)."""
+        """The whole messages owed after ``elapsed`` seconds more (:meth:`sent` takes off those sent)."""
         self.owed = min(self.owed + elapsed * self.rate, self.max_owed)
         return int(self.owed)
+
+    def sent(self, count: int) -> None:
+        self.owed -= count
+
+    def idle(self) -> None:
+        """Nobody listens: nothing is owed for this time."""
+        self.owed = 0.0
 
 
 class SubscribeError(ValueError):
@@ -377,14 +384,14 @@ class CoinbaseSimulator:
             now = loop.time()
             elapsed, last = now - last, now
             if not self._flowing():
-                pacing.owed = 0.0
+                pacing.idle()
                 continue
             count = pacing.due(elapsed)
             if self.max_messages:
                 count = min(count, self.max_messages - self.flow.generated)
             if count <= 0:
                 continue
-            pacing.owed -= count
+            pacing.sent(count)
             async with self._send_lock:
                 await self._publish(self.advance(count))
                 await self._send_scheduled_faults(count)
